@@ -1,0 +1,328 @@
+//! `ChannelActor`: the thin shell around [`Channel`]. It feeds the logic messages, delivers
+//! the frames it produces to participants' sessions, and schedules the logic's timers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use actix::SpawnHandle;
+use serde_json::Value;
+
+use super::{Channel, ChannelSettings, ChannelSummary, JoinSpec, Output};
+use crate::error::ApiError;
+use crate::ids::{ChannelId, Identity, ParticipantId};
+use crate::participant::ToSession;
+use crate::protocol::{self, LeaveReason, ParticipantInfo};
+use crate::state::ChannelRegistry;
+
+/// Join a channel. The reply frame travels through the session's mailbox, after which every
+/// event for it follows in order; the `send` result only tells the session whether the actor
+/// was still alive to take the request.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Join {
+    pub spec: JoinSpec,
+    pub session: Recipient<ToSession>,
+}
+
+/// A member's request; the reply goes to the member's session.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct MemberRequest {
+    pub participant: ParticipantId,
+    pub request: Option<u64>,
+    pub op: MemberOp,
+}
+
+#[derive(Debug, Clone)]
+pub enum MemberOp {
+    Leave,
+    Stop,
+    SetRole {
+        role: String,
+        target: Option<ParticipantId>,
+    },
+    RequestRole {
+        role: String,
+    },
+    Mute {
+        muted: bool,
+        target: Option<ParticipantId>,
+    },
+    Kick {
+        target: ParticipantId,
+        reason: Option<String>,
+    },
+    Send {
+        kind: String,
+        content: Value,
+        to: Vec<ParticipantId>,
+    },
+}
+
+/// The member's connection is gone.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Disconnected {
+    pub participant: ParticipantId,
+}
+
+#[derive(Message)]
+#[rtype(result = "ChannelDetails")]
+pub struct Inspect;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ChannelDetails {
+    #[serde(flatten)]
+    pub summary: ChannelSummary,
+    pub participant_list: Vec<ParticipantInfo>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AdminStop;
+
+#[derive(Message)]
+#[rtype(result = "Result<ParticipantId, ApiError>")]
+pub enum AdminKick {
+    Participant(ParticipantId),
+    Identity(Identity),
+}
+
+/// Server shutdown: every member gets `left` with `server_shutdown`. Answered once every frame
+/// is queued to its session, so the caller can close sessions after.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+pub struct ChannelActor {
+    channel: Channel,
+    sessions: HashMap<ParticipantId, Recipient<ToSession>>,
+    registry: Arc<ChannelRegistry>,
+    mailbox: usize,
+    timer: Option<(Instant, SpawnHandle)>,
+}
+
+impl ChannelActor {
+    pub fn new(
+        id: ChannelId,
+        settings: ChannelSettings,
+        registry: Arc<ChannelRegistry>,
+        mailbox: usize,
+    ) -> Self {
+        Self {
+            channel: Channel::new(id, settings, Instant::now()),
+            sessions: HashMap::new(),
+            registry,
+            mailbox,
+            timer: None,
+        }
+    }
+
+    fn reply_error(&self, to: &ParticipantId, request: Option<u64>, err: &ApiError) {
+        if let Some(s) = self.sessions.get(to) {
+            let _ = s.try_send(ToSession::Frame(protocol::error(request, err)));
+        }
+    }
+
+    /// Delivers what the logic produced. A session whose mailbox is full is too slow to
+    /// follow the channel: it is removed (as `disconnected`) rather than skipped, so nobody
+    /// ever sees a silent gap, and its connection is closed.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        loop {
+            let outputs: Vec<Output> = self.channel.drain().collect();
+            if outputs.is_empty() {
+                break;
+            }
+            let mut evicted: Vec<ParticipantId> = Vec::new();
+            for output in outputs {
+                match output {
+                    Output::Send { to, frame } => {
+                        self.channel.for_each_recipient(&to, |p| {
+                            let Some(session) = self.sessions.get(p) else {
+                                return;
+                            };
+                            if session.try_send(ToSession::Frame(frame.clone())).is_err() {
+                                evicted.push(p.clone());
+                            }
+                        });
+                    }
+                    Output::Detach(p) => {
+                        if let Some(session) = self.sessions.remove(&p) {
+                            session.do_send(ToSession::Detached {
+                                channel: self.channel.id().clone(),
+                                participant: p,
+                            });
+                        }
+                    }
+                    Output::Close => ctx.stop(),
+                }
+            }
+            evicted.sort();
+            evicted.dedup();
+            for p in evicted {
+                if let Some(session) = self.sessions.get(&p) {
+                    tracing::warn!(channel = %self.channel.id(), participant = %p,
+                        "session cannot keep up with channel events; disconnecting it");
+                    // One message past the bound, once per slow session: closing is the cure.
+                    session.do_send(ToSession::Close {
+                        code: 1008,
+                        reason: "too slow to receive channel events".into(),
+                    });
+                }
+                self.channel.drop_member(Instant::now(), &p);
+            }
+        }
+        self.schedule(ctx);
+    }
+
+    fn schedule(&mut self, ctx: &mut Context<Self>) {
+        let Some(deadline) = self.channel.next_deadline() else {
+            if let Some((_, h)) = self.timer.take() {
+                ctx.cancel_future(h);
+            }
+            return;
+        };
+        if let Some((at, h)) = self.timer {
+            if at <= deadline {
+                return;
+            }
+            ctx.cancel_future(h);
+        }
+        let delay = deadline.saturating_duration_since(Instant::now());
+        let handle = ctx.run_later(delay, |act, ctx| {
+            act.timer = None;
+            act.channel.tick(Instant::now());
+            act.flush(ctx);
+        });
+        self.timer = Some((deadline, handle));
+    }
+}
+
+impl Actor for ChannelActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.mailbox);
+        tracing::debug!(channel = %self.channel.id(), "channel created");
+        self.schedule(ctx);
+    }
+
+    fn stopping(&mut self, ctx: &mut Self::Context) -> Running {
+        // Leave the registry first: a join racing with this stop then creates a new channel.
+        self.registry.remove(self.channel.id(), &ctx.address());
+        Running::Stop
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        for (p, session) in self.sessions.drain() {
+            session.do_send(ToSession::Detached {
+                channel: self.channel.id().clone(),
+                participant: p,
+            });
+        }
+        tracing::debug!(channel = %self.channel.id(), "channel removed");
+    }
+}
+
+impl Handler<Join> for ChannelActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Join, ctx: &mut Self::Context) {
+        let participant = msg.spec.participant.clone();
+        let request = msg.spec.request;
+        match self.channel.join(Instant::now(), msg.spec) {
+            Ok(()) => {
+                self.sessions.insert(participant, msg.session);
+            }
+            Err(err) => {
+                let _ = msg.session.try_send(ToSession::Frame(protocol::error(request, &err)));
+                msg.session.do_send(ToSession::Detached {
+                    channel: self.channel.id().clone(),
+                    participant,
+                });
+            }
+        }
+        self.flush(ctx);
+    }
+}
+
+impl Handler<MemberRequest> for ChannelActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: MemberRequest, ctx: &mut Self::Context) {
+        let now = Instant::now();
+        let p = &msg.participant;
+        let id = msg.request;
+        let ch = &mut self.channel;
+        let result = match msg.op {
+            MemberOp::Leave => ch.leave(now, p, id),
+            MemberOp::Stop => ch.stop(now, p, id),
+            MemberOp::SetRole { role, target } => ch.set_role(p, id, target.as_ref(), &role),
+            MemberOp::RequestRole { role } => ch.request_role(p, id, &role),
+            MemberOp::Mute { muted, target } => ch.mute(p, id, target.as_ref(), muted),
+            MemberOp::Kick { target, reason } => ch.kick(now, Some(p), id, &target, reason),
+            MemberOp::Send { kind, content, to } => ch.send(p, id, kind, content, to),
+        };
+        if let Err(err) = result {
+            self.reply_error(p, id, &err);
+        }
+        self.flush(ctx);
+    }
+}
+
+impl Handler<Disconnected> for ChannelActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Disconnected, ctx: &mut Self::Context) {
+        self.sessions.remove(&msg.participant);
+        self.channel.drop_member(Instant::now(), &msg.participant);
+        self.flush(ctx);
+    }
+}
+
+impl Handler<Inspect> for ChannelActor {
+    type Result = MessageResult<Inspect>;
+
+    fn handle(&mut self, _: Inspect, _: &mut Self::Context) -> Self::Result {
+        MessageResult(ChannelDetails {
+            summary: self.channel.summary(Instant::now()),
+            participant_list: self.channel.participants(),
+        })
+    }
+}
+
+impl Handler<AdminStop> for ChannelActor {
+    type Result = ();
+
+    fn handle(&mut self, _: AdminStop, ctx: &mut Self::Context) {
+        self.channel
+            .end(Instant::now(), LeaveReason::ChannelStopped, None);
+        self.flush(ctx);
+    }
+}
+
+impl Handler<AdminKick> for ChannelActor {
+    type Result = Result<ParticipantId, ApiError>;
+
+    fn handle(&mut self, msg: AdminKick, ctx: &mut Self::Context) -> Self::Result {
+        let now = Instant::now();
+        let result = match msg {
+            AdminKick::Participant(p) => self.channel.kick(now, None, None, &p, None).map(|_| p),
+            AdminKick::Identity(i) => self.channel.kick_identity(now, &i),
+        };
+        self.flush(ctx);
+        result
+    }
+}
+
+impl Handler<Shutdown> for ChannelActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
+        self.channel
+            .end(Instant::now(), LeaveReason::ServerShutdown, None);
+        self.flush(ctx);
+    }
+}

@@ -1,0 +1,408 @@
+//! Server configuration: defaults, strict TOML parsing, `AMPHI_*` environment overrides and
+//! validation with messages that say what to change.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::roles::{RoleSpec, RoleTable};
+
+/// Used by `--dev` only. Announced in the log at start so nobody mistakes it for a secret.
+pub const DEV_SIGNING_KEY: &str = "amphi-dev-signing-key-do-not-use-in-production";
+
+/// HS256 keys shorter than the hash output make brute force cheaper than the hash (RFC 7518 §3.2).
+pub const MIN_SIGNING_KEY_BYTES: usize = 32;
+
+/// Environment variables that configure the process itself rather than a config key.
+const ENV_NOT_KEYS: &[&str] = &["AMPHI_CONFIG", "AMPHI_LOG"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub auth: AuthConfig,
+    pub limits: LimitsConfig,
+    pub timeouts: TimeoutsConfig,
+    /// Role name → permissions. Replaces the default table entirely when present.
+    pub roles: BTreeMap<String, RoleSpec>,
+    /// Role given to a token that names no roles.
+    pub default_role: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub bind: SocketAddr,
+    /// HTTP/WebSocket worker threads; 0 means one per core.
+    pub workers: usize,
+    /// How long a graceful shutdown waits for connections to flush before closing them.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// HS256 secret shared with the application backend that mints tokens.
+    pub signing_key: String,
+    /// Clock skew tolerated on `exp`/`nbf`.
+    #[serde(with = "humantime_serde")]
+    pub leeway: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub max_frame_bytes: usize,
+    pub messages_per_second: u32,
+    pub message_burst: u32,
+    pub rate_limit_strikes: u32,
+    pub max_channels_per_connection: usize,
+    pub max_participants_per_channel: usize,
+    pub max_metadata_bytes: usize,
+    pub outbound_queue: usize,
+    pub channel_queue: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutsConfig {
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_timeout: Duration,
+    #[serde(with = "humantime_serde")]
+    pub empty_channel_grace: Duration,
+    #[serde(with = "humantime_serde")]
+    pub audience_count_interval: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
+            timeouts: TimeoutsConfig::default(),
+            roles: RoleTable::default_specs(),
+            default_role: "audience".into(),
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:7880".parse().expect("literal address"),
+            workers: 0,
+            shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            signing_key: String::new(),
+            leeway: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            // Large enough for any control message with metadata; media never travels here.
+            max_frame_bytes: 64 * 1024,
+            // A person clicking produces a few requests per second; 20/s with a burst of 40
+            // leaves room for scripted clients while capping a flooder's cost.
+            messages_per_second: 20,
+            message_burst: 40,
+            rate_limit_strikes: 20,
+            max_channels_per_connection: 8,
+            max_participants_per_channel: 10_000,
+            max_metadata_bytes: 4096,
+            // Events queued for one connection before it counts as too slow and is dropped.
+            outbound_queue: 256,
+            // Requests queued for one channel; joins of thousands arrive in bursts.
+            channel_queue: 8192,
+        }
+    }
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_interval: Duration::from_secs(5),
+            heartbeat_timeout: Duration::from_secs(15),
+            empty_channel_grace: Duration::from_secs(30),
+            audience_count_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl Config {
+    /// The embedded default: loopback only, development key.
+    pub fn dev() -> Self {
+        let mut config = Self::default();
+        config.auth.signing_key = DEV_SIGNING_KEY.into();
+        config
+    }
+
+    pub fn from_toml_str(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: origin.into(),
+            message: e.message().to_string(),
+        })?;
+        Self::from_table(table, origin)
+    }
+
+    fn from_table(table: toml::Table, origin: &str) -> Result<Self, ConfigError> {
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| ConfigError::Parse {
+                path: origin.into(),
+                message: e.message().to_string(),
+            })
+    }
+
+    /// Reads `path` (or starts from defaults) and applies `AMPHI_<SECTION>_<KEY>` overrides.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let (mut table, origin) = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })?;
+                let table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: p.display().to_string(),
+                    message: e.message().to_string(),
+                })?;
+                (table, p.display().to_string())
+            }
+            None => (toml::Table::new(), "built-in defaults".to_string()),
+        };
+        apply_env(&mut table, env)?;
+        Self::from_table(table, &origin)
+    }
+
+    pub fn role_table(&self) -> RoleTable {
+        RoleTable::new(self.roles.clone())
+    }
+
+    /// Checks every invariant the server relies on; `dev` relaxes the key requirement only.
+    pub fn validate(&self, dev: bool) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        let key_len = self.auth.signing_key.len();
+        if !dev && key_len < MIN_SIGNING_KEY_BYTES {
+            return bad(format!(
+                "auth.signing_key is {key_len} bytes; it must be at least {MIN_SIGNING_KEY_BYTES} \
+                 (set it in the config file or AMPHI_AUTH_SIGNING_KEY, or run with --dev)"
+            ));
+        }
+        if dev && !self.server.bind.ip().is_loopback() {
+            return bad(format!(
+                "--dev serves on loopback only, but server.bind is {}; use 127.0.0.1 or ::1",
+                self.server.bind
+            ));
+        }
+        let l = &self.limits;
+        if l.max_frame_bytes < 1024 {
+            return bad(format!(
+                "limits.max_frame_bytes is {}; at least 1024 is needed for a join with metadata",
+                l.max_frame_bytes
+            ));
+        }
+        if l.messages_per_second == 0 || l.message_burst == 0 {
+            return bad("limits.messages_per_second and limits.message_burst must be above 0".into());
+        }
+        if l.outbound_queue < 16 || l.channel_queue < 16 {
+            return bad("limits.outbound_queue and limits.channel_queue must be at least 16".into());
+        }
+        if l.max_channels_per_connection == 0 || l.max_participants_per_channel == 0 {
+            return bad(
+                "limits.max_channels_per_connection and limits.max_participants_per_channel \
+                 must be above 0"
+                    .into(),
+            );
+        }
+        let t = &self.timeouts;
+        if t.heartbeat_interval.is_zero() || t.heartbeat_timeout <= t.heartbeat_interval {
+            return bad(format!(
+                "timeouts.heartbeat_timeout ({:?}) must be longer than timeouts.heartbeat_interval \
+                 ({:?}), which must be above 0",
+                t.heartbeat_timeout, t.heartbeat_interval
+            ));
+        }
+        if t.audience_count_interval.is_zero() {
+            return bad("timeouts.audience_count_interval must be above 0".into());
+        }
+        self.role_table()
+            .validate()
+            .map_err(ConfigError::Invalid)?;
+        if !self.roles.contains_key(&self.default_role) {
+            return bad(format!(
+                "default_role '{}' is not in the role table (roles: {})",
+                self.default_role,
+                self.roles.keys().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        Ok(())
+    }
+}
+
+const SECTIONS: &[&str] = &["server", "auth", "limits", "timeouts"];
+
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    for (var, value) in env {
+        let Some(rest) = var.strip_prefix("AMPHI_") else {
+            continue;
+        };
+        if ENV_NOT_KEYS.contains(&var.as_str()) {
+            continue;
+        }
+        let lower = rest.to_ascii_lowercase();
+        if lower == "default_role" {
+            table.insert(lower, toml::Value::String(value));
+            continue;
+        }
+        let section = SECTIONS
+            .iter()
+            .find(|s| lower.starts_with(&format!("{s}_")))
+            .ok_or_else(|| ConfigError::Env {
+                var: var.clone(),
+                message: format!(
+                    "not a configuration key; overrides look like AMPHI_<SECTION>_<KEY> with \
+                     SECTION one of {}",
+                    SECTIONS.join(", ")
+                ),
+            })?;
+        let key = lower[section.len() + 1..].to_string();
+        let entry = table
+            .entry(section.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let toml::Value::Table(section_table) = entry else {
+            return Err(ConfigError::Env {
+                var,
+                message: format!("[{section}] in the config file is not a table"),
+            });
+        };
+        section_table.insert(key, scalar(&value));
+    }
+    Ok(())
+}
+
+/// Environment values are untyped text; numbers and booleans are recognised so that
+/// `AMPHI_LIMITS_OUTBOUND_QUEUE=512` reaches an integer key.
+fn scalar(value: &str) -> toml::Value {
+    if let Ok(i) = value.parse::<i64>() {
+        toml::Value::Integer(i)
+    } else if let Ok(b) = value.parse::<bool>() {
+        toml::Value::Boolean(b)
+    } else {
+        toml::Value::String(value.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn sample_config_parses_and_validates() {
+        let text = include_str!("../config/amphi.toml");
+        let config = Config::from_toml_str(text, "config/amphi.toml").unwrap();
+        config.validate(true).unwrap();
+        assert!(config.roles.contains_key("host"));
+        assert!(config.roles.contains_key("audience"));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_toml_str("[server]\nbindd = \"x\"\n", "t.toml").unwrap_err();
+        assert!(err.to_string().contains("bindd"), "{err}");
+        let err = Config::from_toml_str("colour = 1\n", "t.toml").unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_apply_and_unknown_ones_are_named() {
+        let config = Config::load(
+            None,
+            env(&[
+                ("AMPHI_SERVER_BIND", "127.0.0.1:9999"),
+                ("AMPHI_LIMITS_OUTBOUND_QUEUE", "512"),
+                ("AMPHI_TIMEOUTS_HEARTBEAT_TIMEOUT", "20s"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.server.bind.port(), 9999);
+        assert_eq!(config.limits.outbound_queue, 512);
+        assert_eq!(config.timeouts.heartbeat_timeout, Duration::from_secs(20));
+        let err = Config::load(None, env(&[("AMPHI_BOGUS", "1")])).unwrap_err();
+        assert!(err.to_string().contains("AMPHI_BOGUS"), "{err}");
+        let err = Config::load(None, env(&[("AMPHI_SERVER_NOPE", "1")])).unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn short_key_refuses_outside_dev() {
+        let mut config = Config::default();
+        config.auth.signing_key = "short".into();
+        let err = config.validate(false).unwrap_err().to_string();
+        assert!(err.contains("at least 32"), "{err}");
+        config.validate(true).unwrap();
+        config.auth.signing_key = "k".repeat(32);
+        config.validate(false).unwrap();
+    }
+
+    #[test]
+    fn dev_refuses_public_bind() {
+        let mut config = Config::dev();
+        config.server.bind = "0.0.0.0:7880".parse().unwrap();
+        assert!(config.validate(true).is_err());
+    }
+
+    #[test]
+    fn heartbeat_and_roles_are_checked() {
+        let mut config = Config::dev();
+        config.timeouts.heartbeat_timeout = config.timeouts.heartbeat_interval;
+        assert!(config.validate(true).is_err());
+        let mut config = Config::dev();
+        config.default_role = "ghost".into();
+        let err = config.validate(true).unwrap_err().to_string();
+        assert!(err.contains("ghost"), "{err}");
+    }
+}

@@ -1,0 +1,228 @@
+//! HTTP routes: the `/ws` upgrade (authenticated before the upgrade), `/healthz` and the admin
+//! API. Every error body is `{"code", "message"}`.
+
+use std::sync::Arc;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web_actors::ws;
+use serde::Deserialize;
+
+use crate::channel::actor::{AdminKick, AdminStop, Inspect};
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::{ChannelId, Identity, ParticipantId};
+use crate::participant::ParticipantActor;
+use crate::protocol::PROTOCOL_VERSION;
+use crate::state::AppState;
+use crate::token::{Grant, TokenError, GRANT_ADMIN};
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/ws", web::get().to(websocket))
+        .route("/healthz", web::get().to(healthz))
+        .route("/api/channels", web::get().to(list_channels))
+        .route("/api/channels/{id}", web::get().to(get_channel))
+        .route("/api/channels/{id}/stop", web::post().to(stop_channel))
+        .route("/api/channels/{id}/kick", web::post().to(kick))
+        .default_service(web::to(not_found));
+}
+
+pub fn error_response(err: &ApiError) -> HttpResponse {
+    let status =
+        StatusCode::from_u16(err.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    HttpResponse::build(status).json(serde_json::json!({
+        "code": err.code,
+        "message": err.message,
+    }))
+}
+
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    error_response(&ApiError::not_found(format!(
+        "no route for {} {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+#[derive(Deserialize)]
+struct WsQuery {
+    token: Option<String>,
+    protocol: Option<u32>,
+}
+
+fn bearer(req: &HttpRequest) -> Option<String> {
+    let value = req.headers().get("authorization")?.to_str().ok()?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))?;
+    Some(token.trim().to_string())
+}
+
+fn authenticate(state: &AppState, token: Option<String>) -> Result<Grant, ApiError> {
+    let token = token.ok_or(TokenError::Missing)?;
+    Ok(state.keys.verify(&token)?)
+}
+
+async fn websocket(
+    req: HttpRequest,
+    stream: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let query = match web::Query::<WsQuery>::from_query(req.query_string()) {
+        Ok(q) => q.into_inner(),
+        Err(e) => return error_response(&ApiError::bad_request(format!("bad query string: {e}"))),
+    };
+    if let Some(v) = query.protocol {
+        if v != PROTOCOL_VERSION {
+            return error_response(&ApiError::new(
+                ErrorCode::Unsupported,
+                format!("protocol {v} is not supported; this server speaks {PROTOCOL_VERSION}"),
+            ));
+        }
+    }
+    let grant = match authenticate(&state, query.token.or_else(|| bearer(&req))) {
+        Ok(g) => g,
+        Err(e) => return error_response(&e),
+    };
+    if state.is_shutting_down() {
+        return HttpResponse::ServiceUnavailable().json(serde_json::json!({
+            "code": "internal", "message": "the server is shutting down; reconnect shortly"
+        }));
+    }
+    let state: Arc<AppState> = state.into_inner();
+    let max = state.config.limits.max_frame_bytes;
+    let actor = ParticipantActor::new(grant, state);
+    match ws::WsResponseBuilder::new(actor, &req, stream)
+        .frame_size(max)
+        .start()
+    {
+        Ok(resp) => resp,
+        Err(e) => error_response(&ApiError::bad_request(format!(
+            "websocket upgrade failed: {e}"
+        ))),
+    }
+}
+
+async fn healthz(state: web::Data<AppState>) -> HttpResponse {
+    if state.is_shutting_down() {
+        return HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "shutting_down"}));
+    }
+    HttpResponse::Ok().json(serde_json::json!({
+        "status": "ok",
+        "channels": state.channels.len(),
+        "sessions": state.sessions.len(),
+    }))
+}
+
+fn admin(req: &HttpRequest, state: &AppState) -> Result<Grant, ApiError> {
+    let grant = authenticate(state, bearer(req))?;
+    if !grant.has(GRANT_ADMIN) {
+        return Err(ApiError::forbidden(
+            "the admin API needs a token with the 'admin' grant (amphi token --grant admin)",
+        ));
+    }
+    Ok(grant)
+}
+
+fn channel_id(path: &str) -> Result<ChannelId, ApiError> {
+    Ok(ChannelId::parse(path)?)
+}
+
+fn gone(id: &ChannelId) -> ApiError {
+    ApiError::not_found(format!("no channel '{id}'"))
+}
+
+async fn list_channels(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Err(e) = admin(&req, &state) {
+        return error_response(&e);
+    }
+    let all = state.channels.all();
+    let details =
+        futures_util::future::join_all(all.iter().map(|(_, addr)| addr.send(Inspect))).await;
+    let mut channels: Vec<_> = details
+        .into_iter()
+        .filter_map(Result::ok)
+        .map(|d| d.summary)
+        .collect();
+    channels.sort_by(|a, b| a.channel.cmp(&b.channel));
+    HttpResponse::Ok().json(serde_json::json!({ "channels": channels }))
+}
+
+async fn get_channel(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let result = async {
+        admin(&req, &state)?;
+        let id = channel_id(&path)?;
+        let addr = state.channels.get(&id).ok_or_else(|| gone(&id))?;
+        addr.send(Inspect).await.map_err(|_| gone(&id))
+    }
+    .await;
+    match result {
+        Ok(d) => HttpResponse::Ok().json(serde_json::json!({
+            "channel": d.summary,
+            "participants": d.participant_list,
+        })),
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn stop_channel(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let result = async {
+        admin(&req, &state)?;
+        let id = channel_id(&path)?;
+        let addr = state.channels.get(&id).ok_or_else(|| gone(&id))?;
+        addr.send(AdminStop).await.map_err(|_| gone(&id))?;
+        Ok::<_, ApiError>(id)
+    }
+    .await;
+    match result {
+        Ok(id) => HttpResponse::Ok().json(serde_json::json!({ "stopped": id })),
+        Err(e) => error_response(&e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KickBody {
+    participant: Option<String>,
+    identity: Option<String>,
+}
+
+async fn kick(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let result = async {
+        admin(&req, &state)?;
+        let id = channel_id(&path)?;
+        let body: KickBody = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request(format!(
+                "the body must be JSON {{\"participant\": ID}} or {{\"identity\": ID}}: {e}"
+            ))
+        })?;
+        let msg = match (body.participant, body.identity) {
+            (Some(p), None) => AdminKick::Participant(ParticipantId::parse(&p)?),
+            (None, Some(i)) => AdminKick::Identity(Identity::parse(&i)?),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "name exactly one of \"participant\" or \"identity\"",
+                ))
+            }
+        };
+        let addr = state.channels.get(&id).ok_or_else(|| gone(&id))?;
+        addr.send(msg).await.map_err(|_| gone(&id))?
+    }
+    .await;
+    match result {
+        Ok(p) => HttpResponse::Ok().json(serde_json::json!({ "kicked": p })),
+        Err(e) => error_response(&e),
+    }
+}

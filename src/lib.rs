@@ -1,0 +1,31 @@
+//! Amphi: an actor-based live audio room engine.
+//!
+//! Layout (one concept per module):
+//! - `config`      — `Config`: defaults, strict TOML, `AMPHI_*` overrides, `validate()`.
+//! - `ids`         — ID newtypes (`ChannelId`, `Identity`, `ParticipantId`, `SessionId`).
+//! - `error`       — wire error codes and `ApiError`, the one place errors become codes.
+//! - `token`       — HS256 access tokens: claims, minting, verification.
+//! - `roles`       — the role table: role name → permissions.
+//! - `protocol`    — the signalling wire format: request parsing, replies, events.
+//! - `session`     — per-connection logic: rate limit and heartbeat (injected time).
+//! - `channel`     — `Channel` logic (membership, roles, events, `seq`) and its `ChannelActor`.
+//! - `participant` — `ParticipantActor`: one per WebSocket connection.
+//! - `state`       — shared state: channel registry, session directory, shutdown sequence.
+//! - `http`        — HTTP routes: `/ws`, `/healthz`, the admin API.
+//! - `server`      — `run` (inside an actix system) and `spawn` (on a thread of its own).
+
+pub mod channel;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod ids;
+pub mod participant;
+pub mod protocol;
+pub mod roles;
+pub mod server;
+pub mod session;
+pub mod state;
+pub mod token;
+
+pub use config::Config;
+pub use server::{run, spawn, ServerHandle};

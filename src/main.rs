@@ -1,0 +1,155 @@
+//! The `amphi` command: `serve` runs the server, `token` mints access tokens.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use amphi::config::{Config, DEV_SIGNING_KEY};
+use amphi::token::{claims_for, TokenKeys};
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "amphi", version, about = "Live audio room engine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// Address and port for HTTP and WebSocket (overrides server.bind).
+        #[arg(long)]
+        bind: Option<SocketAddr>,
+    },
+    /// Print an access token.
+    Token {
+        #[command(flatten)]
+        common: Common,
+        #[arg(long)]
+        identity: String,
+        /// Display name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Channel ID or URI the token may join (default: any).
+        #[arg(long)]
+        channel: Option<String>,
+        /// A role the holder may take (repeatable; default: the server's default role).
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// A grant such as admin or call (repeatable).
+        #[arg(long = "grant")]
+        grants: Vec<String>,
+        /// Lifetime, e.g. 10m, 2h.
+        #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+        ttl: Duration,
+    },
+    /// Check a configuration file and print what is wrong with it.
+    CheckConfig {
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+#[derive(Args)]
+struct Common {
+    /// Configuration file (TOML); AMPHI_<SECTION>_<KEY> variables override it.
+    #[arg(long, env = "AMPHI_CONFIG")]
+    config: Option<PathBuf>,
+    /// Embedded development default: loopback only, a development signing key.
+    #[arg(long)]
+    dev: bool,
+}
+
+impl Common {
+    fn load(&self) -> Result<Config, String> {
+        let mut config =
+            Config::load(self.config.as_deref(), std::env::vars()).map_err(|e| e.to_string())?;
+        if self.dev && config.auth.signing_key.is_empty() {
+            config.auth.signing_key = DEV_SIGNING_KEY.into();
+        }
+        Ok(config)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("AMPHI_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Serve { common, bind } => serve(common, bind),
+        Command::Token {
+            common,
+            identity,
+            name,
+            channel,
+            roles,
+            grants,
+            ttl,
+        } => common.load().and_then(|config| {
+            let mut claims = claims_for(&identity, ttl);
+            claims.name = name;
+            claims.channel = channel;
+            claims.roles = roles;
+            claims.grants = grants;
+            amphi::ids::Identity::parse(&identity).map_err(|e| e.to_string())?;
+            if config.auth.signing_key.is_empty() {
+                return Err("no signing key: pass --dev, --config FILE or set \
+                            AMPHI_AUTH_SIGNING_KEY"
+                    .into());
+            }
+            let keys = TokenKeys::new(config.auth.signing_key.as_bytes(), config.auth.leeway);
+            println!("{}", keys.mint(&claims));
+            Ok(())
+        }),
+        Command::CheckConfig { common } => common.load().and_then(|config| {
+            config.validate(common.dev).map_err(|e| e.to_string())?;
+            println!("configuration is valid");
+            Ok(())
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("amphi: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(common: Common, bind: Option<SocketAddr>) -> Result<(), String> {
+    let mut config = common.load()?;
+    if let Some(bind) = bind {
+        config.server.bind = bind;
+    }
+    config.validate(common.dev).map_err(|e| e.to_string())?;
+    if common.dev && config.auth.signing_key == DEV_SIGNING_KEY {
+        tracing::warn!(
+            "DEVELOPMENT MODE: tokens are signed with the public development key \
+             \"{DEV_SIGNING_KEY}\"; mint one with `amphi token --dev --identity NAME`"
+        );
+    }
+    let listener = std::net::TcpListener::bind(config.server.bind)
+        .map_err(|e| format!("cannot listen on {}: {e}", config.server.bind))?;
+    actix_rt::System::new()
+        .block_on(amphi::run(config, listener, shutdown_signal()))
+        .map_err(|e| format!("server error: {e}"))
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,348 @@
+//! The signalling wire format: request parsing, replies and events (docs/protocol.md).
+
+use bytestring::ByteString;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::{ChannelId, Identity, ParticipantId};
+use crate::roles::RoleName;
+
+pub const PROTOCOL_VERSION: u32 = 1;
+pub const SERVER_NAME: &str = concat!("amphi/", env!("CARGO_PKG_VERSION"));
+
+/// Client requests. Each variant's fields are the request's params; `id` and `type` are the
+/// envelope, handled by [`parse_request`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    Join {
+        channel: String,
+        #[serde(default)]
+        uri: bool,
+        role: Option<String>,
+        metadata: Option<Value>,
+    },
+    Leave {
+        channel: String,
+    },
+    Stop {
+        channel: String,
+    },
+    SetRole {
+        channel: String,
+        role: String,
+        participant: Option<String>,
+    },
+    RequestRole {
+        channel: String,
+        role: String,
+    },
+    Mute {
+        channel: String,
+        muted: bool,
+        participant: Option<String>,
+    },
+    Kick {
+        channel: String,
+        participant: String,
+        reason: Option<String>,
+    },
+    Send {
+        channel: String,
+        kind: String,
+        content: Value,
+        #[serde(default)]
+        to: Vec<String>,
+    },
+    Ping {},
+}
+
+const CHANNEL_TYPES: &[&str] = &[
+    "join",
+    "leave",
+    "stop",
+    "set_role",
+    "request_role",
+    "mute",
+    "kick",
+    "send",
+    "ping",
+];
+
+/// Call requests named by the protocol; refused with `unsupported` until the call engine serves
+/// them, so clients can tell "not here" from "misspelt".
+const CALL_TYPES: &[&str] = &[
+    "call",
+    "accept",
+    "reject",
+    "hangup",
+    "invite",
+    "join_call",
+    "media_change",
+    "media_change_cancel",
+    "media_change_reply",
+    "call_logs",
+    "delete_call_logs",
+    "delete_all_call_logs",
+];
+
+/// Parses one text frame. The `id` is returned whenever it could be read, so that even a
+/// malformed request gets a reply the client can match.
+pub fn parse_request(text: &str) -> (Option<u64>, Result<Request, ApiError>) {
+    let value: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            return (
+                None,
+                Err(ApiError::bad_request(format!("the frame is not valid JSON: {e}"))),
+            )
+        }
+    };
+    let Value::Object(mut map) = value else {
+        return (
+            None,
+            Err(ApiError::bad_request(
+                "a request must be a JSON object with \"type\" and \"id\"",
+            )),
+        );
+    };
+    let id = match map.remove("id") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64(),
+        Some(_) => {
+            return (
+                None,
+                Err(ApiError::bad_request("\"id\" must be a non-negative integer")),
+            )
+        }
+    };
+    let kind = match map.get("type") {
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => {
+            return (
+                id,
+                Err(ApiError::bad_request("\"type\" must be a string")),
+            )
+        }
+        None => return (id, Err(ApiError::bad_request("the request has no \"type\""))),
+    };
+    if CALL_TYPES.contains(&kind.as_str()) {
+        return (
+            id,
+            Err(ApiError::new(
+                ErrorCode::Unsupported,
+                format!("'{kind}' needs the call engine, which this server does not run yet"),
+            )),
+        );
+    }
+    if !CHANNEL_TYPES.contains(&kind.as_str()) {
+        let kind: String = kind.chars().take(64).collect();
+        return (
+            id,
+            Err(ApiError::new(
+                ErrorCode::UnknownType,
+                format!("unknown request type '{kind}'; docs/protocol.md lists the types"),
+            )),
+        );
+    }
+    let result = serde_json::from_value::<Request>(Value::Object(map))
+        .map_err(|e| ApiError::bad_request(format!("invalid '{kind}' request: {e}")));
+    (id, result)
+}
+
+fn to_frame(value: &impl Serialize) -> ByteString {
+    ByteString::from(serde_json::to_string(value).expect("protocol types always serialize"))
+}
+
+pub fn welcome(session: &str, identity: &Identity) -> ByteString {
+    to_frame(&serde_json::json!({
+        "type": "welcome",
+        "protocol": PROTOCOL_VERSION,
+        "session": session,
+        "identity": identity,
+        "server": SERVER_NAME,
+    }))
+}
+
+/// `{"id":…,"type":"ok",…result}`; `result` must serialize to an object (or `()`).
+pub fn ok(id: Option<u64>, result: impl Serialize) -> ByteString {
+    let mut map = Map::new();
+    if let Some(id) = id {
+        map.insert("id".into(), id.into());
+    }
+    map.insert("type".into(), "ok".into());
+    if let Ok(Value::Object(fields)) = serde_json::to_value(result) {
+        map.extend(fields);
+    }
+    to_frame(&map)
+}
+
+pub fn error(id: Option<u64>, err: &ApiError) -> ByteString {
+    #[derive(Serialize)]
+    struct ErrorFrame<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        #[serde(rename = "type")]
+        kind: &'static str,
+        code: ErrorCode,
+        message: &'a str,
+    }
+    to_frame(&ErrorFrame {
+        id,
+        kind: "error",
+        code: err.code,
+        message: &err.message,
+    })
+}
+
+/// Why a participant is no longer in a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    Left,
+    Kicked,
+    ChannelStopped,
+    Disconnected,
+    Replaced,
+    ServerShutdown,
+}
+
+impl LeaveReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaveReason::Left => "left",
+            LeaveReason::Kicked => "kicked",
+            LeaveReason::ChannelStopped => "channel_stopped",
+            LeaveReason::Disconnected => "disconnected",
+            LeaveReason::Replaced => "replaced",
+            LeaveReason::ServerShutdown => "server_shutdown",
+        }
+    }
+}
+
+/// A participant as other participants see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ParticipantInfo {
+    pub participant: ParticipantId,
+    pub identity: Identity,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub role: RoleName,
+    pub muted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Value>,
+}
+
+/// Channel events; serialized once per event and shared by every receiver.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ChannelEvent {
+    ParticipantJoined {
+        #[serde(flatten)]
+        info: ParticipantInfo,
+    },
+    ParticipantLeft {
+        participant: ParticipantId,
+        identity: Identity,
+        reason: LeaveReason,
+    },
+    RoleChanged {
+        participant: ParticipantId,
+        role: RoleName,
+    },
+    RoleRequested {
+        participant: ParticipantId,
+        identity: Identity,
+        role: RoleName,
+    },
+    MuteChanged {
+        participant: ParticipantId,
+        muted: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        by: Option<ParticipantId>,
+    },
+    Left {
+        reason: LeaveReason,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    AudienceCount {
+        count: usize,
+    },
+    Message {
+        from: ParticipantId,
+        identity: Identity,
+        kind: String,
+        content: Value,
+    },
+}
+
+pub fn channel_event(channel: &ChannelId, seq: u64, event: &ChannelEvent) -> ByteString {
+    #[derive(Serialize)]
+    struct EventFrame<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        channel: &'a ChannelId,
+        seq: u64,
+        #[serde(flatten)]
+        event: &'a ChannelEvent,
+    }
+    to_frame(&EventFrame {
+        kind: "event",
+        channel,
+        seq,
+        event,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_join() {
+        let (id, req) = parse_request(r#"{"id":3,"type":"join","channel":"c1","role":"host"}"#);
+        assert_eq!(id, Some(3));
+        assert_eq!(
+            req.unwrap(),
+            Request::Join {
+                channel: "c1".into(),
+                uri: false,
+                role: Some("host".into()),
+                metadata: None
+            }
+        );
+    }
+
+    #[test]
+    fn bad_frames_get_typed_errors_with_id() {
+        let (id, r) = parse_request("nope");
+        assert_eq!((id, r.unwrap_err().code), (None, ErrorCode::BadRequest));
+        let (id, r) = parse_request(r#"{"id":4,"type":"join"}"#);
+        let e = r.unwrap_err();
+        assert_eq!((id, e.code), (Some(4), ErrorCode::BadRequest));
+        assert!(e.message.contains("channel"), "{}", e.message);
+        let (_, r) = parse_request(r#"{"id":5,"type":"join","channel":7}"#);
+        assert!(r.unwrap_err().message.contains("invalid type"));
+        let (_, r) = parse_request(r#"{"id":6,"type":"join","channel":"c","colour":1}"#);
+        assert!(r.unwrap_err().message.contains("colour"));
+        let (_, r) = parse_request(r#"{"id":7,"type":"dance"}"#);
+        assert_eq!(r.unwrap_err().code, ErrorCode::UnknownType);
+        let (_, r) = parse_request(r#"{"id":8}"#);
+        assert_eq!(r.unwrap_err().code, ErrorCode::BadRequest);
+        let (id, r) = parse_request(r#"{"id":-1,"type":"ping"}"#);
+        assert_eq!((id, r.unwrap_err().code), (None, ErrorCode::BadRequest));
+    }
+
+    #[test]
+    fn event_frames_are_flat() {
+        let c = ChannelId::parse("c1").unwrap();
+        let frame = channel_event(&c, 9, &ChannelEvent::AudienceCount { count: 3 });
+        let v: Value = serde_json::from_str(&frame).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"event","event":"audience_count","channel":"c1","seq":9,"count":3})
+        );
+    }
+}

@@ -1,0 +1,113 @@
+//! Starting and stopping a server: `run` inside an actix system (the binary), `spawn` on a
+//! thread of its own (tests, benchmarks, embedding).
+
+use std::future::Future;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use actix_web::{web, App, HttpServer};
+
+use crate::config::Config;
+use crate::state::AppState;
+
+/// Serves on `listener` until `shutdown` resolves, then shuts down gracefully: every
+/// participant gets `left` with `server_shutdown` and its connection closes.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let addr = listener.local_addr()?;
+    let workers = match config.server.workers {
+        0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        n => n,
+    };
+    let shutdown_timeout = config.server.shutdown_timeout;
+    let state = Arc::new(AppState::new(config));
+    let data = web::Data::from(state.clone());
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .configure(crate::http::routes)
+    })
+    .workers(workers)
+    .disable_signals()
+    .shutdown_timeout(shutdown_timeout.as_secs().max(1))
+    .listen(listener)?
+    .run();
+    let handle = server.handle();
+    tracing::info!("amphi listening on http://{addr} (WebSocket at ws://{addr}/ws)");
+    let mut server = actix_rt::spawn(server);
+    tokio::select! {
+        result = &mut server => {
+            return result.map_err(io::Error::other)?;
+        }
+        () = shutdown => {}
+    }
+    state.shutdown().await;
+    handle.stop(true).await;
+    server.await.map_err(io::Error::other)??;
+    tracing::info!("amphi stopped");
+    Ok(())
+}
+
+/// A server running on its own thread.
+pub struct ServerHandle {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl ServerHandle {
+    pub fn http_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn ws_url(&self, token: &str) -> String {
+        format!("ws://{}/ws?token={token}", self.addr)
+    }
+
+    /// Graceful shutdown; returns once the server has stopped.
+    pub fn shutdown(mut self) -> io::Result<()> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> io::Result<()> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.thread.take() {
+            Some(t) => t
+                .join()
+                .map_err(|_| io::Error::other("server thread panicked"))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        let _ = self.stop_and_join();
+    }
+}
+
+/// Binds `config.server.bind` (port 0 picks a free port) and serves on a new thread.
+pub fn spawn(config: Config) -> io::Result<ServerHandle> {
+    let listener = TcpListener::bind(config.server.bind)?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("amphi-server".into())
+        .spawn(move || {
+            actix_rt::System::new().block_on(run(config, listener, async move {
+                let _ = rx.await;
+            }))
+        })?;
+    Ok(ServerHandle {
+        addr,
+        stop: Some(tx),
+        thread: Some(thread),
+    })
+}

@@ -1,0 +1,217 @@
+//! Access tokens: HS256 JWTs minted by the application backend (or `amphi token`).
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ChannelId, Identity};
+
+/// Grant that opens the admin API.
+pub const GRANT_ADMIN: &str = "admin";
+/// Grant that makes an identity callable (presence).
+pub const GRANT_CALL: &str = "call";
+
+/// Claims carried by an access token. `sub` is the identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The channel (ID or URI) this token may join; absent or `"*"` means any channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// Roles the holder may take; empty means the server's default role only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<String>,
+    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<u64>,
+}
+
+/// A token that passed verification.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    pub identity: Identity,
+    pub name: Option<String>,
+    pub channel: Option<String>,
+    pub roles: Vec<String>,
+    pub grants: Vec<String>,
+}
+
+impl Grant {
+    pub fn has(&self, grant: &str) -> bool {
+        self.grants.iter().any(|g| g == grant)
+    }
+
+    /// `requested` is what the client sent (ID or URI); `resolved` the channel it maps to.
+    pub fn allows_channel(&self, requested: &str, resolved: &ChannelId) -> bool {
+        match self.channel.as_deref() {
+            None | Some("*") => true,
+            Some(c) => c == requested || c == resolved.as_str(),
+        }
+    }
+
+    pub fn allows_role(&self, role: &str, default_role: &str) -> bool {
+        if self.roles.is_empty() {
+            role == default_role
+        } else {
+            self.roles.iter().any(|r| r == role || r == "*")
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("no access token: pass ?token=<JWT> or an Authorization: Bearer header")]
+    Missing,
+    #[error("the token has expired; mint a new one")]
+    Expired,
+    #[error("the token's signature does not match this server's signing key")]
+    BadSignature,
+    #[error("the token must be signed with HS256 (alg 'none' and others are refused)")]
+    BadAlgorithm,
+    #[error("the token lacks the required claim '{0}'")]
+    MissingClaim(String),
+    #[error("the token is not yet valid (nbf is in the future)")]
+    NotYetValid,
+    #[error("the token is malformed: {0}")]
+    Malformed(String),
+}
+
+impl TokenError {
+    /// The wire code for HTTP 401 bodies; finer than `unauthorized` so tools can tell why.
+    pub fn code(&self) -> &'static str {
+        "unauthorized"
+    }
+}
+
+/// Signs and verifies tokens with one HS256 key.
+#[derive(Clone)]
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl TokenKeys {
+    pub fn new(secret: &[u8], leeway: Duration) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = leeway.as_secs();
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.validate_nbf = true;
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        }
+    }
+
+    pub fn mint(&self, claims: &Claims) -> String {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+            .expect("HS256 signing with an in-memory key cannot fail")
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Grant, TokenError> {
+        // The header is checked first so that `alg: none` gets its own message.
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| TokenError::Malformed(short(&e.to_string())))?;
+        if header.alg != Algorithm::HS256 {
+            return Err(TokenError::BadAlgorithm);
+        }
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| match e.into_kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::InvalidSignature => TokenError::BadSignature,
+                ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                    TokenError::BadAlgorithm
+                }
+                ErrorKind::MissingRequiredClaim(c) => TokenError::MissingClaim(c),
+                ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+                ErrorKind::Json(j) => missing_claim(&j.to_string())
+                    .unwrap_or_else(|| TokenError::Malformed(short(&j.to_string()))),
+                other => TokenError::Malformed(short(&format!("{other:?}"))),
+            })?;
+        let c = data.claims;
+        let identity = Identity::parse(&c.sub)
+            .map_err(|e| TokenError::Malformed(format!("claim 'sub': {e}")))?;
+        Ok(Grant {
+            identity,
+            name: c.name,
+            channel: c.channel,
+            roles: c.roles,
+            grants: c.grants,
+        })
+    }
+}
+
+fn missing_claim(json_error: &str) -> Option<TokenError> {
+    let rest = json_error.strip_prefix("missing field `")?;
+    Some(TokenError::MissingClaim(rest.split('`').next()?.to_string()))
+}
+
+fn short(s: &str) -> String {
+    s.chars().take(200).collect()
+}
+
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Claims for `identity` valid for `ttl` from now.
+pub fn claims_for(identity: &str, ttl: Duration) -> Claims {
+    let now = now_unix();
+    Claims {
+        sub: identity.to_string(),
+        name: None,
+        channel: None,
+        roles: Vec::new(),
+        grants: Vec::new(),
+        exp: now + ttl.as_secs(),
+        iat: Some(now),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys() -> TokenKeys {
+        TokenKeys::new(&[7u8; 32], Duration::from_secs(60))
+    }
+
+    #[test]
+    fn round_trip() {
+        let mut claims = claims_for("alice", Duration::from_secs(600));
+        claims.roles = vec!["host".into()];
+        claims.channel = Some("c1".into());
+        let grant = keys().verify(&keys().mint(&claims)).unwrap();
+        assert_eq!(grant.identity.as_str(), "alice");
+        assert!(grant.allows_role("host", "audience"));
+        assert!(!grant.allows_role("audience", "audience"));
+        let c1 = ChannelId::parse("c1").unwrap();
+        assert!(grant.allows_channel("c1", &c1));
+        assert!(!grant.allows_channel("c2", &ChannelId::parse("c2").unwrap()));
+    }
+
+    #[test]
+    fn failures_are_told_apart() {
+        let k = keys();
+        let mut claims = claims_for("alice", Duration::from_secs(600));
+        claims.exp = now_unix() - 120;
+        assert!(matches!(k.verify(&k.mint(&claims)), Err(TokenError::Expired)));
+        // Within the leeway an expired token still passes.
+        claims.exp = now_unix() - 30;
+        assert!(k.verify(&k.mint(&claims)).is_ok());
+        let other = TokenKeys::new(&[8u8; 32], Duration::from_secs(60));
+        let fresh = claims_for("alice", Duration::from_secs(600));
+        assert!(matches!(k.verify(&other.mint(&fresh)), Err(TokenError::BadSignature)));
+        assert!(matches!(k.verify("not.a.jwt"), Err(TokenError::Malformed(_))));
+    }
+}
