@@ -210,11 +210,9 @@ impl Channel {
     /// Calls `f` for every member `target` names.
     pub fn for_each_recipient(&self, target: &Target, mut f: impl FnMut(&ParticipantId)) {
         match target {
-            Target::One(p) => {
-                if self.members.contains_key(p) {
-                    f(p)
-                }
-            }
+            // Not checked against the membership: a member's last frames (its `left`, the
+            // reply to its `leave`) are addressed after it was removed, before it is detached.
+            Target::One(p) => f(p),
             Target::Group {
                 everyone,
                 also,

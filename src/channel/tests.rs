@@ -57,12 +57,6 @@ impl Harness {
                     let v: Value = serde_json::from_str(&frame).unwrap();
                     let mut who = Vec::new();
                     self.ch.for_each_recipient(&to, |p| who.push(p.to_string()));
-                    // A detached member's last frames were addressed before removal.
-                    if let Target::One(p) = &to {
-                        if who.is_empty() {
-                            who.push(p.to_string());
-                        }
-                    }
                     for p in who {
                         self.inbox.entry(p).or_default().push(v.clone());
                     }

@@ -1,0 +1,181 @@
+//! Shared test harness: a server on port 0 and a WebSocket client that speaks the protocol.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use amphi::config::{Config, DEV_SIGNING_KEY};
+use amphi::token::{claims_for, Claims, TokenKeys};
+use amphi::ServerHandle;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub const WAIT: Duration = Duration::from_secs(5);
+
+pub fn test_config() -> Config {
+    let mut config = Config::dev();
+    config.server.bind = "127.0.0.1:0".parse().unwrap();
+    config.server.workers = 2;
+    config
+}
+
+pub fn start() -> ServerHandle {
+    start_with(|_| {})
+}
+
+pub fn start_with(f: impl FnOnce(&mut Config)) -> ServerHandle {
+    let mut config = test_config();
+    f(&mut config);
+    config.validate(true).unwrap();
+    amphi::spawn(config).unwrap()
+}
+
+pub fn keys() -> TokenKeys {
+    TokenKeys::new(DEV_SIGNING_KEY.as_bytes(), Duration::from_secs(60))
+}
+
+pub fn claims(identity: &str, roles: &[&str]) -> Claims {
+    let mut c = claims_for(identity, Duration::from_secs(600));
+    c.roles = roles.iter().map(|s| s.to_string()).collect();
+    c
+}
+
+pub fn token(identity: &str, roles: &[&str]) -> String {
+    keys().mint(&claims(identity, roles))
+}
+
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    pub welcome: Value,
+    next_id: u64,
+}
+
+impl Client {
+    pub async fn connect(server: &ServerHandle, token: &str) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(server.ws_url(token))
+            .await
+            .expect("websocket connect");
+        let mut client = Client {
+            ws,
+            welcome: Value::Null,
+            next_id: 1,
+        };
+        client.welcome = client.recv().await;
+        assert_eq!(client.welcome["type"], "welcome", "{}", client.welcome);
+        client
+    }
+
+    pub async fn as_(server: &ServerHandle, identity: &str, roles: &[&str]) -> Client {
+        Self::connect(server, &token(identity, roles)).await
+    }
+
+    pub async fn send_text(&mut self, text: impl Into<String>) {
+        self.ws
+            .send(Message::Text(text.into().into()))
+            .await
+            .expect("send");
+    }
+
+    /// The next JSON frame (pings are answered by the library), or a panic after `WAIT`.
+    pub async fn recv(&mut self) -> Value {
+        match self.try_recv(WAIT).await {
+            Some(v) => v,
+            None => panic!("no frame within {WAIT:?}"),
+        }
+    }
+
+    pub async fn try_recv(&mut self, wait: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let msg = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()??;
+            match msg {
+                Ok(Message::Text(t)) => return Some(serde_json::from_str(&t).expect("json")),
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// Sends a request with a fresh id and returns the reply to it, keeping events aside.
+    pub async fn request(&mut self, kind: &str, params: Value) -> (Value, Vec<Value>) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut req = params;
+        req["id"] = json!(id);
+        req["type"] = json!(kind);
+        self.send_text(req.to_string()).await;
+        let mut events = Vec::new();
+        loop {
+            let v = self.recv().await;
+            if v["id"] == json!(id) {
+                return (v, events);
+            }
+            events.push(v);
+        }
+    }
+
+    /// A request that must succeed.
+    pub async fn ok(&mut self, kind: &str, params: Value) -> Value {
+        let (reply, _) = self.request(kind, params).await;
+        assert_eq!(reply["type"], "ok", "{kind} failed: {reply}");
+        reply
+    }
+
+    /// A request that must fail with `code`.
+    pub async fn err(&mut self, kind: &str, params: Value, code: &str) -> Value {
+        let (reply, _) = self.request(kind, params).await;
+        assert_eq!(reply["type"], "error", "{kind} should fail: {reply}");
+        assert_eq!(reply["code"], code, "{reply}");
+        reply
+    }
+
+    pub async fn join(&mut self, channel: &str, role: &str) -> Value {
+        self.ok("join", json!({"channel": channel, "role": role})).await
+    }
+
+    /// Waits for the event `name`, returning it and skipping nothing silently: any other
+    /// frame before it fails the test.
+    pub async fn event(&mut self, name: &str) -> Value {
+        let v = self.recv().await;
+        assert_eq!(v["type"], "event", "expected event {name}, got {v}");
+        assert_eq!(v["event"], name, "expected event {name}, got {v}");
+        v
+    }
+
+    /// Skips frames until the event `name` arrives.
+    pub async fn wait_event(&mut self, name: &str) -> Value {
+        loop {
+            let v = self.recv().await;
+            if v["type"] == "event" && v["event"] == name {
+                return v;
+            }
+        }
+    }
+
+    /// Asserts nothing but pings arrives within `wait`.
+    pub async fn quiet(&mut self, wait: Duration) {
+        if let Some(v) = self.try_recv(wait).await {
+            panic!("expected silence, got {v}");
+        }
+    }
+
+    /// Reads until the server closes; returns the close code.
+    pub async fn closed(&mut self) -> Option<u16> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => panic!("connection not closed within {WAIT:?}"),
+                Ok(None) => return None,
+                Ok(Some(Ok(Message::Close(frame)))) => return frame.map(|f| u16::from(f.code)),
+                Ok(Some(Err(_))) => return None,
+                Ok(Some(Ok(_))) => continue,
+            }
+        }
+    }
+}
+
+pub fn participant(reply: &Value) -> String {
+    reply["participant"].as_str().unwrap().to_string()
+}
