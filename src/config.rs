@@ -141,7 +141,9 @@ impl Default for LimitsConfig {
             max_participants_per_channel: 10_000,
             max_metadata_bytes: 4096,
             // Events queued for one connection before it counts as too slow and is dropped.
-            outbound_queue: 256,
+            // A host sees one event per join; bursts of hundreds of joins within a few
+            // milliseconds are normal when a show starts. The queue costs nothing when empty.
+            outbound_queue: 1024,
             // Requests queued for one channel; joins of thousands arrive in bursts.
             channel_queue: 8192,
         }

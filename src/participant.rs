@@ -378,6 +378,12 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ParticipantActor 
                 Self::close(ctx, CloseCode::Size, "frame too large");
                 return;
             }
+            Err(ws::ProtocolError::Io(e)) => {
+                // The peer went away mid-frame: nobody is left to tell.
+                tracing::debug!(session = %self.session, error = %e, "connection lost");
+                ctx.stop();
+                return;
+            }
             Err(e) => {
                 tracing::debug!(session = %self.session, error = %e, "websocket protocol error");
                 Self::close(ctx, CloseCode::Protocol, "protocol error");

@@ -1,0 +1,137 @@
+//! Graceful shutdown of the real binary on SIGINT and SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Starts `amphi serve --dev` on a free port; returns the child and its address.
+fn spawn_server() -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_amphi"))
+        .args(["serve", "--dev", "--bind", "127.0.0.1:0"])
+        .env("AMPHI_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn amphi");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap().to_string());
+                }
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("server announced its address");
+    (child, addr)
+}
+
+async fn connect(addr: &str, identity: &str, role: &str) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    let url = format!("ws://{addr}/ws?token={}", token(identity, &[role]));
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    next_json(&mut ws).await; // welcome
+    use futures_util::SinkExt;
+    ws.send(Message::Text(
+        json!({"id": 1, "type": "join", "channel": "sd", "role": role}).to_string().into(),
+    ))
+    .await
+    .unwrap();
+    loop {
+        if next_json(&mut ws).await["id"] == 1 {
+            break;
+        }
+    }
+    ws
+}
+
+async fn next_json(ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>) -> Value {
+    loop {
+        match tokio::time::timeout(WAIT, ws.next()).await.expect("frame in time") {
+            Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).unwrap(),
+            Some(Ok(Message::Close(f))) => return json!({"closed": f.map(|f| u16::from(f.code))}),
+            Some(Ok(_)) => continue,
+            other => return json!({"ended": format!("{other:?}")}),
+        }
+    }
+}
+
+async fn shutdown_with(signal: &str) {
+    let (mut child, addr) = spawn_server();
+    let mut host = connect(&addr, "host", "host").await;
+    let mut aud = connect(&addr, "aud", "audience").await;
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for ws in [&mut host, &mut aud] {
+        // Skip channel traffic until `left`, which must come before the close.
+        let left = loop {
+            let v = next_json(ws).await;
+            assert!(v.get("closed").is_none() && v.get("ended").is_none(), "closed before left: {v}");
+            if v["event"] == "left" {
+                break v;
+            }
+        };
+        assert_eq!(left["reason"], "server_shutdown");
+        assert_eq!(left["channel"], "sd");
+        assert_eq!(next_json(ws).await["closed"], 1001);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(std::time::Instant::now() < deadline, "server did not exit");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_sends_left_to_everyone_and_exits_zero() {
+    shutdown_with("-INT").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_sends_left_to_everyone_and_exits_zero() {
+    shutdown_with("-TERM").await;
+}
+
+#[test]
+fn serve_without_key_refuses_to_start_with_a_clear_message() {
+    let out = Command::new(env!("CARGO_BIN_EXE_amphi"))
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("AMPHI_AUTH_SIGNING_KEY", "too-short")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("at least 32"), "{err}");
+}
+
+#[test]
+fn token_command_mints_a_verifiable_token() {
+    let out = Command::new(env!("CARGO_BIN_EXE_amphi"))
+        .args(["token", "--dev", "--identity", "alice", "--channel", "c1", "--role", "host", "--ttl", "10m"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout).unwrap();
+    let grant = keys().verify(token.trim()).unwrap();
+    assert_eq!(grant.identity.as_str(), "alice");
+    assert_eq!(grant.roles, vec!["host".to_string()]);
+    assert_eq!(grant.channel.as_deref(), Some("c1"));
+}
