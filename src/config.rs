@@ -237,10 +237,14 @@ impl Config {
             ));
         }
         if l.messages_per_second == 0 || l.message_burst == 0 {
-            return bad("limits.messages_per_second and limits.message_burst must be above 0".into());
+            return bad(
+                "limits.messages_per_second and limits.message_burst must be above 0".into(),
+            );
         }
         if l.outbound_queue < 16 || l.channel_queue < 16 {
-            return bad("limits.outbound_queue and limits.channel_queue must be at least 16".into());
+            return bad(
+                "limits.outbound_queue and limits.channel_queue must be at least 16".into(),
+            );
         }
         if l.max_channels_per_connection == 0 || l.max_participants_per_channel == 0 {
             return bad(
@@ -260,9 +264,7 @@ impl Config {
         if t.audience_count_interval.is_zero() {
             return bad("timeouts.audience_count_interval must be above 0".into());
         }
-        self.role_table()
-            .validate()
-            .map_err(ConfigError::Invalid)?;
+        self.role_table().validate().map_err(ConfigError::Invalid)?;
         if !self.roles.contains_key(&self.default_role) {
             return bad(format!(
                 "default_role '{}' is not in the role table (roles: {})",

@@ -104,7 +104,8 @@ async fn websocket(
 
 async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     if state.is_shutting_down() {
-        return HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "shutting_down"}));
+        return HttpResponse::ServiceUnavailable()
+            .json(serde_json::json!({"status": "shutting_down"}));
     }
     HttpResponse::Ok().json(serde_json::json!({
         "status": "ok",

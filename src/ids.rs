@@ -97,9 +97,7 @@ impl ChannelId {
         if uri.is_empty() || uri.len() > MAX_URI_LEN || uri.chars().any(char::is_control) {
             return Err(IdError {
                 what: "channel URI",
-                detail: format!(
-                    "must be 1 to {MAX_URI_LEN} bytes without control characters"
-                ),
+                detail: format!("must be 1 to {MAX_URI_LEN} bytes without control characters"),
             });
         }
         let digest = Sha256::digest(uri.as_bytes());
@@ -122,7 +120,13 @@ impl Identity {
 
 impl ParticipantId {
     pub fn parse(value: &str) -> Result<Self, IdError> {
-        check("participant ID", value, 64, is_id_char, "A-Z a-z 0-9 _ - . :")?;
+        check(
+            "participant ID",
+            value,
+            64,
+            is_id_char,
+            "A-Z a-z 0-9 _ - . :",
+        )?;
         Ok(Self(value.into()))
     }
 

@@ -143,7 +143,10 @@ impl ParticipantActor {
                 channel,
                 MemberOp::SetRole {
                     role,
-                    target: participant.as_deref().map(ParticipantId::parse).transpose()?,
+                    target: participant
+                        .as_deref()
+                        .map(ParticipantId::parse)
+                        .transpose()?,
                 },
             ),
             Request::RequestRole { channel, role } => (channel, MemberOp::RequestRole { role }),
@@ -155,7 +158,10 @@ impl ParticipantActor {
                 channel,
                 MemberOp::Mute {
                     muted,
-                    target: participant.as_deref().map(ParticipantId::parse).transpose()?,
+                    target: participant
+                        .as_deref()
+                        .map(ParticipantId::parse)
+                        .transpose()?,
                 },
             ),
             Request::Kick {

@@ -95,7 +95,9 @@ pub fn parse_request(text: &str) -> (Option<u64>, Result<Request, ApiError>) {
         Err(e) => {
             return (
                 None,
-                Err(ApiError::bad_request(format!("the frame is not valid JSON: {e}"))),
+                Err(ApiError::bad_request(format!(
+                    "the frame is not valid JSON: {e}"
+                ))),
             )
         }
     };
@@ -113,19 +115,21 @@ pub fn parse_request(text: &str) -> (Option<u64>, Result<Request, ApiError>) {
         Some(_) => {
             return (
                 None,
-                Err(ApiError::bad_request("\"id\" must be a non-negative integer")),
+                Err(ApiError::bad_request(
+                    "\"id\" must be a non-negative integer",
+                )),
             )
         }
     };
     let kind = match map.get("type") {
         Some(Value::String(s)) => s.clone(),
-        Some(_) => {
+        Some(_) => return (id, Err(ApiError::bad_request("\"type\" must be a string"))),
+        None => {
             return (
                 id,
-                Err(ApiError::bad_request("\"type\" must be a string")),
+                Err(ApiError::bad_request("the request has no \"type\"")),
             )
         }
-        None => return (id, Err(ApiError::bad_request("the request has no \"type\""))),
     };
     if CALL_TYPES.contains(&kind.as_str()) {
         return (

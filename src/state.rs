@@ -34,11 +34,22 @@ impl ChannelRegistry {
             }
         }
         let mut entry = self.channels.entry(id.clone()).or_insert_with(|| {
-            ChannelActor::new(id.clone(), self.settings.clone(), self.clone(), self.mailbox).start()
+            ChannelActor::new(
+                id.clone(),
+                self.settings.clone(),
+                self.clone(),
+                self.mailbox,
+            )
+            .start()
         });
         if !entry.connected() {
-            *entry = ChannelActor::new(id.clone(), self.settings.clone(), self.clone(), self.mailbox)
-                .start();
+            *entry = ChannelActor::new(
+                id.clone(),
+                self.settings.clone(),
+                self.clone(),
+                self.mailbox,
+            )
+            .start();
         }
         entry.clone()
     }
@@ -107,7 +118,11 @@ impl AppState {
     pub async fn shutdown(&self) {
         self.shutting_down.store(true, Ordering::Release);
         let channels = self.channels.all();
-        tracing::info!(channels = channels.len(), sessions = self.sessions.len(), "shutting down");
+        tracing::info!(
+            channels = channels.len(),
+            sessions = self.sessions.len(),
+            "shutting down"
+        );
         let ends = channels.iter().map(|(_, addr)| addr.send(Shutdown));
         // `send` resolves once each channel queued its `left` frames, so the close below
         // lands behind them in every session's mailbox.

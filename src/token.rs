@@ -150,7 +150,9 @@ impl TokenKeys {
 
 fn missing_claim(json_error: &str) -> Option<TokenError> {
     let rest = json_error.strip_prefix("missing field `")?;
-    Some(TokenError::MissingClaim(rest.split('`').next()?.to_string()))
+    Some(TokenError::MissingClaim(
+        rest.split('`').next()?.to_string(),
+    ))
 }
 
 fn short(s: &str) -> String {
@@ -205,13 +207,22 @@ mod tests {
         let k = keys();
         let mut claims = claims_for("alice", Duration::from_secs(600));
         claims.exp = now_unix() - 120;
-        assert!(matches!(k.verify(&k.mint(&claims)), Err(TokenError::Expired)));
+        assert!(matches!(
+            k.verify(&k.mint(&claims)),
+            Err(TokenError::Expired)
+        ));
         // Within the leeway an expired token still passes.
         claims.exp = now_unix() - 30;
         assert!(k.verify(&k.mint(&claims)).is_ok());
         let other = TokenKeys::new(&[8u8; 32], Duration::from_secs(60));
         let fresh = claims_for("alice", Duration::from_secs(600));
-        assert!(matches!(k.verify(&other.mint(&fresh)), Err(TokenError::BadSignature)));
-        assert!(matches!(k.verify("not.a.jwt"), Err(TokenError::Malformed(_))));
+        assert!(matches!(
+            k.verify(&other.mint(&fresh)),
+            Err(TokenError::BadSignature)
+        ));
+        assert!(matches!(
+            k.verify("not.a.jwt"),
+            Err(TokenError::Malformed(_))
+        ));
     }
 }

@@ -16,13 +16,17 @@ use tokio_tungstenite::tungstenite::Error as WsError;
 async fn refused(url: String, header: Option<String>) -> (u16, Value) {
     let mut req = url.into_client_request().unwrap();
     if let Some(h) = header {
-        req.headers_mut().insert("authorization", h.parse().unwrap());
+        req.headers_mut()
+            .insert("authorization", h.parse().unwrap());
     }
     match tokio_tungstenite::connect_async(req).await {
         Ok(_) => panic!("upgrade should have been refused"),
         Err(WsError::Http(resp)) => {
             let body = resp.body().clone().unwrap_or_default();
-            (resp.status().as_u16(), serde_json::from_slice(&body).expect("JSON body"))
+            (
+                resp.status().as_u16(),
+                serde_json::from_slice(&body).expect("JSON body"),
+            )
         }
         Err(e) => panic!("unexpected error {e}"),
     }
@@ -51,20 +55,29 @@ async fn bad_tokens_get_401_before_upgrade() {
         ),
         (
             "wrong key",
-            format!("{base}?token={}", hs256(&json!({"sub": "eve", "exp": exp}), &[9u8; 32])),
+            format!(
+                "{base}?token={}",
+                hs256(&json!({"sub": "eve", "exp": exp}), &[9u8; 32])
+            ),
             "signature",
         ),
         (
             "expired beyond leeway",
             format!(
                 "{base}?token={}",
-                hs256(&json!({"sub": "eve", "exp": now_unix() - 120}), DEV_SIGNING_KEY.as_bytes())
+                hs256(
+                    &json!({"sub": "eve", "exp": now_unix() - 120}),
+                    DEV_SIGNING_KEY.as_bytes()
+                )
             ),
             "expired",
         ),
         (
             "missing exp",
-            format!("{base}?token={}", hs256(&json!({"sub": "eve"}), DEV_SIGNING_KEY.as_bytes())),
+            format!(
+                "{base}?token={}",
+                hs256(&json!({"sub": "eve"}), DEV_SIGNING_KEY.as_bytes())
+            ),
             "exp",
         ),
     ];
@@ -96,7 +109,10 @@ async fn good_token_in_header_and_version_negotiation() {
     assert_eq!(welcome["protocol"], 1);
     assert_eq!(welcome["identity"], "alice");
     assert!(welcome["session"].as_str().unwrap().starts_with("s-"));
-    let (status, body) =
-        refused(format!("ws://{}/ws?protocol=9&token={t}", server.addr), None).await;
+    let (status, body) = refused(
+        format!("ws://{}/ws?protocol=9&token={t}", server.addr),
+        None,
+    )
+    .await;
     assert_eq!((status, body["code"].as_str()), (400, Some("unsupported")));
 }

@@ -19,15 +19,54 @@ async fn malformed_requests_get_typed_errors_and_connection_survives() {
         ("[1,2,3]".into(), "bad_request", None),
         (r#"{"id": 1}"#.into(), "bad_request", Some(1)),
         (r#"{"id": 2, "type": 5}"#.into(), "bad_request", Some(2)),
-        (r#"{"id": 3, "type": "join"}"#.into(), "bad_request", Some(3)),
-        (r#"{"id": 4, "type": "join", "channel": 12}"#.into(), "bad_request", Some(4)),
-        (r#"{"id": 5, "type": "join", "channel": "c", "bogus": true}"#.into(), "bad_request", Some(5)),
-        (r#"{"id": 6, "type": "teleport"}"#.into(), "unknown_type", Some(6)),
-        (format!(r#"{{"id": 7, "type": "join", "channel": "{}"}}"#, "x".repeat(65)), "bad_request", Some(7)),
-        (r#"{"id": 8, "type": "join", "channel": "a/b"}"#.into(), "bad_request", Some(8)),
-        (r#"{"id": 9, "type": "mute", "channel": "c", "muted": "yes"}"#.into(), "bad_request", Some(9)),
-        (r#"{"id": 10, "type": "leave", "channel": "never-joined"}"#.into(), "not_found", Some(10)),
-        (r#"{"id": 11, "type": "call", "callees": ["bob"], "media": "audio"}"#.into(), "unsupported", Some(11)),
+        (
+            r#"{"id": 3, "type": "join"}"#.into(),
+            "bad_request",
+            Some(3),
+        ),
+        (
+            r#"{"id": 4, "type": "join", "channel": 12}"#.into(),
+            "bad_request",
+            Some(4),
+        ),
+        (
+            r#"{"id": 5, "type": "join", "channel": "c", "bogus": true}"#.into(),
+            "bad_request",
+            Some(5),
+        ),
+        (
+            r#"{"id": 6, "type": "teleport"}"#.into(),
+            "unknown_type",
+            Some(6),
+        ),
+        (
+            format!(
+                r#"{{"id": 7, "type": "join", "channel": "{}"}}"#,
+                "x".repeat(65)
+            ),
+            "bad_request",
+            Some(7),
+        ),
+        (
+            r#"{"id": 8, "type": "join", "channel": "a/b"}"#.into(),
+            "bad_request",
+            Some(8),
+        ),
+        (
+            r#"{"id": 9, "type": "mute", "channel": "c", "muted": "yes"}"#.into(),
+            "bad_request",
+            Some(9),
+        ),
+        (
+            r#"{"id": 10, "type": "leave", "channel": "never-joined"}"#.into(),
+            "not_found",
+            Some(10),
+        ),
+        (
+            r#"{"id": 11, "type": "call", "callees": ["bob"], "media": "audio"}"#.into(),
+            "unsupported",
+            Some(11),
+        ),
     ];
     for (frame, code, id) in cases {
         c.send_text(frame.clone()).await;
@@ -37,7 +76,9 @@ async fn malformed_requests_get_typed_errors_and_connection_survives() {
         assert_eq!(reply["id"].as_u64(), id, "{frame}: {reply}");
         assert!(!reply["message"].as_str().unwrap().is_empty());
     }
-    c.ws.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
+    c.ws.send(Message::Binary(vec![1, 2, 3].into()))
+        .await
+        .unwrap();
     assert_eq!(c.recv().await["code"], "bad_request");
     // Still usable.
     c.join("c", "host").await;
@@ -60,7 +101,11 @@ async fn oversized_frame_closes_with_1009_and_others_are_unaffected() {
     assert_eq!(big.closed().await, Some(1009));
     let e = host.event("participant_left").await;
     assert_eq!(e["reason"], "disconnected");
-    host.ok("send", json!({"channel": "c", "kind": "x", "content": "still here"})).await;
+    host.ok(
+        "send",
+        json!({"channel": "c", "kind": "x", "content": "still here"}),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,7 +127,7 @@ async fn flooding_is_rate_limited_then_disconnected() {
     }
     let mut limited = 0;
     let mut ok = 0;
-    let close = loop {
+    loop {
         match flood.try_recv(WAIT).await {
             Some(v) if v["code"] == "rate_limited" => {
                 limited += 1;
@@ -90,10 +135,9 @@ async fn flooding_is_rate_limited_then_disconnected() {
             }
             Some(v) if v["type"] == "ok" => ok += 1,
             Some(v) => panic!("unexpected {v}"),
-            None => break (),
+            None => break,
         }
-    };
-    let _ = close;
+    }
     assert!((4..=6).contains(&ok), "burst admitted {ok}");
     assert!(limited >= 10, "limited {limited}");
     let e = host.event("participant_left").await;

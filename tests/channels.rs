@@ -34,10 +34,16 @@ async fn join_leave_stop_exact_events_and_seq() {
     let r = bob.join("room1", "audience").await;
     assert_eq!(r["seq"], 2);
     assert_eq!(r["hosts"].as_array().unwrap().len(), 1);
-    assert!(r.get("participants").is_none(), "audience gets no participant list");
+    assert!(
+        r.get("participants").is_none(),
+        "audience gets no participant list"
+    );
     let bob_id = participant(&r);
     let e = alice.event("participant_joined").await;
-    assert_eq!((e["seq"].as_u64(), e["identity"].as_str()), (Some(2), Some("bob")));
+    assert_eq!(
+        (e["seq"].as_u64(), e["identity"].as_str()),
+        (Some(2), Some("bob"))
+    );
     assert_eq!(e["participant"], bob_id.as_str());
     assert_eq!(e["role"], "audience");
     // The first count goes out at once, to everyone.
@@ -51,7 +57,10 @@ async fn join_leave_stop_exact_events_and_seq() {
     assert_eq!(r["participants"].as_array().unwrap().len(), 3);
     for c in [&mut alice, &mut bob] {
         let e = c.event("participant_joined").await;
-        assert_eq!((e["seq"].as_u64(), e["identity"].as_str()), (Some(4), Some("carol")));
+        assert_eq!(
+            (e["seq"].as_u64(), e["identity"].as_str()),
+            (Some(4), Some("carol"))
+        );
     }
 
     bob.ok("leave", json!({"channel": "room1"})).await;
@@ -62,8 +71,12 @@ async fn join_leave_stop_exact_events_and_seq() {
         assert_eq!(e["reason"], "left");
     }
     // Bob is out: requests for the channel are refused, and he hears nothing more.
-    bob.err("send", json!({"channel": "room1", "kind": "chat", "content": "hi"}), "not_found")
-        .await;
+    bob.err(
+        "send",
+        json!({"channel": "room1", "kind": "chat", "content": "hi"}),
+        "not_found",
+    )
+    .await;
 
     // Carol stops the channel: her reply is the "on stop"; Alice is told why she is out.
     let (reply, events) = carol.request("stop", json!({"channel": "room1"})).await;
@@ -74,7 +87,11 @@ async fn join_leave_stop_exact_events_and_seq() {
     assert_eq!(e["seq"], 6);
     assert_eq!(e["channel"], "room1");
     alice
-        .err("mute", json!({"channel": "room1", "muted": true}), "not_found")
+        .err(
+            "mute",
+            json!({"channel": "room1", "muted": true}),
+            "not_found",
+        )
         .await;
     bob.quiet(Duration::from_millis(200)).await;
     carol.quiet(Duration::from_millis(100)).await;
@@ -99,21 +116,53 @@ async fn role_enforcement_and_moderation() {
 
     // Audience cannot stop, cannot grant itself host, cannot kick or mute others.
     aud.err("stop", json!({"channel": "r"}), "forbidden").await;
-    let e = aud.err("set_role", json!({"channel": "r", "role": "host"}), "forbidden").await;
-    assert!(e["message"].as_str().unwrap().contains("request_role"), "{e}");
-    aud.err("kick", json!({"channel": "r", "participant": host_id}), "forbidden").await;
-    aud.err("mute", json!({"channel": "r", "muted": true, "participant": host_id}), "forbidden")
+    let e = aud
+        .err(
+            "set_role",
+            json!({"channel": "r", "role": "host"}),
+            "forbidden",
+        )
         .await;
+    assert!(
+        e["message"].as_str().unwrap().contains("request_role"),
+        "{e}"
+    );
+    aud.err(
+        "kick",
+        json!({"channel": "r", "participant": host_id}),
+        "forbidden",
+    )
+    .await;
+    aud.err(
+        "mute",
+        json!({"channel": "r", "muted": true, "participant": host_id}),
+        "forbidden",
+    )
+    .await;
     // A token that does not allow a role cannot join with it.
-    aud.err("join", json!({"channel": "r2", "role": "moderator"}), "forbidden").await;
-    aud.err("join", json!({"channel": "r2", "role": "wizard"}), "bad_request").await;
+    aud.err(
+        "join",
+        json!({"channel": "r2", "role": "moderator"}),
+        "forbidden",
+    )
+    .await;
+    aud.err(
+        "join",
+        json!({"channel": "r2", "role": "wizard"}),
+        "bad_request",
+    )
+    .await;
 
     // Raise hand → the host grants → everyone sees the new host.
-    aud.ok("request_role", json!({"channel": "r", "role": "host"})).await;
+    aud.ok("request_role", json!({"channel": "r", "role": "host"}))
+        .await;
     let e = host.event("role_requested").await;
     assert_eq!(e["participant"], aud_id.as_str());
-    host.ok("set_role", json!({"channel": "r", "role": "host", "participant": aud_id}))
-        .await;
+    host.ok(
+        "set_role",
+        json!({"channel": "r", "role": "host", "participant": aud_id}),
+    )
+    .await;
     let e = aud.event("role_changed").await;
     assert_eq!(e["role"], "host");
     host.event("role_changed").await;
@@ -124,13 +173,22 @@ async fn role_enforcement_and_moderation() {
     host.event("participant_joined").await;
     aud.event("participant_joined").await;
     moder
-        .ok("mute", json!({"channel": "r", "muted": true, "participant": host_id}))
+        .ok(
+            "mute",
+            json!({"channel": "r", "muted": true, "participant": host_id}),
+        )
         .await;
     let e = host.event("mute_changed").await;
-    assert_eq!((e["muted"].as_bool(), e["participant"].as_str()), (Some(true), Some(host_id.as_str())));
+    assert_eq!(
+        (e["muted"].as_bool(), e["participant"].as_str()),
+        (Some(true), Some(host_id.as_str()))
+    );
     aud.event("mute_changed").await;
     moder
-        .ok("kick", json!({"channel": "r", "participant": aud_id, "reason": "spam"}))
+        .ok(
+            "kick",
+            json!({"channel": "r", "participant": aud_id, "reason": "spam"}),
+        )
         .await;
     let e = aud.event("left").await;
     assert_eq!(e["reason"], "kicked");
@@ -139,7 +197,9 @@ async fn role_enforcement_and_moderation() {
     assert_eq!(e["reason"], "kicked");
     assert_eq!(e["participant"], aud_id.as_str());
     // A custom role without stop cannot stop.
-    moder.err("stop", json!({"channel": "r"}), "forbidden").await;
+    moder
+        .err("stop", json!({"channel": "r"}), "forbidden")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -156,13 +216,18 @@ async fn same_identity_replaces_the_first_connection() {
     let e = first.event("left").await;
     assert_eq!(e["reason"], "replaced");
     let left = host.event("participant_left").await;
-    assert_eq!((left["reason"].as_str(), left["participant"].as_str()), (Some("replaced"), Some(first_id.as_str())));
+    assert_eq!(
+        (left["reason"].as_str(), left["participant"].as_str()),
+        (Some("replaced"), Some(first_id.as_str()))
+    );
     assert_eq!(left["seq"], e["seq"]);
     let joined = host.event("participant_joined").await;
     assert_eq!(joined["participant"], second_id.as_str());
     // The first connection is still usable; it is just out of the channel.
     first.ok("ping", json!({})).await;
-    first.err("leave", json!({"channel": "r"}), "not_found").await;
+    first
+        .err("leave", json!({"channel": "r"}), "not_found")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,8 +236,12 @@ async fn disconnect_is_announced_and_uri_maps_to_one_channel() {
     let mut a = Client::as_(&server, "a", &["host"]).await;
     let mut b = Client::as_(&server, "b", &["host"]).await;
     let uri = "https://live.example.test/rooms/42?lang=en";
-    let ra = a.ok("join", json!({"channel": uri, "uri": true, "role": "host"})).await;
-    let rb = b.ok("join", json!({"channel": uri, "uri": true, "role": "host"})).await;
+    let ra = a
+        .ok("join", json!({"channel": uri, "uri": true, "role": "host"}))
+        .await;
+    let rb = b
+        .ok("join", json!({"channel": uri, "uri": true, "role": "host"}))
+        .await;
     assert_eq!(ra["channel"], rb["channel"]);
     assert!(ra["channel"].as_str().unwrap().starts_with("uri-"));
     let channel = ra["channel"].as_str().unwrap().to_string();
@@ -196,19 +265,31 @@ async fn messages_to_all_and_to_some() {
     a.event("participant_joined").await;
     a.event("participant_joined").await;
     b.event("participant_joined").await;
-    a.ok("send", json!({"channel": "m", "kind": "chat", "content": {"text": "hello"}})).await;
+    a.ok(
+        "send",
+        json!({"channel": "m", "kind": "chat", "content": {"text": "hello"}}),
+    )
+    .await;
     for x in [&mut b, &mut c] {
         let e = x.event("message").await;
         assert_eq!(e["content"]["text"], "hello");
         assert_eq!(e["identity"], "a");
         assert_eq!(e["kind"], "chat");
     }
-    a.ok("send", json!({"channel": "m", "kind": "dm", "content": "psst", "to": [b_id]})).await;
+    a.ok(
+        "send",
+        json!({"channel": "m", "kind": "dm", "content": "psst", "to": [b_id]}),
+    )
+    .await;
     let e = b.event("message").await;
     assert_eq!(e["content"], "psst");
     c.quiet(Duration::from_millis(200)).await;
-    a.err("send", json!({"channel": "m", "kind": "dm", "content": 1, "to": ["p-nobody"]}), "not_found")
-        .await;
+    a.err(
+        "send",
+        json!({"channel": "m", "kind": "dm", "content": 1, "to": ["p-nobody"]}),
+        "not_found",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,7 +298,13 @@ async fn token_channel_restriction() {
     let mut c = claims("t", &["host"]);
     c.channel = Some("only-this".into());
     let mut client = Client::connect(&server, &keys().mint(&c)).await;
-    client.err("join", json!({"channel": "other", "role": "host"}), "forbidden").await;
+    client
+        .err(
+            "join",
+            json!({"channel": "other", "role": "host"}),
+            "forbidden",
+        )
+        .await;
     client.join("only-this", "host").await;
 }
 
@@ -230,7 +317,12 @@ async fn admin_get(server: &amphi::ServerHandle, path: &str, token: Option<&str>
     (resp.status().as_u16(), resp.json().await.unwrap())
 }
 
-async fn admin_post(server: &amphi::ServerHandle, path: &str, token: &str, body: Value) -> (u16, Value) {
+async fn admin_post(
+    server: &amphi::ServerHandle,
+    path: &str,
+    token: &str,
+    body: Value,
+) -> (u16, Value) {
     let resp = reqwest::Client::new()
         .post(format!("{}{path}", server.http_url()))
         .bearer_auth(token)
@@ -270,10 +362,22 @@ async fn admin_api() {
     let (status, _) = admin_get(&server, "/api/channels/bad%20id", Some(&admin)).await;
     assert_eq!(status, 400);
 
-    let (status, _) = admin_post(&server, "/api/channels/adm/kick", &admin, json!({"identity": "a"})).await;
+    let (status, _) = admin_post(
+        &server,
+        "/api/channels/adm/kick",
+        &admin,
+        json!({"identity": "a"}),
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(a.wait_event("left").await["reason"], "kicked");
-    let (status, body) = admin_post(&server, "/api/channels/adm/kick", &admin, json!({"who": "a"})).await;
+    let (status, body) = admin_post(
+        &server,
+        "/api/channels/adm/kick",
+        &admin,
+        json!({"who": "a"}),
+    )
+    .await;
     assert_eq!((status, body["code"].as_str()), (400, Some("bad_request")));
 
     let (status, _) = admin_post(&server, "/api/channels/adm/stop", &admin, json!({})).await;

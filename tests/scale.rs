@@ -106,7 +106,11 @@ async fn thousand_audience_members_cost_linear_messages() {
     }
     let mut total = host_frames.iter().sum::<usize>();
     let max_counts = (elapsed.as_secs_f64() / interval.as_secs_f64()).ceil() as usize + 2;
-    let results: Vec<_> = futures_util::future::join_all(tasks).await.into_iter().map(Result::unwrap).collect();
+    let results: Vec<_> = futures_util::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
     for (frames, counts, last, _client) in results {
         total += frames;
         assert!(counts <= max_counts, "{counts} counts in {elapsed:?}");
@@ -114,7 +118,10 @@ async fn thousand_audience_members_cost_linear_messages() {
     }
     // Hosts: one event per audience join plus throttled counts.
     for n in &host_frames {
-        assert!(*n >= AUDIENCE && *n <= AUDIENCE + max_counts, "host got {n}");
+        assert!(
+            *n >= AUDIENCE && *n <= AUDIENCE + max_counts,
+            "host got {n}"
+        );
     }
     let linear_bound = AUDIENCE * (2 + max_counts) + host_frames.len() * (AUDIENCE + max_counts);
     eprintln!(

@@ -38,13 +38,19 @@ fn spawn_server() -> (Child, String) {
     (child, addr)
 }
 
-async fn connect(addr: &str, identity: &str, role: &str) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+async fn connect(
+    addr: &str,
+    identity: &str,
+    role: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
     let url = format!("ws://{addr}/ws?token={}", token(identity, &[role]));
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
     next_json(&mut ws).await; // welcome
     use futures_util::SinkExt;
     ws.send(Message::Text(
-        json!({"id": 1, "type": "join", "channel": "sd", "role": role}).to_string().into(),
+        json!({"id": 1, "type": "join", "channel": "sd", "role": role})
+            .to_string()
+            .into(),
     ))
     .await
     .unwrap();
@@ -56,9 +62,16 @@ async fn connect(addr: &str, identity: &str, role: &str) -> tokio_tungstenite::W
     ws
 }
 
-async fn next_json(ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>) -> Value {
+async fn next_json(
+    ws: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Value {
     loop {
-        match tokio::time::timeout(WAIT, ws.next()).await.expect("frame in time") {
+        match tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("frame in time")
+        {
             Some(Ok(Message::Text(t))) => return serde_json::from_str(&t).unwrap(),
             Some(Ok(Message::Close(f))) => return json!({"closed": f.map(|f| u16::from(f.code))}),
             Some(Ok(_)) => continue,
@@ -80,7 +93,10 @@ async fn shutdown_with(signal: &str) {
         // Skip channel traffic until `left`, which must come before the close.
         let left = loop {
             let v = next_json(ws).await;
-            assert!(v.get("closed").is_none() && v.get("ended").is_none(), "closed before left: {v}");
+            assert!(
+                v.get("closed").is_none() && v.get("ended").is_none(),
+                "closed before left: {v}"
+            );
             if v["event"] == "left" {
                 break v;
             }
@@ -125,7 +141,18 @@ fn serve_without_key_refuses_to_start_with_a_clear_message() {
 #[test]
 fn token_command_mints_a_verifiable_token() {
     let out = Command::new(env!("CARGO_BIN_EXE_amphi"))
-        .args(["token", "--dev", "--identity", "alice", "--channel", "c1", "--role", "host", "--ttl", "10m"])
+        .args([
+            "token",
+            "--dev",
+            "--identity",
+            "alice",
+            "--channel",
+            "c1",
+            "--role",
+            "host",
+            "--ttl",
+            "10m",
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());

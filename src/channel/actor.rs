@@ -237,7 +237,9 @@ impl Handler<Join> for ChannelActor {
                 self.sessions.insert(participant, msg.session);
             }
             Err(err) => {
-                let _ = msg.session.try_send(ToSession::Frame(protocol::error(request, &err)));
+                let _ = msg
+                    .session
+                    .try_send(ToSession::Frame(protocol::error(request, &err)));
                 msg.session.do_send(ToSession::Detached {
                     channel: self.channel.id().clone(),
                     participant,

@@ -46,7 +46,10 @@ pub enum Target {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
-    Send { to: Target, frame: ByteString },
+    Send {
+        to: Target,
+        frame: ByteString,
+    },
     /// The participant is no longer a member; its session must forget this channel.
     Detach(ParticipantId),
     /// The channel has ended; nothing follows.
@@ -619,11 +622,10 @@ impl Channel {
         now: Instant,
         identity: &Identity,
     ) -> Result<ParticipantId, ApiError> {
-        let id = self
-            .by_identity
-            .get(identity)
-            .cloned()
-            .ok_or_else(|| ApiError::not_found(format!("'{identity}' is not in the channel")))?;
+        let id =
+            self.by_identity.get(identity).cloned().ok_or_else(|| {
+                ApiError::not_found(format!("'{identity}' is not in the channel"))
+            })?;
         self.kick(now, None, None, &id, None)?;
         Ok(id)
     }
@@ -723,7 +725,10 @@ impl Channel {
 
     fn require_member(&self, id: &ParticipantId) -> Result<&Member, ApiError> {
         self.members.get(id).ok_or_else(|| {
-            ApiError::not_found(format!("participant '{id}' is not in channel '{}'", self.id))
+            ApiError::not_found(format!(
+                "participant '{id}' is not in channel '{}'",
+                self.id
+            ))
         })
     }
 
@@ -769,8 +774,11 @@ impl Channel {
         let member = self.take(id);
         self.seq += 1;
         if tell_member {
-            let frame =
-                protocol::channel_event(&self.id, self.seq, &ChannelEvent::Left { reason, message });
+            let frame = protocol::channel_event(
+                &self.id,
+                self.seq,
+                &ChannelEvent::Left { reason, message },
+            );
             self.outbox.push(Output::Send {
                 to: Target::One(id.clone()),
                 frame,

@@ -74,7 +74,11 @@ impl Harness {
             identity: Identity::parse(who).unwrap(),
             name: None,
             role: Some(role.into()),
-            allowed_roles: allowed.iter().map(|s| s.to_string()).collect::<Vec<_>>().into(),
+            allowed_roles: allowed
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .into(),
             metadata: None,
         };
         let r = self.ch.join(self.at(ms), spec);
@@ -113,11 +117,17 @@ fn join_reply_then_events_with_increasing_seq() {
     assert_eq!(reply[0]["type"], "ok");
     assert_eq!(reply[0]["seq"], 1);
     assert_eq!(reply[0]["hosts"][0]["identity"], "alice");
-    assert!(reply[0]["participants"].is_array(), "hosts see the full list");
+    assert!(
+        reply[0]["participants"].is_array(),
+        "hosts see the full list"
+    );
 
     h.join(10, "bob", "audience", &[]).unwrap();
     let bob = h.take("bob");
-    assert!(bob[0].get("participants").is_none(), "audience gets no full list");
+    assert!(
+        bob[0].get("participants").is_none(),
+        "audience gets no full list"
+    );
     assert_eq!(bob[0]["hosts"].as_array().unwrap().len(), 1);
     let alice = h.take("alice");
     assert_eq!(alice[0]["event"], "participant_joined");
@@ -201,30 +211,49 @@ fn role_rules() {
     assert_eq!(e.code, ErrorCode::BadRequest);
     assert!(e.message.contains("audience"), "{}", e.message);
     // Audience cannot promote itself to host even though its token allows host.
-    let e = h.ch.set_role(&pid("aud"), Some(3), None, "host").unwrap_err();
+    let e =
+        h.ch.set_role(&pid("aud"), Some(3), None, "host")
+            .unwrap_err();
     assert_eq!(e.code, ErrorCode::Forbidden);
     assert!(e.message.contains("request_role"));
     // Audience cannot change others, mute others, kick or stop.
     assert_eq!(
-        h.ch.set_role(&pid("aud"), None, Some(&pid("host")), "audience").unwrap_err().code,
+        h.ch.set_role(&pid("aud"), None, Some(&pid("host")), "audience")
+            .unwrap_err()
+            .code,
         ErrorCode::Forbidden
     );
-    assert_eq!(h.ch.mute(&pid("aud"), None, Some(&pid("host")), true).unwrap_err().code, ErrorCode::Forbidden);
-    assert_eq!(h.ch.kick(h.at(1), Some(&pid("aud")), None, &pid("host"), None).unwrap_err().code, ErrorCode::Forbidden);
-    assert_eq!(h.ch.stop(h.at(1), &pid("aud"), None).unwrap_err().code, ErrorCode::Forbidden);
+    assert_eq!(
+        h.ch.mute(&pid("aud"), None, Some(&pid("host")), true)
+            .unwrap_err()
+            .code,
+        ErrorCode::Forbidden
+    );
+    assert_eq!(
+        h.ch.kick(h.at(1), Some(&pid("aud")), None, &pid("host"), None)
+            .unwrap_err()
+            .code,
+        ErrorCode::Forbidden
+    );
+    assert_eq!(
+        h.ch.stop(h.at(1), &pid("aud"), None).unwrap_err().code,
+        ErrorCode::Forbidden
+    );
     h.take("host");
     h.take("aud");
     // Raise hand: the host hears, grants.
     h.ch.request_role(&pid("aud"), Some(4), "host").unwrap();
     h.pump();
     assert_eq!(h.events("host"), vec!["role_requested"]);
-    h.ch.set_role(&pid("host"), Some(5), Some(&pid("aud")), "host").unwrap();
+    h.ch.set_role(&pid("host"), Some(5), Some(&pid("aud")), "host")
+        .unwrap();
     h.pump();
     // aud: the reply to its request, then the grant.
     assert_eq!(h.events("aud"), vec!["ok", "role_changed"]);
     assert_eq!(h.events("host"), vec!["ok", "role_changed"]);
     // A host may step down by itself.
-    h.ch.set_role(&pid("aud"), Some(6), None, "audience").unwrap();
+    h.ch.set_role(&pid("aud"), Some(6), None, "audience")
+        .unwrap();
 }
 
 #[test]
@@ -250,7 +279,10 @@ fn role_and_channel_capacity() {
     join(&mut ch, "a", "audience").unwrap();
     join(&mut ch, "b", "audience").unwrap();
     join(&mut ch, "c", "audience").unwrap();
-    assert_eq!(join(&mut ch, "d", "audience").unwrap_err().code, ErrorCode::ChannelFull);
+    assert_eq!(
+        join(&mut ch, "d", "audience").unwrap_err().code,
+        ErrorCode::ChannelFull
+    );
     // Replacing an identity frees its seat.
     ch.drain();
     let mut spec_c = JoinSpec {
@@ -276,7 +308,10 @@ fn role_and_channel_capacity() {
     for i in 0..16 {
         join(&mut ch, &format!("h{i}"), "host").unwrap();
     }
-    assert_eq!(join(&mut ch, "h16", "host").unwrap_err().code, ErrorCode::RoleFull);
+    assert_eq!(
+        join(&mut ch, "h16", "host").unwrap_err().code,
+        ErrorCode::RoleFull
+    );
 }
 
 #[test]
@@ -317,10 +352,12 @@ fn moderator_mute_locks_until_moderator_unmutes() {
     h.take("host");
     h.take("spk");
     h.take("aud");
-    h.ch.mute(&pid("host"), None, Some(&pid("spk")), true).unwrap();
+    h.ch.mute(&pid("host"), None, Some(&pid("spk")), true)
+        .unwrap();
     let e = h.ch.mute(&pid("spk"), None, None, false).unwrap_err();
     assert_eq!(e.code, ErrorCode::Forbidden);
-    h.ch.mute(&pid("host"), None, Some(&pid("spk")), false).unwrap();
+    h.ch.mute(&pid("host"), None, Some(&pid("spk")), false)
+        .unwrap();
     // A speaker's own mute is its own to lift.
     h.ch.mute(&pid("spk"), None, None, true).unwrap();
     h.ch.mute(&pid("spk"), None, None, false).unwrap();

@@ -89,7 +89,9 @@ impl Client {
     pub async fn try_recv(&mut self, wait: Duration) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let msg = tokio::time::timeout_at(deadline, self.ws.next()).await.ok()??;
+            let msg = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()??;
             match msg {
                 Ok(Message::Text(t)) => return Some(serde_json::from_str(&t).expect("json")),
                 Ok(Message::Close(_)) | Err(_) => return None,
@@ -132,7 +134,8 @@ impl Client {
     }
 
     pub async fn join(&mut self, channel: &str, role: &str) -> Value {
-        self.ok("join", json!({"channel": channel, "role": role})).await
+        self.ok("join", json!({"channel": channel, "role": role}))
+            .await
     }
 
     /// Waits for the event `name`, returning it and skipping nothing silently: any other

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every check and test. Installs what the tests need on a fresh Debian machine (as root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+# (No system packages are needed yet; media and browser tests add theirs here.)
+if [ ${#need_apt[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+    else
+        echo "missing packages: ${need_apt[*]} (run as root or install them)" >&2
+        exit 1
+    fi
+fi
+
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --all-targets --locked
