@@ -2,7 +2,7 @@
 //! validation with messages that say what to change.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
@@ -41,10 +41,14 @@ pub struct Config {
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
     pub timeouts: TimeoutsConfig,
+    pub media: MediaConfig,
     /// Role name → permissions. Replaces the default table entirely when present.
     pub roles: BTreeMap<String, RoleSpec>,
     /// Role given to a token that names no roles.
     pub default_role: String,
+    /// Set by `--dev`, not by the file: enables the development token endpoint.
+    #[serde(skip)]
+    pub dev: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -84,6 +88,27 @@ pub struct LimitsConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// Address the media UDP socket binds to.
+    pub bind_ip: IpAddr,
+    /// The one UDP port every peer uses; 0 picks a free port (tests).
+    pub udp_port: u16,
+    /// Address announced to clients in the ICE candidate; defaults to `bind_ip`. Set it to
+    /// the public address when binding 0.0.0.0 behind a 1:1 NAT.
+    pub public_ip: Option<IpAddr>,
+    /// Media worker threads, each with its own socket on the same port; 0 = one per core.
+    pub workers: usize,
+    /// Kernel receive and send buffer per worker socket, in bytes.
+    pub socket_buffer_bytes: usize,
+    /// Receive slots one listener may have (server renegotiation stops there).
+    pub max_slots: usize,
+    /// Packets waiting in one worker's queue from the other workers; overflow is dropped
+    /// and counted (`queue_full`).
+    pub worker_queue: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct TimeoutsConfig {
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
@@ -102,8 +127,10 @@ impl Default for Config {
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             timeouts: TimeoutsConfig::default(),
+            media: MediaConfig::default(),
             roles: RoleTable::default_specs(),
             default_role: "audience".into(),
+            dev: false,
         }
     }
 }
@@ -150,6 +177,22 @@ impl Default for LimitsConfig {
     }
 }
 
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            bind_ip: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            udp_port: 7882,
+            public_ip: None,
+            workers: 0,
+            // At 1,000 peers the default 208 KiB socket buffer overflowed in bursts and dropped
+            // packets silently; 8 MiB holds well over 100 ms of traffic at that scale.
+            socket_buffer_bytes: 8 * 1024 * 1024,
+            max_slots: 16,
+            worker_queue: 4096,
+        }
+    }
+}
+
 impl Default for TimeoutsConfig {
     fn default() -> Self {
         Self {
@@ -166,6 +209,7 @@ impl Config {
     pub fn dev() -> Self {
         let mut config = Self::default();
         config.auth.signing_key = DEV_SIGNING_KEY.into();
+        config.dev = true;
         config
     }
 
@@ -276,7 +320,7 @@ impl Config {
     }
 }
 
-const SECTIONS: &[&str] = &["server", "auth", "limits", "timeouts"];
+const SECTIONS: &[&str] = &["server", "auth", "limits", "timeouts", "media"];
 
 fn apply_env(
     table: &mut toml::Table,

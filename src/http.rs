@@ -19,6 +19,10 @@ use crate::token::{Grant, TokenError, GRANT_ADMIN};
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws", web::get().to(websocket))
         .route("/healthz", web::get().to(healthz))
+        .route("/metrics", web::get().to(metrics))
+        .route("/", web::get().to(index))
+        .route("/amphi.js", web::get().to(client_js))
+        .route("/dev/token", web::post().to(dev_token))
         .route("/api/channels", web::get().to(list_channels))
         .route("/api/channels/{id}", web::get().to(get_channel))
         .route("/api/channels/{id}/stop", web::post().to(stop_channel))
@@ -100,6 +104,57 @@ async fn websocket(
             "websocket upgrade failed: {e}"
         ))),
     }
+}
+
+async fn index() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .body(include_str!("../static/index.html"))
+}
+
+async fn client_js() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/javascript; charset=utf-8")
+        .body(include_str!("../static/amphi.js"))
+}
+
+async fn metrics() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(crate::media::metrics::prometheus().render())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DevTokenBody {
+    identity: String,
+    channel: Option<String>,
+    role: Option<String>,
+}
+
+/// Development only (`--dev`): lets the demo page mint its own token. A production app's
+/// backend mints tokens; this route does not exist there.
+async fn dev_token(body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
+    if !state.config.dev {
+        return error_response(&ApiError::not_found(
+            "no route for POST /dev/token (only with --dev)",
+        ));
+    }
+    let body: DevTokenBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return error_response(&ApiError::bad_request(format!(
+                "the body must be JSON {{\"identity\", \"channel\", \"role\"}}: {e}"
+            )))
+        }
+    };
+    if let Err(e) = Identity::parse(&body.identity) {
+        return error_response(&e.into());
+    }
+    let mut claims = crate::token::claims_for(&body.identity, std::time::Duration::from_secs(3600));
+    claims.channel = body.channel;
+    claims.roles = body.role.into_iter().collect();
+    HttpResponse::Ok().json(serde_json::json!({ "token": state.keys.mint(&claims) }))
 }
 
 async fn healthz(state: web::Data<AppState>) -> HttpResponse {

@@ -10,6 +10,7 @@
 //! - `session`     — per-connection logic: rate limit and heartbeat (injected time).
 //! - `channel`     — `Channel` logic (membership, roles, events, `seq`) and its `ChannelActor`.
 //! - `participant` — `ParticipantActor`: one per WebSocket connection.
+//! - `media`       — the media plane: str0m peers on workers, forwarding, levels, metrics.
 //! - `state`       — shared state: channel registry, session directory, shutdown sequence.
 //! - `http`        — HTTP routes: `/ws`, `/healthz`, the admin API.
 //! - `server`      — `run` (inside an actix system) and `spawn` (on a thread of its own).
@@ -19,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod http;
 pub mod ids;
+pub mod media;
 pub mod participant;
 pub mod protocol;
 pub mod roles;

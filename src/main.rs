@@ -25,6 +25,9 @@ enum Command {
         /// Address and port for HTTP and WebSocket (overrides server.bind).
         #[arg(long)]
         bind: Option<SocketAddr>,
+        /// The UDP port for WebRTC media (overrides media.udp_port).
+        #[arg(long)]
+        udp_port: Option<u16>,
     },
     /// Print an access token.
     Token {
@@ -72,6 +75,7 @@ impl Common {
         if self.dev && config.auth.signing_key.is_empty() {
             config.auth.signing_key = DEV_SIGNING_KEY.into();
         }
+        config.dev = self.dev;
         Ok(config)
     }
 }
@@ -86,7 +90,11 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::Serve { common, bind } => serve(common, bind),
+        Command::Serve {
+            common,
+            bind,
+            udp_port,
+        } => serve(common, bind, udp_port),
         Command::Token {
             common,
             identity,
@@ -126,10 +134,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(common: Common, bind: Option<SocketAddr>) -> Result<(), String> {
+fn serve(common: Common, bind: Option<SocketAddr>, udp_port: Option<u16>) -> Result<(), String> {
     let mut config = common.load()?;
     if let Some(bind) = bind {
         config.server.bind = bind;
+    }
+    if let Some(port) = udp_port {
+        config.media.udp_port = port;
     }
     config.validate(common.dev).map_err(|e| e.to_string())?;
     if common.dev && config.auth.signing_key == DEV_SIGNING_KEY {

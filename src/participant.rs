@@ -123,7 +123,7 @@ impl ParticipantActor {
             Request::Ping {} => {
                 ctx.text(protocol::ok(
                     id,
-                    serde_json::json!({ "time_ms": crate::token::now_unix() * 1000 }),
+                    serde_json::json!({ "time_ms": crate::token::now_unix_ms() }),
                 ));
                 return Ok(());
             }
@@ -175,6 +175,11 @@ impl ParticipantActor {
                     reason,
                 },
             ),
+            Request::MediaOffer { channel, sdp } => (channel, MemberOp::MediaOffer { sdp }),
+            Request::MediaAnswer { channel, sdp } => (channel, MemberOp::MediaAnswer { sdp }),
+            Request::MediaCandidate { channel, candidate } => {
+                (channel, MemberOp::MediaCandidate { candidate })
+            }
             Request::Send {
                 channel,
                 kind,
@@ -272,6 +277,7 @@ impl ParticipantActor {
                 metadata,
             },
             session: ctx.address().recipient(),
+            received: Instant::now(),
         };
         let registry = self.state.channels.clone();
         let target = channel.clone();
@@ -282,6 +288,7 @@ impl ParticipantActor {
                 let msg = Join {
                     spec: join.spec.clone(),
                     session: join.session.clone(),
+                    received: join.received,
                 };
                 if addr.send(msg).await.is_ok() {
                     return Some(addr);
@@ -400,6 +407,10 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ParticipantActor 
         match msg {
             ws::Message::Text(text) => self.on_text(&text, ctx),
             ws::Message::Binary(_) => {
+                if self.limiter.admit(Instant::now()) == Admit::Disconnect {
+                    Self::close(ctx, CloseCode::Policy, "rate limit exceeded");
+                    return;
+                }
                 let err = ApiError::bad_request(
                     "binary frames are not part of the protocol; send JSON text frames",
                 );

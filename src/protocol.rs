@@ -56,6 +56,18 @@ pub enum Request {
         to: Vec<String>,
     },
     Ping {},
+    MediaOffer {
+        channel: String,
+        sdp: String,
+    },
+    MediaAnswer {
+        channel: String,
+        sdp: String,
+    },
+    MediaCandidate {
+        channel: String,
+        candidate: String,
+    },
 }
 
 const CHANNEL_TYPES: &[&str] = &[
@@ -68,6 +80,9 @@ const CHANNEL_TYPES: &[&str] = &[
     "kick",
     "send",
     "ping",
+    "media_offer",
+    "media_answer",
+    "media_candidate",
 ];
 
 /// Call requests named by the protocol; refused with `unsupported` until the call engine serves
@@ -279,6 +294,13 @@ pub enum ChannelEvent {
         identity: Identity,
         kind: String,
         content: Value,
+    },
+    ActiveSpeaker {
+        participant: Option<ParticipantId>,
+    },
+    AudioLevels {
+        speakers: Vec<crate::media::levels::SpeakerVolume>,
+        total_volume: u8,
     },
 }
 

@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use actix_web::{web, App, HttpServer};
 
 use crate::config::Config;
+use crate::media::MediaPlane;
 use crate::state::AppState;
 
 /// Serves on `listener` until `shutdown` resolves, then shuts down gracefully: every
@@ -25,7 +26,9 @@ pub async fn run(
         n => n,
     };
     let shutdown_timeout = config.server.shutdown_timeout;
-    let state = Arc::new(AppState::new(config));
+    crate::media::metrics::prometheus();
+    let media = MediaPlane::start(&config.media)?;
+    let state = Arc::new(AppState::new(config, media.clone()));
     let data = web::Data::from(state.clone());
     let server = HttpServer::new(move || {
         App::new()
@@ -49,6 +52,7 @@ pub async fn run(
     state.shutdown().await;
     handle.stop(true).await;
     server.await.map_err(io::Error::other)??;
+    media.stop();
     tracing::info!("amphi stopped");
     Ok(())
 }

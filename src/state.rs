@@ -11,6 +11,7 @@ use crate::channel::actor::{ChannelActor, Shutdown};
 use crate::channel::ChannelSettings;
 use crate::config::Config;
 use crate::ids::{ChannelId, SessionId};
+use crate::media::MediaPlane;
 use crate::participant::ToSession;
 use crate::token::TokenKeys;
 
@@ -18,6 +19,7 @@ use crate::token::TokenKeys;
 pub struct ChannelRegistry {
     channels: DashMap<ChannelId, Addr<ChannelActor>>,
     settings: ChannelSettings,
+    media: Arc<MediaPlane>,
     mailbox: usize,
 }
 
@@ -38,6 +40,7 @@ impl ChannelRegistry {
                 id.clone(),
                 self.settings.clone(),
                 self.clone(),
+                self.media.clone(),
                 self.mailbox,
             )
             .start()
@@ -47,6 +50,7 @@ impl ChannelRegistry {
                 id.clone(),
                 self.settings.clone(),
                 self.clone(),
+                self.media.clone(),
                 self.mailbox,
             )
             .start();
@@ -77,6 +81,7 @@ impl ChannelRegistry {
 
 pub struct AppState {
     pub config: Config,
+    pub media: Arc<MediaPlane>,
     pub keys: TokenKeys,
     pub channels: Arc<ChannelRegistry>,
     /// Every live WebSocket session, for shutdown (and, later, call routing).
@@ -85,7 +90,7 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config) -> Self {
+    pub fn new(config: Config, media: Arc<MediaPlane>) -> Self {
         let settings = ChannelSettings {
             roles: Arc::new(config.role_table()),
             default_role: config.default_role.clone(),
@@ -98,10 +103,12 @@ impl AppState {
         let channels = Arc::new(ChannelRegistry {
             channels: DashMap::new(),
             settings,
+            media: media.clone(),
             mailbox: config.limits.channel_queue,
         });
         Self {
             config,
+            media,
             keys,
             channels,
             sessions: DashMap::new(),

@@ -12,6 +12,8 @@ use serde_json::Value;
 use super::{Channel, ChannelSettings, ChannelSummary, JoinSpec, Output};
 use crate::error::ApiError;
 use crate::ids::{ChannelId, Identity, ParticipantId};
+use crate::media::levels::Levels;
+use crate::media::{peer_key, MediaPlane, PeerSpec, Publisher, SpeakerLevel};
 use crate::participant::ToSession;
 use crate::protocol::{self, LeaveReason, ParticipantInfo};
 use crate::state::ChannelRegistry;
@@ -24,6 +26,8 @@ use crate::state::ChannelRegistry;
 pub struct Join {
     pub spec: JoinSpec,
     pub session: Recipient<ToSession>,
+    /// When the session read the request, for the join latency histogram.
+    pub received: Instant,
 }
 
 /// A member's request; the reply goes to the member's session.
@@ -58,6 +62,15 @@ pub enum MemberOp {
         kind: String,
         content: Value,
         to: Vec<ParticipantId>,
+    },
+    MediaOffer {
+        sdp: String,
+    },
+    MediaAnswer {
+        sdp: String,
+    },
+    MediaCandidate {
+        candidate: String,
     },
 }
 
@@ -100,8 +113,12 @@ pub struct ChannelActor {
     channel: Channel,
     sessions: HashMap<ParticipantId, Recipient<ToSession>>,
     registry: Arc<ChannelRegistry>,
+    media: Arc<MediaPlane>,
     mailbox: usize,
     timer: Option<(Instant, SpawnHandle)>,
+    levels: Levels,
+    /// What the media workers were last told is on stage.
+    routed: Vec<Publisher>,
 }
 
 impl ChannelActor {
@@ -109,15 +126,83 @@ impl ChannelActor {
         id: ChannelId,
         settings: ChannelSettings,
         registry: Arc<ChannelRegistry>,
+        media: Arc<MediaPlane>,
         mailbox: usize,
     ) -> Self {
         Self {
             channel: Channel::new(id, settings, Instant::now()),
             sessions: HashMap::new(),
             registry,
+            media,
             mailbox,
             timer: None,
+            levels: Levels::default(),
+            routed: Vec::new(),
         }
+    }
+
+    /// Tells the media workers who is on stage, when that changed.
+    fn update_routes(&mut self) {
+        let publishers = self.channel.publishers();
+        if publishers != self.routed {
+            self.media
+                .routes(self.channel.id(), Arc::from(publishers.clone()));
+            self.routed = publishers;
+        }
+    }
+
+    fn media_request(
+        &mut self,
+        participant: &ParticipantId,
+        request: Option<u64>,
+        op: MemberOp,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), ApiError> {
+        let member = self.channel.media_permissions(participant)?;
+        let session = self
+            .sessions
+            .get(participant)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found("you are not in this channel"))?;
+        let key = peer_key(participant);
+        match op {
+            MemberOp::MediaOffer { sdp } => {
+                let spec = PeerSpec {
+                    key,
+                    participant: participant.clone(),
+                    identity: member.identity.clone(),
+                    channel: self.channel.id().clone(),
+                    can_publish: Channel::can_publish(member),
+                    can_subscribe: Channel::can_subscribe(member),
+                    session: session.clone(),
+                    levels: ctx.address().recipient(),
+                };
+                let media = self.media.clone();
+                actix_rt::spawn(async move {
+                    let frame = match media.offer(spec, sdp).await {
+                        Ok(answer) => protocol::ok(request, serde_json::json!({ "sdp": answer })),
+                        Err(e) => protocol::error(request, &ApiError::from(e)),
+                    };
+                    let _ = session.try_send(ToSession::Frame(frame));
+                });
+            }
+            MemberOp::MediaAnswer { sdp } => {
+                let media = self.media.clone();
+                actix_rt::spawn(async move {
+                    let frame = match media.answer(key, sdp).await {
+                        Ok(()) => protocol::ok(request, ()),
+                        Err(e) => protocol::error(request, &ApiError::from(e)),
+                    };
+                    let _ = session.try_send(ToSession::Frame(frame));
+                });
+            }
+            MemberOp::MediaCandidate { candidate } => {
+                self.media.candidate(key, candidate)?;
+                let _ = session.try_send(ToSession::Frame(protocol::ok(request, ())));
+            }
+            _ => unreachable!("only media operations reach media_request"),
+        }
+        Ok(())
     }
 
     fn reply_error(&self, to: &ParticipantId, request: Option<u64>, err: &ApiError) {
@@ -148,7 +233,16 @@ impl ChannelActor {
                             }
                         });
                     }
+                    Output::Permissions {
+                        participant,
+                        publish,
+                        subscribe,
+                    } => self
+                        .media
+                        .permissions(peer_key(&participant), publish, subscribe),
                     Output::Detach(p) => {
+                        self.media.remove(peer_key(&p));
+                        self.levels.forget(&p);
                         if let Some(session) = self.sessions.remove(&p) {
                             session.do_send(ToSession::Detached {
                                 channel: self.channel.id().clone(),
@@ -174,11 +268,18 @@ impl ChannelActor {
                 self.channel.drop_member(Instant::now(), &p);
             }
         }
+        if !self.channel.is_closed() {
+            self.update_routes();
+        }
         self.schedule(ctx);
     }
 
     fn schedule(&mut self, ctx: &mut Context<Self>) {
-        let Some(deadline) = self.channel.next_deadline() else {
+        let deadline = match (self.channel.next_deadline(), self.levels.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let Some(deadline) = deadline else {
             if let Some((_, h)) = self.timer.take() {
                 ctx.cancel_future(h);
             }
@@ -193,7 +294,10 @@ impl ChannelActor {
         let delay = deadline.saturating_duration_since(Instant::now());
         let handle = ctx.run_later(delay, |act, ctx| {
             act.timer = None;
-            act.channel.tick(Instant::now());
+            let now = Instant::now();
+            act.channel.tick(now);
+            let announce = act.levels.tick(now);
+            act.channel.announce_levels(announce);
             act.flush(ctx);
         });
         self.timer = Some((deadline, handle));
@@ -205,11 +309,14 @@ impl Actor for ChannelActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.mailbox);
+        metrics::gauge!(crate::media::metrics::CHANNELS).increment(1.0);
         tracing::debug!(channel = %self.channel.id(), "channel created");
         self.schedule(ctx);
     }
 
     fn stopping(&mut self, ctx: &mut Self::Context) -> Running {
+        self.media.channel_closed(self.channel.id());
+        metrics::gauge!(crate::media::metrics::CHANNELS).decrement(1.0);
         // Leave the registry first: a join racing with this stop then creates a new channel.
         self.registry.remove(self.channel.id(), &ctx.address());
         Running::Stop
@@ -232,9 +339,12 @@ impl Handler<Join> for ChannelActor {
     fn handle(&mut self, msg: Join, ctx: &mut Self::Context) {
         let participant = msg.spec.participant.clone();
         let request = msg.spec.request;
+        let received = msg.received;
         match self.channel.join(Instant::now(), msg.spec) {
             Ok(()) => {
                 self.sessions.insert(participant, msg.session);
+                metrics::histogram!(crate::media::metrics::JOIN_LATENCY)
+                    .record(received.elapsed().as_secs_f64());
             }
             Err(err) => {
                 let _ = msg
@@ -257,6 +367,17 @@ impl Handler<MemberRequest> for ChannelActor {
         let now = Instant::now();
         let p = &msg.participant;
         let id = msg.request;
+        if matches!(
+            msg.op,
+            MemberOp::MediaOffer { .. }
+                | MemberOp::MediaAnswer { .. }
+                | MemberOp::MediaCandidate { .. }
+        ) {
+            if let Err(err) = self.media_request(p, id, msg.op, ctx) {
+                self.reply_error(p, id, &err);
+            }
+            return;
+        }
         let ch = &mut self.channel;
         let result = match msg.op {
             MemberOp::Leave => ch.leave(now, p, id),
@@ -266,6 +387,9 @@ impl Handler<MemberRequest> for ChannelActor {
             MemberOp::Mute { muted, target } => ch.mute(p, id, target.as_ref(), muted),
             MemberOp::Kick { target, reason } => ch.kick(now, Some(p), id, &target, reason),
             MemberOp::Send { kind, content, to } => ch.send(p, id, kind, content, to),
+            MemberOp::MediaOffer { .. }
+            | MemberOp::MediaAnswer { .. }
+            | MemberOp::MediaCandidate { .. } => Ok(()),
         };
         if let Err(err) = result {
             self.reply_error(p, id, &err);
@@ -281,6 +405,18 @@ impl Handler<Disconnected> for ChannelActor {
         self.sessions.remove(&msg.participant);
         self.channel.drop_member(Instant::now(), &msg.participant);
         self.flush(ctx);
+    }
+}
+
+impl Handler<SpeakerLevel> for ChannelActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SpeakerLevel, ctx: &mut Self::Context) {
+        if self.channel.member(&msg.participant).is_some() {
+            self.levels
+                .report(Instant::now(), msg.participant, msg.dbov, msg.voice);
+            self.schedule(ctx);
+        }
     }
 }
 

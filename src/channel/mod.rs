@@ -52,6 +52,12 @@ pub enum Output {
     },
     /// The participant is no longer a member; its session must forget this channel.
     Detach(ParticipantId),
+    /// A member's media permissions changed (role change).
+    Permissions {
+        participant: ParticipantId,
+        publish: bool,
+        subscribe: bool,
+    },
     /// The channel has ended; nothing follows.
     Close,
 }
@@ -344,6 +350,15 @@ impl Channel {
 
         if let Some(old) = replacing {
             self.remove(now, &old, LeaveReason::Replaced, None, true);
+            // Targets resolve at delivery, when the new member is in: it must not hear of its
+            // predecessor's departure before its own join reply.
+            if let Some(Output::Send {
+                to: Target::Group { except, .. },
+                ..
+            }) = self.outbox.last_mut()
+            {
+                *except = Some(spec.participant.clone());
+            }
         }
         let member = Member {
             id: spec.participant.clone(),
@@ -444,6 +459,10 @@ impl Channel {
             },
         );
         let ids: Vec<ParticipantId> = self.members.keys().cloned().collect();
+        for (role, n) in self.role_counts.drain() {
+            metrics::gauge!(crate::media::metrics::PARTICIPANTS, "role" => role.to_string())
+                .decrement(n as f64);
+        }
         for id in ids {
             if spared.as_ref() != Some(&id) {
                 self.outbox.push(Output::Send {
@@ -456,7 +475,6 @@ impl Channel {
         self.members.clear();
         self.by_identity.clear();
         self.privileged.clear();
-        self.role_counts.clear();
         self.on_stage = 0;
         self.empty_since = Some(now);
         self.close();
@@ -490,6 +508,8 @@ impl Channel {
             }
         }
         let target = self.require_member(&target_id)?;
+        let permissions_changed = target.spec.publish != role_spec.publish
+            || target.spec.subscribe != role_spec.subscribe;
         if target.role == role_name {
             self.reply_ok(actor, request);
             return Ok(());
@@ -500,8 +520,16 @@ impl Channel {
         member.role = role_name.clone();
         member.spec = role_spec;
         let new_stage = member.spec.publish;
+        let (publish, subscribe) = (member.spec.publish, member.spec.subscribe);
         self.insert(member);
         self.reply_ok(actor, request);
+        if permissions_changed {
+            self.outbox.push(Output::Permissions {
+                participant: target_id.clone(),
+                publish,
+                subscribe,
+            });
+        }
         self.emit(
             Target::Group {
                 everyone: old_stage || new_stage,
@@ -651,6 +679,9 @@ impl Channel {
             )));
         }
         let identity = me.identity.clone();
+        let mut to = to;
+        to.sort();
+        to.dedup();
         let target = if to.is_empty() {
             Target::Group {
                 everyone: true,
@@ -671,6 +702,65 @@ impl Channel {
             },
         );
         Ok(())
+    }
+
+    /// Whether `participant` may send and receive audio.
+    pub fn media_permissions(&self, participant: &ParticipantId) -> Result<&Member, ApiError> {
+        let m = self.require_member(participant)?;
+        if !m.spec.publish && !m.spec.subscribe {
+            return Err(ApiError::forbidden(format!(
+                "the role '{}' neither sends nor receives audio",
+                m.role
+            )));
+        }
+        Ok(m)
+    }
+
+    pub fn can_publish(m: &Member) -> bool {
+        m.spec.publish
+    }
+
+    pub fn can_subscribe(m: &Member) -> bool {
+        m.spec.subscribe
+    }
+
+    /// On-stage members in join order: what the media workers route.
+    pub fn publishers(&self) -> Vec<crate::media::Publisher> {
+        let mut on_stage: Vec<&Member> = self.members.values().filter(|m| m.spec.publish).collect();
+        on_stage.sort_by(|a, b| a.joined_at.cmp(&b.joined_at).then(a.id.cmp(&b.id)));
+        on_stage
+            .into_iter()
+            .map(|m| crate::media::Publisher {
+                key: crate::media::peer_key(&m.id),
+                participant: m.id.clone(),
+                identity: m.identity.clone(),
+                muted: m.muted,
+            })
+            .collect()
+    }
+
+    /// Speaking events to everyone (bounded in rate by the caller's `Levels`).
+    pub fn announce_levels(&mut self, a: crate::media::levels::Announce) {
+        let everyone = Target::Group {
+            everyone: true,
+            also: None,
+            except: None,
+        };
+        if let Some(participant) = a.active_speaker {
+            self.emit(
+                everyone.clone(),
+                &ChannelEvent::ActiveSpeaker { participant },
+            );
+        }
+        if let Some((speakers, total_volume)) = a.levels {
+            self.emit(
+                everyone,
+                &ChannelEvent::AudioLevels {
+                    speakers,
+                    total_volume,
+                },
+            );
+        }
     }
 
     pub fn summary(&self, now: Instant) -> ChannelSummary {
@@ -740,6 +830,8 @@ impl Channel {
             self.on_stage += 1;
         }
         *self.role_counts.entry(member.role.clone()).or_default() += 1;
+        metrics::gauge!(crate::media::metrics::PARTICIPANTS, "role" => member.role.to_string())
+            .increment(1.0);
         self.by_identity
             .insert(member.identity.clone(), member.id.clone());
         self.empty_since = None;
@@ -755,6 +847,8 @@ impl Channel {
         if let Some(n) = self.role_counts.get_mut(&member.role) {
             *n -= 1;
         }
+        metrics::gauge!(crate::media::metrics::PARTICIPANTS, "role" => member.role.to_string())
+            .decrement(1.0);
         if self.by_identity.get(&member.identity) == Some(id) {
             self.by_identity.remove(&member.identity);
         }

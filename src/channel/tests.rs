@@ -30,6 +30,7 @@ struct Harness {
     t0: Instant,
     inbox: HashMap<String, Vec<Value>>,
     detached: Vec<String>,
+    permissions: Vec<(String, bool)>,
     closed: bool,
 }
 
@@ -41,6 +42,7 @@ impl Harness {
             t0,
             inbox: HashMap::new(),
             detached: Vec::new(),
+            permissions: Vec::new(),
             closed: false,
         }
     }
@@ -63,6 +65,11 @@ impl Harness {
                 }
                 Output::Detach(p) => self.detached.push(p.to_string()),
                 Output::Close => self.closed = true,
+                Output::Permissions {
+                    participant,
+                    publish,
+                    ..
+                } => self.permissions.push((participant.to_string(), publish)),
             }
         }
     }
@@ -248,6 +255,11 @@ fn role_rules() {
     h.ch.set_role(&pid("host"), Some(5), Some(&pid("aud")), "host")
         .unwrap();
     h.pump();
+    assert_eq!(
+        h.permissions,
+        vec![("p-aud".to_string(), true)],
+        "media learns of the grant"
+    );
     // aud: the reply to its request, then the grant.
     assert_eq!(h.events("aud"), vec!["ok", "role_changed"]);
     assert_eq!(h.events("host"), vec!["ok", "role_changed"]);

@@ -18,6 +18,7 @@ pub fn test_config() -> Config {
     let mut config = Config::dev();
     config.server.bind = "127.0.0.1:0".parse().unwrap();
     config.server.workers = 2;
+    config.media.udp_port = 0;
     config
 }
 

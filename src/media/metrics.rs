@@ -1,0 +1,158 @@
+//! Prometheus metrics: names, buckets that fit audio, and the per-worker handles the hot path
+//! records into (counters are summed locally and flushed every housekeeping tick).
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const FORWARD_LATENCY: &str = "amphi_forward_latency_seconds";
+pub const INBOUND_JITTER: &str = "amphi_inbound_jitter_seconds";
+pub const PACKETS_FORWARDED: &str = "amphi_packets_forwarded_total";
+pub const PACKETS_DROPPED: &str = "amphi_packets_dropped_total";
+pub const PEERS: &str = "amphi_peers";
+pub const CHANNELS: &str = "amphi_channels";
+pub const PARTICIPANTS: &str = "amphi_participants";
+pub const JOIN_LATENCY: &str = "amphi_join_latency_seconds";
+
+/// From 50 µs (a forward on an idle core) to 2.5 s (a stalled worker).
+const LATENCY_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5,
+];
+/// Jitter that matters for audio lies between a tenth of a frame and a few frames.
+const JITTER_BUCKETS: &[f64] = &[
+    0.000_1, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 1.0,
+];
+
+/// Installs the process-wide recorder once; later servers in the same process share it.
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Suffix("latency_seconds".into()), LATENCY_BUCKETS)
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Suffix("jitter_seconds".into()), JITTER_BUCKETS)
+            })
+            .expect("static buckets are valid")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed (an embedding application's); then
+        // /metrics shows only what this one sees, which is still valid output.
+        let _ = metrics::set_global_recorder(recorder);
+        describe();
+        handle
+    })
+}
+
+fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    describe_histogram!(
+        FORWARD_LATENCY,
+        Unit::Seconds,
+        "Host packet in to packet out to listeners, inside the server"
+    );
+    describe_histogram!(
+        INBOUND_JITTER,
+        Unit::Seconds,
+        "RFC 3550 inter-arrival jitter of published tracks"
+    );
+    describe_histogram!(JOIN_LATENCY, Unit::Seconds, "Join request to join reply");
+    describe_counter!(PACKETS_FORWARDED, "Packets written to listeners");
+    describe_counter!(PACKETS_DROPPED, "Packets not forwarded, by reason");
+    describe_gauge!(PEERS, "WebRTC peer connections");
+    describe_gauge!(CHANNELS, "Live channels");
+    describe_gauge!(PARTICIPANTS, "Participants in channels, by role");
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Drop {
+    NotPermitted,
+    Muted,
+    NoSlot,
+    SocketFull,
+    QueueFull,
+    UnknownSource,
+}
+
+impl Drop {
+    const ALL: [Drop; 6] = [
+        Drop::NotPermitted,
+        Drop::Muted,
+        Drop::NoSlot,
+        Drop::SocketFull,
+        Drop::QueueFull,
+        Drop::UnknownSource,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Drop::NotPermitted => "not_permitted",
+            Drop::Muted => "muted",
+            Drop::NoSlot => "no_slot",
+            Drop::SocketFull => "socket_full",
+            Drop::QueueFull => "queue_full",
+            Drop::UnknownSource => "unknown_source",
+        }
+    }
+}
+
+pub struct WorkerMetrics {
+    forward_latency: Histogram,
+    inbound_jitter: Histogram,
+    forwarded: Counter,
+    dropped: Vec<Counter>,
+    peers: Gauge,
+    pending_forwarded: u64,
+    pending_dropped: [u64; 6],
+}
+
+impl WorkerMetrics {
+    pub fn new(worker: usize) -> Self {
+        prometheus();
+        let w = worker.to_string();
+        Self {
+            forward_latency: histogram!(FORWARD_LATENCY),
+            inbound_jitter: histogram!(INBOUND_JITTER),
+            forwarded: counter!(PACKETS_FORWARDED),
+            dropped: Drop::ALL
+                .iter()
+                .map(|d| counter!(PACKETS_DROPPED, "reason" => d.label()))
+                .collect(),
+            peers: gauge!(PEERS, "worker" => w),
+            pending_forwarded: 0,
+            pending_dropped: [0; 6],
+        }
+    }
+
+    pub fn forwarded(&mut self, n: u64) {
+        self.pending_forwarded += n;
+    }
+
+    pub fn drop(&mut self, reason: Drop, n: u64) {
+        self.pending_dropped[reason as usize] += n;
+    }
+
+    pub fn forward_latency(&self, d: Duration) {
+        self.forward_latency.record(d.as_secs_f64());
+    }
+
+    pub fn inbound_jitter(&self, seconds: f64) {
+        self.inbound_jitter.record(seconds);
+    }
+
+    pub fn peers(&self, delta: i32) {
+        self.peers.increment(f64::from(delta));
+    }
+
+    pub fn flush(&mut self) {
+        self.forwarded
+            .increment(std::mem::take(&mut self.pending_forwarded));
+        for (i, n) in self.pending_dropped.iter_mut().enumerate() {
+            if *n > 0 {
+                self.dropped[i].increment(std::mem::take(n));
+            }
+        }
+    }
+}

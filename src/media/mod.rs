@@ -1,0 +1,356 @@
+//! The media plane: WebRTC (str0m) peers on media workers, one UDP port for all of them.
+//!
+//! - `MediaPlane` — the handle the control plane uses: offers, answers, removals, routes.
+//! - `worker`     — one thread per core owning a socket (same port, SO_REUSEPORT) and the
+//!   `Rtc` of each peer placed on it; forwards host audio to listeners.
+//! - `slots`      — a listener's receive slots and timestamp continuity (plain logic).
+//! - `sdp`        — offer inspection (send directions) before anything is negotiated.
+//! - `levels`     — active speaker and audio levels from RFC 6464 values (plain logic).
+//! - `metrics`    — the Prometheus handles the workers record into.
+
+pub mod levels;
+pub mod metrics;
+pub mod sdp;
+pub mod slots;
+mod worker;
+
+use std::hash::{Hash, Hasher};
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use actix::Recipient;
+use dashmap::DashMap;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::MediaConfig;
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::{ChannelId, Identity, ParticipantId};
+use crate::participant::ToSession;
+pub use slots::PeerKey;
+
+/// Stable numeric key of a participant for the media path. Deterministic (SipHash with fixed
+/// keys) so the channel and the workers derive the same key from the same ID.
+pub fn peer_key(p: &ParticipantId) -> PeerKey {
+    #[allow(deprecated)]
+    let mut h = std::hash::SipHasher::new();
+    p.as_str().hash(&mut h);
+    h.finish()
+}
+
+/// A participant that is on stage in a channel, as the workers route it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publisher {
+    pub key: PeerKey,
+    pub participant: ParticipantId,
+    pub identity: Identity,
+    pub muted: bool,
+}
+
+/// One speaker's level over the last window, reported to its channel.
+#[derive(actix::Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct SpeakerLevel {
+    pub participant: ParticipantId,
+    /// RFC 6464 level in -dBov: 0 is loudest, 127 is silence.
+    pub dbov: u8,
+    pub voice: bool,
+}
+
+/// What a worker needs to create a peer.
+#[derive(Clone)]
+pub struct PeerSpec {
+    pub key: PeerKey,
+    pub participant: ParticipantId,
+    pub identity: Identity,
+    pub channel: ChannelId,
+    pub can_publish: bool,
+    pub can_subscribe: bool,
+    pub session: Recipient<ToSession>,
+    pub levels: Recipient<SpeakerLevel>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MediaError {
+    #[error("the SDP could not be parsed: {0}")]
+    BadSdp(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("no media session: send media_offer first")]
+    NoPeer,
+    #[error("no server offer is waiting for an answer")]
+    NoPendingOffer,
+    #[error("the media plane is overloaded; retry shortly")]
+    Busy,
+    #[error("negotiation failed: {0}")]
+    Negotiation(String),
+}
+
+impl From<MediaError> for ApiError {
+    fn from(e: MediaError) -> Self {
+        let code = match e {
+            MediaError::BadSdp(_) => ErrorCode::BadRequest,
+            MediaError::Forbidden(_) => ErrorCode::Forbidden,
+            MediaError::NoPeer | MediaError::NoPendingOffer => ErrorCode::NotFound,
+            MediaError::Busy => ErrorCode::RateLimited,
+            MediaError::Negotiation(_) => ErrorCode::BadRequest,
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
+pub(crate) enum Command {
+    Offer {
+        spec: Box<PeerSpec>,
+        sdp: String,
+        reply: oneshot::Sender<Result<String, MediaError>>,
+    },
+    Answer {
+        key: PeerKey,
+        sdp: String,
+        reply: oneshot::Sender<Result<(), MediaError>>,
+    },
+    Candidate {
+        key: PeerKey,
+        candidate: String,
+    },
+    Permissions {
+        key: PeerKey,
+        can_publish: bool,
+        can_subscribe: bool,
+    },
+    Remove {
+        key: PeerKey,
+    },
+    Routes {
+        channel: ChannelId,
+        publishers: Arc<[Publisher]>,
+    },
+    ChannelClosed {
+        channel: ChannelId,
+    },
+    Stop,
+}
+
+/// Handles shared by the workers.
+pub(crate) struct Shared {
+    /// Server ICE ufrag → worker owning the peer, for datagrams that land on another worker.
+    pub ufrags: DashMap<String, usize>,
+    pub remotes: Vec<mpsc::Sender<worker::Remote>>,
+}
+
+pub struct MediaPlane {
+    commands: Vec<mpsc::Sender<Command>>,
+    owners: DashMap<PeerKey, usize>,
+    next: AtomicUsize,
+    addr: SocketAddr,
+    threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl MediaPlane {
+    /// Binds the media port and starts the workers.
+    pub fn start(config: &MediaConfig) -> std::io::Result<Arc<Self>> {
+        init_crypto();
+        let workers = match config.workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        };
+        let first = bind(SocketAddr::new(config.bind_ip, config.udp_port), config)?;
+        let bound = first.local_addr()?;
+        let mut sockets = vec![first];
+        for _ in 1..workers {
+            sockets.push(bind(bound, config)?);
+        }
+        let announced = SocketAddr::new(config.public_ip.unwrap_or(config.bind_ip), bound.port());
+        let mut commands = Vec::new();
+        let mut command_rxs = Vec::new();
+        let mut remotes = Vec::new();
+        let mut remote_rxs = Vec::new();
+        for _ in 0..workers {
+            // Control messages are few; 1,024 absorbs a burst of joins.
+            let (tx, rx) = mpsc::channel(1024);
+            commands.push(tx);
+            command_rxs.push(rx);
+            let (tx, rx) = mpsc::channel(config.worker_queue);
+            remotes.push(tx);
+            remote_rxs.push(rx);
+        }
+        let shared = Arc::new(Shared {
+            ufrags: DashMap::new(),
+            remotes,
+        });
+        let mut threads = Vec::new();
+        for (index, ((socket, commands), remotes)) in sockets
+            .into_iter()
+            .zip(command_rxs)
+            .zip(remote_rxs)
+            .enumerate()
+        {
+            let shared = shared.clone();
+            let max_slots = config.max_slots;
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("amphi-media-{index}"))
+                    .spawn(move || {
+                        worker::run(
+                            index, socket, announced, max_slots, shared, commands, remotes,
+                        )
+                    })?,
+            );
+        }
+        tracing::info!(%announced, workers, "media workers listening on UDP {bound}");
+        Ok(Arc::new(Self {
+            commands,
+            owners: DashMap::new(),
+            next: AtomicUsize::new(0),
+            addr: announced,
+            threads: std::sync::Mutex::new(threads),
+        }))
+    }
+
+    /// The address announced in ICE candidates.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn worker_for(&self, key: PeerKey) -> usize {
+        *self
+            .owners
+            .entry(key)
+            .or_insert_with(|| self.next.fetch_add(1, Ordering::Relaxed) % self.commands.len())
+    }
+
+    fn try_send(&self, worker: usize, cmd: Command) -> Result<(), MediaError> {
+        self.commands[worker]
+            .try_send(cmd)
+            .map_err(|_| MediaError::Busy)
+    }
+
+    /// Sends a command that must not be lost, waiting for room instead of dropping it.
+    fn send_reliably(&self, worker: usize, cmd: Command) {
+        if let Err(mpsc::error::TrySendError::Full(cmd)) = self.commands[worker].try_send(cmd) {
+            let tx = self.commands[worker].clone();
+            actix_rt::spawn(async move {
+                let _ = tx.send(cmd).await;
+            });
+        }
+    }
+
+    /// Creates the peer (or renegotiates it) from a client offer; resolves to the answer SDP.
+    pub async fn offer(&self, spec: PeerSpec, sdp: String) -> Result<String, MediaError> {
+        sdp::check_offer(&sdp, spec.can_publish)?;
+        let worker = self.worker_for(spec.key);
+        let (reply, rx) = oneshot::channel();
+        self.try_send(
+            worker,
+            Command::Offer {
+                spec: Box::new(spec),
+                sdp,
+                reply,
+            },
+        )?;
+        rx.await.map_err(|_| MediaError::Busy)?
+    }
+
+    pub async fn answer(&self, key: PeerKey, sdp: String) -> Result<(), MediaError> {
+        let worker = *self.owners.get(&key).ok_or(MediaError::NoPeer)?;
+        let (reply, rx) = oneshot::channel();
+        self.try_send(worker, Command::Answer { key, sdp, reply })?;
+        rx.await.map_err(|_| MediaError::Busy)?
+    }
+
+    pub fn candidate(&self, key: PeerKey, candidate: String) -> Result<(), MediaError> {
+        let worker = *self.owners.get(&key).ok_or(MediaError::NoPeer)?;
+        self.try_send(worker, Command::Candidate { key, candidate })
+    }
+
+    pub fn permissions(&self, key: PeerKey, can_publish: bool, can_subscribe: bool) {
+        if let Some(worker) = self.owners.get(&key).map(|w| *w) {
+            self.send_reliably(
+                worker,
+                Command::Permissions {
+                    key,
+                    can_publish,
+                    can_subscribe,
+                },
+            );
+        }
+    }
+
+    pub fn remove(&self, key: PeerKey) {
+        if let Some((_, worker)) = self.owners.remove(&key) {
+            self.send_reliably(worker, Command::Remove { key });
+        }
+    }
+
+    /// Tells every worker who is on stage in `channel`.
+    pub fn routes(&self, channel: &ChannelId, publishers: Arc<[Publisher]>) {
+        for w in 0..self.commands.len() {
+            self.send_reliably(
+                w,
+                Command::Routes {
+                    channel: channel.clone(),
+                    publishers: publishers.clone(),
+                },
+            );
+        }
+    }
+
+    pub fn channel_closed(&self, channel: &ChannelId) {
+        for w in 0..self.commands.len() {
+            self.send_reliably(
+                w,
+                Command::ChannelClosed {
+                    channel: channel.clone(),
+                },
+            );
+        }
+    }
+
+    /// Stops the workers and waits for their threads.
+    pub fn stop(&self) {
+        for tx in &self.commands {
+            let _ = tx.try_send(Command::Stop);
+        }
+        let threads = std::mem::take(&mut *self.threads.lock().expect("not poisoned"));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for MediaPlane {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn init_crypto() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| str0m::crypto::from_feature_flags().install_process_default());
+}
+
+/// A non-blocking UDP socket with big kernel buffers, shareable by port with the other workers.
+fn bind(addr: SocketAddr, config: &MediaConfig) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    let want = config.socket_buffer_bytes;
+    let _ = socket.set_recv_buffer_size(want);
+    let _ = socket.set_send_buffer_size(want);
+    // Linux reports double the requested size (bookkeeping overhead) when it grants it.
+    let (rcv, snd) = (socket.recv_buffer_size()?, socket.send_buffer_size()?);
+    if rcv < want || snd < want {
+        tracing::warn!(
+            requested = want,
+            receive = rcv,
+            send = snd,
+            "the kernel capped the media socket buffers; bursts may drop packets \
+             (raise net.core.rmem_max and net.core.wmem_max)"
+        );
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
+}

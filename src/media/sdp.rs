@@ -1,0 +1,112 @@
+//! Offer inspection before negotiation: a participant without the publish permission may not
+//! offer to send.
+
+use super::MediaError;
+
+/// Largest SDP accepted; a browser offer with a few audio m-lines is 3–6 KiB.
+pub const MAX_SDP_BYTES: usize = 32 * 1024;
+
+/// Audio m-lines of an offer by the direction the client asked for.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct OfferShape {
+    pub sending: usize,
+    pub receiving: usize,
+}
+
+pub fn shape(sdp: &str) -> Result<OfferShape, MediaError> {
+    if sdp.len() > MAX_SDP_BYTES {
+        return Err(MediaError::BadSdp(format!(
+            "{} bytes; the limit is {MAX_SDP_BYTES}",
+            sdp.len()
+        )));
+    }
+    if !sdp.starts_with("v=0") {
+        return Err(MediaError::BadSdp("it does not start with v=0".into()));
+    }
+    let mut shape = OfferShape::default();
+    // Session-level direction applies to m-lines that state none (RFC 4566 §6).
+    let session_dir = sdp
+        .split("\nm=")
+        .next()
+        .and_then(direction)
+        .unwrap_or("sendrecv");
+    for section in sdp.split("\nm=").skip(1) {
+        if !section.starts_with("audio") {
+            continue;
+        }
+        // A port of 0 marks a rejected or stopped m-line.
+        if section.split_whitespace().nth(1) == Some("0") {
+            continue;
+        }
+        match direction(section).unwrap_or(session_dir) {
+            "sendrecv" => {
+                shape.sending += 1;
+                shape.receiving += 1;
+            }
+            "sendonly" => shape.sending += 1,
+            "recvonly" => shape.receiving += 1,
+            _ => {}
+        }
+    }
+    Ok(shape)
+}
+
+fn direction(section: &str) -> Option<&'static str> {
+    section.lines().find_map(|l| match l.trim() {
+        "a=sendrecv" => Some("sendrecv"),
+        "a=sendonly" => Some("sendonly"),
+        "a=recvonly" => Some("recvonly"),
+        "a=inactive" => Some("inactive"),
+        _ => None,
+    })
+}
+
+/// Refuses an offer that sends without the permission, or sends more than one microphone.
+pub fn check_offer(sdp: &str, can_publish: bool) -> Result<OfferShape, MediaError> {
+    let shape = shape(sdp)?;
+    if shape.sending > 0 && !can_publish {
+        return Err(MediaError::Forbidden(
+            "your role cannot publish audio; offer recvonly audio only".into(),
+        ));
+    }
+    if shape.sending > 1 {
+        return Err(MediaError::BadSdp(
+            "offer at most one audio m-line that sends (the microphone)".into(),
+        ));
+    }
+    Ok(shape)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OFFER: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+        m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=sendonly\r\n\
+        m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:1\r\na=recvonly\r\n\
+        m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:2\r\na=recvonly\r\n\
+        m=audio 0 UDP/TLS/RTP/SAVPF 111\r\na=mid:3\r\na=sendonly\r\n";
+
+    #[test]
+    fn counts_directions() {
+        assert_eq!(
+            shape(OFFER).unwrap(),
+            OfferShape {
+                sending: 1,
+                receiving: 2
+            }
+        );
+    }
+
+    #[test]
+    fn audience_cannot_offer_to_send() {
+        assert!(matches!(
+            check_offer(OFFER, false),
+            Err(MediaError::Forbidden(_))
+        ));
+        assert!(check_offer(OFFER, true).is_ok());
+        let listen_only = OFFER.replace("a=sendonly\r\n", "a=recvonly\r\n");
+        assert!(check_offer(&listen_only, false).is_ok());
+        assert!(shape("hello").is_err());
+    }
+}

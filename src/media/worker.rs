@@ -1,0 +1,759 @@
+//! A media worker: one thread, one socket (shared port), the `Rtc` of every peer placed on it.
+//!
+//! Per inbound packet from a host: one `Arc` of payload shared by every listener, a write and a
+//! drain per local listener, and one queue message per other worker that has listeners in the
+//! channel. No mailbox message, lock or allocation of ours per packet per listener.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::media::{Direction, MediaKind, MediaTime, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use super::metrics::{Drop as DropReason, WorkerMetrics};
+use super::slots::{PeerKey, Slots};
+use super::{Command, MediaError, PeerSpec, Publisher, Shared, SpeakerLevel};
+use crate::ids::ChannelId;
+use crate::participant::ToSession;
+
+/// Datagrams read per wake-up before the worker looks at its queues again.
+const READ_BATCH: usize = 256;
+/// How often speaker levels go to channels and counters to Prometheus.
+const HOUSEKEEPING: Duration = Duration::from_millis(250);
+
+/// Work handed from one worker to another.
+pub(crate) enum Remote {
+    /// A host's packet for this worker's listeners in `channel`.
+    Media { channel: ChannelId, packet: Packet },
+    /// A datagram of a peer this worker owns that the kernel delivered to another socket.
+    Datagram { source: SocketAddr, data: Vec<u8> },
+}
+
+/// One host packet as forwarded: the payload is shared, never copied per listener.
+#[derive(Clone)]
+pub(crate) struct Packet {
+    publisher: PeerKey,
+    time: MediaTime,
+    arrived: Instant,
+    data: Arc<[u8]>,
+}
+
+struct Peer {
+    spec: PeerSpec,
+    rtc: Rtc,
+    ufrag: String,
+    slots: Slots,
+    /// Payload type of Opus on this peer, for writing.
+    opus_pt: Option<Pt>,
+    /// Server offer waiting for the client's answer, with the slots it adds.
+    pending: Option<(SdpPendingOffer, Vec<Mid>)>,
+    deadline: Instant,
+    jitter: Jitter,
+    level: LevelWindow,
+}
+
+/// RFC 3550 §6.4.1 inter-arrival jitter of one inbound track, in RTP ticks.
+#[derive(Default)]
+struct Jitter {
+    last_transit: Option<f64>,
+    jitter: f64,
+    packets: u32,
+}
+
+impl Jitter {
+    fn update(&mut self, arrived: Instant, epoch: Instant, ts: u64) -> f64 {
+        let arrival_ticks = arrived.saturating_duration_since(epoch).as_secs_f64() * 48_000.0;
+        let transit = arrival_ticks - ts as f64;
+        if let Some(last) = self.last_transit {
+            let d = (transit - last).abs();
+            // A jump of more than a second is a new stream, not jitter.
+            if d < 48_000.0 {
+                self.jitter += (d - self.jitter) / 16.0;
+            }
+        }
+        self.last_transit = Some(transit);
+        self.packets += 1;
+        self.jitter / 48_000.0
+    }
+}
+
+/// The loudest RFC 6464 level of one speaker over a housekeeping window.
+#[derive(Default)]
+struct LevelWindow {
+    loudest: Option<u8>,
+    voice: bool,
+}
+
+struct ChannelRoute {
+    publishers: Arc<[Publisher]>,
+    /// This worker's subscribers in the channel.
+    listeners: Vec<PeerKey>,
+    /// Bit per worker that has listeners in the channel, shared by all workers.
+    mask: Arc<AtomicU64>,
+}
+
+struct Worker {
+    index: usize,
+    socket: UdpSocket,
+    local: SocketAddr,
+    announced: SocketAddr,
+    max_slots: usize,
+    epoch: Instant,
+    shared: Arc<Shared>,
+    peers: HashMap<PeerKey, Peer>,
+    by_addr: HashMap<SocketAddr, PeerKey>,
+    by_ufrag: HashMap<String, PeerKey>,
+    /// Flows whose peer lives on another worker.
+    foreign: HashMap<SocketAddr, usize>,
+    timers: BTreeSet<(Instant, PeerKey)>,
+    channels: HashMap<ChannelId, ChannelRoute>,
+    masks: Arc<dashmap::DashMap<ChannelId, Arc<AtomicU64>>>,
+    metrics: WorkerMetrics,
+    /// Events drained from one `Rtc`, handled once its borrow ends; reused.
+    events: Vec<Event>,
+}
+
+pub(crate) fn run(
+    index: usize,
+    socket: StdUdpSocket,
+    announced: SocketAddr,
+    max_slots: usize,
+    shared: Arc<Shared>,
+    mut commands: mpsc::Receiver<Command>,
+    mut remotes: mpsc::Receiver<Remote>,
+) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("media worker runtime");
+    rt.block_on(async move {
+        let local = socket.local_addr().expect("bound socket");
+        let socket = UdpSocket::from_std(socket).expect("non-blocking socket");
+        let mut w = Worker {
+            index,
+            socket,
+            local,
+            announced,
+            max_slots,
+            epoch: Instant::now(),
+            masks: channel_masks(),
+            shared,
+            peers: HashMap::new(),
+            by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            foreign: HashMap::new(),
+            timers: BTreeSet::new(),
+            channels: HashMap::new(),
+            metrics: WorkerMetrics::new(index),
+            events: Vec::new(),
+        };
+        let mut buf = vec![0u8; 2048];
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+        loop {
+            let next = w
+                .timers
+                .first()
+                .map(|(t, _)| *t)
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            tokio::select! {
+                biased;
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Stop) | None => break,
+                    Some(cmd) => w.command(cmd),
+                },
+                remote = remotes.recv() => {
+                    if let Some(r) = remote {
+                        w.remote(r);
+                    }
+                    // Drain what else is queued, bounded, before the socket gets a turn.
+                    for _ in 0..READ_BATCH {
+                        match remotes.try_recv() {
+                            Ok(r) => w.remote(r),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                ready = w.socket.readable() => {
+                    if ready.is_ok() {
+                        for _ in 0..READ_BATCH {
+                            match w.socket.try_recv_from(&mut buf) {
+                                Ok((n, source)) => w.datagram(source, &buf[..n]),
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                                Err(e) => {
+                                    tracing::debug!(error = %e, "media socket read");
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(next.into()) => w.timeouts(Instant::now()),
+                _ = housekeeping.tick() => w.housekeeping(),
+            }
+        }
+        let keys: Vec<PeerKey> = w.peers.keys().copied().collect();
+        for key in keys {
+            w.remove(key);
+        }
+    });
+}
+
+/// Which workers have listeners in which channel, shared by every worker of the process.
+fn channel_masks() -> Arc<dashmap::DashMap<ChannelId, Arc<AtomicU64>>> {
+    static MASKS: std::sync::OnceLock<Arc<dashmap::DashMap<ChannelId, Arc<AtomicU64>>>> =
+        std::sync::OnceLock::new();
+    MASKS.get_or_init(Default::default).clone()
+}
+
+fn session_event(peer: &PeerSpec, event: serde_json::Value) {
+    let mut event = event;
+    event["type"] = "event".into();
+    event["channel"] = serde_json::Value::String(peer.channel.to_string());
+    let frame = bytestring::ByteString::from(event.to_string());
+    // Media events are advisory; a session too slow to take one is being dropped anyway.
+    let _ = peer.session.try_send(ToSession::Frame(frame));
+}
+
+impl Worker {
+    fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Offer { spec, sdp, reply } => {
+                let _ = reply.send(self.offer(*spec, &sdp));
+            }
+            Command::Answer { key, sdp, reply } => {
+                let _ = reply.send(self.answer(key, &sdp));
+            }
+            Command::Candidate { key, candidate } => {
+                if let Some(peer) = self.peers.get_mut(&key) {
+                    let c = candidate.trim().trim_start_matches("a=");
+                    if let Ok(c) = Candidate::from_sdp_string(c) {
+                        peer.rtc.add_remote_candidate(c);
+                        self.drain(key);
+                    }
+                }
+            }
+            Command::Permissions {
+                key,
+                can_publish,
+                can_subscribe,
+            } => {
+                let Some(peer) = self.peers.get_mut(&key) else {
+                    return;
+                };
+                peer.spec.can_publish = can_publish;
+                let was = peer.spec.can_subscribe;
+                peer.spec.can_subscribe = can_subscribe;
+                let channel = peer.spec.channel.clone();
+                if was != can_subscribe {
+                    if can_subscribe {
+                        self.add_listener(&channel, key);
+                    } else {
+                        self.remove_listener(&channel, key);
+                    }
+                }
+                self.assign_slots(key);
+            }
+            Command::Remove { key } => self.remove(key),
+            Command::Routes {
+                channel,
+                publishers,
+            } => {
+                let route = self.route(&channel);
+                route.publishers = publishers;
+                let listeners = route.listeners.clone();
+                for key in listeners {
+                    self.assign_slots(key);
+                }
+            }
+            Command::ChannelClosed { channel } => {
+                if let Some(route) = self.channels.get(&channel) {
+                    if route.listeners.is_empty() {
+                        self.channels.remove(&channel);
+                    }
+                }
+            }
+            Command::Stop => {}
+        }
+    }
+
+    fn route(&mut self, channel: &ChannelId) -> &mut ChannelRoute {
+        let masks = &self.masks;
+        self.channels
+            .entry(channel.clone())
+            .or_insert_with(|| ChannelRoute {
+                publishers: Arc::from(Vec::new()),
+                listeners: Vec::new(),
+                mask: masks.entry(channel.clone()).or_default().clone(),
+            })
+    }
+
+    fn add_listener(&mut self, channel: &ChannelId, key: PeerKey) {
+        let bit = 1u64 << (self.index % 64);
+        let route = self.route(channel);
+        if !route.listeners.contains(&key) {
+            route.listeners.push(key);
+        }
+        route.mask.fetch_or(bit, Ordering::Relaxed);
+    }
+
+    fn remove_listener(&mut self, channel: &ChannelId, key: PeerKey) {
+        let bit = 1u64 << (self.index % 64);
+        if let Some(route) = self.channels.get_mut(channel) {
+            route.listeners.retain(|k| *k != key);
+            if route.listeners.is_empty() {
+                route.mask.fetch_and(!bit, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn offer(&mut self, spec: PeerSpec, sdp: &str) -> Result<String, MediaError> {
+        let offer =
+            SdpOffer::from_sdp_string(sdp).map_err(|e| MediaError::BadSdp(e.to_string()))?;
+        let key = spec.key;
+        if !self.peers.contains_key(&key) {
+            let mut rtc = Rtc::builder()
+                .set_ice_lite(true)
+                .clear_codecs()
+                .enable_opus(true, false)
+                .build(Instant::now());
+            let candidate = Candidate::host(self.announced, "udp")
+                .map_err(|e| MediaError::Negotiation(e.to_string()))?;
+            rtc.add_local_candidate(candidate);
+            let ufrag = rtc.direct_api().local_ice_credentials().ufrag.clone();
+            self.by_ufrag.insert(ufrag.clone(), key);
+            self.shared.ufrags.insert(ufrag.clone(), self.index);
+            let channel = spec.channel.clone();
+            let subscribe = spec.can_subscribe;
+            self.peers.insert(
+                key,
+                Peer {
+                    spec,
+                    rtc,
+                    ufrag,
+                    slots: Slots::default(),
+                    opus_pt: None,
+                    pending: None,
+                    deadline: Instant::now(),
+                    jitter: Jitter::default(),
+                    level: LevelWindow::default(),
+                },
+            );
+            if subscribe {
+                self.add_listener(&channel, key);
+            }
+            self.metrics.peers(1);
+        } else if let Some(peer) = self.peers.get_mut(&key) {
+            peer.spec.can_publish = spec.can_publish;
+            // A client offer while ours is outstanding wins; ours is re-made afterwards.
+            peer.pending = None;
+        }
+        let peer = self.peers.get_mut(&key).expect("inserted above");
+        let answer = peer
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| MediaError::Negotiation(e.to_string()))?;
+        self.drain(key);
+        self.assign_slots(key);
+        Ok(answer.to_sdp_string())
+    }
+
+    fn answer(&mut self, key: PeerKey, sdp: &str) -> Result<(), MediaError> {
+        let answer =
+            SdpAnswer::from_sdp_string(sdp).map_err(|e| MediaError::BadSdp(e.to_string()))?;
+        let peer = self.peers.get_mut(&key).ok_or(MediaError::NoPeer)?;
+        let (pending, mids) = peer.pending.take().ok_or(MediaError::NoPendingOffer)?;
+        peer.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| MediaError::Negotiation(e.to_string()))?;
+        for mid in mids {
+            peer.slots.add(mid);
+        }
+        self.drain(key);
+        self.assign_slots(key);
+        Ok(())
+    }
+
+    /// Binds the channel's publishers to this listener's slots, tells the client what moved,
+    /// and asks for more slots by renegotiation when it has too few.
+    fn assign_slots(&mut self, key: PeerKey) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let publishers: Vec<&Publisher> = match self.channels.get(&peer.spec.channel) {
+            Some(route) if peer.spec.can_subscribe => {
+                route.publishers.iter().filter(|p| p.key != key).collect()
+            }
+            _ => Vec::new(),
+        };
+        let keys: Vec<PeerKey> = publishers.iter().map(|p| p.key).collect();
+        let changes = peer.slots.assign(&keys);
+        for (mid, publisher) in &changes.rebound {
+            let who = publisher.and_then(|k| publishers.iter().find(|p| p.key == k));
+            session_event(
+                &peer.spec,
+                serde_json::json!({
+                    "event": "track",
+                    "mid": mid.to_string(),
+                    "participant": who.map(|p| p.participant.to_string()),
+                    "identity": who.map(|p| p.identity.to_string()),
+                }),
+            );
+        }
+        let room = self.max_slots.saturating_sub(peer.slots.len());
+        let wanted = changes.missing.min(room);
+        if wanted > 0 && peer.pending.is_none() && peer.rtc.is_connected() {
+            let mut api = peer.rtc.sdp_api();
+            let mids: Vec<Mid> = (0..wanted)
+                .map(|_| api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None))
+                .collect();
+            if let Some((offer, pending)) = api.apply() {
+                peer.pending = Some((pending, mids));
+                session_event(
+                    &peer.spec,
+                    serde_json::json!({"event": "media_offer", "sdp": offer.to_sdp_string()}),
+                );
+            }
+            self.drain(key);
+        }
+    }
+
+    fn remove(&mut self, key: PeerKey) {
+        let Some(mut peer) = self.peers.remove(&key) else {
+            return;
+        };
+        peer.rtc.disconnect();
+        self.timers.remove(&(peer.deadline, key));
+        self.by_ufrag.remove(&peer.ufrag);
+        self.shared.ufrags.remove(&peer.ufrag);
+        self.by_addr.retain(|_, k| *k != key);
+        self.remove_listener(&peer.spec.channel, key);
+        if let Some(route) = self.channels.get(&peer.spec.channel) {
+            if route.listeners.is_empty() && route.publishers.is_empty() {
+                self.channels.remove(&peer.spec.channel);
+            }
+        }
+        self.metrics.peers(-1);
+    }
+
+    fn datagram(&mut self, source: SocketAddr, data: &[u8]) {
+        let key = match self.by_addr.get(&source) {
+            Some(k) => *k,
+            None => {
+                if let Some(w) = self.foreign.get(&source) {
+                    self.hand_over(*w, source, data);
+                    return;
+                }
+                let Some(ufrag) = stun_local_ufrag(data) else {
+                    self.metrics.drop(DropReason::UnknownSource, 1);
+                    return;
+                };
+                if let Some(k) = self.by_ufrag.get(ufrag) {
+                    self.by_addr.insert(source, *k);
+                    *k
+                } else if let Some(w) = self.shared.ufrags.get(ufrag).map(|w| *w) {
+                    if w != self.index {
+                        self.foreign.insert(source, w);
+                        self.hand_over(w, source, data);
+                    }
+                    return;
+                } else {
+                    self.metrics.drop(DropReason::UnknownSource, 1);
+                    return;
+                }
+            }
+        };
+        self.input(key, source, data);
+    }
+
+    fn hand_over(&mut self, worker: usize, source: SocketAddr, data: &[u8]) {
+        let msg = Remote::Datagram {
+            source,
+            data: data.to_vec(),
+        };
+        if self.shared.remotes[worker].try_send(msg).is_err() {
+            self.metrics.drop(DropReason::QueueFull, 1);
+        }
+    }
+
+    fn input(&mut self, key: PeerKey, source: SocketAddr, data: &[u8]) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let Ok(contents) = data.try_into() else {
+            return;
+        };
+        let input = Input::Receive(
+            Instant::now(),
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: self.local,
+                contents,
+            },
+        );
+        if peer.rtc.accepts(&input) {
+            if let Err(e) = peer.rtc.handle_input(input) {
+                tracing::debug!(error = %e, "peer input");
+            }
+            self.drain(key);
+        }
+    }
+
+    fn remote(&mut self, r: Remote) {
+        match r {
+            Remote::Media { channel, packet } => self.fan_out(&channel, &packet),
+            Remote::Datagram { source, data } => {
+                if let Some(key) = self.by_addr.get(&source).copied().or_else(|| {
+                    let k = stun_local_ufrag(&data).and_then(|u| self.by_ufrag.get(u).copied());
+                    if let Some(k) = k {
+                        self.by_addr.insert(source, k);
+                    }
+                    k
+                }) {
+                    self.input(key, source, &data);
+                }
+            }
+        }
+    }
+
+    fn timeouts(&mut self, now: Instant) {
+        while let Some(&(at, key)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            if let Some(peer) = self.peers.get_mut(&key) {
+                let _ = peer.rtc.handle_input(Input::Timeout(now));
+                self.drain(key);
+            }
+        }
+    }
+
+    /// Drains one peer's output (str0m's contract after every mutation), transmitting and
+    /// collecting events, then handles the events.
+    fn drain(&mut self, key: PeerKey) {
+        let Some(peer) = self.peers.get_mut(&key) else {
+            return;
+        };
+        let deadline = loop {
+            match peer.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => break t,
+                Ok(Output::Transmit(t)) => {
+                    if self.socket.try_send_to(&t.contents, t.destination).is_err() {
+                        self.metrics.drop(DropReason::SocketFull, 1);
+                    }
+                }
+                Ok(Output::Event(e)) => self.events.push(e),
+                Err(e) => {
+                    tracing::debug!(error = %e, "peer failed");
+                    peer.rtc.disconnect();
+                    break Instant::now();
+                }
+            }
+        };
+        if peer.deadline != deadline {
+            self.timers.remove(&(peer.deadline, key));
+            peer.deadline = deadline;
+            self.timers.insert((deadline, key));
+        }
+        let alive = peer.rtc.is_alive();
+        if !self.events.is_empty() {
+            let mut events = std::mem::take(&mut self.events);
+            for e in events.drain(..) {
+                self.event(key, e);
+            }
+            self.events = events;
+        }
+        if !alive {
+            if let Some(peer) = self.peers.get(&key) {
+                session_event(
+                    &peer.spec,
+                    serde_json::json!({"event": "media_state", "state": "closed"}),
+                );
+            }
+            self.remove(key);
+        }
+    }
+
+    fn event(&mut self, key: PeerKey, e: Event) {
+        match e {
+            Event::MediaData(data) => {
+                let Some(peer) = self.peers.get_mut(&key) else {
+                    return;
+                };
+                if !peer.spec.can_publish {
+                    self.metrics.drop(DropReason::NotPermitted, 1);
+                    return;
+                }
+                let channel = peer.spec.channel.clone();
+                let jitter = peer
+                    .jitter
+                    .update(data.network_time, self.epoch, data.time.numer());
+                if peer.jitter.packets % 50 == 0 {
+                    self.metrics.inbound_jitter(jitter);
+                }
+                if let Some(level) = data.ext_vals.audio_level {
+                    let dbov = level.unsigned_abs().min(127);
+                    let w = &mut peer.level;
+                    w.loudest = Some(w.loudest.map_or(dbov, |l| l.min(dbov)));
+                    w.voice |= data.ext_vals.voice_activity.unwrap_or(dbov < 50);
+                }
+                let muted = match self.channels.get(&channel) {
+                    Some(route) => match route.publishers.iter().find(|p| p.key == key) {
+                        Some(p) => p.muted,
+                        None => {
+                            self.metrics.drop(DropReason::NotPermitted, 1);
+                            return;
+                        }
+                    },
+                    None => return,
+                };
+                if muted {
+                    self.metrics.drop(DropReason::Muted, 1);
+                    return;
+                }
+                let packet = Packet {
+                    publisher: key,
+                    time: data.time,
+                    arrived: data.network_time,
+                    data: data.data,
+                };
+                self.send_to_other_workers(&channel, &packet);
+                self.fan_out(&channel, &packet);
+            }
+            Event::MediaAdded(added) => {
+                let Some(peer) = self.peers.get_mut(&key) else {
+                    return;
+                };
+                if matches!(added.direction, Direction::SendOnly | Direction::SendRecv) {
+                    peer.slots.add(added.mid);
+                }
+                if peer.opus_pt.is_none() {
+                    if let Some(w) = peer.rtc.writer(added.mid) {
+                        peer.opus_pt = w
+                            .payload_params()
+                            .find(|p| p.spec().codec == str0m::format::Codec::Opus)
+                            .map(|p| p.pt());
+                    }
+                }
+            }
+            Event::IceConnectionStateChange(state) => {
+                let Some(peer) = self.peers.get(&key) else {
+                    return;
+                };
+                let name = match state {
+                    IceConnectionState::Connected | IceConnectionState::Completed => "connected",
+                    IceConnectionState::Disconnected => "disconnected",
+                    _ => return,
+                };
+                session_event(
+                    &peer.spec,
+                    serde_json::json!({"event": "media_state", "state": name}),
+                );
+            }
+            Event::Connected => self.assign_slots(key),
+            _ => {}
+        }
+    }
+
+    fn send_to_other_workers(&mut self, channel: &ChannelId, packet: &Packet) {
+        let Some(route) = self.channels.get(channel) else {
+            return;
+        };
+        let mask = route.mask.load(Ordering::Relaxed) & !(1u64 << (self.index % 64));
+        if mask == 0 {
+            return;
+        }
+        for (w, tx) in self.shared.remotes.iter().enumerate() {
+            if w != self.index && mask & (1u64 << (w % 64)) != 0 {
+                let msg = Remote::Media {
+                    channel: channel.clone(),
+                    packet: packet.clone(),
+                };
+                if tx.try_send(msg).is_err() {
+                    self.metrics.drop(DropReason::QueueFull, 1);
+                }
+            }
+        }
+    }
+
+    /// Writes one packet to every local listener of `channel` but its publisher.
+    fn fan_out(&mut self, channel: &ChannelId, packet: &Packet) {
+        // The list is taken out while writing so peers can be borrowed; nothing allocates.
+        let listeners = match self.channels.get_mut(channel) {
+            Some(route) => std::mem::take(&mut route.listeners),
+            None => return,
+        };
+        let mut forwarded = 0u64;
+        let mut no_slot = 0u64;
+        for &l in &listeners {
+            if l == packet.publisher {
+                continue;
+            }
+            let Some(peer) = self.peers.get_mut(&l) else {
+                continue;
+            };
+            let (Some(pt), Some(slot)) = (peer.opus_pt, peer.slots.for_publisher(packet.publisher))
+            else {
+                no_slot += 1;
+                continue;
+            };
+            let mid = slot.mid;
+            let time = MediaTime::new(slot.map_time(packet.time.numer()), packet.time.frequency());
+            let Some(writer) = peer.rtc.writer(mid) else {
+                no_slot += 1;
+                continue;
+            };
+            if writer
+                .write(pt, packet.arrived, time, packet.data.clone())
+                .is_ok()
+            {
+                forwarded += 1;
+            }
+            self.drain(l);
+        }
+        if let Some(route) = self.channels.get_mut(channel) {
+            let mut listeners = listeners;
+            // Listeners added while writing are kept; removed peers are not restored.
+            listeners.append(&mut route.listeners);
+            listeners.retain(|k| self.peers.contains_key(k));
+            route.listeners = listeners;
+        }
+        self.metrics.forwarded(forwarded);
+        self.metrics.drop(DropReason::NoSlot, no_slot);
+        self.metrics
+            .forward_latency(Instant::now().saturating_duration_since(packet.arrived));
+    }
+
+    fn housekeeping(&mut self) {
+        for peer in self.peers.values_mut() {
+            if let Some(dbov) = peer.level.loudest.take() {
+                let voice = std::mem::take(&mut peer.level.voice);
+                let _ = peer.spec.levels.try_send(SpeakerLevel {
+                    participant: peer.spec.participant.clone(),
+                    dbov,
+                    voice,
+                });
+            }
+        }
+        self.metrics.flush();
+    }
+}
+
+/// The server-side ufrag of a STUN binding request (USERNAME is "server:client").
+fn stun_local_ufrag(data: &[u8]) -> Option<&str> {
+    if data.is_empty() || data[0] > 3 {
+        return None;
+    }
+    let msg = str0m::ice::StunMessage::parse(data).ok()?;
+    msg.username()?.split(':').next()
+}

@@ -1,0 +1,209 @@
+#!/usr/bin/env node
+// Drives the Amphi demo page in headless Chromium as one participant and prints one JSON line:
+//
+//   node drive.mjs --url http://127.0.0.1:7880 --channel lobby --identity alice --role host \
+//       --seconds 5 [--screenshot out.png]
+//
+// The page mints its own token through the server's `POST /dev/token` (`serve --dev`), joins,
+// and plays what it hears; Chromium's fake microphone sends a beep, so a host sends real audio.
+// On success it prints {"joined":true,"role","participants","outbound","inbound","errors"} and
+// exits 0; otherwise it prints {"joined":false,"error","errors"} and exits 1 (2 on bad usage).
+// Every wait is bounded, and a watchdog ends the run if something hangs regardless.
+
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parseArgs } from "node:util";
+import { chromium } from "playwright-core";
+
+const CHROMIUM = "/usr/bin/chromium";
+const FLAGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+  "--use-fake-device-for-media-stream",
+  "--use-fake-ui-for-media-stream",
+  "--autoplay-policy=no-user-gesture-required",
+  "--allow-loopback-in-peer-connection",
+];
+const LAUNCH_TIMEOUT_MS = 30_000;
+const STEP_TIMEOUT_MS = 15_000;
+const CONNECT_TIMEOUT_MS = 20_000;
+const LEAVE_TIMEOUT_MS = 5_000;
+// Page states (#status[data-state]) after which waiting for audio is pointless.
+const FINAL_STATES = ["connected", "error", "needs-token", "left", "closed"];
+
+const errors = [];
+let exiting = false;
+
+function finish(code, line) {
+  if (exiting) return;
+  exiting = true;
+  process.stdout.write(`${JSON.stringify(line)}\n`);
+  // Playwright kills the browser it launched on exit; the profile is removed after that.
+  process.exitCode = code;
+  process.exit(code);
+}
+
+function fail(message, code = 1) {
+  finish(code, { joined: false, error: message, errors });
+}
+
+function usage(message) {
+  fail(`${message}; usage: node drive.mjs --url http://127.0.0.1:PORT --channel C --identity I ` +
+    "--role host|audience --seconds N [--screenshot out.png]", 2);
+}
+
+function parseOptions() {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        url: { type: "string" },
+        channel: { type: "string" },
+        identity: { type: "string" },
+        role: { type: "string", default: "host" },
+        seconds: { type: "string", default: "5" },
+        screenshot: { type: "string" },
+      },
+      strict: true,
+    }));
+  } catch (err) {
+    return usage(err.message);
+  }
+  for (const name of ["url", "channel", "identity"]) {
+    if (!values[name]) return usage(`--${name} is required`);
+  }
+  if (!["host", "audience"].includes(values.role)) return usage("--role must be host or audience");
+  const seconds = Number(values.seconds);
+  if (!Number.isFinite(seconds) || seconds < 0) return usage("--seconds must be a number ≥ 0");
+  return { ...values, seconds };
+}
+
+/** Runs in the page: the participants shown and the audio statistics of the peer connection. */
+async function collect() {
+  const amphi = window.amphi;
+  const me = document.getElementById("me");
+  const result = {
+    joined: Boolean(amphi),
+    role: me.dataset.role || null,
+    participants: [...document.querySelectorAll("#participants li[data-identity]")]
+      .map((li) => li.dataset.identity),
+    outbound: null,
+    inbound: [],
+    errors: [...(window.amphiErrors ?? [])],
+  };
+  const pc = amphi?.pc;
+  if (!pc) return result;
+  const session = [...amphi.audio.values()].find((s) => s.pc === pc);
+  // Older Chromium builds leave `mid` out of inbound-rtp; the receiver's track finds it.
+  const midOfTrack = new Map(pc.getTransceivers()
+    .filter((t) => t.receiver.track)
+    .map((t) => [t.receiver.track.id, t.mid]));
+  for (const s of (await pc.getStats()).values()) {
+    if (s.kind !== "audio") continue;
+    if (s.type === "outbound-rtp") {
+      result.outbound = { packetsSent: s.packetsSent ?? 0, bytesSent: s.bytesSent ?? 0 };
+    } else if (s.type === "inbound-rtp") {
+      const mid = s.mid ?? midOfTrack.get(s.trackIdentifier) ?? null;
+      result.inbound.push({
+        mid,
+        identity: session?.slots.get(mid)?.identity ?? null,
+        packetsReceived: s.packetsReceived ?? 0,
+        bytesReceived: s.bytesReceived ?? 0,
+        totalAudioEnergy: s.totalAudioEnergy ?? 0,
+        audioLevel: s.audioLevel ?? 0,
+      });
+    }
+  }
+  result.inbound.sort((a, b) => String(a.mid).localeCompare(String(b.mid), "en", { numeric: true }));
+  return result;
+}
+
+async function run(opts) {
+  const profile = mkdtempSync(join(tmpdir(), "amphi-chromium-"));
+  let browser;
+  try {
+    // ignoreDefaultArgs: the browser gets our flags and nothing of Playwright's defaults
+    // (which would add --mute-audio among others); the pipe is how Playwright drives it.
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      ignoreDefaultArgs: true,
+      args: [...FLAGS, `--user-data-dir=${profile}`, "--remote-debugging-pipe"],
+      timeout: LAUNCH_TIMEOUT_MS,
+    });
+  } catch (err) {
+    rmSync(profile, { recursive: true, force: true });
+    throw new Error(`could not launch ${CHROMIUM}: ${err.message.split("\n")[0]}`);
+  }
+  process.on("exit", () => rmSync(profile, { recursive: true, force: true }));
+
+  try {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    page.setDefaultTimeout(STEP_TIMEOUT_MS);
+    page.on("pageerror", (err) => errors.push(`page: ${err.message}`));
+    page.on("console", (msg) => {
+      if (msg.type() === "error") errors.push(`console: ${msg.text()}`);
+    });
+
+    await page.goto(opts.url, { waitUntil: "load", timeout: STEP_TIMEOUT_MS });
+    await page.fill("#channel", opts.channel);
+    await page.fill("#identity", opts.identity);
+    await page.selectOption("#role", opts.role);
+    await page.click("#join");
+
+    const state = await page.waitForFunction(
+      (finals) => {
+        const s = document.getElementById("status")?.dataset.state;
+        return finals.includes(s) && s;
+      },
+      FINAL_STATES,
+      { timeout: CONNECT_TIMEOUT_MS, polling: 100 },
+    ).then((handle) => handle.jsonValue(), async () => null);
+    const status = await page.textContent("#status").catch(() => "");
+    if (state !== "connected") {
+      const pageErrors = await page.evaluate(() => window.amphiErrors ?? []).catch(() => []);
+      errors.push(...pageErrors.filter((e) => !errors.includes(e)));
+      if (opts.screenshot) await page.screenshot({ path: opts.screenshot, fullPage: true }).catch(() => {});
+      throw new Error(state === null
+        ? `audio did not connect within ${CONNECT_TIMEOUT_MS / 1000} s (status: ${status})`
+        : `the page did not connect audio (status: ${status})`);
+    }
+
+    await page.waitForTimeout(opts.seconds * 1000);
+    const result = await page.evaluate(collect);
+    errors.push(...result.errors.filter((e) => !errors.includes(e)));
+    if (!result.joined) {
+      const now = await page.textContent("#status").catch(() => "");
+      throw new Error(`the page dropped out of the channel during the run (status: ${now})`);
+    }
+    if (opts.screenshot) await page.screenshot({ path: opts.screenshot, fullPage: true });
+
+    // Leaving lets the others see `participant_left` with reason `left`, not `disconnected`.
+    await page.click("#leave", { timeout: LEAVE_TIMEOUT_MS })
+      .then(() => page.waitForFunction(
+        () => document.getElementById("status")?.dataset.state === "left",
+        null, { timeout: LEAVE_TIMEOUT_MS }))
+      .catch(() => {});
+    return { ...result, errors };
+  } finally {
+    await browser.close().catch(() => {});
+  }
+}
+
+const opts = parseOptions();
+if (opts) {
+  const watchdogMs = LAUNCH_TIMEOUT_MS + 3 * STEP_TIMEOUT_MS + CONNECT_TIMEOUT_MS +
+    2 * LEAVE_TIMEOUT_MS + opts.seconds * 1000;
+  setTimeout(() => fail(`gave up after ${Math.round(watchdogMs / 1000)} s`), watchdogMs);
+  run(opts).then(
+    (result) => finish(0, result),
+    (err) => fail(err.message.split("\n")[0]),
+  );
+}
