@@ -18,18 +18,23 @@
  * await amphi.leave("lobby");
  * amphi.close();
  *
+ * Audio: `startAudio` offers the microphone (when publishing) and `slots` receive-only m-lines,
+ * waits for ICE gathering, and applies the server's answer; server `media_offer` events (more
+ * slots) are answered by themselves. Each received track plays through a hidden <audio>
+ * element; `track` events keep `audio.get(channel).slots` (mid → participant) current.
+ *
  * Events, all CustomEvents:
  * - each protocol event under its own name ("participant_joined", "track", "active_speaker", …)
  *   and again as "event"; `detail` is the frame as received. Bookkeeping (slot map, mute of the
- *   local track, server renegotiation) is done before listeners run.
+ *   local track, answering a server renegotiation) starts before listeners run.
  * - "audio_state": `detail` = {channel, state}, the peer connection's connectionState.
  * - "error": `detail` is an {@link AmphiError} — a renegotiation that failed, an error frame
  *   that answers no request, audio the browser refused to play, …
  * - "close": `detail` = {code, reason}, once the WebSocket has closed.
  *
- * Requests reject with an {@link AmphiError} whose `code` is the protocol's error code, or one of
- * the client's own: "timeout", "disconnected", "connect_failed", "no_microphone",
- * "autoplay_blocked", "ice_failed".
+ * Failures are {@link AmphiError}s (rejections, or "error" events) whose `code` is the protocol's
+ * error code or one of the client's own: "timeout", "disconnected", "connect_failed",
+ * "no_microphone", "autoplay_blocked", "ice_failed".
  */
 
 const WELCOME_TIMEOUT_MS = 10_000;

@@ -46,7 +46,6 @@ function finish(code, line) {
   exiting = true;
   process.stdout.write(`${JSON.stringify(line)}\n`);
   // Playwright kills the browser it launched on exit; the profile is removed after that.
-  process.exitCode = code;
   process.exit(code);
 }
 

@@ -1,0 +1,424 @@
+//! One WebRTC audio peer per joined channel, driven by a task that owns the `Rtc`, its socket
+//! and the clock (str0m's drain-after-every-mutation contract).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::format::Codec;
+use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::audio::{dbov, Source, FRAME_SAMPLES};
+use crate::signal::{ClientError, Signal};
+
+/// Decoded audio kept per slot when `keep_audio` is on: 60 s at 48 kHz.
+const MAX_KEPT_SAMPLES: usize = 48_000 * 60;
+
+pub struct PeerOptions {
+    /// Publish audio from this source (needs a role with the publish permission).
+    pub publish: Option<Box<dyn Source>>,
+    /// Receive slots to offer.
+    pub slots: usize,
+    /// Keep decoded PCM per slot for analysis.
+    pub keep_audio: bool,
+}
+
+impl Default for PeerOptions {
+    fn default() -> Self {
+        Self {
+            publish: None,
+            slots: 2,
+            keep_audio: false,
+        }
+    }
+}
+
+/// What one receive slot has received so far.
+#[derive(Debug, Clone, Default)]
+pub struct SlotStats {
+    pub mid: String,
+    /// The participant the server says this slot carries (from `track` events).
+    pub participant: Option<String>,
+    pub packets: u64,
+    pub decoded_frames: u64,
+    pub decode_errors: u64,
+    pub first_packet: Option<Instant>,
+    pub samples: Vec<i16>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PeerStats {
+    pub connected: bool,
+    pub connected_at: Option<Instant>,
+    pub sent_packets: u64,
+    pub slots: Vec<SlotStats>,
+}
+
+impl PeerStats {
+    pub fn received_packets(&self) -> u64 {
+        self.slots.iter().map(|s| s.packets).sum()
+    }
+
+    pub fn slot_for(&self, participant: &str) -> Option<&SlotStats> {
+        self.slots
+            .iter()
+            .find(|s| s.participant.as_deref() == Some(participant))
+    }
+}
+
+enum PeerCmd {
+    /// Stop reading the socket for a while: a listener that cannot keep up.
+    Stall(Duration),
+    SetSending(bool),
+    Close,
+}
+
+pub struct AudioPeer {
+    stats: Arc<Mutex<PeerStats>>,
+    cmd: mpsc::Sender<PeerCmd>,
+    task: tokio::task::JoinHandle<()>,
+    pub local_addr: SocketAddr,
+}
+
+impl AudioPeer {
+    /// Negotiates a peer for `channel` (already joined on `signal`) and starts driving it.
+    pub async fn start(
+        signal: &Signal,
+        channel: &str,
+        opts: PeerOptions,
+    ) -> Result<AudioPeer, ClientError> {
+        str0m::crypto::from_feature_flags().install_process_default();
+        let media_err = |e: &dyn std::fmt::Display| ClientError::Media(e.to_string());
+        let socket = UdpSocket::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| media_err(&e))?;
+        let local_addr = socket.local_addr().map_err(|e| media_err(&e))?;
+        let mut rtc = Rtc::builder()
+            .clear_codecs()
+            .enable_opus(true, false)
+            .build(Instant::now());
+        let candidate = Candidate::host(local_addr, "udp").map_err(|e| media_err(&e))?;
+        rtc.add_local_candidate(candidate);
+        let mut api = rtc.sdp_api();
+        let mic = opts
+            .publish
+            .is_some()
+            .then(|| api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None));
+        for _ in 0..opts.slots {
+            api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+        }
+        let (offer, pending) = api
+            .apply()
+            .ok_or_else(|| ClientError::Media("nothing to offer".into()))?;
+        let media_events = signal.route_media(channel);
+        let reply = signal
+            .request(
+                "media_offer",
+                json!({"channel": channel, "sdp": offer.to_sdp_string()}),
+            )
+            .await?;
+        let answer = SdpAnswer::from_sdp_string(reply["sdp"].as_str().unwrap_or_default())
+            .map_err(|e| media_err(&e))?;
+        rtc.sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| media_err(&e))?;
+        let stats = Arc::new(Mutex::new(PeerStats::default()));
+        let (cmd, cmd_rx) = mpsc::channel(16);
+        let driver = Driver {
+            rtc,
+            socket,
+            local_addr,
+            signal: signal.clone(),
+            channel: channel.to_string(),
+            stats: stats.clone(),
+            mic,
+            source: opts.publish,
+            sending: true,
+            keep_audio: opts.keep_audio,
+            decoders: HashMap::new(),
+            encoder: None,
+            media_time: 0,
+            stalled_until: None,
+        };
+        let task = tokio::spawn(driver.run(media_events, cmd_rx));
+        Ok(AudioPeer {
+            stats,
+            cmd,
+            task,
+            local_addr,
+        })
+    }
+
+    pub fn stats(&self) -> PeerStats {
+        self.stats.lock().expect("not poisoned").clone()
+    }
+
+    pub async fn wait_connected(&self, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            if self.stats().connected {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    /// Waits until `n` packets arrived in all.
+    pub async fn wait_packets(&self, n: u64, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            if self.stats().received_packets() >= n {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    /// Stops reading the socket for `d` (the kernel drops what does not fit).
+    pub async fn stall(&self, d: Duration) {
+        let _ = self.cmd.send(PeerCmd::Stall(d)).await;
+    }
+
+    pub async fn set_sending(&self, on: bool) {
+        let _ = self.cmd.send(PeerCmd::SetSending(on)).await;
+    }
+
+    pub async fn close(self) {
+        let _ = self.cmd.send(PeerCmd::Close).await;
+        let _ = self.task.await;
+    }
+}
+
+struct Driver {
+    rtc: Rtc,
+    socket: UdpSocket,
+    local_addr: SocketAddr,
+    signal: Signal,
+    channel: String,
+    stats: Arc<Mutex<PeerStats>>,
+    mic: Option<Mid>,
+    source: Option<Box<dyn Source>>,
+    sending: bool,
+    keep_audio: bool,
+    decoders: HashMap<Mid, opus::Decoder>,
+    encoder: Option<(opus::Encoder, Pt)>,
+    media_time: u64,
+    stalled_until: Option<tokio::time::Instant>,
+}
+
+impl Driver {
+    async fn run(mut self, mut media: mpsc::Receiver<Value>, mut cmds: mpsc::Receiver<PeerCmd>) {
+        let mut buf = vec![0u8; 2048];
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            let Some(timeout) = self.drain() else { break };
+            let stalled = self
+                .stalled_until
+                .is_some_and(|t| t > tokio::time::Instant::now());
+            let stall_end = self.stalled_until.unwrap_or_else(tokio::time::Instant::now);
+            tokio::select! {
+                r = self.socket.recv_from(&mut buf), if !stalled => {
+                    if let Ok((n, source)) = r {
+                        self.input(source, &buf[..n]);
+                    }
+                }
+                _ = tokio::time::sleep_until(stall_end), if stalled => {
+                    self.stalled_until = None;
+                }
+                _ = tokio::time::sleep_until(timeout.into()) => {
+                    let _ = self.rtc.handle_input(Input::Timeout(Instant::now()));
+                }
+                _ = tick.tick(), if self.mic.is_some() => self.publish_frame(),
+                ev = media.recv() => match ev {
+                    Some(ev) => self.media_event(ev),
+                    None => {}
+                },
+                cmd = cmds.recv() => match cmd {
+                    Some(PeerCmd::Stall(d)) => {
+                        self.stalled_until = Some(tokio::time::Instant::now() + d);
+                    }
+                    Some(PeerCmd::SetSending(on)) => self.sending = on,
+                    Some(PeerCmd::Close) | None => {
+                        self.rtc.disconnect();
+                        let _ = self.drain();
+                        break;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Drains output until the next timeout; `None` once the peer is closed.
+    fn drain(&mut self) -> Option<Instant> {
+        loop {
+            if !self.rtc.is_alive() {
+                return None;
+            }
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(t)) => return Some(t),
+                Ok(Output::Transmit(t)) => {
+                    let _ = self.socket.try_send_to(&t.contents, t.destination);
+                }
+                Ok(Output::Event(e)) => self.event(e),
+                Err(e) => {
+                    tracing::debug!(error = %e, "client peer failed");
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn input(&mut self, source: SocketAddr, data: &[u8]) {
+        let Ok(contents) = data.try_into() else {
+            return;
+        };
+        let input = Input::Receive(
+            Instant::now(),
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: self.local_addr,
+                contents,
+            },
+        );
+        if self.rtc.accepts(&input) {
+            let _ = self.rtc.handle_input(input);
+        }
+    }
+
+    fn event(&mut self, e: Event) {
+        match e {
+            Event::Connected => {
+                let mut s = self.stats.lock().expect("not poisoned");
+                s.connected = true;
+                s.connected_at = Some(Instant::now());
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                self.stats.lock().expect("not poisoned").connected = false;
+            }
+            Event::MediaData(data) => {
+                let mid = data.mid;
+                let packets = (**data.seq_range.end()).wrapping_sub(**data.seq_range.start()) + 1;
+                let decoder = self.decoders.entry(mid).or_insert_with(|| {
+                    opus::Decoder::new(48_000, opus::Channels::Mono).expect("opus decoder")
+                });
+                let mut pcm = [0i16; FRAME_SAMPLES * 6];
+                let decoded = decoder.decode(&data.data, &mut pcm, false);
+                let mut s = self.stats.lock().expect("not poisoned");
+                let slot = slot_mut(&mut s, mid);
+                slot.packets += packets;
+                slot.first_packet.get_or_insert_with(Instant::now);
+                match decoded {
+                    Ok(n) => {
+                        slot.decoded_frames += 1;
+                        if self.keep_audio && slot.samples.len() + n <= MAX_KEPT_SAMPLES {
+                            slot.samples.extend_from_slice(&pcm[..n]);
+                        }
+                    }
+                    Err(_) => slot.decode_errors += 1,
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn publish_frame(&mut self) {
+        let (Some(mid), Some(source)) = (self.mic, self.source.as_mut()) else {
+            return;
+        };
+        if !self.rtc.is_connected() {
+            return;
+        }
+        let mut frame = [0i16; FRAME_SAMPLES];
+        source.next_frame(&mut frame);
+        self.media_time += FRAME_SAMPLES as u64;
+        if !self.sending {
+            return;
+        }
+        if self.encoder.is_none() {
+            let Some(pt) = self.rtc.writer(mid).and_then(|w| {
+                w.payload_params()
+                    .find(|p| p.spec().codec == Codec::Opus)
+                    .map(|p| p.pt())
+            }) else {
+                return;
+            };
+            let enc = opus::Encoder::new(48_000, opus::Channels::Mono, opus::Application::Voip)
+                .expect("opus encoder");
+            self.encoder = Some((enc, pt));
+        }
+        let (enc, pt) = self.encoder.as_mut().expect("set above");
+        let mut out = [0u8; 1500];
+        let Ok(n) = enc.encode(&frame, &mut out) else {
+            return;
+        };
+        let level = dbov(&frame);
+        let pt = *pt;
+        let Some(writer) = self.rtc.writer(mid) else {
+            return;
+        };
+        let time = MediaTime::new(self.media_time, Frequency::FORTY_EIGHT_KHZ);
+        if writer
+            .audio_level(-(level as i8), level < 50)
+            .write(pt, Instant::now(), time, out[..n].to_vec())
+            .is_ok()
+        {
+            self.stats.lock().expect("not poisoned").sent_packets += 1;
+        }
+    }
+
+    fn media_event(&mut self, ev: Value) {
+        match ev["event"].as_str() {
+            Some("media_offer") => {
+                let Ok(offer) = SdpOffer::from_sdp_string(ev["sdp"].as_str().unwrap_or_default())
+                else {
+                    return;
+                };
+                let Ok(answer) = self.rtc.sdp_api().accept_offer(offer) else {
+                    return;
+                };
+                let signal = self.signal.clone();
+                let channel = self.channel.clone();
+                tokio::spawn(async move {
+                    let _ = signal
+                        .request(
+                            "media_answer",
+                            json!({"channel": channel, "sdp": answer.to_sdp_string()}),
+                        )
+                        .await;
+                });
+            }
+            Some("track") => {
+                let Some(mid) = ev["mid"].as_str() else { return };
+                let mut s = self.stats.lock().expect("not poisoned");
+                let slot = slot_mut(&mut s, Mid::from(mid));
+                slot.participant = ev["participant"].as_str().map(str::to_string);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn slot_mut(s: &mut PeerStats, mid: Mid) -> &mut SlotStats {
+    let key = mid.to_string();
+    match s.slots.iter().position(|x| x.mid == key) {
+        Some(i) => &mut s.slots[i],
+        None => {
+            s.slots.push(SlotStats {
+                mid: key,
+                ..SlotStats::default()
+            });
+            s.slots.last_mut().expect("just pushed")
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The signalling connection: JSON requests matched to replies by `id`, events delivered in
+//! order, media events routed to the channel's peer.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Events buffered for the application before the oldest are dropped (and counted).
+const EVENT_QUEUE: usize = 4096;
+/// Requests waiting to be written to the socket.
+const OUTBOUND_QUEUE: usize = 256;
+const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("connect failed: {0}")]
+    Connect(String),
+    #[error("server error {code}: {message}")]
+    Server { code: String, message: String },
+    #[error("the connection is closed")]
+    Closed,
+    #[error("no reply within {0:?}")]
+    Timeout(Duration),
+    #[error("media: {0}")]
+    Media(String),
+}
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
+type MediaRoutes = Arc<Mutex<HashMap<String, mpsc::Sender<Value>>>>;
+
+/// A signalling connection. Cloning shares it.
+#[derive(Clone)]
+pub struct Signal {
+    out: mpsc::Sender<Message>,
+    pending: Pending,
+    media: MediaRoutes,
+    next_id: Arc<AtomicU64>,
+    events: Arc<tokio::sync::Mutex<mpsc::Receiver<Value>>>,
+    pub welcome: Value,
+}
+
+impl Signal {
+    /// Connects to `base` (`http://host:port` or `ws://host:port`) with an access token.
+    pub async fn connect(base: &str, token: &str) -> Result<Signal, ClientError> {
+        let base = base
+            .replacen("http://", "ws://", 1)
+            .replacen("https://", "wss://", 1);
+        let url = format!("{}/ws?token={token}", base.trim_end_matches('/'));
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .map_err(|e| ClientError::Connect(e.to_string()))?;
+        let (mut sink, mut stream) = ws.split();
+        let welcome = loop {
+            match stream.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    break serde_json::from_str::<Value>(&t).map_err(|_| ClientError::Closed)?
+                }
+                Some(Ok(_)) => continue,
+                _ => return Err(ClientError::Closed),
+            }
+        };
+        let (out, mut out_rx) = mpsc::channel::<Message>(OUTBOUND_QUEUE);
+        let pending: Pending = Arc::default();
+        let media: MediaRoutes = Arc::default();
+        let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
+        tokio::spawn(async move {
+            while let Some(m) = out_rx.recv().await {
+                if sink.send(m).await.is_err() {
+                    break;
+                }
+            }
+            let _ = sink.close().await;
+        });
+        let (p, m) = (pending.clone(), media.clone());
+        tokio::spawn(async move {
+            while let Some(Ok(msg)) = stream.next().await {
+                let Message::Text(text) = msg else { continue };
+                let Ok(v) = serde_json::from_str::<Value>(&text) else {
+                    continue;
+                };
+                if let Some(id) = v.get("id").and_then(Value::as_u64) {
+                    if let Some(tx) = p.lock().expect("not poisoned").remove(&id) {
+                        let _ = tx.send(v);
+                        continue;
+                    }
+                }
+                if is_media_event(&v) {
+                    let channel = v["channel"].as_str().unwrap_or_default().to_string();
+                    let tx = m.lock().expect("not poisoned").get(&channel).cloned();
+                    if let Some(tx) = tx {
+                        let _ = tx.try_send(v.clone());
+                    }
+                }
+                // A full queue means the application is not reading events: drop, never block
+                // the replies behind them.
+                let _ = events_tx.try_send(v);
+            }
+            p.lock().expect("not poisoned").clear();
+        });
+        Ok(Signal {
+            out,
+            pending,
+            media,
+            next_id: Arc::new(AtomicU64::new(1)),
+            events: Arc::new(tokio::sync::Mutex::new(events_rx)),
+            welcome,
+        })
+    }
+
+    /// Sends a request and waits for its `ok` result.
+    pub async fn request(&self, kind: &str, params: Value) -> Result<Value, ClientError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut req = if params.is_object() { params } else { json!({}) };
+        req["id"] = id.into();
+        req["type"] = kind.into();
+        let (tx, rx) = oneshot::channel();
+        self.pending.lock().expect("not poisoned").insert(id, tx);
+        self.out
+            .send(Message::Text(req.to_string().into()))
+            .await
+            .map_err(|_| ClientError::Closed)?;
+        let reply = tokio::time::timeout(REPLY_TIMEOUT, rx)
+            .await
+            .map_err(|_| ClientError::Timeout(REPLY_TIMEOUT))?
+            .map_err(|_| ClientError::Closed)?;
+        if reply["type"] == "ok" {
+            Ok(reply)
+        } else {
+            Err(ClientError::Server {
+                code: reply["code"].as_str().unwrap_or("unknown").to_string(),
+                message: reply["message"].as_str().unwrap_or_default().to_string(),
+            })
+        }
+    }
+
+    pub async fn join(&self, channel: &str, role: &str) -> Result<Value, ClientError> {
+        self.request("join", json!({"channel": channel, "role": role}))
+            .await
+    }
+
+    /// The next event, or `None` after `wait`.
+    pub async fn next_event(&self, wait: Duration) -> Option<Value> {
+        let mut rx = self.events.lock().await;
+        tokio::time::timeout(wait, rx.recv()).await.ok().flatten()
+    }
+
+    /// Waits for the event `name`, discarding others.
+    pub async fn wait_event(&self, name: &str, wait: Duration) -> Option<Value> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let v = self.next_event(left).await?;
+            if v["event"] == name {
+                return Some(v);
+            }
+        }
+    }
+
+    pub(crate) fn route_media(&self, channel: &str) -> mpsc::Receiver<Value> {
+        let (tx, rx) = mpsc::channel(64);
+        self.media
+            .lock()
+            .expect("not poisoned")
+            .insert(channel.to_string(), tx);
+        rx
+    }
+
+    /// Closes the connection.
+    pub async fn close(&self) {
+        let _ = self.out.send(Message::Close(None)).await;
+    }
+}
+
+fn is_media_event(v: &Value) -> bool {
+    v["type"] == "event" && matches!(v["event"].as_str(), Some("media_offer" | "track" | "media_state"))
+}

@@ -1,0 +1,199 @@
+//! Audio over WebRTC through the server, with real Rust clients (str0m) on loopback.
+
+mod common;
+
+use std::time::Duration;
+
+use amphi_client::audio::dominant;
+use amphi_client::{AudioPeer, PeerOptions, Signal, Tone};
+use common::*;
+use serde_json::json;
+
+const SECS: Duration = Duration::from_secs(10);
+
+async fn signal(server: &amphi::ServerHandle, identity: &str, role: &str) -> Signal {
+    Signal::connect(&server.http_url(), &token(identity, &[role]))
+        .await
+        .unwrap()
+}
+
+async fn listener(server: &amphi::ServerHandle, channel: &str, identity: &str) -> (Signal, AudioPeer) {
+    let s = signal(server, identity, "audience").await;
+    s.join(channel, "audience").await.unwrap();
+    let opts = PeerOptions {
+        slots: 2,
+        keep_audio: true,
+        ..PeerOptions::default()
+    };
+    let peer = AudioPeer::start(&s, channel, opts).await.unwrap();
+    assert!(peer.wait_connected(SECS).await, "{identity} connected");
+    (s, peer)
+}
+
+async fn host(server: &amphi::ServerHandle, channel: &str, identity: &str, freq: f64) -> (Signal, AudioPeer, String) {
+    let s = signal(server, identity, "host").await;
+    let reply = s.join(channel, "host").await.unwrap();
+    let opts = PeerOptions {
+        publish: Some(Box::new(Tone::new(freq))),
+        slots: 1,
+        keep_audio: false,
+    };
+    let peer = AudioPeer::start(&s, channel, opts).await.unwrap();
+    assert!(peer.wait_connected(SECS).await, "{identity} connected");
+    (s, peer, reply["participant"].as_str().unwrap().to_string())
+}
+
+async fn metric(server: &amphi::ServerHandle, line_start: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", server.http_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(line_start))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_tone_reaches_two_listeners_and_not_itself() {
+    let server = start();
+    let (_s1, l1) = listener(&server, "tone", "l1").await;
+    let (_s2, l2) = listener(&server, "tone", "l2").await;
+    let (_hs, h, host_id) = host(&server, "tone", "h", 440.0).await;
+    assert!(l1.wait_packets(50, SECS).await, "l1 hears the host");
+    assert!(l2.wait_packets(50, SECS).await, "l2 hears the host");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    h.set_sending(false).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent = h.stats().sent_packets;
+    for l in [&l1, &l2] {
+        let stats = l.stats();
+        let slot = stats.slot_for(&host_id).expect("a slot carries the host");
+        // Packets sent before the listener's slot was bound cannot arrive; the host connected
+        // after both listeners, so all of them should.
+        let ratio = slot.packets as f64 / sent as f64;
+        assert!(ratio >= 0.99, "received {} of {sent}", slot.packets);
+        assert_eq!(slot.decode_errors, 0);
+        let tail = &slot.samples[slot.samples.len().saturating_sub(48_000)..];
+        assert_eq!(dominant(tail, &[220.0, 330.0, 440.0, 660.0, 880.0, 1000.0]), 440.0);
+    }
+    assert_eq!(h.stats().received_packets(), 0, "a host never hears itself");
+    assert!(metric(&server, "amphi_packets_forwarded_total").await >= (2 * sent) as f64 * 0.99);
+    assert!(metric(&server, "amphi_forward_latency_seconds_count").await > 0.0);
+    assert!(metric(&server, "amphi_inbound_jitter_seconds_count").await > 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audience_cannot_publish() {
+    let server = start();
+    let (_hs, _h, _) = host(&server, "pub", "h", 440.0).await;
+    let (_ls, l) = listener(&server, "pub", "l").await;
+    let aud = signal(&server, "sneaky", "audience").await;
+    aud.join("pub", "audience").await.unwrap();
+    let err = AudioPeer::start(
+        &aud,
+        "pub",
+        PeerOptions {
+            publish: Some(Box::new(Tone::new(880.0))),
+            slots: 1,
+            keep_audio: false,
+        },
+    )
+    .await
+    .err()
+    .expect("refused");
+    assert!(err.to_string().contains("forbidden"), "{err}");
+    // Only the host's audio reaches the listener: one slot with packets.
+    assert!(l.wait_packets(50, SECS).await);
+    let stats = l.stats();
+    assert_eq!(stats.slots.iter().filter(|s| s.packets > 0).count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demoted_host_is_dropped_and_counted() {
+    let server = start();
+    let (hs, h, _) = host(&server, "demote", "h", 440.0).await;
+    let (_ls, l) = listener(&server, "demote", "l").await;
+    assert!(l.wait_packets(25, SECS).await);
+    let before_drop = metric(&server, "amphi_packets_dropped_total{reason=\"not_permitted\"}").await;
+    // The host steps down but keeps sending.
+    hs.request("set_role", json!({"channel": "demote", "role": "audience"}))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let at_demotion = l.stats().received_packets();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(h.stats().sent_packets > 0);
+    assert!(l.stats().received_packets() <= at_demotion + 2, "nothing after demotion");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let dropped = metric(&server, "amphi_packets_dropped_total{reason=\"not_permitted\"}").await;
+    assert!(dropped > before_drop + 20.0, "drops counted: {before_drop} -> {dropped}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_listener_loses_only_its_own_packets() {
+    let server = start();
+    let (_s1, fast1) = listener(&server, "slow", "fast1").await;
+    let (_s2, fast2) = listener(&server, "slow", "fast2").await;
+    let (_s3, slow) = listener(&server, "slow", "slow").await;
+    let (_hs, h, host_id) = host(&server, "slow", "h", 440.0).await;
+    assert!(slow.wait_packets(25, SECS).await);
+    slow.stall(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    h.set_sending(false).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent = h.stats().sent_packets;
+    for l in [&fast1, &fast2] {
+        let got = l.stats().slot_for(&host_id).unwrap().packets;
+        assert!(got as f64 >= sent as f64 * 0.99, "fast listener got {got} of {sent}");
+    }
+    let got = slow.stats().slot_for(&host_id).unwrap().packets;
+    eprintln!("slow listener got {got} of {sent}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_hosts_than_slots_renegotiates_and_speakers_are_announced() {
+    let server = start();
+    let s = signal(&server, "l", "audience").await;
+    s.join("reneg", "audience").await.unwrap();
+    let l = AudioPeer::start(
+        &s,
+        "reneg",
+        PeerOptions {
+            slots: 1,
+            keep_audio: true,
+            ..PeerOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(l.wait_connected(SECS).await);
+    let (_a, _ha, a_id) = host(&server, "reneg", "a", 440.0).await;
+    let (_b, _hb, b_id) = host(&server, "reneg", "b", 660.0).await;
+    let deadline = std::time::Instant::now() + SECS;
+    loop {
+        let st = l.stats();
+        let heard = |id: &str| st.slot_for(id).is_some_and(|x| x.packets > 25);
+        if heard(&a_id) && heard(&b_id) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "both hosts heard: {st:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let st = l.stats();
+    let a = st.slot_for(&a_id).unwrap();
+    let b = st.slot_for(&b_id).unwrap();
+    assert_ne!(a.mid, b.mid);
+    let tail = |x: &amphi_client::SlotStats| x.samples[x.samples.len().saturating_sub(24_000)..].to_vec();
+    assert_eq!(dominant(&tail(a), &[440.0, 660.0]), 440.0);
+    assert_eq!(dominant(&tail(b), &[440.0, 660.0]), 660.0);
+    // Speaking is announced to the audience.
+    let e = s.wait_event("active_speaker", SECS).await.expect("active_speaker");
+    assert!(e["seq"].as_u64().is_some());
+    let p = e["participant"].as_str().unwrap();
+    assert!(p == a_id || p == b_id);
+    let e = s.wait_event("audio_levels", SECS).await.expect("audio_levels");
+    assert!(e["speakers"][0]["volume"].as_u64().unwrap() > 0);
+}
