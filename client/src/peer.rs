@@ -28,6 +28,8 @@ pub struct PeerOptions {
     pub slots: usize,
     /// Keep decoded PCM per slot for analysis.
     pub keep_audio: bool,
+    /// Kernel receive buffer for the peer's socket (default: the system's).
+    pub recv_buffer: Option<usize>,
 }
 
 impl Default for PeerOptions {
@@ -36,6 +38,7 @@ impl Default for PeerOptions {
             publish: None,
             slots: 2,
             keep_audio: false,
+            recv_buffer: None,
         }
     }
 }
@@ -96,9 +99,7 @@ impl AudioPeer {
     ) -> Result<AudioPeer, ClientError> {
         str0m::crypto::from_feature_flags().install_process_default();
         let media_err = |e: &dyn std::fmt::Display| ClientError::Media(e.to_string());
-        let socket = UdpSocket::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| media_err(&e))?;
+        let socket = bind_udp(opts.recv_buffer).map_err(|e| media_err(&e))?;
         let local_addr = socket.local_addr().map_err(|e| media_err(&e))?;
         let mut rtc = Rtc::builder()
             .clear_codecs()
@@ -407,6 +408,17 @@ impl Driver {
             _ => {}
         }
     }
+}
+
+fn bind_udp(recv_buffer: Option<usize>) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol as SockProto, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(SockProto::UDP))?;
+    if let Some(size) = recv_buffer {
+        socket.set_recv_buffer_size(size)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+    UdpSocket::from_std(socket.into())
 }
 
 fn slot_mut(s: &mut PeerStats, mid: Mid) -> &mut SlotStats {
