@@ -72,6 +72,10 @@ fn main() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_amphi"))
         .args(["serve", "--dev", "--bind", "127.0.0.1:0"])
         .env("AMPHI_LOG", "warn,amphi=info")
+        // The bench's own AMPHI_BENCH_* settings are not server configuration.
+        .env_remove("AMPHI_BENCH_N")
+        .env_remove("AMPHI_BENCH_LISTENERS")
+        .env_remove("AMPHI_BENCH_SECS")
         .env("AMPHI_TIMEOUTS_AUDIENCE_COUNT_INTERVAL", "5s")
         .stderr(Stdio::piped())
         .spawn()

@@ -30,6 +30,8 @@ pub struct PeerOptions {
     pub keep_audio: bool,
     /// Kernel receive buffer for the peer's socket (default: the system's).
     pub recv_buffer: Option<usize>,
+    /// Decode received Opus (off for load generation: counting is enough).
+    pub decode: bool,
 }
 
 impl Default for PeerOptions {
@@ -39,6 +41,7 @@ impl Default for PeerOptions {
             slots: 2,
             keep_audio: false,
             recv_buffer: None,
+            decode: true,
         }
     }
 }
@@ -143,6 +146,7 @@ impl AudioPeer {
             source: opts.publish,
             sending: true,
             keep_audio: opts.keep_audio,
+            decode: opts.decode,
             decoders: HashMap::new(),
             encoder: None,
             media_time: 0,
@@ -210,6 +214,7 @@ struct Driver {
     source: Option<Box<dyn Source>>,
     sending: bool,
     keep_audio: bool,
+    decode: bool,
     decoders: HashMap<Mid, opus::Decoder>,
     encoder: Option<(opus::Encoder, Pt)>,
     media_time: u64,
@@ -310,6 +315,13 @@ impl Driver {
             Event::MediaData(data) => {
                 let mid = data.mid;
                 let packets = (**data.seq_range.end()).wrapping_sub(**data.seq_range.start()) + 1;
+                if !self.decode {
+                    let mut s = self.stats.lock().expect("not poisoned");
+                    let slot = slot_mut(&mut s, mid);
+                    slot.packets += packets;
+                    slot.first_packet.get_or_insert_with(Instant::now);
+                    return;
+                }
                 let decoder = self.decoders.entry(mid).or_insert_with(|| {
                     opus::Decoder::new(48_000, opus::Channels::Mono).expect("opus decoder")
                 });

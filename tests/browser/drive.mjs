@@ -164,9 +164,9 @@ async function run(opts) {
       },
       FINAL_STATES,
       { timeout: CONNECT_TIMEOUT_MS, polling: 100 },
-    ).then((handle) => handle.jsonValue(), async () => null);
-    const status = await page.textContent("#status").catch(() => "");
+    ).then((handle) => handle.jsonValue(), () => null);
     if (state !== "connected") {
+      const status = await page.textContent("#status").catch(() => "");
       const pageErrors = await page.evaluate(() => window.amphiErrors ?? []).catch(() => []);
       errors.push(...pageErrors.filter((e) => !errors.includes(e)));
       if (opts.screenshot) await page.screenshot({ path: opts.screenshot, fullPage: true }).catch(() => {});
