@@ -4,7 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
-# (No system packages are needed yet; media and browser tests add theirs here.)
+# cmake builds libopus for the `opus` crate (client and tests); Chromium runs the page tests.
+command -v cmake >/dev/null || need_apt+=(cmake)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v node >/dev/null || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq
@@ -13,6 +16,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
         echo "missing packages: ${need_apt[*]} (run as root or install them)" >&2
         exit 1
     fi
+fi
+
+# The page driver's one dependency (Playwright's library, no browser download).
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+    (cd tests/browser && npm install --no-audit --no-fund --loglevel=error)
 fi
 
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt

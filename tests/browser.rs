@@ -1,0 +1,135 @@
+//! The demo page in headless Chromium (Debian's `/usr/bin/chromium`, driven by Playwright in
+//! `tests/browser/drive.mjs`) against a real server, with Rust clients on the other side.
+//! `scripts/test.sh` installs Chromium and the driver's npm package.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use amphi_client::{AudioPeer, PeerOptions, Signal, Tone};
+use common::*;
+use serde_json::Value;
+
+const SECS: Duration = Duration::from_secs(20);
+
+fn require_browser() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        Path::new("/usr/bin/chromium").exists(),
+        "Chromium is missing: run ./scripts/test.sh as root (it installs the Debian package)"
+    );
+    assert!(
+        dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is missing: run `npm install` in tests/browser (scripts/test.sh does)"
+    );
+}
+
+/// Runs the page as one participant for `seconds`; returns what it reported.
+async fn drive(url: &str, channel: &str, identity: &str, role: &str, seconds: u32) -> Value {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let args = [
+        "drive.mjs".to_string(),
+        "--url".into(),
+        url.into(),
+        "--channel".into(),
+        channel.into(),
+        "--identity".into(),
+        identity.into(),
+        "--role".into(),
+        role.into(),
+        "--seconds".into(),
+        seconds.to_string(),
+    ];
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node").args(args).current_dir(dir).output()
+    })
+    .await
+    .unwrap()
+    .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    let v: Value = serde_json::from_str(line).unwrap_or_else(|_| {
+        panic!(
+            "driver printed no JSON: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(out.status.success(), "driver failed: {v}");
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_host_is_heard_by_a_rust_listener() {
+    require_browser();
+    let server = start();
+    let url = server.http_url();
+    let s = Signal::connect(&url, &token("rusty", &["audience"])).await.unwrap();
+    s.join("web", "audience").await.unwrap();
+    let listener = AudioPeer::start(
+        &s,
+        "web",
+        PeerOptions {
+            slots: 2,
+            keep_audio: true,
+            ..PeerOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(listener.wait_connected(SECS).await);
+    let page = tokio::spawn(async move { drive(&url, "web", "chrome-host", "host", 6).await });
+    assert!(listener.wait_packets(100, SECS).await, "the browser host is heard");
+    let report = page.await.unwrap();
+    assert_eq!(report["joined"], true);
+    assert!(report["outbound"]["packetsSent"].as_u64().unwrap() > 100, "{report}");
+    let stats = listener.stats();
+    let slot = stats
+        .slots
+        .iter()
+        .find(|x| x.packets > 0)
+        .expect("a slot with audio");
+    assert_eq!(slot.decode_errors, 0);
+    let energy = slot
+        .samples
+        .iter()
+        .map(|&x| f64::from(x).abs())
+        .sum::<f64>()
+        / slot.samples.len().max(1) as f64;
+    assert!(energy > 50.0, "the fake microphone's beep is audible: mean |x| = {energy}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_audience_hears_a_rust_host() {
+    require_browser();
+    let server = start();
+    let url = server.http_url();
+    let s = Signal::connect(&url, &token("rust-host", &["host"])).await.unwrap();
+    s.join("web2", "host").await.unwrap();
+    let host = AudioPeer::start(
+        &s,
+        "web2",
+        PeerOptions {
+            publish: Some(Box::new(Tone::new(440.0))),
+            slots: 1,
+            ..PeerOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(host.wait_connected(SECS).await);
+    let report = drive(&url, "web2", "chrome-fan", "audience", 5).await;
+    assert_eq!(report["joined"], true, "{report}");
+    assert_eq!(report["role"], "audience");
+    assert!(report["outbound"].is_null() || report["outbound"]["packetsSent"] == 0);
+    let inbound = report["inbound"].as_array().expect("inbound stats");
+    let heard = inbound
+        .iter()
+        .find(|i| i["packetsReceived"].as_u64().unwrap_or(0) > 100)
+        .unwrap_or_else(|| panic!("no inbound audio: {report}"));
+    assert!(heard["totalAudioEnergy"].as_f64().unwrap() > 0.0, "{report}");
+    assert_eq!(heard["identity"], "rust-host", "{report}");
+    let names = report["participants"].to_string();
+    assert!(names.contains("rust-host"), "the page lists the host: {names}");
+}
