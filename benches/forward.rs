@@ -100,7 +100,13 @@ fn scrape(addr: &str, name: &str) -> f64 {
 fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
     let counts: Vec<usize> = std::env::var("AMPHI_BENCH_LISTENERS")
-        .unwrap_or_else(|_| if quick { "3".into() } else { "100,500,1000".into() })
+        .unwrap_or_else(|_| {
+            if quick {
+                "3".into()
+            } else {
+                "100,500,1000".into()
+            }
+        })
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
@@ -198,7 +204,10 @@ fn main() {
             }
             // Let the new listeners settle before measuring.
             tokio::time::sleep(Duration::from_secs(2)).await;
-            let rx0: u64 = listeners.iter().map(|(_, p)| p.stats().received_packets()).sum();
+            let rx0: u64 = listeners
+                .iter()
+                .map(|(_, p)| p.stats().received_packets())
+                .sum();
             let tx0 = host.stats().sent_packets;
             let fwd0 = scrape(&addr, "amphi_packets_forwarded_total");
             let cpu0 = proc_cpu_seconds(pid);
@@ -206,7 +215,10 @@ fn main() {
             let cpu1 = proc_cpu_seconds(pid);
             let fwd1 = scrape(&addr, "amphi_packets_forwarded_total");
             let tx1 = host.stats().sent_packets;
-            let rx1: u64 = listeners.iter().map(|(_, p)| p.stats().received_packets()).sum();
+            let rx1: u64 = listeners
+                .iter()
+                .map(|(_, p)| p.stats().received_packets())
+                .sum();
             let forwarded = fwd1 - fwd0;
             let per_packet = (cpu1 - cpu0) / forwarded.max(1.0);
             let expected = ((tx1 - tx0) * n as u64) as f64;
@@ -227,6 +239,8 @@ fn main() {
         }
         host.close().await;
     });
-    let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status();
     let _ = child.wait();
 }

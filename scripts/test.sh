@@ -23,8 +23,6 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
     (cd tests/browser && npm install --no-audit --no-fund --loglevel=error)
 fi
 
-rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
-
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked

@@ -65,7 +65,9 @@ async fn chromium_host_is_heard_by_a_rust_listener() {
     require_browser();
     let server = start();
     let url = server.http_url();
-    let s = Signal::connect(&url, &token("rusty", &["audience"])).await.unwrap();
+    let s = Signal::connect(&url, &token("rusty", &["audience"]))
+        .await
+        .unwrap();
     s.join("web", "audience").await.unwrap();
     let listener = AudioPeer::start(
         &s,
@@ -80,10 +82,16 @@ async fn chromium_host_is_heard_by_a_rust_listener() {
     .unwrap();
     assert!(listener.wait_connected(SECS).await);
     let page = tokio::spawn(async move { drive(&url, "web", "chrome-host", "host", 6).await });
-    assert!(listener.wait_packets(100, SECS).await, "the browser host is heard");
+    assert!(
+        listener.wait_packets(100, SECS).await,
+        "the browser host is heard"
+    );
     let report = page.await.unwrap();
     assert_eq!(report["joined"], true);
-    assert!(report["outbound"]["packetsSent"].as_u64().unwrap() > 100, "{report}");
+    assert!(
+        report["outbound"]["packetsSent"].as_u64().unwrap() > 100,
+        "{report}"
+    );
     let stats = listener.stats();
     let slot = stats
         .slots
@@ -97,7 +105,10 @@ async fn chromium_host_is_heard_by_a_rust_listener() {
         .map(|&x| f64::from(x).abs())
         .sum::<f64>()
         / slot.samples.len().max(1) as f64;
-    assert!(energy > 50.0, "the fake microphone's beep is audible: mean |x| = {energy}");
+    assert!(
+        energy > 50.0,
+        "the fake microphone's beep is audible: mean |x| = {energy}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,7 +116,9 @@ async fn chromium_audience_hears_a_rust_host() {
     require_browser();
     let server = start();
     let url = server.http_url();
-    let s = Signal::connect(&url, &token("rust-host", &["host"])).await.unwrap();
+    let s = Signal::connect(&url, &token("rust-host", &["host"]))
+        .await
+        .unwrap();
     s.join("web2", "host").await.unwrap();
     let host = AudioPeer::start(
         &s,
@@ -128,8 +141,14 @@ async fn chromium_audience_hears_a_rust_host() {
         .iter()
         .find(|i| i["packetsReceived"].as_u64().unwrap_or(0) > 100)
         .unwrap_or_else(|| panic!("no inbound audio: {report}"));
-    assert!(heard["totalAudioEnergy"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(
+        heard["totalAudioEnergy"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
     assert_eq!(heard["identity"], "rust-host", "{report}");
     let names = report["participants"].to_string();
-    assert!(names.contains("rust-host"), "the page lists the host: {names}");
+    assert!(
+        names.contains("rust-host"),
+        "the page lists the host: {names}"
+    );
 }

@@ -17,7 +17,11 @@ async fn signal(server: &amphi::ServerHandle, identity: &str, role: &str) -> Sig
         .unwrap()
 }
 
-async fn listener(server: &amphi::ServerHandle, channel: &str, identity: &str) -> (Signal, AudioPeer) {
+async fn listener(
+    server: &amphi::ServerHandle,
+    channel: &str,
+    identity: &str,
+) -> (Signal, AudioPeer) {
     let s = signal(server, identity, "audience").await;
     s.join(channel, "audience").await.unwrap();
     let opts = PeerOptions {
@@ -30,7 +34,12 @@ async fn listener(server: &amphi::ServerHandle, channel: &str, identity: &str) -
     (s, peer)
 }
 
-async fn host(server: &amphi::ServerHandle, channel: &str, identity: &str, freq: f64) -> (Signal, AudioPeer, String) {
+async fn host(
+    server: &amphi::ServerHandle,
+    channel: &str,
+    identity: &str,
+    freq: f64,
+) -> (Signal, AudioPeer, String) {
     let s = signal(server, identity, "host").await;
     let reply = s.join(channel, "host").await.unwrap();
     let opts = PeerOptions {
@@ -77,7 +86,10 @@ async fn host_tone_reaches_two_listeners_and_not_itself() {
         assert!(ratio >= 0.99, "received {} of {sent}", slot.packets);
         assert_eq!(slot.decode_errors, 0);
         let tail = &slot.samples[slot.samples.len().saturating_sub(48_000)..];
-        assert_eq!(dominant(tail, &[220.0, 330.0, 440.0, 660.0, 880.0, 1000.0]), 440.0);
+        assert_eq!(
+            dominant(tail, &[220.0, 330.0, 440.0, 660.0, 880.0, 1000.0]),
+            440.0
+        );
     }
     assert_eq!(h.stats().received_packets(), 0, "a host never hears itself");
     assert!(metric(&server, "amphi_packets_forwarded_total").await >= (2 * sent) as f64 * 0.99);
@@ -117,7 +129,11 @@ async fn demoted_host_is_dropped_and_counted() {
     let (hs, h, _) = host(&server, "demote", "h", 440.0).await;
     let (_ls, l) = listener(&server, "demote", "l").await;
     assert!(l.wait_packets(25, SECS).await);
-    let before_drop = metric(&server, "amphi_packets_dropped_total{reason=\"not_permitted\"}").await;
+    let before_drop = metric(
+        &server,
+        "amphi_packets_dropped_total{reason=\"not_permitted\"}",
+    )
+    .await;
     // The host steps down but keeps sending.
     hs.request("set_role", json!({"channel": "demote", "role": "audience"}))
         .await
@@ -126,10 +142,20 @@ async fn demoted_host_is_dropped_and_counted() {
     let at_demotion = l.stats().received_packets();
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(h.stats().sent_packets > 0);
-    assert!(l.stats().received_packets() <= at_demotion + 2, "nothing after demotion");
+    assert!(
+        l.stats().received_packets() <= at_demotion + 2,
+        "nothing after demotion"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let dropped = metric(&server, "amphi_packets_dropped_total{reason=\"not_permitted\"}").await;
-    assert!(dropped > before_drop + 20.0, "drops counted: {before_drop} -> {dropped}");
+    let dropped = metric(
+        &server,
+        "amphi_packets_dropped_total{reason=\"not_permitted\"}",
+    )
+    .await;
+    assert!(
+        dropped > before_drop + 20.0,
+        "drops counted: {before_drop} -> {dropped}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,10 +181,16 @@ async fn slow_listener_loses_only_its_own_packets() {
     let sent = h.stats().sent_packets;
     for l in [&fast1, &fast2] {
         let got = l.stats().slot_for(&host_id).unwrap().packets;
-        assert!(got as f64 >= sent as f64 * 0.99, "fast listener got {got} of {sent}");
+        assert!(
+            got as f64 >= sent as f64 * 0.99,
+            "fast listener got {got} of {sent}"
+        );
     }
     let got = slow.stats().slot_for(&host_id).unwrap().packets;
-    assert!((got as f64) < sent as f64 * 0.9, "the stalled listener lost packets: {got} of {sent}");
+    assert!(
+        (got as f64) < sent as f64 * 0.9,
+        "the stalled listener lost packets: {got} of {sent}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,21 +219,31 @@ async fn more_hosts_than_slots_renegotiates_and_speakers_are_announced() {
         if heard(&a_id) && heard(&b_id) {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "both hosts heard: {st:?}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "both hosts heard: {st:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let st = l.stats();
     let a = st.slot_for(&a_id).unwrap();
     let b = st.slot_for(&b_id).unwrap();
     assert_ne!(a.mid, b.mid);
-    let tail = |x: &amphi_client::SlotStats| x.samples[x.samples.len().saturating_sub(24_000)..].to_vec();
+    let tail =
+        |x: &amphi_client::SlotStats| x.samples[x.samples.len().saturating_sub(24_000)..].to_vec();
     assert_eq!(dominant(&tail(a), &[440.0, 660.0]), 440.0);
     assert_eq!(dominant(&tail(b), &[440.0, 660.0]), 660.0);
     // Speaking is announced to the audience.
-    let e = s.wait_event("active_speaker", SECS).await.expect("active_speaker");
+    let e = s
+        .wait_event("active_speaker", SECS)
+        .await
+        .expect("active_speaker");
     assert!(e["seq"].as_u64().is_some());
     let p = e["participant"].as_str().unwrap();
     assert!(p == a_id || p == b_id);
-    let e = s.wait_event("audio_levels", SECS).await.expect("audio_levels");
+    let e = s
+        .wait_event("audio_levels", SECS)
+        .await
+        .expect("audio_levels");
     assert!(e["speakers"][0]["volume"].as_u64().unwrap() > 0);
 }

@@ -74,7 +74,9 @@ impl Wav {
             }
             i += 8 + len + (len & 1);
         }
-        let samples = samples.filter(|s| !s.is_empty()).ok_or_else(|| bad("no data chunk"))?;
+        let samples = samples
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| bad("no data chunk"))?;
         Ok(Self { samples, pos: 0 })
     }
 }

@@ -226,8 +226,7 @@ impl Driver {
         let mut buf = vec![0u8; 2048];
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        loop {
-            let Some(timeout) = self.drain() else { break };
+        while let Some(timeout) = self.drain() {
             let stalled = self
                 .stalled_until
                 .is_some_and(|t| t > tokio::time::Instant::now());
@@ -245,10 +244,7 @@ impl Driver {
                     let _ = self.rtc.handle_input(Input::Timeout(Instant::now()));
                 }
                 _ = tick.tick(), if self.mic.is_some() => self.publish_frame(),
-                ev = media.recv() => match ev {
-                    Some(ev) => self.media_event(ev),
-                    None => {}
-                },
+                Some(ev) = media.recv() => self.media_event(ev),
                 cmd = cmds.recv() => match cmd {
                     Some(PeerCmd::Stall(d)) => {
                         self.stalled_until = Some(tokio::time::Instant::now() + d);
@@ -412,7 +408,9 @@ impl Driver {
                 });
             }
             Some("track") => {
-                let Some(mid) = ev["mid"].as_str() else { return };
+                let Some(mid) = ev["mid"].as_str() else {
+                    return;
+                };
                 let mut s = self.stats.lock().expect("not poisoned");
                 let slot = slot_mut(&mut s, Mid::from(mid));
                 slot.participant = ev["participant"].as_str().map(str::to_string);

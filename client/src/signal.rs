@@ -116,7 +116,11 @@ impl Signal {
     /// Sends a request and waits for its `ok` result.
     pub async fn request(&self, kind: &str, params: Value) -> Result<Value, ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut req = if params.is_object() { params } else { json!({}) };
+        let mut req = if params.is_object() {
+            params
+        } else {
+            json!({})
+        };
         req["id"] = id.into();
         req["type"] = kind.into();
         let (tx, rx) = oneshot::channel();
@@ -178,5 +182,9 @@ impl Signal {
 }
 
 fn is_media_event(v: &Value) -> bool {
-    v["type"] == "event" && matches!(v["event"].as_str(), Some("media_offer" | "track" | "media_state"))
+    v["type"] == "event"
+        && matches!(
+            v["event"].as_str(),
+            Some("media_offer" | "track" | "media_state")
+        )
 }
