@@ -268,6 +268,7 @@ pub enum ChannelEvent {
     },
     RoleChanged {
         participant: ParticipantId,
+        identity: Identity,
         role: RoleName,
     },
     RoleRequested {

@@ -195,18 +195,21 @@ async fn webrtc_rs_audience_hears_a_str0m_host() {
     .unwrap();
     let offer = pc.create_offer(None).await.unwrap();
     pc.set_local_description(offer).await.unwrap();
+    let complete = |s: &RTCIceGatheringState| *s == RTCIceGatheringState::Complete;
+    let gathered = wait_for(&mut gathering, SECS, complete).await;
     assert!(
-        wait_for(&mut gathering, SECS, |s| *s == RTCIceGatheringState::Complete)
-            .await
-            .is_some(),
-        "ICE gathering completes"
+        gathered.is_some(),
+        "ICE gathering completes within {SECS:?}"
     );
     let offer = pc.local_description().await.expect("local offer").sdp;
     let candidates: Vec<&str> = offer
         .lines()
         .filter(|l| l.starts_with("a=candidate:"))
         .collect();
-    assert!(!candidates.is_empty(), "the offer carries candidates:\n{offer}");
+    assert!(
+        !candidates.is_empty(),
+        "the offer carries candidates:\n{offer}"
+    );
     assert!(
         candidates
             .iter()
@@ -214,7 +217,11 @@ async fn webrtc_rs_audience_hears_a_str0m_host() {
             && candidates.iter().all(|c| c.contains(" 127.0.0.1 ")),
         "loopback UDP host candidates only:\n{offer}"
     );
-    assert_eq!(audio_attr(&offer, "rtpmap"), Some("111 opus/48000/2"), "{offer}");
+    assert_eq!(
+        audio_attr(&offer, "rtpmap"),
+        Some("111 opus/48000/2"),
+        "{offer}"
+    );
     assert_eq!(
         offer.lines().filter(|l| l.starts_with("m=audio")).count(),
         1,
@@ -227,7 +234,6 @@ async fn webrtc_rs_audience_hears_a_str0m_host() {
         .await
         .unwrap_or_else(|e| panic!("media_offer refused: {e}\noffer:\n{offer}"));
     let answer = reply["sdp"].as_str().expect("an answer").to_string();
-    eprintln!("DEBUG offer:\n{offer}\nDEBUG answer:\n{answer}");
     assert_eq!(audio_attr(&answer, "mid"), Some(mid.as_str()), "{answer}");
     assert!(
         answer.contains(&format!("a=rtpmap:{OPUS_PT} opus/48000/2")),
@@ -254,10 +260,33 @@ async fn webrtc_rs_audience_hears_a_str0m_host() {
     );
     let connect_time = negotiated.elapsed();
 
-    // The server says which participant our one slot carries.
-    while let Some(e) = ls.next_event(Duration::from_secs(3)).await { eprintln!("DEBUG event {e}"); }
-    eprintln!("DEBUG received {}", received.lock().unwrap().packets);
-    let track = ls.wait_event("track", SECS).await.expect("a track event");
+    // The server says which participant our one slot carries. One slot is enough for the one
+    // host on stage, so no renegotiation is due (docs/media.md): a server `media_offer` here
+    // means the offered slot was not used.
+    let deadline = tokio::time::Instant::now() + SECS;
+    let track = loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let Some(e) = ls.next_event(left).await else {
+            panic!("no track event within {SECS:?}");
+        };
+        match e["event"].as_str() {
+            Some("track") => break e,
+            Some("media_offer") => {
+                let sdp = e["sdp"].as_str().unwrap_or_default();
+                let mids: Vec<&str> = sdp
+                    .lines()
+                    .filter_map(|l| l.trim().strip_prefix("a=mid:"))
+                    .collect();
+                panic!(
+                    "the server renegotiates (media_offer with mids {mids:?}) {:?} after our \
+                     answer instead of binding the host to our slot {mid:?}; \
+                     one slot for one host needs no renegotiation",
+                    negotiated.elapsed()
+                );
+            }
+            _ => {}
+        }
+    };
     assert_eq!(track["mid"], mid.as_str(), "{track}");
     assert_eq!(track["participant"], host_id.as_str(), "{track}");
 
@@ -279,13 +308,18 @@ async fn webrtc_rs_audience_hears_a_str0m_host() {
 
     let sent = sent_after - sent_before;
     let got = got_after - got_before;
-    let r = received.lock().unwrap();
+    // A snapshot: the track task keeps counting while we check.
+    let r = std::mem::take(&mut *received.lock().unwrap());
     eprintln!(
         "connected in {connect_time:?}; window {WINDOW:?}: host sent {sent}, webrtc-rs got {got}; \
          total {} packets ({} Opus)",
         r.packets, r.opus
     );
-    assert!(r.other_pt.is_empty(), "non-Opus payload types: {:?}", r.other_pt);
+    assert!(
+        r.other_pt.is_empty(),
+        "non-Opus payload types: {:?}",
+        r.other_pt
+    );
     assert_eq!(r.empty, 0, "packets with an empty payload");
     assert!(r.opus >= 100, "at least 100 Opus packets, got {}", r.opus);
     assert!(sent > 0, "the host sent during the window");
@@ -304,7 +338,6 @@ async fn webrtc_rs_audience_hears_a_str0m_host() {
     }
     let tail = &pcm[pcm.len().saturating_sub(48_000)..];
     assert_eq!(dominant(tail, &[220.0, 440.0, 660.0, 880.0]), 440.0);
-    drop(r);
 
     pc.close().await.unwrap();
     host.close().await;

@@ -247,3 +247,15 @@ async fn more_hosts_than_slots_renegotiates_and_speakers_are_announced() {
         .expect("audio_levels");
     assert!(e["speakers"][0]["volume"].as_u64().unwrap() > 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_listener_with_enough_slots_is_not_renegotiated() {
+    let server = start();
+    let (_hs, _h, host_id) = host(&server, "late", "h", 440.0).await;
+    let (s, l) = listener(&server, "late", "late").await;
+    assert!(l.wait_packets(25, SECS).await);
+    assert!(l.stats().slot_for(&host_id).is_some());
+    while let Some(e) = s.next_event(Duration::from_millis(200)).await {
+        assert_ne!(e["event"], "media_offer", "no renegotiation needed: {e}");
+    }
+}

@@ -4,13 +4,14 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
+use str0m::rtp::{AbsCaptureTime, Extension};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -47,7 +48,7 @@ impl Default for PeerOptions {
 }
 
 /// What one receive slot has received so far.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SlotStats {
     pub mid: String,
     /// The participant the server says this slot carries (from `track` events).
@@ -57,14 +58,65 @@ pub struct SlotStats {
     pub decode_errors: u64,
     pub first_packet: Option<Instant>,
     pub samples: Vec<i16>,
+    /// Extended RTP sequence numbers seen: lowest and highest, for loss.
+    pub seq_range: Option<(u64, u64)>,
+    /// RFC 3550 inter-arrival jitter, seconds.
+    pub jitter: f64,
+    last_transit: Option<f64>,
 }
 
-#[derive(Debug, Clone, Default)]
+impl Default for SlotStats {
+    fn default() -> Self {
+        Self {
+            mid: String::new(),
+            participant: None,
+            packets: 0,
+            decoded_frames: 0,
+            decode_errors: 0,
+            first_packet: None,
+            samples: Vec::new(),
+            seq_range: None,
+            jitter: 0.0,
+            last_transit: None,
+        }
+    }
+}
+
+impl SlotStats {
+    /// Packets the sender numbered in the range seen but that never arrived.
+    pub fn lost(&self) -> u64 {
+        self.seq_range
+            .map_or(0, |(lo, hi)| (hi - lo + 1).saturating_sub(self.packets))
+    }
+}
+
+#[derive(Debug, Clone)]
 pub struct PeerStats {
     pub connected: bool,
     pub connected_at: Option<Instant>,
     pub sent_packets: u64,
     pub slots: Vec<SlotStats>,
+    /// End-to-end latency (sender capture → here) in µs, from abs-capture-time, all along.
+    pub latency_us: hdrhistogram::Histogram<u64>,
+    /// The same since the last `take_interval`.
+    pub interval_latency_us: hdrhistogram::Histogram<u64>,
+    pub interval_packets: u64,
+}
+
+impl Default for PeerStats {
+    fn default() -> Self {
+        // 1 µs to 60 s at 3 significant digits.
+        let h = hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+        Self {
+            connected: false,
+            connected_at: None,
+            sent_packets: 0,
+            slots: Vec::new(),
+            latency_us: h.clone(),
+            interval_latency_us: h,
+            interval_packets: 0,
+        }
+    }
 }
 
 impl PeerStats {
@@ -107,6 +159,7 @@ impl AudioPeer {
         let mut rtc = Rtc::builder()
             .clear_codecs()
             .enable_opus(true, false)
+            .set_extension(5, Extension::AbsoluteCaptureTime)
             .build(Instant::now());
         let candidate = Candidate::host(local_addr, "udp").map_err(|e| media_err(&e))?;
         rtc.add_local_candidate(candidate);
@@ -151,6 +204,7 @@ impl AudioPeer {
             encoder: None,
             media_time: 0,
             stalled_until: None,
+            epoch: Instant::now(),
         };
         let task = tokio::spawn(driver.run(media_events, cmd_rx));
         Ok(AudioPeer {
@@ -163,6 +217,14 @@ impl AudioPeer {
 
     pub fn stats(&self) -> PeerStats {
         self.stats.lock().expect("not poisoned").clone()
+    }
+
+    /// Latency histogram and packet count since the previous call (for reports over time).
+    pub fn take_interval(&self) -> (hdrhistogram::Histogram<u64>, u64) {
+        let mut s = self.stats.lock().expect("not poisoned");
+        let h = s.interval_latency_us.clone();
+        s.interval_latency_us.reset();
+        (h, std::mem::take(&mut s.interval_packets))
     }
 
     pub async fn wait_connected(&self, wait: Duration) -> bool {
@@ -219,6 +281,7 @@ struct Driver {
     encoder: Option<(opus::Encoder, Pt)>,
     media_time: u64,
     stalled_until: Option<tokio::time::Instant>,
+    epoch: Instant,
 }
 
 impl Driver {
@@ -310,31 +373,54 @@ impl Driver {
             }
             Event::MediaData(data) => {
                 let mid = data.mid;
-                let packets = (**data.seq_range.end()).wrapping_sub(**data.seq_range.start()) + 1;
-                if !self.decode {
-                    let mut s = self.stats.lock().expect("not poisoned");
-                    let slot = slot_mut(&mut s, mid);
-                    slot.packets += packets;
-                    slot.first_packet.get_or_insert_with(Instant::now);
-                    return;
-                }
-                let decoder = self.decoders.entry(mid).or_insert_with(|| {
-                    opus::Decoder::new(48_000, opus::Channels::Mono).expect("opus decoder")
-                });
+                let now = Instant::now();
+                let (lo, hi) = (**data.seq_range.start(), **data.seq_range.end());
+                let packets = hi.wrapping_sub(lo) + 1;
+                let latency = data
+                    .ext_vals
+                    .abs_capture_time
+                    .and_then(|c| SystemTime::now().duration_since(c.capture_time).ok());
                 let mut pcm = [0i16; FRAME_SAMPLES * 6];
-                let decoded = decoder.decode(&data.data, &mut pcm, false);
+                let decoded = self.decode.then(|| {
+                    let decoder = self.decoders.entry(mid).or_insert_with(|| {
+                        opus::Decoder::new(48_000, opus::Channels::Mono).expect("opus decoder")
+                    });
+                    decoder.decode(&data.data, &mut pcm, false)
+                });
                 let mut s = self.stats.lock().expect("not poisoned");
+                if let Some(l) = latency {
+                    let us = (l.as_micros() as u64).clamp(1, 60_000_000);
+                    let _ = s.latency_us.record(us);
+                    let _ = s.interval_latency_us.record(us);
+                }
+                s.interval_packets += packets;
+                let epoch = self.epoch;
                 let slot = slot_mut(&mut s, mid);
                 slot.packets += packets;
-                slot.first_packet.get_or_insert_with(Instant::now);
+                slot.first_packet.get_or_insert(now);
+                slot.seq_range = Some(match slot.seq_range {
+                    None => (lo, hi),
+                    Some((a, b)) => (a.min(lo), b.max(hi)),
+                });
+                // RFC 3550 §6.4.1, in seconds.
+                let transit =
+                    now.saturating_duration_since(epoch).as_secs_f64() - data.time.as_seconds();
+                if let Some(last) = slot.last_transit {
+                    let d = (transit - last).abs();
+                    if d < 1.0 {
+                        slot.jitter += (d - slot.jitter) / 16.0;
+                    }
+                }
+                slot.last_transit = Some(transit);
                 match decoded {
-                    Ok(n) => {
+                    Some(Ok(n)) => {
                         slot.decoded_frames += 1;
                         if self.keep_audio && slot.samples.len() + n <= MAX_KEPT_SAMPLES {
                             slot.samples.extend_from_slice(&pcm[..n]);
                         }
                     }
-                    Err(_) => slot.decode_errors += 1,
+                    Some(Err(_)) => slot.decode_errors += 1,
+                    None => {}
                 }
             }
             _ => {}
@@ -377,7 +463,12 @@ impl Driver {
             return;
         };
         let time = MediaTime::new(self.media_time, Frequency::FORTY_EIGHT_KHZ);
+        let capture = AbsCaptureTime {
+            capture_time: SystemTime::now(),
+            clock_offset: None,
+        };
         if writer
+            .abs_capture_time(capture)
             .audio_level(-(level as i8), level < 50)
             .write(pt, Instant::now(), time, out[..n].to_vec())
             .is_ok()

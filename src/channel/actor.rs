@@ -342,6 +342,9 @@ impl Handler<Join> for ChannelActor {
         let received = msg.received;
         match self.channel.join(Instant::now(), msg.spec) {
             Ok(()) => {
+                if let Some(speaker) = self.levels.active().cloned() {
+                    self.channel.tell_active_speaker(&participant, speaker);
+                }
                 self.sessions.insert(participant, msg.session);
                 metrics::histogram!(crate::media::metrics::JOIN_LATENCY)
                     .record(received.elapsed().as_secs_f64());

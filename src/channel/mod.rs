@@ -520,6 +520,7 @@ impl Channel {
         member.role = role_name.clone();
         member.spec = role_spec;
         let new_stage = member.spec.publish;
+        let identity = member.identity.clone();
         let (publish, subscribe) = (member.spec.publish, member.spec.subscribe);
         self.insert(member);
         self.reply_ok(actor, request);
@@ -538,6 +539,7 @@ impl Channel {
             },
             &ChannelEvent::RoleChanged {
                 participant: target_id,
+                identity,
                 role: role_name,
             },
         );
@@ -737,6 +739,16 @@ impl Channel {
                 muted: m.muted,
             })
             .collect()
+    }
+
+    /// Tells one member who is speaking now (a late joiner would otherwise wait for a change).
+    pub fn tell_active_speaker(&mut self, to: &ParticipantId, speaker: ParticipantId) {
+        self.emit(
+            Target::One(to.clone()),
+            &ChannelEvent::ActiveSpeaker {
+                participant: Some(speaker),
+            },
+        );
     }
 
     /// Speaking events to everyone (bounded in rate by the caller's `Levels`).

@@ -49,6 +49,10 @@ impl Levels {
         self.dirty = true;
     }
 
+    pub fn active(&self) -> Option<&ParticipantId> {
+        self.active.as_ref()
+    }
+
     pub fn forget(&mut self, participant: &ParticipantId) {
         self.reports.retain(|r| &r.0 != participant);
         self.dirty = true;

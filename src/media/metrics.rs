@@ -15,6 +15,10 @@ pub const PEERS: &str = "amphi_peers";
 pub const CHANNELS: &str = "amphi_channels";
 pub const PARTICIPANTS: &str = "amphi_participants";
 pub const JOIN_LATENCY: &str = "amphi_join_latency_seconds";
+pub const FIRST_AUDIO_LATENCY: &str = "amphi_first_audio_latency_seconds";
+pub const RECEIVER_JITTER: &str = "amphi_receiver_jitter_seconds";
+pub const RECEIVER_LOSS: &str = "amphi_receiver_loss_ratio";
+pub const RTT: &str = "amphi_rtt_seconds";
 
 /// From 50 µs (a forward on an idle core) to 2.5 s (a stalled worker).
 const LATENCY_BUCKETS: &[f64] = &[
@@ -26,6 +30,13 @@ const JITTER_BUCKETS: &[f64] = &[
     0.000_1, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 1.0,
 ];
 
+/// Loss fractions from RTCP receiver reports: nothing, a trace, then what users hear.
+const LOSS_BUCKETS: &[f64] = &[0.0, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0];
+/// Round trips from loopback (sub-millisecond) to intercontinental.
+const RTT_BUCKETS: &[f64] = &[
+    0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6,
+];
+
 /// Installs the process-wide recorder once; later servers in the same process share it.
 pub fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -35,6 +46,10 @@ pub fn prometheus() -> &'static PrometheusHandle {
             .and_then(|b| {
                 b.set_buckets_for_metric(Matcher::Suffix("jitter_seconds".into()), JITTER_BUCKETS)
             })
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(RECEIVER_LOSS.into()), LOSS_BUCKETS)
+            })
+            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(RTT.into()), RTT_BUCKETS))
             .expect("static buckets are valid")
             .build_recorder();
         let handle = recorder.handle();
@@ -59,6 +74,18 @@ fn describe() {
         "RFC 3550 inter-arrival jitter of published tracks"
     );
     describe_histogram!(JOIN_LATENCY, Unit::Seconds, "Join request to join reply");
+    describe_histogram!(
+        FIRST_AUDIO_LATENCY,
+        Unit::Seconds,
+        "Media offer to the first packet forwarded to that listener"
+    );
+    describe_histogram!(
+        RECEIVER_JITTER,
+        Unit::Seconds,
+        "Jitter listeners report in RTCP receiver reports"
+    );
+    describe_histogram!(RECEIVER_LOSS, "Loss fraction listeners report in RTCP");
+    describe_histogram!(RTT, Unit::Seconds, "Round trip time to peers (RTCP)");
     describe_counter!(PACKETS_FORWARDED, "Packets written to listeners");
     describe_counter!(PACKETS_DROPPED, "Packets not forwarded, by reason");
     describe_gauge!(PEERS, "WebRTC peer connections");
@@ -100,6 +127,10 @@ impl Drop {
 
 pub struct WorkerMetrics {
     forward_latency: Histogram,
+    first_audio: Histogram,
+    receiver_jitter: Histogram,
+    receiver_loss: Histogram,
+    rtt: Histogram,
     inbound_jitter: Histogram,
     forwarded: Counter,
     dropped: Vec<Counter>,
@@ -114,6 +145,10 @@ impl WorkerMetrics {
         let w = worker.to_string();
         Self {
             forward_latency: histogram!(FORWARD_LATENCY),
+            first_audio: histogram!(FIRST_AUDIO_LATENCY),
+            receiver_jitter: histogram!(RECEIVER_JITTER),
+            receiver_loss: histogram!(RECEIVER_LOSS),
+            rtt: histogram!(RTT),
             inbound_jitter: histogram!(INBOUND_JITTER),
             forwarded: counter!(PACKETS_FORWARDED),
             dropped: Drop::ALL
@@ -136,6 +171,22 @@ impl WorkerMetrics {
 
     pub fn forward_latency(&self, d: Duration) {
         self.forward_latency.record(d.as_secs_f64());
+    }
+
+    pub fn first_audio(&self, d: Duration) {
+        self.first_audio.record(d.as_secs_f64());
+    }
+
+    pub fn receiver_report(&self, rtt: Option<Duration>, loss: Option<f32>, jitter: Option<f64>) {
+        if let Some(rtt) = rtt {
+            self.rtt.record(rtt.as_secs_f64());
+        }
+        if let Some(loss) = loss {
+            self.receiver_loss.record(f64::from(loss));
+        }
+        if let Some(j) = jitter {
+            self.receiver_jitter.record(j);
+        }
     }
 
     pub fn inbound_jitter(&self, seconds: f64) {

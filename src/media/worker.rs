@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::media::{Direction, MediaKind, MediaTime, Mid, Pt};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::Extension;
+use str0m::rtp::{AbsCaptureTime, Extension};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -26,6 +26,8 @@ use crate::participant::ToSession;
 
 /// Datagrams read per wake-up before the worker looks at its queues again.
 const READ_BATCH: usize = 256;
+/// How often str0m reports RTCP-derived stats per stream, and clients get quality events.
+const STATS_INTERVAL: Duration = Duration::from_secs(2);
 /// How often speaker levels go to channels and counters to Prometheus.
 const HOUSEKEEPING: Duration = Duration::from_millis(250);
 
@@ -41,6 +43,10 @@ pub(crate) enum Remote {
 #[derive(Clone)]
 pub(crate) struct Packet {
     publisher: PeerKey,
+    /// Sender's capture time (abs-capture-time), passed through so receivers can measure
+    /// end-to-end latency on the sender's clock.
+    capture: Option<AbsCaptureTime>,
+    level: Option<(i8, bool)>,
     time: MediaTime,
     arrived: Instant,
     data: Arc<[u8]>,
@@ -58,6 +64,8 @@ struct Peer {
     deadline: Instant,
     jitter: Jitter,
     level: LevelWindow,
+    created: Instant,
+    first_audio: Option<Instant>,
 }
 
 /// RFC 3550 §6.4.1 inter-arrival jitter of one inbound track, in RTP ticks.
@@ -332,6 +340,8 @@ impl Worker {
                 .set_extension(1, Extension::AudioLevel)
                 .set_extension(4, Extension::RtpMid)
                 .set_extension(2, Extension::AbsoluteSendTime)
+                .set_extension(5, Extension::AbsoluteCaptureTime)
+                .set_stats_interval(Some(STATS_INTERVAL))
                 .build(Instant::now());
             let candidate = Candidate::host(self.announced, "udp")
                 .map_err(|e| MediaError::Negotiation(e.to_string()))?;
@@ -353,6 +363,8 @@ impl Worker {
                     deadline: Instant::now(),
                     jitter: Jitter::default(),
                     level: LevelWindow::default(),
+                    created: Instant::now(),
+                    first_audio: None,
                 },
             );
             if subscribe {
@@ -578,10 +590,19 @@ impl Worker {
         let alive = peer.rtc.is_alive();
         if !self.events.is_empty() {
             let mut events = std::mem::take(&mut self.events);
+            // str0m reports `Connected` before the `MediaAdded` events it held back until
+            // SRTP was ready: slots are bound once the whole batch is in, or a listener
+            // would be asked to renegotiate for a slot it already offered.
+            let rebind = events
+                .iter()
+                .any(|e| matches!(e, Event::Connected | Event::MediaAdded(_)));
             for e in events.drain(..) {
                 self.event(key, e);
             }
             self.events = events;
+            if rebind && alive {
+                self.assign_slots(key);
+            }
         }
         if !alive {
             if let Some(peer) = self.peers.get(&key) {
@@ -633,6 +654,11 @@ impl Worker {
                 }
                 let packet = Packet {
                     publisher: key,
+                    capture: data.ext_vals.abs_capture_time,
+                    level: data
+                        .ext_vals
+                        .audio_level
+                        .map(|l| (l, data.ext_vals.voice_activity.unwrap_or(false))),
                     time: data.time,
                     arrived: data.network_time,
                     data: data.data,
@@ -670,7 +696,39 @@ impl Worker {
                     serde_json::json!({"event": "media_state", "state": name}),
                 );
             }
-            Event::Connected => self.assign_slots(key),
+            Event::MediaEgressStats(st) => {
+                // What the listener reports about the audio we send it (RTCP receiver reports).
+                let jitter = st.remote.as_ref().map(|r| f64::from(r.jitter) / 48_000.0);
+                self.metrics.receiver_report(st.rtt, st.loss, jitter);
+                if let Some(peer) = self.peers.get(&key) {
+                    session_event(
+                        &peer.spec,
+                        serde_json::json!({
+                            "event": "quality",
+                            "direction": "receive",
+                            "mid": st.mid.to_string(),
+                            "rtt_ms": st.rtt.map(|d| d.as_secs_f64() * 1000.0),
+                            "loss": st.loss,
+                            "jitter_ms": jitter.map(|j| j * 1000.0),
+                        }),
+                    );
+                }
+            }
+            Event::MediaIngressStats(st) => {
+                if let Some(peer) = self.peers.get(&key) {
+                    session_event(
+                        &peer.spec,
+                        serde_json::json!({
+                            "event": "quality",
+                            "direction": "send",
+                            "mid": st.mid.to_string(),
+                            "rtt_ms": st.rtt.map(|d| d.as_secs_f64() * 1000.0),
+                            "loss": st.loss,
+                            "jitter_ms": f64::from(st.jitter) / 48.0,
+                        }),
+                    );
+                }
+            }
             _ => {}
         }
     }
@@ -719,10 +777,24 @@ impl Worker {
             };
             let mid = slot.mid;
             let time = MediaTime::new(slot.map_time(packet.time.numer()), packet.time.frequency());
-            let Some(writer) = peer.rtc.writer(mid) else {
+            let Some(mut writer) = peer.rtc.writer(mid) else {
                 no_slot += 1;
                 continue;
             };
+            if let Some(c) = packet.capture {
+                writer = writer.abs_capture_time(c);
+            }
+            if let Some((level, voice)) = packet.level {
+                writer = writer.audio_level(level, voice);
+            }
+            if peer.first_audio.is_none() {
+                peer.first_audio = Some(Instant::now());
+                self.metrics.first_audio(
+                    peer.first_audio
+                        .unwrap()
+                        .saturating_duration_since(peer.created),
+                );
+            }
             if writer
                 .write(pt, packet.arrived, time, packet.data.clone())
                 .is_ok()
