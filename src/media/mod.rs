@@ -152,10 +152,12 @@ impl MediaPlane {
     /// Binds the media port and starts the workers.
     pub fn start(config: &MediaConfig) -> std::io::Result<Arc<Self>> {
         init_crypto();
+        // Workers are tracked as bits of a u64 per channel, hence the cap.
         let workers = match config.workers {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n,
-        };
+        }
+        .min(64);
         let first = bind(SocketAddr::new(config.bind_ip, config.udp_port), config)?;
         let bound = first.local_addr()?;
         let mut sockets = vec![first];

@@ -632,12 +632,6 @@ impl Worker {
                 if peer.jitter.packets % 50 == 0 {
                     self.metrics.inbound_jitter(jitter);
                 }
-                if let Some(level) = data.ext_vals.audio_level {
-                    let dbov = level.unsigned_abs().min(127);
-                    let w = &mut peer.level;
-                    w.loudest = Some(w.loudest.map_or(dbov, |l| l.min(dbov)));
-                    w.voice |= data.ext_vals.voice_activity.unwrap_or(dbov < 50);
-                }
                 let muted = match self.channels.get(&channel) {
                     Some(route) => match route.publishers.iter().find(|p| p.key == key) {
                         Some(p) => p.muted,
@@ -651,6 +645,15 @@ impl Worker {
                 if muted {
                     self.metrics.drop(DropReason::Muted, 1);
                     return;
+                }
+                // Levels only from audio that is forwarded: a muted host is not speaking.
+                if let (Some(level), Some(peer)) =
+                    (data.ext_vals.audio_level, self.peers.get_mut(&key))
+                {
+                    let dbov = level.unsigned_abs().min(127);
+                    let w = &mut peer.level;
+                    w.loudest = Some(w.loudest.map_or(dbov, |l| l.min(dbov)));
+                    w.voice |= data.ext_vals.voice_activity.unwrap_or(dbov < 50);
                 }
                 let packet = Packet {
                     publisher: key,
@@ -812,8 +815,10 @@ impl Worker {
         }
         self.metrics.forwarded(forwarded);
         self.metrics.drop(DropReason::NoSlot, no_slot);
-        self.metrics
-            .forward_latency(Instant::now().saturating_duration_since(packet.arrived));
+        if forwarded > 0 {
+            self.metrics
+                .forward_latency(Instant::now().saturating_duration_since(packet.arrived));
+        }
     }
 
     fn housekeeping(&mut self) {

@@ -1,0 +1,96 @@
+//! The swarm against a real server: a tiny run's report, and /metrics during a run.
+
+mod common;
+
+use std::time::Duration;
+
+use amphi_swarm::{Kind, Scenario};
+
+fn tiny() -> Scenario {
+    Scenario {
+        kind: Kind::Channel,
+        duration: Duration::from_secs(4),
+        channels: 1,
+        hosts: 1,
+        listeners: 4,
+        join_rate: 20.0,
+        ..Scenario::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tiny_swarm_against_a_spawned_server() {
+    let scenario = Scenario {
+        spawn_server: Some(env!("CARGO_BIN_EXE_amphi").into()),
+        ..tiny()
+    };
+    let report = amphi_swarm::run(scenario, false, std::future::pending())
+        .await
+        .unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(report.listeners_started, 4);
+    assert_eq!(report.listeners_with_audio, 4, "every listener heard audio");
+    assert!(report.latency.count > 100);
+    assert!(
+        report.latency.p50_ms > 0.0 && report.latency.p99_ms < 500.0,
+        "{:?}",
+        report.latency
+    );
+    assert!(report.first_audio.p99_ms > 0.0 && report.first_audio.p99_ms < 5000.0);
+    assert!(report.join.count == 4);
+    assert!(report.delivery > 0.95, "{}", report.delivery);
+    assert!(report.server.cpu_us_per_forwarded_packet.unwrap() > 0.0);
+    assert!(report.server.rss_bytes_per_peer.is_some());
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    report.write_json(&json).unwrap();
+    let parsed: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(parsed["listeners_with_audio"], 4);
+    assert!(parsed["timeline"].as_array().unwrap().len() >= 3);
+    let svg = dir.path().join("plot.svg");
+    report.plot(&svg).unwrap();
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    assert!(report.table().contains("end-to-end"));
+}
+
+const METRICS: &[&str] = &[
+    "amphi_forward_latency_seconds_count",
+    "amphi_inbound_jitter_seconds_count",
+    "amphi_receiver_jitter_seconds_count",
+    "amphi_receiver_loss_ratio_count",
+    "amphi_rtt_seconds_count",
+    "amphi_join_latency_seconds_count",
+    "amphi_first_audio_latency_seconds_count",
+    "amphi_packets_forwarded_total",
+    "amphi_channels",
+    "amphi_participants",
+    "amphi_peers",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_during_a_swarm_run() {
+    let server = common::start();
+    let scenario = Scenario {
+        url: server.http_url(),
+        // Listeners send RTCP receiver reports every 5 s (str0m's audio interval).
+        duration: Duration::from_secs(12),
+        ..tiny()
+    };
+    let url = server.http_url();
+    let scrape = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        amphi_swarm::server::scrape(&url).await.unwrap()
+    });
+    let report = amphi_swarm::run(scenario, false, std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(report.listeners_with_audio, 4);
+    let text = scrape.await.unwrap();
+    for name in METRICS {
+        let v = amphi_swarm::server::sum_metric(&text, name);
+        assert!(v > 0.0, "{name} has no observations:\n{text}");
+    }
+    assert!(text.contains("amphi_packets_dropped_total"));
+    assert!(text.contains("amphi_forward_latency_seconds_bucket{le=\"0.0001\"}"));
+}
