@@ -153,7 +153,8 @@ impl Report {
             .x_desc("seconds")
             .draw()
             .map_err(|e| e.to_string())?;
-        let series: [(&str, fn(&Percentiles) -> f64, RGBColor); 3] = [
+        type Pick = fn(&Percentiles) -> f64;
+        let series: [(&str, Pick, RGBColor); 3] = [
             ("p50", |p| p.p50_ms, BLUE),
             ("p95", |p| p.p95_ms, GREEN),
             ("p99", |p| p.p99_ms, RED),
