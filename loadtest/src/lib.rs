@@ -6,7 +6,9 @@
 //! - `run`      — hosts, listeners at a rate, a sampler each second; bounded by `duration`.
 //! - `report`   — percentiles, table, JSON, SVG plot.
 //! - `server`   — spawning the server, /proc and /metrics readings.
+//! - `probe`    — the bare SRTP-protect + UDP-send cost, for comparison.
 
+pub mod probe;
 pub mod report;
 pub mod run;
 pub mod scenario;

@@ -60,6 +60,9 @@ struct Cli {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Also measure the bare SRTP protect + UDP send cost on this machine, for comparison.
+    #[arg(long)]
+    probe: bool,
 }
 
 fn main() -> ExitCode {
@@ -109,7 +112,11 @@ fn main() -> ExitCode {
         let _ = tokio::signal::ctrl_c().await;
     }));
     match result {
-        Ok(report) => {
+        Ok(mut report) => {
+            if cli.probe {
+                let probe = amphi_swarm::probe::srtp_send(200_000);
+                report.server.probe_us_per_packet = Some(probe.as_secs_f64() * 1e6);
+            }
             print!("{}", report.table());
             if let Some(path) = &cli.json {
                 if let Err(e) = report.write_json(path) {

@@ -46,6 +46,8 @@ pub struct Second {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ServerCost {
+    /// Bare SRTP protect + UDP send of one packet on this machine, same run (µs CPU).
+    pub probe_us_per_packet: Option<f64>,
     /// Server CPU per packet it forwarded, over the run.
     pub cpu_us_per_forwarded_packet: Option<f64>,
     pub forwarded_packets: Option<f64>,
@@ -118,6 +120,14 @@ impl Report {
             opt(self.server.cpu_us_per_forwarded_packet, "µs"),
             opt(self.server.rss_bytes_per_peer.map(|b| b / 1024.0), "KiB"),
         );
+        if let Some(p) = self.server.probe_us_per_packet {
+            out += &format!(
+                "bare cost        {p:.2} µs per SRTP protect + UDP send ({} of it per forward)\n",
+                self.server
+                    .cpu_us_per_forwarded_packet
+                    .map_or("n/a".to_string(), |c| format!("{:.2}x", c / p))
+            );
+        }
         out
     }
 

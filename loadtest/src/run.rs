@@ -402,6 +402,7 @@ pub async fn run(
         },
         errors,
         server: ServerCost {
+            probe_us_per_packet: None,
             cpu_us_per_forwarded_packet: match (cpu, forwarded) {
                 (Some(c), Some(f)) if f > 0.0 => Some(c / f * 1e6),
                 _ => None,
