@@ -200,12 +200,13 @@ impl ParticipantActor {
         let membership = self.channels.get(&channel).ok_or_else(|| {
             ApiError::not_found(format!("you are not in channel '{channel}'; join it first"))
         })?;
-        let addr = membership.addr.as_ref().ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::Conflict,
-                format!("your join of '{channel}' is still in progress"),
-            )
-        })?;
+        // The join reply can arrive before the join's send future resolves: the registry
+        // already knows the channel the join went to.
+        let addr = membership
+            .addr
+            .clone()
+            .or_else(|| self.state.channels.get(&channel))
+            .ok_or_else(|| ApiError::not_found(format!("channel '{channel}' has ended")))?;
         let msg = MemberRequest {
             participant: membership.participant.clone(),
             request: id,

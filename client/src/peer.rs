@@ -222,15 +222,35 @@ impl AudioPeer {
     /// Latency histogram and packet count since the previous call (for reports over time).
     pub fn take_interval(&self) -> (hdrhistogram::Histogram<u64>, u64) {
         let mut s = self.stats.lock().expect("not poisoned");
-        let h = s.interval_latency_us.clone();
-        s.interval_latency_us.reset();
+        let fresh = hdrhistogram::Histogram::new_from(&s.interval_latency_us);
+        let h = std::mem::replace(&mut s.interval_latency_us, fresh);
         (h, std::mem::take(&mut s.interval_packets))
+    }
+
+    /// Packets received so far, without copying the stats (cheap enough to poll).
+    pub fn received_packets(&self) -> u64 {
+        self.stats.lock().expect("not poisoned").received_packets()
+    }
+
+    /// When the first packet arrived, on any slot.
+    pub fn first_packet(&self) -> Option<Instant> {
+        let s = self.stats.lock().expect("not poisoned");
+        s.slots.iter().filter_map(|x| x.first_packet).min()
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.stats.lock().expect("not poisoned").connected
+    }
+
+    /// The end-to-end latency histogram so far (µs), copied.
+    pub fn latency(&self) -> hdrhistogram::Histogram<u64> {
+        self.stats.lock().expect("not poisoned").latency_us.clone()
     }
 
     pub async fn wait_connected(&self, wait: Duration) -> bool {
         let deadline = Instant::now() + wait;
         while Instant::now() < deadline {
-            if self.stats().connected {
+            if self.is_connected() {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -242,7 +262,7 @@ impl AudioPeer {
     pub async fn wait_packets(&self, n: u64, wait: Duration) -> bool {
         let deadline = Instant::now() + wait;
         while Instant::now() < deadline {
-            if self.stats().received_packets() >= n {
+            if self.received_packets() >= n {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -18,6 +18,8 @@ const PACKETS_PER_SECOND: f64 = 50.0;
 /// Error messages kept verbatim; beyond that they are only counted.
 const MAX_ERRORS: usize = 100;
 const FIRST_AUDIO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Packets still in flight when a listener stops (100 ms of audio) are not counted lost.
+const LATE_ALLOWANCE_PACKETS: u64 = 5;
 
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
@@ -154,9 +156,16 @@ async fn listener(ctx: Arc<Ctx>, index: usize, mut stop: watch::Receiver<bool>) 
             .get_or_insert_with(histogram)
             .add(&stats.latency_us)
             .expect("same bounds");
+        let now = Instant::now();
         for slot in &stats.slots {
             sh.received += slot.packets;
-            sh.lost += slot.lost();
+            // Lost: gaps in what arrived, or what the host sent since this slot's first
+            // packet that had not arrived by the end (a listener that fell behind loses it).
+            let by_time = slot.first_packet.map_or(0, |f| {
+                (now.saturating_duration_since(f).as_secs_f64() * PACKETS_PER_SECOND) as u64
+            });
+            let missing = by_time.saturating_sub(slot.packets + LATE_ALLOWANCE_PACKETS);
+            sh.lost += slot.lost().max(missing);
             if slot.packets > 0 {
                 sh.jitters.push(slot.jitter);
             }
@@ -293,7 +302,7 @@ pub async fn run(
                     let (ph, n) = p.take_interval();
                     h.add(&ph).expect("same bounds");
                     received += n;
-                    if p.stats().received_packets() > 0 {
+                    if p.received_packets() > 0 {
                         hearing += 1;
                     }
                 }
