@@ -10,11 +10,13 @@
 //! - `session`     — per-connection logic: rate limit and heartbeat (injected time).
 //! - `channel`     — `Channel` logic (membership, roles, events, `seq`) and its `ChannelActor`.
 //! - `participant` — `ParticipantActor`: one per WebSocket connection.
+//! - `calls`       — call engine logic: state machine, call-log store (SQLite), webhooks.
 //! - `media`       — the media plane: str0m peers on workers, forwarding, levels, metrics.
 //! - `state`       — shared state: channel registry, session directory, shutdown sequence.
 //! - `http`        — HTTP routes: `/ws`, `/healthz`, the admin API.
 //! - `server`      — `run` (inside an actix system) and `spawn` (on a thread of its own).
 
+pub mod calls;
 pub mod channel;
 pub mod config;
 pub mod error;

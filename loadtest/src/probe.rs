@@ -53,4 +53,3 @@ pub fn srtp_send(iterations: u32) -> Duration {
     }
     (thread_cpu() - start) / iterations
 }
-

@@ -1,0 +1,277 @@
+//! The vocabulary of a call: identifiers, wire enums, events and errors.
+
+use std::fmt;
+use std::sync::Arc;
+
+use rand::Rng;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::Identity;
+
+wire_enum! {
+    pub enum Media {
+        Audio => "audio",
+        Video => "video",
+    }
+}
+
+wire_enum! {
+    pub enum CallType {
+        OneToOne => "one_to_one",
+        Group => "group",
+    }
+}
+
+wire_enum! {
+    /// Where one member stands. The caller is `Connected` from the start: it is in the call,
+    /// waiting; a callee is `Ringing` until it answers.
+    pub enum LegState {
+        Ringing => "ringing",
+        Connected => "connected",
+        Left => "left",
+    }
+}
+
+wire_enum! {
+    /// Why a call ended, or why one member left it.
+    pub enum EndReason {
+        Hangup => "hangup",
+        Canceled => "canceled",
+        Rejected => "rejected",
+        Busy => "busy",
+        Timeout => "timeout",
+        Replaced => "replaced",
+        Disconnected => "disconnected",
+        ServerRestart => "server_restart",
+    }
+}
+
+impl EndReason {
+    /// The reasons a member's departure may carry. The others (`canceled`, `rejected`, `busy`,
+    /// `timeout`) are conclusions the state machine draws itself, so nobody may claim them.
+    pub fn is_departure(self) -> bool {
+        matches!(
+            self,
+            EndReason::Hangup
+                | EndReason::Replaced
+                | EndReason::Disconnected
+                | EndReason::ServerRestart
+        )
+    }
+}
+
+wire_enum! {
+    /// What a callee may say when declining.
+    pub enum RejectReason {
+        Rejected => "rejected",
+        Busy => "busy",
+    }
+}
+
+impl From<RejectReason> for EndReason {
+    fn from(r: RejectReason) -> Self {
+        match r {
+            RejectReason::Rejected => EndReason::Rejected,
+            RejectReason::Busy => EndReason::Busy,
+        }
+    }
+}
+
+wire_enum! {
+    pub enum MediaChangeResult {
+        Accepted => "accepted",
+        Rejected => "rejected",
+        Canceled => "canceled",
+        Timeout => "timeout",
+    }
+}
+
+const CALL_ID_PREFIX: &str = "c-";
+const CALL_ID_HEX: usize = 16;
+const CALL_ID_LEN: usize = CALL_ID_PREFIX.len() + CALL_ID_HEX;
+
+/// `c-` and 16 lowercase hex digits: random, so IDs reveal nothing about call volume.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct CallId(Arc<str>);
+
+impl CallId {
+    pub fn random() -> Self {
+        Self(format!("{CALL_ID_PREFIX}{:016x}", rand::rng().random::<u64>()).into())
+    }
+
+    pub fn parse(value: &str) -> Result<Self, CallError> {
+        let valid = value.len() == CALL_ID_LEN
+            && value.starts_with(CALL_ID_PREFIX)
+            && value[CALL_ID_PREFIX.len()..]
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !valid {
+            return Err(CallError::Invalid(format!(
+                "call ID {value:?} is not \"c-\" followed by 16 lowercase hex digits"
+            )));
+        }
+        Ok(Self(value.into()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for CallId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A media change's key: `<call ID>.<n>`. Carrying the call ID lets `media_change_cancel`
+/// and `media_change_reply`, which name only the transaction, be routed to their call.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct TransactionId(Arc<str>);
+
+impl TransactionId {
+    pub(super) fn new(call: &CallId, n: u64) -> Self {
+        Self(format!("{call}.{n}").into())
+    }
+
+    pub fn parse(value: &str) -> Result<Self, CallError> {
+        let invalid = || CallError::Invalid(format!("transaction {value:?} is malformed"));
+        let (call, n) = value.split_once('.').ok_or_else(invalid)?;
+        CallId::parse(call).map_err(|_| invalid())?;
+        if n.is_empty() || n.len() > 20 || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(invalid());
+        }
+        Ok(Self(value.into()))
+    }
+
+    /// The call this transaction belongs to.
+    pub fn call_id(&self) -> CallId {
+        // Both constructors guarantee the prefix is a valid call ID.
+        CallId(self.0[..CALL_ID_LEN].into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for TransactionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a call tells its members. Serialized with the wire names, tagged by `event`, so the
+/// signalling layer only adds `type`, `call_id` and `seq` around it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum CallEvent {
+    #[serde(rename = "call_incoming")]
+    Incoming {
+        caller: Identity,
+        invited_by: Identity,
+        /// Everyone in the call at the time of the invitation, the invitee included.
+        members: Vec<Identity>,
+        call_type: CallType,
+        media: Media,
+        extra: Value,
+    },
+    #[serde(rename = "call_ringing")]
+    Ringing { callees: Vec<Identity> },
+    /// To members as they connect. `start_time` is when the call itself connected (unix ms),
+    /// so a late joiner's timer shows the same duration as everyone else's.
+    #[serde(rename = "call_connected")]
+    Connected { start_time: i64, media: Media },
+    ParticipantState {
+        user: Identity,
+        state: LegState,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<EndReason>,
+        /// The member's client dropped and the reconnect grace runs.
+        reconnecting: bool,
+    },
+    #[serde(rename = "call_ended")]
+    Ended { reason: EndReason },
+    #[serde(rename = "call_missed")]
+    Missed { user: Identity },
+    #[serde(rename = "call_type_changed")]
+    TypeChanged { call_type: CallType },
+    MediaChangeRequested {
+        transaction: TransactionId,
+        media: Media,
+        by: Identity,
+    },
+    /// `media` is the call's media after the change (unchanged unless accepted).
+    MediaChangeResult {
+        transaction: TransactionId,
+        result: MediaChangeResult,
+        media: Media,
+    },
+}
+
+/// One event and who receives it. `seq` increases by one per output of a call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    pub seq: u64,
+    pub to: Vec<Identity>,
+    pub event: CallEvent,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error("{0} is not a member of this call")]
+    NotInCall(Identity),
+    #[error("{0}")]
+    WrongState(&'static str),
+    #[error("an audio call can only be accepted as audio")]
+    MediaNotAllowed,
+    #[error("{0}")]
+    NotPermitted(&'static str),
+    #[error("no pending media change {0}")]
+    UnknownTransaction(TransactionId),
+    #[error("a call has at most {} members", super::MAX_MEMBERS)]
+    TooManyMembers,
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl CallError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            // A stranger learns nothing about whether the call exists.
+            CallError::NotInCall(_) | CallError::UnknownTransaction(_) => ErrorCode::NotFound,
+            CallError::WrongState(_) | CallError::TooManyMembers => ErrorCode::Conflict,
+            CallError::MediaNotAllowed | CallError::NotPermitted(_) => ErrorCode::Forbidden,
+            CallError::Invalid(_) => ErrorCode::BadRequest,
+        }
+    }
+}
+
+impl From<CallError> for ApiError {
+    fn from(e: CallError) -> Self {
+        ApiError::new(e.code(), e.to_string())
+    }
+}
+
+/// Which of two glaring calls survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Survivor {
+    First,
+    Second,
+}
+
+/// Glare: A calls B while B calls A. The call placed by the caller whose identity sorts lower
+/// (bytewise) survives; the same caller on both (two devices) falls back to the lower call ID.
+/// It depends on nothing but the two calls, so every node and both clients agree without
+/// talking to each other, whichever call they saw first. The loser ends with `replaced`.
+pub fn glare_winner(a: &CallId, a_caller: &Identity, b: &CallId, b_caller: &Identity) -> Survivor {
+    if (a_caller, a) <= (b_caller, b) {
+        Survivor::First
+    } else {
+        Survivor::Second
+    }
+}
