@@ -19,6 +19,9 @@ use tokio::sync::mpsc;
 use crate::audio::{dbov, Source, FRAME_SAMPLES};
 use crate::signal::{ClientError, Signal};
 
+/// Datagrams handled per wake-up before the driver yields.
+const READ_BATCH: usize = 32;
+
 /// Decoded audio kept per slot when `keep_audio` is on: 60 s at 48 kHz.
 const MAX_KEPT_SAMPLES: usize = 48_000 * 60;
 
@@ -318,6 +321,17 @@ impl Driver {
                 r = self.socket.recv_from(&mut buf), if !stalled => {
                     if let Ok((n, source)) = r {
                         self.input(source, &buf[..n]);
+                        // Take what else is queued before re-arming the timers: one wake-up
+                        // per burst instead of per packet (str0m is drained after each input).
+                        for _ in 0..READ_BATCH {
+                            if self.drain().is_none() {
+                                break;
+                            }
+                            match self.socket.try_recv_from(&mut buf) {
+                                Ok((n, source)) => self.input(source, &buf[..n]),
+                                Err(_) => break,
+                            }
+                        }
                     }
                 }
                 _ = tokio::time::sleep_until(stall_end), if stalled => {

@@ -257,8 +257,12 @@ impl ChannelActor {
             evicted.dedup();
             for p in evicted {
                 if let Some(session) = self.sessions.get(&p) {
-                    tracing::warn!(channel = %self.channel.id(), participant = %p,
-                        "session cannot keep up with channel events; disconnecting it");
+                    tracing::warn!(
+                        channel = %self.channel.id(),
+                        participant = %p,
+                        identity = %self.channel.member(&p).map_or("?", |m| m.identity.as_str()),
+                        "session cannot keep up with channel events; disconnecting it"
+                    );
                     // One message past the bound, once per slow session: closing is the cure.
                     session.do_send(ToSession::Close {
                         code: 1008,
