@@ -25,4 +25,15 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --all-targets --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --workspace --all-targets --locked 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line over every test binary of the workspace.
+read -r passed failed < <(grep -E '^test result:' "$log" \
+    | sed -E 's/.* ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/' \
+    | awk '{p += $1; f += $2} END {print p + 0, f + 0}')
+echo "tests: $passed passed, $failed failed"
+exit "$status"
