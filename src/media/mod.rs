@@ -81,6 +81,8 @@ pub enum MediaError {
     NoPeer,
     #[error("no server offer is waiting for an answer")]
     NoPendingOffer,
+    #[error("a server media_offer is waiting for your answer; answer it, then offer again")]
+    OfferPending,
     #[error("the media plane is overloaded; retry shortly")]
     Busy,
     #[error("negotiation failed: {0}")]
@@ -94,6 +96,7 @@ impl From<MediaError> for ApiError {
             MediaError::Forbidden(_) => ErrorCode::Forbidden,
             MediaError::NoPeer | MediaError::NoPendingOffer => ErrorCode::NotFound,
             MediaError::Busy => ErrorCode::RateLimited,
+            MediaError::OfferPending => ErrorCode::Conflict,
             MediaError::Negotiation(_) => ErrorCode::BadRequest,
         };
         ApiError::new(code, e.to_string())

@@ -372,9 +372,12 @@ impl Worker {
             }
             self.metrics.peers(1);
         } else if let Some(peer) = self.peers.get_mut(&key) {
+            // Crossed offers: ours stands (the server is the impolite side), the client answers
+            // it and offers again; both sides then agree on one description.
+            if peer.pending.is_some() {
+                return Err(MediaError::OfferPending);
+            }
             peer.spec.can_publish = spec.can_publish;
-            // A client offer while ours is outstanding wins; ours is re-made afterwards.
-            peer.pending = None;
         }
         let peer = self.peers.get_mut(&key).expect("inserted above");
         let answer = peer
