@@ -347,8 +347,10 @@ impl Actor for ParticipantActor {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.state.sessions.remove(&self.session);
-        for (_, m) in self.channels.drain() {
-            if let Some(addr) = m.addr {
+        for (channel, m) in self.channels.drain() {
+            // A join whose send future has not resolved yet has no address; the registry
+            // knows where it went (leaving twice is harmless).
+            if let Some(addr) = m.addr.or_else(|| self.state.channels.get(&channel)) {
                 // One message per membership at the end of a connection: bounded by the
                 // membership limit, and it must not be lost, so it bypasses the mailbox bound.
                 addr.do_send(Disconnected {

@@ -13,7 +13,7 @@ use super::{Channel, ChannelSettings, ChannelSummary, JoinSpec, Output};
 use crate::error::ApiError;
 use crate::ids::{ChannelId, Identity, ParticipantId};
 use crate::media::levels::Levels;
-use crate::media::{peer_key, MediaPlane, PeerSpec, Publisher, SpeakerLevel};
+use crate::media::{peer_key, MediaError, MediaPlane, PeerSpec, Publisher, SpeakerLevel};
 use crate::participant::ToSession;
 use crate::protocol::{self, LeaveReason, ParticipantInfo};
 use crate::state::ChannelRegistry;
@@ -177,9 +177,10 @@ impl ChannelActor {
                     session: session.clone(),
                     levels: ctx.address().recipient(),
                 };
-                let media = self.media.clone();
+                let pending = self.media.offer(spec, sdp)?;
                 actix_rt::spawn(async move {
-                    let frame = match media.offer(spec, sdp).await {
+                    let answer = pending.await.unwrap_or(Err(MediaError::Busy));
+                    let frame = match answer {
                         Ok(answer) => protocol::ok(request, serde_json::json!({ "sdp": answer })),
                         Err(e) => protocol::error(request, &ApiError::from(e)),
                     };

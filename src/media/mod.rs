@@ -138,6 +138,9 @@ pub(crate) enum Command {
 
 /// Handles shared by the workers.
 pub(crate) struct Shared {
+    /// Set by `stop`; workers check it every housekeeping tick, so a full queue cannot keep
+    /// a worker from stopping.
+    pub stopping: std::sync::atomic::AtomicBool,
     /// Server ICE ufrag → worker owning the peer, for datagrams that land on another worker.
     pub ufrags: DashMap<String, usize>,
     pub remotes: Vec<mpsc::Sender<worker::Remote>>,
@@ -145,6 +148,7 @@ pub(crate) struct Shared {
 
 pub struct MediaPlane {
     commands: Vec<mpsc::Sender<Command>>,
+    shared: Arc<Shared>,
     owners: DashMap<PeerKey, usize>,
     next: AtomicUsize,
     addr: SocketAddr,
@@ -182,6 +186,7 @@ impl MediaPlane {
             remote_rxs.push(rx);
         }
         let shared = Arc::new(Shared {
+            stopping: std::sync::atomic::AtomicBool::new(false),
             ufrags: DashMap::new(),
             remotes,
         });
@@ -207,6 +212,7 @@ impl MediaPlane {
         tracing::info!(%announced, workers, "media workers listening on UDP {bound}");
         Ok(Arc::new(Self {
             commands,
+            shared,
             owners: DashMap::new(),
             next: AtomicUsize::new(0),
             addr: announced,
@@ -242,8 +248,14 @@ impl MediaPlane {
         }
     }
 
-    /// Creates the peer (or renegotiates it) from a client offer; resolves to the answer SDP.
-    pub async fn offer(&self, spec: PeerSpec, sdp: String) -> Result<String, MediaError> {
+    /// Creates the peer (or renegotiates it) from a client offer. The command is queued
+    /// before this returns, so later commands for the same peer (a removal, a permission
+    /// change) reach its worker after it; the receiver resolves to the answer SDP.
+    pub fn offer(
+        &self,
+        spec: PeerSpec,
+        sdp: String,
+    ) -> Result<oneshot::Receiver<Result<String, MediaError>>, MediaError> {
         sdp::check_offer(&sdp, spec.can_publish)?;
         let worker = self.worker_for(spec.key);
         let (reply, rx) = oneshot::channel();
@@ -255,7 +267,7 @@ impl MediaPlane {
                 reply,
             },
         )?;
-        rx.await.map_err(|_| MediaError::Busy)?
+        Ok(rx)
     }
 
     pub async fn answer(&self, key: PeerKey, sdp: String) -> Result<(), MediaError> {
@@ -315,6 +327,7 @@ impl MediaPlane {
 
     /// Stops the workers and waits for their threads.
     pub fn stop(&self) {
+        self.shared.stopping.store(true, Ordering::Release);
         for tx in &self.commands {
             let _ = tx.try_send(Command::Stop);
         }

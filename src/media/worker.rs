@@ -24,6 +24,9 @@ use super::{Command, MediaError, PeerSpec, Publisher, Shared, SpeakerLevel};
 use crate::ids::ChannelId;
 use crate::participant::ToSession;
 
+/// Remembered flows owned by other workers; past this the map starts over (each flow's next
+/// STUN request re-learns it), so it cannot grow without bound.
+const MAX_FOREIGN_FLOWS: usize = 65_536;
 /// Datagrams read per wake-up before the worker looks at its queues again.
 const READ_BATCH: usize = 256;
 /// How often str0m reports RTCP-derived stats per stream, and clients get quality events.
@@ -204,7 +207,12 @@ pub(crate) fn run(
                     }
                 }
                 _ = tokio::time::sleep_until(next.into()) => w.timeouts(Instant::now()),
-                _ = housekeeping.tick() => w.housekeeping(),
+                _ = housekeeping.tick() => {
+                    if w.shared.stopping.load(std::sync::atomic::Ordering::Acquire) {
+                        break;
+                    }
+                    w.housekeeping();
+                }
             }
         }
         let keys: Vec<PeerKey> = w.peers.keys().copied().collect();
@@ -378,13 +386,29 @@ impl Worker {
                 return Err(MediaError::OfferPending);
             }
             peer.spec.can_publish = spec.can_publish;
+            let (was, now) = (peer.spec.can_subscribe, spec.can_subscribe);
+            peer.spec.can_subscribe = now;
+            let channel = peer.spec.channel.clone();
+            if was != now {
+                if now {
+                    self.add_listener(&channel, key);
+                } else {
+                    self.remove_listener(&channel, key);
+                }
+            }
         }
+        let fresh = !self.peers.get(&key).is_some_and(|p| p.rtc.is_connected());
         let peer = self.peers.get_mut(&key).expect("inserted above");
-        let answer = peer
-            .rtc
-            .sdp_api()
-            .accept_offer(offer)
-            .map_err(|e| MediaError::Negotiation(e.to_string()))?;
+        let answer = match peer.rtc.sdp_api().accept_offer(offer) {
+            Ok(a) => a,
+            Err(e) => {
+                // A peer that never negotiated must not linger in the maps.
+                if fresh && peer.slots.is_empty() {
+                    self.remove(key);
+                }
+                return Err(MediaError::Negotiation(e.to_string()));
+            }
+        };
         self.drain(key);
         self.assign_slots(key);
         Ok(answer.to_sdp_string())
@@ -473,18 +497,22 @@ impl Worker {
         let key = match self.by_addr.get(&source) {
             Some(k) => *k,
             None => {
-                if let Some(w) = self.foreign.get(&source) {
-                    self.hand_over(*w, source, data);
-                    return;
-                }
+                // A STUN request names its peer: trust it over a remembered foreign flow,
+                // whose address may since have been reused by another client.
                 let Some(ufrag) = stun_local_ufrag(data) else {
-                    self.metrics.drop(DropReason::UnknownSource, 1);
+                    match self.foreign.get(&source) {
+                        Some(w) => self.hand_over(*w, source, data),
+                        None => self.metrics.drop(DropReason::UnknownSource, 1),
+                    }
                     return;
                 };
                 if let Some(k) = self.by_ufrag.get(ufrag) {
                     self.by_addr.insert(source, *k);
                     *k
                 } else if let Some(w) = self.shared.ufrags.get(ufrag).map(|w| *w) {
+                    if self.foreign.len() >= MAX_FOREIGN_FLOWS {
+                        self.foreign.clear();
+                    }
                     if w != self.index {
                         self.foreign.insert(source, w);
                         self.hand_over(w, source, data);
@@ -551,12 +579,20 @@ impl Worker {
     }
 
     fn timeouts(&mut self, now: Instant) {
+        // Due peers are collected first: str0m may hand back the same deadline, which must
+        // wait for the next pass rather than spin in this one.
+        let mut due = Vec::new();
         while let Some(&(at, key)) = self.timers.first() {
             if at > now {
                 break;
             }
             self.timers.pop_first();
+            due.push(key);
+        }
+        for key in due {
             if let Some(peer) = self.peers.get_mut(&key) {
+                // Out of the timer set now: make `drain` put it back whatever it returns.
+                peer.deadline = now + Duration::from_secs(3600);
                 let _ = peer.rtc.handle_input(Input::Timeout(now));
                 self.drain(key);
             }
