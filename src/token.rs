@@ -56,11 +56,17 @@ impl Grant {
     }
 
     pub fn allows_role(&self, role: &str, default_role: &str) -> bool {
-        if self.roles.is_empty() {
-            role == default_role
-        } else {
-            self.roles.iter().any(|r| r == role || r == "*")
-        }
+        role_allowed(&self.roles, role, default_role)
+    }
+}
+
+/// The one rule for a token's `roles` claim: empty means the server's default role only,
+/// `*` means any role.
+pub fn role_allowed(roles: &[String], role: &str, default_role: &str) -> bool {
+    if roles.is_empty() {
+        role == default_role
+    } else {
+        roles.iter().any(|r| r == role || r == "*")
     }
 }
 

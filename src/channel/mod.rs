@@ -90,11 +90,7 @@ impl Member {
     }
 
     fn may_take(&self, role: &str, default_role: &str) -> bool {
-        if self.allowed_roles.is_empty() {
-            role == default_role
-        } else {
-            self.allowed_roles.iter().any(|r| r == role || r == "*")
-        }
+        crate::token::role_allowed(&self.allowed_roles, role, default_role)
     }
 }
 
@@ -312,9 +308,7 @@ impl Channel {
             .clone()
             .unwrap_or_else(|| self.settings.default_role.clone());
         let (role_name, role_spec) = self.lookup_role(&role)?;
-        let allowed = spec.allowed_roles.is_empty() && role == self.settings.default_role
-            || spec.allowed_roles.iter().any(|r| *r == role || r == "*");
-        if !allowed {
+        if !crate::token::role_allowed(&spec.allowed_roles, &role, &self.settings.default_role) {
             return Err(ApiError::forbidden(format!(
                 "your token does not allow the role '{role}'; ask the app for a token that does"
             )));
