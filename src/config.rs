@@ -42,6 +42,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub timeouts: TimeoutsConfig,
     pub media: MediaConfig,
+    pub calls: CallsConfig,
     /// Role name → permissions. Replaces the default table entirely when present.
     pub roles: BTreeMap<String, RoleSpec>,
     /// Role given to a token that names no roles.
@@ -109,6 +110,35 @@ pub struct MediaConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct CallsConfig {
+    /// How long a callee's devices ring before the call is missed.
+    #[serde(with = "humantime_serde")]
+    pub ring_timeout: Duration,
+    /// How long a connected member whose connection dropped keeps its place in a call.
+    #[serde(with = "humantime_serde")]
+    pub reconnect_grace: Duration,
+    /// The call-log database (SQLite); `:memory:` keeps logs for the process only.
+    pub database: String,
+    /// The role both sides take in the call's private channel; it must publish and subscribe.
+    pub role: String,
+    /// Calls in progress at once across the server; a call beyond it gets `busy`.
+    pub max_calls: usize,
+    /// Where signed call webhooks are POSTed (http://…); empty disables webhooks.
+    pub webhook_url: String,
+    /// HMAC-SHA256 key for the webhook signature.
+    pub webhook_secret: String,
+    /// Per-attempt HTTP timeout for a webhook.
+    #[serde(with = "humantime_serde")]
+    pub webhook_timeout: Duration,
+    /// Webhook events held at once (waiting or in flight); beyond it they are dropped and
+    /// counted.
+    pub webhook_queue: usize,
+    /// Attempts per webhook event, the first included.
+    pub webhook_attempts: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct TimeoutsConfig {
     #[serde(with = "humantime_serde")]
     pub heartbeat_interval: Duration,
@@ -128,6 +158,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             timeouts: TimeoutsConfig::default(),
             media: MediaConfig::default(),
+            calls: CallsConfig::default(),
             roles: RoleTable::default_specs(),
             default_role: "audience".into(),
             dev: false,
@@ -189,6 +220,24 @@ impl Default for MediaConfig {
             socket_buffer_bytes: 8 * 1024 * 1024,
             max_slots: 16,
             worker_queue: 4096,
+        }
+    }
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        Self {
+            ring_timeout: Duration::from_secs(60),
+            // Long enough for a phone to switch from Wi-Fi to mobile data and reconnect.
+            reconnect_grace: Duration::from_secs(20),
+            database: "amphi-calls.sqlite".into(),
+            role: "host".into(),
+            max_calls: 10_000,
+            webhook_url: String::new(),
+            webhook_secret: String::new(),
+            webhook_timeout: Duration::from_secs(5),
+            webhook_queue: 10_000,
+            webhook_attempts: 8,
         }
     }
 }
@@ -309,6 +358,46 @@ impl Config {
             return bad("timeouts.audience_count_interval must be above 0".into());
         }
         self.role_table().validate().map_err(ConfigError::Invalid)?;
+        let c = &self.calls;
+        match self.roles.get(&c.role) {
+            Some(spec) if spec.publish && spec.subscribe => {}
+            Some(_) => {
+                return bad(format!(
+                    "calls.role '{}' must both publish and subscribe: both sides of a call talk",
+                    c.role
+                ))
+            }
+            None => {
+                return bad(format!(
+                    "calls.role '{}' is not in the role table (roles: {})",
+                    c.role,
+                    self.roles.keys().cloned().collect::<Vec<_>>().join(", ")
+                ))
+            }
+        }
+        if c.ring_timeout.is_zero() || c.max_calls == 0 || c.database.is_empty() {
+            return bad(
+                "calls.ring_timeout and calls.max_calls must be above 0 and calls.database set"
+                    .into(),
+            );
+        }
+        if !c.webhook_url.is_empty() {
+            if !c.webhook_url.starts_with("http://") && !c.webhook_url.starts_with("https://") {
+                return bad(format!(
+                    "calls.webhook_url '{}' must start with http:// or https://",
+                    c.webhook_url
+                ));
+            }
+            if c.webhook_secret.len() < 16 {
+                return bad(
+                    "calls.webhook_secret must be at least 16 bytes when calls.webhook_url is set"
+                        .into(),
+                );
+            }
+            if c.webhook_queue == 0 || c.webhook_attempts == 0 {
+                return bad("calls.webhook_queue and calls.webhook_attempts must be above 0".into());
+            }
+        }
         if !self.roles.contains_key(&self.default_role) {
             return bad(format!(
                 "default_role '{}' is not in the role table (roles: {})",
@@ -320,7 +409,7 @@ impl Config {
     }
 }
 
-const SECTIONS: &[&str] = &["server", "auth", "limits", "timeouts", "media"];
+const SECTIONS: &[&str] = &["server", "auth", "limits", "timeouts", "media", "calls"];
 
 fn apply_env(
     table: &mut toml::Table,

@@ -1,6 +1,8 @@
 //! `ParticipantActor`: one per WebSocket connection. It decodes frames, enforces the
 //! connection's limits and heartbeat, routes requests to channels and writes what they send.
 
+mod calls;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,7 +18,8 @@ use crate::ids::{ChannelId, ParticipantId, SessionId};
 use crate::protocol::{self, Request};
 use crate::session::{Admit, Heartbeat, RateLimiter};
 use crate::state::AppState;
-use crate::token::Grant;
+use crate::token::{Grant, GRANT_CALL, GRANT_PROXY};
+use crate::calls::actor::Op as CallAction;
 
 /// Everything a session receives from the rest of the server.
 #[derive(Message, Debug)]
@@ -175,6 +178,20 @@ impl ParticipantActor {
                     reason,
                 },
             ),
+            other @ (Request::Call { .. }
+            | Request::Accept { .. }
+            | Request::Reject { .. }
+            | Request::Hangup { .. }
+            | Request::Invite { .. }
+            | Request::JoinCall { .. }
+            | Request::MediaChange { .. }
+            | Request::MediaChangeCancel { .. }
+            | Request::MediaChangeReply { .. }
+            | Request::CallMediaState { .. }
+            | Request::CallLogs { .. }
+            | Request::OngoingCalls {}
+            | Request::DeleteCallLogs { .. }
+            | Request::DeleteAllCallLogs {}) => return self.call_request(id, other, ctx),
             Request::MediaOffer { channel, sdp } => (channel, MemberOp::MediaOffer { sdp }),
             Request::MediaAnswer { channel, sdp } => (channel, MemberOp::MediaAnswer { sdp }),
             Request::MediaCandidate { channel, candidate } => {
@@ -182,6 +199,7 @@ impl ParticipantActor {
             }
             Request::Send {
                 channel,
+                call_id,
                 kind,
                 content,
                 to,
@@ -189,6 +207,24 @@ impl ParticipantActor {
                 if kind.is_empty() || kind.len() > 64 {
                     return Err(ApiError::bad_request("\"kind\" must be 1 to 64 bytes"));
                 }
+                let channel = match (channel, call_id) {
+                    (Some(c), None) => c,
+                    (None, Some(call_id)) => {
+                        let user = self.caller(None)?;
+                        return self.route_call(
+                            id,
+                            &call_id,
+                            user,
+                            CallAction::Send { kind, content },
+                            ctx,
+                        );
+                    }
+                    _ => {
+                        return Err(ApiError::bad_request(
+                            "send needs exactly one of \"channel\" and \"call_id\"",
+                        ))
+                    }
+                };
                 let to = to
                     .iter()
                     .map(|p| ParticipantId::parse(p))
@@ -259,6 +295,29 @@ impl ParticipantActor {
                 format!("one connection can be in at most {max} channels; leave one first"),
             ));
         }
+        let (role, allowed_roles) = match crate::calls::engine::channel_call(&channel) {
+            Some(call) => {
+                if !self
+                    .state
+                    .calls
+                    .is_connected_member(&call, &self.grant.identity)
+                {
+                    return Err(ApiError::forbidden(format!(
+                        "channel '{channel}' carries call '{call}'; only its connected members \
+                         may join"
+                    )));
+                }
+                let role = self.state.config.calls.role.clone();
+                (Some(role.clone()), Arc::from(vec![role]))
+            }
+            None if channel.as_str().starts_with(crate::calls::engine::CALL_CHANNEL_PREFIX) => {
+                return Err(ApiError::forbidden(format!(
+                    "channel IDs starting with '{}' are reserved for calls",
+                    crate::calls::engine::CALL_CHANNEL_PREFIX
+                )));
+            }
+            None => (role, self.allowed_roles.clone()),
+        };
         let participant = ParticipantId::random();
         self.channels.insert(
             channel.clone(),
@@ -274,7 +333,7 @@ impl ParticipantActor {
                 identity: self.grant.identity.clone(),
                 name: self.grant.name.clone(),
                 role,
-                allowed_roles: self.allowed_roles.clone(),
+                allowed_roles,
                 metadata,
             },
             session: ctx.address().recipient(),
@@ -330,6 +389,18 @@ impl Actor for ParticipantActor {
         self.state
             .sessions
             .insert(self.session.clone(), ctx.address().recipient());
+        if self.grant.has(GRANT_CALL) {
+            self.state.calls.register(
+                &self.grant.identity,
+                &self.session,
+                ctx.address().recipient(),
+            );
+        }
+        if self.grant.has(GRANT_PROXY) {
+            self.state
+                .calls
+                .register_proxy(&self.session, ctx.address().recipient());
+        }
         ctx.text(protocol::welcome(
             self.session.as_str(),
             &self.grant.identity,
@@ -347,6 +418,9 @@ impl Actor for ParticipantActor {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.state.sessions.remove(&self.session);
+        self.state
+            .calls
+            .unregister(&self.grant.identity, &self.session);
         for (channel, m) in self.channels.drain() {
             // A join whose send future has not resolved yet has no address; the registry
             // knows where it went (leaving twice is harmless).

@@ -4,6 +4,8 @@ use bytestring::ByteString;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::calls::call::{EndReason, Media, RejectReason};
+use crate::calls::store::Order;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ChannelId, Identity, ParticipantId};
 use crate::roles::RoleName;
@@ -48,8 +50,10 @@ pub enum Request {
         participant: String,
         reason: Option<String>,
     },
+    /// To a channel (`channel`) or to the other members of a call (`call_id`).
     Send {
-        channel: String,
+        channel: Option<String>,
+        call_id: Option<String>,
         kind: String,
         content: Value,
         #[serde(default)]
@@ -68,9 +72,85 @@ pub enum Request {
         channel: String,
         candidate: String,
     },
+    Call {
+        callees: Vec<String>,
+        media: Media,
+        #[serde(default)]
+        extra: Value,
+        #[serde(default)]
+        push: Value,
+        /// Live-to-1v1: the channel where the caller is in the audience and the callee hosts.
+        live_channel: Option<String>,
+        /// A proxy acting for another identity.
+        #[serde(rename = "as")]
+        on_behalf: Option<String>,
+    },
+    Accept {
+        call_id: String,
+        media: Option<Media>,
+        #[serde(rename = "as")]
+        on_behalf: Option<String>,
+    },
+    Reject {
+        call_id: String,
+        reason: Option<RejectReason>,
+        #[serde(rename = "as")]
+        on_behalf: Option<String>,
+    },
+    Hangup {
+        call_id: Option<String>,
+        reason: Option<EndReason>,
+        #[serde(rename = "as")]
+        on_behalf: Option<String>,
+    },
+    Invite {
+        call_id: String,
+        callees: Vec<String>,
+        #[serde(rename = "as")]
+        on_behalf: Option<String>,
+    },
+    JoinCall {
+        call_id: String,
+        #[serde(rename = "as")]
+        on_behalf: Option<String>,
+    },
+    MediaChange {
+        call_id: String,
+        media: Media,
+    },
+    MediaChangeCancel {
+        transaction: String,
+    },
+    MediaChangeReply {
+        transaction: String,
+        agree: bool,
+    },
+    /// This member's microphone/camera state, relayed to the others as `remote_media_state`.
+    CallMediaState {
+        call_id: String,
+        microphone: Option<bool>,
+        camera: Option<bool>,
+    },
+    CallLogs {
+        #[serde(default = "newest")]
+        start_time: i64,
+        count: Option<usize>,
+        order: Option<Order>,
+        /// The `next.after` of the previous page: resumes exactly behind its last row.
+        after: Option<String>,
+    },
+    OngoingCalls {},
+    DeleteCallLogs {
+        call_ids: Vec<String>,
+    },
+    DeleteAllCallLogs {},
 }
 
-const CHANNEL_TYPES: &[&str] = &[
+fn newest() -> i64 {
+    crate::calls::store::NEWEST
+}
+
+const REQUEST_TYPES: &[&str] = &[
     "join",
     "leave",
     "stop",
@@ -83,11 +163,6 @@ const CHANNEL_TYPES: &[&str] = &[
     "media_offer",
     "media_answer",
     "media_candidate",
-];
-
-/// Call requests named by the protocol; refused with `unsupported` until the call engine serves
-/// them, so clients can tell "not here" from "misspelt".
-const CALL_TYPES: &[&str] = &[
     "call",
     "accept",
     "reject",
@@ -100,6 +175,8 @@ const CALL_TYPES: &[&str] = &[
     "call_logs",
     "delete_call_logs",
     "delete_all_call_logs",
+    "call_media_state",
+    "ongoing_calls",
 ];
 
 /// Parses one text frame. The `id` is returned whenever it could be read, so that even a
@@ -146,16 +223,7 @@ pub fn parse_request(text: &str) -> (Option<u64>, Result<Request, ApiError>) {
             )
         }
     };
-    if CALL_TYPES.contains(&kind.as_str()) {
-        return (
-            id,
-            Err(ApiError::new(
-                ErrorCode::Unsupported,
-                format!("'{kind}' needs the call engine, which this server does not run yet"),
-            )),
-        );
-    }
-    if !CHANNEL_TYPES.contains(&kind.as_str()) {
+    if !REQUEST_TYPES.contains(&kind.as_str()) {
         let kind: String = kind.chars().take(64).collect();
         return (
             id,
@@ -296,6 +364,13 @@ pub enum ChannelEvent {
         kind: String,
         content: Value,
     },
+    /// A host's publishing paused for a call taken from this channel, or resumed after it.
+    PublishingPaused {
+        participant: ParticipantId,
+        identity: Identity,
+        paused: bool,
+        call_id: String,
+    },
     ActiveSpeaker {
         participant: Option<ParticipantId>,
     },
@@ -303,6 +378,29 @@ pub enum ChannelEvent {
         speakers: Vec<crate::media::levels::SpeakerVolume>,
         total_volume: u8,
     },
+}
+
+/// A call event: `{"type":"event","event":…,"call_id":…,"seq":…,…fields}`. `seq` counts the
+/// call's state events; relayed messages carry none.
+pub fn call_event(
+    call_id: &crate::calls::CallId,
+    seq: Option<u64>,
+    event: &impl Serialize,
+    extra: &[(&str, Value)],
+) -> ByteString {
+    let mut map = Map::new();
+    map.insert("type".into(), "event".into());
+    if let Ok(Value::Object(fields)) = serde_json::to_value(event) {
+        map.extend(fields);
+    }
+    map.insert("call_id".into(), call_id.as_str().into());
+    if let Some(seq) = seq {
+        map.insert("seq".into(), seq.into());
+    }
+    for (k, v) in extra {
+        map.insert((*k).into(), v.clone());
+    }
+    to_frame(&map)
 }
 
 pub fn channel_event(channel: &ChannelId, seq: u64, event: &ChannelEvent) -> ByteString {

@@ -28,7 +28,13 @@ pub async fn run(
     let shutdown_timeout = config.server.shutdown_timeout;
     crate::media::metrics::prometheus();
     let media = MediaPlane::start(&config.media)?;
-    let state = Arc::new(AppState::new(config, media.clone()));
+    let state = match AppState::new(config, media.clone()) {
+        Ok(state) => Arc::new(state),
+        Err(e) => {
+            media.stop();
+            return Err(io::Error::other(format!("cannot open the call log: {e}")));
+        }
+    };
     let data = web::Data::from(state.clone());
     let server = HttpServer::new(move || {
         App::new()

@@ -1,12 +1,13 @@
 //! Shared server state: the channel registry, the session directory and the shutdown sequence.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use dashmap::DashMap;
 
+use crate::calls::engine::CallEngine;
 use crate::channel::actor::{ChannelActor, Shutdown};
 use crate::channel::ChannelSettings;
 use crate::config::Config;
@@ -18,12 +19,18 @@ use crate::token::TokenKeys;
 /// Live channels by ID. A channel is created on first join and removes itself when it ends.
 pub struct ChannelRegistry {
     channels: DashMap<ChannelId, Addr<ChannelActor>>,
+    /// The call engine, for call channels' media events. Weak: the engine holds the registry.
+    calls: OnceLock<Weak<CallEngine>>,
     settings: ChannelSettings,
     media: Arc<MediaPlane>,
     mailbox: usize,
 }
 
 impl ChannelRegistry {
+    pub fn calls(&self) -> Option<Arc<CallEngine>> {
+        self.calls.get()?.upgrade()
+    }
+
     pub fn get(&self, id: &ChannelId) -> Option<Addr<ChannelActor>> {
         self.channels.get(id).map(|a| a.clone())
     }
@@ -84,13 +91,18 @@ pub struct AppState {
     pub media: Arc<MediaPlane>,
     pub keys: TokenKeys,
     pub channels: Arc<ChannelRegistry>,
+    pub calls: Arc<CallEngine>,
     /// Every live WebSocket session, for shutdown (and, later, call routing).
     pub sessions: DashMap<SessionId, Recipient<ToSession>>,
     shutting_down: AtomicBool,
 }
 
 impl AppState {
-    pub fn new(config: Config, media: Arc<MediaPlane>) -> Self {
+    /// Runs inside an actix system: the call engine starts its actors here.
+    pub fn new(
+        config: Config,
+        media: Arc<MediaPlane>,
+    ) -> Result<Self, crate::calls::store::StoreError> {
         let settings = ChannelSettings {
             roles: Arc::new(config.role_table()),
             default_role: config.default_role.clone(),
@@ -102,18 +114,22 @@ impl AppState {
         let keys = TokenKeys::new(config.auth.signing_key.as_bytes(), config.auth.leeway);
         let channels = Arc::new(ChannelRegistry {
             channels: DashMap::new(),
+            calls: OnceLock::new(),
             settings,
             media: media.clone(),
             mailbox: config.limits.channel_queue,
         });
-        Self {
+        let calls = CallEngine::start(&config.calls, channels.clone())?;
+        let _ = channels.calls.set(Arc::downgrade(&calls));
+        Ok(Self {
             config,
             media,
             keys,
             channels,
+            calls,
             sessions: DashMap::new(),
             shutting_down: AtomicBool::new(false),
-        }
+        })
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -124,6 +140,10 @@ impl AppState {
     /// `server.shutdown_timeout`) for the sessions to flush and go.
     pub async fn shutdown(&self) {
         self.shutting_down.store(true, Ordering::Release);
+        // Calls end first: their members are told why, and their rows close as a restart.
+        self.calls
+            .terminate_all(crate::calls::call::EndReason::ServerRestart)
+            .await;
         let channels = self.channels.all();
         tracing::info!(
             channels = channels.len(),

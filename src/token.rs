@@ -12,6 +12,8 @@ use crate::ids::{ChannelId, Identity};
 pub const GRANT_ADMIN: &str = "admin";
 /// Grant that makes an identity callable (presence).
 pub const GRANT_CALL: &str = "call";
+/// Grant that lets an app server observe every call and act in calls for other identities.
+pub const GRANT_PROXY: &str = "proxy";
 
 /// Claims carried by an access token. `sub` is the identity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

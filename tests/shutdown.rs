@@ -16,6 +16,7 @@ fn spawn_server() -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_amphi"))
         .args(["serve", "--dev", "--bind", "127.0.0.1:0"])
         .env("AMPHI_LOG", "info")
+        .env("AMPHI_CALLS_DATABASE", ":memory:")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

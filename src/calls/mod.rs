@@ -61,7 +61,11 @@ macro_rules! wire_enum {
     };
 }
 
+pub mod actor;
 pub mod call;
+pub mod delivery;
+pub mod engine;
+pub mod logs;
 pub mod store;
 pub mod webhook;
 

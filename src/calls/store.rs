@@ -196,6 +196,8 @@ pub trait CallLogStore {
     fn delete_all(&mut self, user: &Identity) -> Result<usize, StoreError>;
     /// Closes every open row as `server_restart`: no call survives a restart.
     fn close_open_calls_at_startup(&mut self, now_ms: i64) -> Result<usize, StoreError>;
+    /// One row, if it exists.
+    fn row(&self, call_id: &CallId, user: &Identity) -> Result<Option<CallLog>, StoreError>;
 }
 
 /// Versioned schema; `PRAGMA user_version` is the number applied. Append, never edit.
@@ -249,6 +251,23 @@ impl SqliteStore {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         migrate(&mut conn)?;
         Ok(Self { conn })
+    }
+
+    /// A database that lives as long as the process: nothing survives a restart, so it is
+    /// for tests and demos, where a file left behind is the bigger nuisance.
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let mut conn = Connection::open_in_memory()?;
+        migrate(&mut conn)?;
+        Ok(Self { conn })
+    }
+
+    /// `:memory:` or a file path, as `calls.database` says.
+    pub fn open_configured(database: &str) -> Result<Self, StoreError> {
+        if database == ":memory:" {
+            Self::in_memory()
+        } else {
+            Self::open(database)
+        }
     }
 
     pub fn schema_version(&self) -> Result<i64, StoreError> {
@@ -322,6 +341,10 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 impl CallLogStore for SqliteStore {
+    fn row(&self, call_id: &CallId, user: &Identity) -> Result<Option<CallLog>, StoreError> {
+        self.get(call_id, user)
+    }
+
     fn open_call(&mut self, rows: &[NewCallLog]) -> Result<usize, StoreError> {
         self.write(|tx| {
             let mut stmt = tx.prepare_cached(

@@ -13,7 +13,9 @@ use super::{Channel, ChannelSettings, ChannelSummary, JoinSpec, Output};
 use crate::error::ApiError;
 use crate::ids::{ChannelId, Identity, ParticipantId};
 use crate::media::levels::Levels;
-use crate::media::{peer_key, MediaError, MediaPlane, PeerSpec, Publisher, SpeakerLevel};
+use crate::media::{
+    peer_key, FirstAudio, MediaError, MediaPlane, PeerSpec, Publisher, SpeakerLevel,
+};
 use crate::participant::ToSession;
 use crate::protocol::{self, LeaveReason, ParticipantInfo};
 use crate::state::ChannelRegistry;
@@ -103,6 +105,15 @@ pub enum AdminKick {
     Identity(Identity),
 }
 
+/// Pauses or resumes a host's publishing for a call taken from this channel.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PausePublisher {
+    pub identity: Identity,
+    pub paused: bool,
+    pub call_id: String,
+}
+
 /// Server shutdown: every member gets `left` with `server_shutdown`. Answered once every frame
 /// is queued to its session, so the caller can close sessions after.
 #[derive(Message)]
@@ -176,6 +187,7 @@ impl ChannelActor {
                     can_subscribe: Channel::can_subscribe(member),
                     session: session.clone(),
                     levels: ctx.address().recipient(),
+                    first_audio: ctx.address().recipient(),
                 };
                 let pending = self.media.offer(spec, sdp)?;
                 actix_rt::spawn(async move {
@@ -425,6 +437,37 @@ impl Handler<SpeakerLevel> for ChannelActor {
                 .report(Instant::now(), msg.participant, msg.dbov, msg.voice);
             self.schedule(ctx);
         }
+    }
+}
+
+impl Handler<PausePublisher> for ChannelActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: PausePublisher, ctx: &mut Self::Context) {
+        self.channel
+            .pause_publisher(&msg.identity, msg.paused, msg.call_id);
+        self.flush(ctx);
+    }
+}
+
+impl Handler<FirstAudio> for ChannelActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: FirstAudio, _: &mut Self::Context) {
+        let Some(call) = crate::calls::engine::channel_call(self.channel.id()) else {
+            return;
+        };
+        let (Some(member), Some(engine)) = (
+            self.channel.member(&msg.participant),
+            self.registry.calls(),
+        ) else {
+            return;
+        };
+        let op = crate::calls::actor::CallOp::internal(
+            member.identity.clone(),
+            crate::calls::actor::Op::FirstAudio,
+        );
+        let _ = engine.route(&call, op);
     }
 }
 

@@ -73,6 +73,8 @@ pub struct Member {
     allowed_roles: Arc<[String]>,
     pub muted: bool,
     muted_by_moderator: bool,
+    /// Publishing paused by the server: a host taken into a call from this channel.
+    pub paused: Option<String>,
     pub metadata: Option<Value>,
     pub joined_at: Instant,
 }
@@ -363,6 +365,7 @@ impl Channel {
             allowed_roles: spec.allowed_roles,
             muted: false,
             muted_by_moderator: false,
+            paused: None,
             metadata: spec.metadata,
             joined_at: now,
         };
@@ -641,6 +644,34 @@ impl Channel {
         Ok(())
     }
 
+    /// Pauses (or resumes) the publishing of the member with `identity`, announced to the
+    /// channel: its host is in a call taken from this channel (`call_id`).
+    pub fn pause_publisher(&mut self, identity: &Identity, paused: bool, call_id: String) {
+        let Some(id) = self.by_identity.get(identity).cloned() else {
+            return;
+        };
+        let Some(m) = self.members.get_mut(&id) else {
+            return;
+        };
+        if m.paused.is_some() == paused || (paused && !m.spec.publish) {
+            return;
+        }
+        m.paused = paused.then(|| call_id.clone());
+        self.emit(
+            Target::Group {
+                everyone: true,
+                also: None,
+                except: None,
+            },
+            &ChannelEvent::PublishingPaused {
+                participant: id,
+                identity: identity.clone(),
+                paused,
+                call_id,
+            },
+        );
+    }
+
     pub fn kick_identity(
         &mut self,
         now: Instant,
@@ -730,7 +761,7 @@ impl Channel {
                 key: crate::media::peer_key(&m.id),
                 participant: m.id.clone(),
                 identity: m.identity.clone(),
-                muted: m.muted,
+                muted: m.muted || m.paused.is_some(),
             })
             .collect()
     }

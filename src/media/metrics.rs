@@ -19,6 +19,14 @@ pub const FIRST_AUDIO_LATENCY: &str = "amphi_first_audio_latency_seconds";
 pub const RECEIVER_JITTER: &str = "amphi_receiver_jitter_seconds";
 pub const RECEIVER_LOSS: &str = "amphi_receiver_loss_ratio";
 pub const RTT: &str = "amphi_rtt_seconds";
+pub const CALL_SETUP_RING: &str = "amphi_call_ring_seconds";
+pub const CALL_SETUP_ANSWER: &str = "amphi_call_answer_seconds";
+pub const CALL_SETUP_FIRST_AUDIO: &str = "amphi_call_first_audio_seconds";
+pub const CALL_DURATION: &str = "amphi_call_duration_seconds";
+pub const CALLS_PLACED: &str = "amphi_calls_placed_total";
+pub const CALLS_ENDED: &str = "amphi_calls_ended_total";
+pub const CALLS_ACTIVE: &str = "amphi_calls_active";
+pub const CALL_INVITES_OFFLINE: &str = "amphi_call_invites_offline_total";
 
 /// From 50 µs (a forward on an idle core) to 2.5 s (a stalled worker).
 const LATENCY_BUCKETS: &[f64] = &[
@@ -37,6 +45,16 @@ const RTT_BUCKETS: &[f64] = &[
     0.000_1, 0.000_5, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6,
 ];
 
+/// Call setup steps: a ring reaches a phone in milliseconds, a person answers in seconds.
+const CALL_SETUP_BUCKETS: &[f64] = &[
+    0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0,
+];
+/// Calls last from seconds to hours.
+const CALL_DURATION_BUCKETS: &[f64] = &[
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
+];
+
 /// Installs the process-wide recorder once; later servers in the same process share it.
 pub fn prometheus() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -50,6 +68,19 @@ pub fn prometheus() -> &'static PrometheusHandle {
                 b.set_buckets_for_metric(Matcher::Full(RECEIVER_LOSS.into()), LOSS_BUCKETS)
             })
             .and_then(|b| b.set_buckets_for_metric(Matcher::Full(RTT.into()), RTT_BUCKETS))
+            .and_then(|b| {
+                [CALL_SETUP_RING, CALL_SETUP_ANSWER, CALL_SETUP_FIRST_AUDIO]
+                    .into_iter()
+                    .try_fold(b, |b, name| {
+                        b.set_buckets_for_metric(Matcher::Full(name.into()), CALL_SETUP_BUCKETS)
+                    })
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full(CALL_DURATION.into()),
+                    CALL_DURATION_BUCKETS,
+                )
+            })
             .expect("static buckets are valid")
             .build_recorder();
         let handle = recorder.handle();
@@ -86,6 +117,29 @@ fn describe() {
     );
     describe_histogram!(RECEIVER_LOSS, "Loss fraction listeners report in RTCP");
     describe_histogram!(RTT, Unit::Seconds, "Round trip time to peers (RTCP)");
+    describe_histogram!(
+        CALL_SETUP_RING,
+        Unit::Seconds,
+        "Call request to the callee's first device ringing"
+    );
+    describe_histogram!(
+        CALL_SETUP_ANSWER,
+        Unit::Seconds,
+        "Ringing to the callee answering"
+    );
+    describe_histogram!(
+        CALL_SETUP_FIRST_AUDIO,
+        Unit::Seconds,
+        "A member connected to a call to the first audio reaching it"
+    );
+    describe_histogram!(CALL_DURATION, Unit::Seconds, "Connected call duration");
+    describe_counter!(CALLS_PLACED, "Calls placed");
+    describe_counter!(CALLS_ENDED, "Calls ended, by reason");
+    describe_gauge!(CALLS_ACTIVE, "Calls in progress");
+    describe_counter!(
+        CALL_INVITES_OFFLINE,
+        "Invitations to callees with no live session (sent as invite_offline webhooks)"
+    );
     describe_counter!(PACKETS_FORWARDED, "Packets written to listeners");
     describe_counter!(PACKETS_DROPPED, "Packets not forwarded, by reason");
     describe_gauge!(PEERS, "WebRTC peer connections");

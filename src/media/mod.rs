@@ -58,6 +58,13 @@ pub struct SpeakerLevel {
     pub voice: bool,
 }
 
+/// A listener's peer received its first audio packet: once per peer, never per packet.
+#[derive(actix::Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct FirstAudio {
+    pub participant: ParticipantId,
+}
+
 /// What a worker needs to create a peer.
 #[derive(Clone)]
 pub struct PeerSpec {
@@ -69,6 +76,7 @@ pub struct PeerSpec {
     pub can_subscribe: bool,
     pub session: Recipient<ToSession>,
     pub levels: Recipient<SpeakerLevel>,
+    pub first_audio: Recipient<FirstAudio>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -831,6 +831,9 @@ impl Worker {
             }
             if peer.first_audio.is_none() {
                 peer.first_audio = Some(Instant::now());
+                let _ = peer.spec.first_audio.try_send(super::FirstAudio {
+                    participant: peer.spec.participant.clone(),
+                });
                 self.metrics.first_audio(
                     peer.first_audio
                         .unwrap()

@@ -19,6 +19,7 @@ pub fn test_config() -> Config {
     config.server.bind = "127.0.0.1:0".parse().unwrap();
     config.server.workers = 2;
     config.media.udp_port = 0;
+    config.calls.database = ":memory:".into();
     config
 }
 
@@ -45,6 +46,13 @@ pub fn claims(identity: &str, roles: &[&str]) -> Claims {
 
 pub fn token(identity: &str, roles: &[&str]) -> String {
     keys().mint(&claims(identity, roles))
+}
+
+/// A token with grants, e.g. `call` (callable) or `proxy`.
+pub fn token_with(identity: &str, roles: &[&str], grants: &[&str]) -> String {
+    let mut c = claims(identity, roles);
+    c.grants = grants.iter().map(|s| s.to_string()).collect();
+    keys().mint(&c)
 }
 
 pub struct Client {

@@ -1,0 +1,663 @@
+//! `CallActor`: one per call. It feeds the [`Call`] state machine its inputs, delivers what it
+//! says to the members' sessions (and proxies and webhooks), keeps the call log, the user
+//! directory and the call's private channel in step, and runs the call's timers.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use actix::prelude::*;
+use actix::SpawnHandle;
+use serde_json::{json, Value};
+
+use super::call::{
+    Call, CallError, CallEvent, EndReason, LegState, Media, Phase, RejectReason, TransactionId,
+};
+use super::engine::{call_channel, unix_ms, CallEngine};
+use super::logs::LogWrite;
+use super::store::{Direction, NewCallLog};
+use super::webhook::WebhookEvent;
+use crate::channel::actor::{AdminKick, AdminStop, PausePublisher};
+use crate::error::ApiError;
+use crate::ids::{ChannelId, Identity};
+use crate::media::metrics as m;
+use crate::participant::ToSession;
+use crate::protocol;
+use std::sync::Arc;
+
+/// Where a request's reply goes: the requesting session, through its mailbox, so the reply
+/// and the events it causes arrive in order.
+#[derive(Clone)]
+pub struct Reply {
+    pub to: Recipient<ToSession>,
+    pub id: Option<u64>,
+}
+
+impl Reply {
+    fn ok(&self, result: Value) {
+        let _ = self
+            .to
+            .try_send(ToSession::Frame(protocol::ok(self.id, result)));
+    }
+
+    fn error(&self, err: &ApiError) {
+        let _ = self
+            .to
+            .try_send(ToSession::Frame(protocol::error(self.id, err)));
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Op {
+    Accept {
+        media: Option<Media>,
+    },
+    Reject {
+        reason: RejectReason,
+    },
+    Hangup {
+        reason: EndReason,
+    },
+    Invite {
+        callees: Vec<Identity>,
+    },
+    Join,
+    MediaChange {
+        media: Media,
+    },
+    MediaChangeCancel {
+        transaction: TransactionId,
+    },
+    MediaChangeReply {
+        transaction: TransactionId,
+        agree: bool,
+    },
+    Send {
+        kind: String,
+        content: Value,
+    },
+    MediaState {
+        microphone: Option<bool>,
+        camera: Option<bool>,
+    },
+    /// The user's last session is gone.
+    Disconnect,
+    /// The user has a session again.
+    Reconnect,
+    /// The user heard the call's first audio (its peer in the call channel got a packet).
+    FirstAudio,
+}
+
+/// One input from (or on behalf of) a member.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CallOp {
+    pub user: Identity,
+    pub op: Op,
+    pub reply: Option<Reply>,
+    /// Replaces the `ok` reply's fields (a `call` that glared into the other side's call).
+    pub ok_result: Option<Value>,
+}
+
+impl CallOp {
+    pub fn internal(user: Identity, op: Op) -> Self {
+        Self {
+            user,
+            op,
+            reply: None,
+            ok_result: None,
+        }
+    }
+}
+
+/// Ends the call for everyone (server shutdown, an operator).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Terminate {
+    pub reason: EndReason,
+}
+
+/// A live channel's host taken into a call from that channel's audience.
+struct Live {
+    channel: ChannelId,
+    host: Identity,
+    paused: bool,
+}
+
+pub struct CallActor {
+    engine: Arc<CallEngine>,
+    call: Call,
+    channel: ChannelId,
+    push: Value,
+    /// Callees that were busy when invited: they get `call_missed` instead of ringing.
+    busy: HashSet<Identity>,
+    live: Option<Live>,
+    /// The `call` request's reply, sent once the call's log rows are committed.
+    placed: Option<(Reply, Vec<Identity>)>,
+    requested_at: Instant,
+    seen: HashMap<Identity, LegState>,
+    rang_at: HashMap<Identity, Instant>,
+    connect_logged: HashSet<Identity>,
+    heard: HashSet<Identity>,
+    timer: Option<SpawnHandle>,
+    finished: bool,
+}
+
+impl CallActor {
+    pub fn new(
+        engine: Arc<CallEngine>,
+        call: Call,
+        push: Value,
+        busy: Vec<Identity>,
+        live_channel: Option<ChannelId>,
+        reply: Reply,
+        requested_at: Instant,
+    ) -> Self {
+        let channel = call_channel(call.id());
+        let live = live_channel.map(|channel| Live {
+            channel,
+            host: call.legs()[1].user().clone(),
+            paused: false,
+        });
+        Self {
+            engine,
+            channel,
+            push,
+            busy: busy.iter().cloned().collect(),
+            live,
+            placed: Some((reply, busy)),
+            requested_at,
+            seen: HashMap::new(),
+            rang_at: HashMap::new(),
+            connect_logged: HashSet::new(),
+            heard: HashSet::new(),
+            timer: None,
+            finished: false,
+            call,
+        }
+    }
+
+    fn apply(&mut self, user: &Identity, op: Op, now: Instant) -> Result<Value, ApiError> {
+        let none = json!({});
+        match op {
+            Op::Accept { media } => {
+                self.replace_other_call(user);
+                self.call.accept(user, media, now)?;
+            }
+            Op::Join => {
+                self.replace_other_call(user);
+                self.call.join(user, now)?;
+            }
+            Op::Reject { reason } => self.call.reject(user, reason, now)?,
+            Op::Hangup { reason } => self.call.hangup(user, reason, now)?,
+            Op::Invite { callees } => {
+                let busy = self.engine.busy(&callees, self.call.id());
+                let invited = self.call.invite(user, callees, now)?;
+                let busy: Vec<Identity> =
+                    invited.iter().filter(|u| busy.contains(u)).cloned().collect();
+                for b in &busy {
+                    self.busy.insert(b.clone());
+                    // Just invited, so ringing: a busy line declines at once.
+                    let _ = self.call.reject(b, RejectReason::Busy, now);
+                }
+                return Ok(json!({ "busy": busy, "invited": invited }));
+            }
+            Op::MediaChange { media } => {
+                let tx = self.call.request_media_change(user, media, now)?;
+                return Ok(json!({ "transaction": tx }));
+            }
+            Op::MediaChangeCancel { transaction } => {
+                self.call.cancel_media_change(user, &transaction)?
+            }
+            Op::MediaChangeReply { transaction, agree } => {
+                self.call.reply_media_change(user, &transaction, agree)?
+            }
+            Op::Send { kind, content } => {
+                self.require_connected(user)?;
+                let to = self.others(user);
+                let frame = protocol::call_event(
+                    self.call.id(),
+                    None,
+                    &json!({"event": "call_message", "from": user, "kind": kind, "content": content}),
+                    &[],
+                );
+                self.engine.deliver(&to, &frame);
+            }
+            Op::MediaState { microphone, camera } => {
+                self.require_connected(user)?;
+                let to = self.others(user);
+                let frame = protocol::call_event(
+                    self.call.id(),
+                    None,
+                    &json!({"event": "remote_media_state", "user": user,
+                            "microphone": microphone, "camera": camera}),
+                    &[],
+                );
+                self.engine.deliver(&to, &frame);
+            }
+            Op::Disconnect => self.call.disconnect(user, now)?,
+            Op::Reconnect => self.call.reconnect(user)?,
+            Op::FirstAudio => self.first_audio(user, now),
+        }
+        Ok(none)
+    }
+
+    fn require_connected(&self, user: &Identity) -> Result<(), ApiError> {
+        match self.call.leg(user) {
+            Some(l) if l.state() == LegState::Connected && self.call.connected_at().is_some() => {
+                Ok(())
+            }
+            Some(_) => Err(CallError::WrongState("not connected to the call").into()),
+            None => Err(CallError::NotInCall(user.clone()).into()),
+        }
+    }
+
+    fn others(&self, user: &Identity) -> Vec<Identity> {
+        self.call
+            .legs()
+            .iter()
+            .filter(|l| l.state() == LegState::Connected && l.user() != user)
+            .map(|l| l.user().clone())
+            .collect()
+    }
+
+    /// One active call per user: answering this one ends the one the user is in.
+    fn replace_other_call(&self, user: &Identity) {
+        let Some(leg) = self.call.leg(user) else {
+            return;
+        };
+        if leg.state() == LegState::Connected {
+            return;
+        }
+        if let Some(other) = self.engine.active_call(user) {
+            if &other != self.call.id() {
+                let _ = self.engine.route(
+                    &other,
+                    CallOp::internal(
+                        user.clone(),
+                        Op::Hangup {
+                            reason: EndReason::Replaced,
+                        },
+                    ),
+                );
+            }
+        }
+    }
+
+    fn first_audio(&mut self, user: &Identity, now: Instant) {
+        if !self.heard.insert(user.clone()) {
+            return;
+        }
+        let Some(connected) = self.call.leg(user).and_then(|l| l.joined_at()) else {
+            return;
+        };
+        let since = self.call.connected_at().map_or(connected, |c| c.max(connected));
+        metrics::histogram!(m::CALL_SETUP_FIRST_AUDIO)
+            .record(now.saturating_duration_since(since).as_secs_f64());
+        self.engine.logs.do_send(LogWrite::FirstAudio {
+            call_id: self.call.id().clone(),
+            user: user.clone(),
+            at_ms: self.call.unix_ms(now),
+        });
+    }
+
+    /// Delivers what the call produced and brings the directory, logs, channel and timer in
+    /// line with its new state.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let outputs: Vec<_> = self.call.drain().collect();
+        let id = self.call.id().clone();
+        for out in outputs {
+            let name = event_name(&out.event);
+            let extra: Vec<(&str, Value)> = match out.event {
+                CallEvent::Connected { .. } => vec![("channel", json!(self.channel))],
+                _ => Vec::new(),
+            };
+            let mut to = out.to.clone();
+            if let CallEvent::Incoming { caller, .. } = &out.event {
+                let callee = &out.to[0];
+                if self.busy.contains(callee) {
+                    let frame = protocol::call_event(
+                        &id,
+                        Some(out.seq),
+                        &json!({"event": "call_missed", "user": callee, "caller": caller,
+                                "reason": "busy"}),
+                        &[],
+                    );
+                    self.engine.deliver(&out.to, &frame);
+                    to.clear();
+                } else {
+                    let frame = protocol::call_event(&id, Some(out.seq), &out.event, &extra);
+                    let reached = self.engine.deliver(&to, &frame);
+                    to.clear();
+                    if reached.is_empty() {
+                        metrics::counter!(m::CALL_INVITES_OFFLINE).increment(1);
+                        self.engine.webhook(
+                            &id,
+                            WebhookEvent::invite_offline(
+                                &self.call,
+                                callee,
+                                self.push.clone(),
+                                unix_ms(),
+                            ),
+                        );
+                    } else {
+                        self.rang(callee, now);
+                    }
+                }
+            }
+            // A busy callee's own leg events stay with the caller's side.
+            to.retain(|u| !self.busy.contains(u) || matches!(out.event, CallEvent::Missed { .. }));
+            if !to.is_empty() {
+                let frame = protocol::call_event(&id, Some(out.seq), &out.event, &extra);
+                self.engine.deliver(&to, &frame);
+            }
+            self.engine.observe(|| {
+                let mut extra = extra.clone();
+                extra.push(("observed_for", json!(out.to)));
+                protocol::call_event(&id, Some(out.seq), &out.event, &extra)
+            });
+            let mut data = serde_json::to_value(&out.event).unwrap_or(Value::Null);
+            if let Value::Object(map) = &mut data {
+                map.remove("event");
+                map.insert("to".into(), json!(out.to));
+            }
+            self.engine
+                .webhook(&id, WebhookEvent::new(name, unix_ms(), data));
+        }
+        self.engine.sync(&self.call);
+        self.log_transitions(now);
+        self.sync_live();
+        if self.call.is_ended() {
+            self.finish(ctx);
+        } else {
+            self.schedule(ctx, now);
+        }
+    }
+
+    fn rang(&mut self, callee: &Identity, now: Instant) {
+        if self.rang_at.insert(callee.clone(), now).is_some() {
+            return;
+        }
+        metrics::histogram!(m::CALL_SETUP_RING)
+            .record(now.saturating_duration_since(self.requested_at).as_secs_f64());
+        let at_ms = self.call.unix_ms(now);
+        let mut users = vec![callee.clone()];
+        if let Some(by) = self.call.leg(callee).and_then(|l| l.invited_by()) {
+            users.push(by.clone());
+        }
+        for user in users {
+            self.engine.logs.do_send(LogWrite::Ringing {
+                call_id: self.call.id().clone(),
+                user,
+                at_ms,
+                });
+        }
+    }
+
+    fn log_transitions(&mut self, now: Instant) {
+        let id = self.call.id().clone();
+        let mut opened = Vec::new();
+        let mut writes = Vec::new();
+        let members: Vec<Identity> = self.call.legs().iter().map(|l| l.user().clone()).collect();
+        for (i, leg) in self.call.legs().iter().enumerate() {
+            let user = leg.user().clone();
+            let state = leg.state();
+            let prev = self.seen.insert(user.clone(), state);
+            if prev.is_none() {
+                opened.push(NewCallLog {
+                    call_id: id.clone(),
+                    user: user.clone(),
+                    call_type: self.call.call_type(),
+                    media: self.call.media(),
+                    direction: if i == 0 {
+                        Direction::Outgoing
+                    } else {
+                        Direction::Incoming
+                    },
+                    peers: members.iter().filter(|u| **u != user).cloned().collect(),
+                    start_ms: self.call.unix_ms(now),
+                    ring_ms: None,
+                });
+            }
+            if state == LegState::Connected
+                && self.call.connected_at().is_some()
+                && self.connect_logged.insert(user.clone())
+            {
+                let joined = leg.joined_at().unwrap_or(now);
+                let at = self.call.connected_at().map_or(joined, |c| c.max(joined));
+                if i > 0 {
+                    if let Some(rang) = self.rang_at.get(&user) {
+                        metrics::histogram!(m::CALL_SETUP_ANSWER)
+                            .record(joined.saturating_duration_since(*rang).as_secs_f64());
+                    }
+                }
+                writes.push(LogWrite::Connect {
+                    call_id: id.clone(),
+                    user: user.clone(),
+                    at_ms: self.call.unix_ms(at),
+                        });
+            }
+            if state == LegState::Left && prev != Some(LegState::Left) {
+                self.connect_logged.remove(&user);
+                let (reason, at) = leg.left().unwrap_or((EndReason::Hangup, now));
+                let engine = self.engine.clone();
+                let to = user.clone();
+                let call_id = id.clone();
+                writes.push(LogWrite::Close {
+                    call_id: id.clone(),
+                    user: user.clone(),
+                    at_ms: self.call.unix_ms(at),
+                    reason,
+                    then: Some(Box::new(move |row| {
+                        let frame = protocol::call_event(
+                            &call_id,
+                            None,
+                            &json!({"event": "call_log", "log": row}),
+                            &[],
+                        );
+                        engine.deliver(&[to], &frame);
+                    })),
+                });
+                if !self.call.is_ended() {
+                    // A member who left a group call leaves its media too.
+                    if let Some(ch) = self.engine.channels.get(&self.channel) {
+                        ch.do_send(AdminKick::Identity(user.clone()));
+                    }
+                }
+            }
+        }
+        if !opened.is_empty() {
+            // Opened before anything else about these rows is written (the mailbox is FIFO).
+            self.engine.logs.do_send(LogWrite::Open(opened));
+        }
+        for w in writes {
+            self.engine.logs.do_send(w);
+        }
+    }
+
+    fn sync_live(&mut self) {
+        let Some(live) = &mut self.live else {
+            return;
+        };
+        let want = self.call.phase() == Phase::Connected
+            && self
+                .call
+                .leg(&live.host)
+                .is_some_and(|l| l.state() == LegState::Connected);
+        if want == live.paused {
+            return;
+        }
+        live.paused = want;
+        if let Some(ch) = self.engine.channels.get(&live.channel) {
+            ch.do_send(PausePublisher {
+                identity: live.host.clone(),
+                paused: want,
+                call_id: self.call.id().to_string(),
+            });
+        }
+    }
+
+    fn finish(&mut self, ctx: &mut Context<Self>) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
+        if let Some((_, at)) = self.call.ended_at().map(|at| ((), at)) {
+            if let Phase::Ended(reason) = self.call.phase() {
+                metrics::counter!(m::CALLS_ENDED, "reason" => reason.as_str()).increment(1);
+                if let Some(c) = self.call.connected_at() {
+                    metrics::histogram!(m::CALL_DURATION)
+                        .record(at.saturating_duration_since(c).as_secs_f64());
+                }
+            }
+        }
+        metrics::gauge!(m::CALLS_ACTIVE).decrement(1.0);
+        if let Some(ch) = self.engine.channels.get(&self.channel) {
+            ch.do_send(AdminStop);
+        }
+        self.engine.webhook_finish(self.call.id());
+        ctx.stop();
+    }
+
+    fn schedule(&mut self, ctx: &mut Context<Self>, now: Instant) {
+        if let Some(h) = self.timer.take() {
+            ctx.cancel_future(h);
+        }
+        if let Some(at) = self.call.next_deadline() {
+            let wait = at.saturating_duration_since(now);
+            self.timer = Some(ctx.run_later(wait, |act, ctx| {
+                act.timer = None;
+                act.call.timeout(Instant::now());
+                act.flush(ctx);
+            }));
+        }
+    }
+}
+
+pub fn event_name(e: &CallEvent) -> &'static str {
+    match e {
+        CallEvent::Incoming { .. } => "call_incoming",
+        CallEvent::Ringing { .. } => "call_ringing",
+        CallEvent::Connected { .. } => "call_connected",
+        CallEvent::ParticipantState { .. } => "participant_state",
+        CallEvent::Ended { .. } => "call_ended",
+        CallEvent::Missed { .. } => "call_missed",
+        CallEvent::TypeChanged { .. } => "call_type_changed",
+        CallEvent::MediaChangeRequested { .. } => "media_change_requested",
+        CallEvent::MediaChangeResult { .. } => "media_change_result",
+    }
+}
+
+impl Actor for CallActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(256);
+        metrics::gauge!(m::CALLS_ACTIVE).increment(1.0);
+        metrics::counter!(m::CALLS_PLACED).increment(1);
+        // Busy callees decline at once; the call may end right here (everyone busy).
+        let now = Instant::now();
+        for b in self.busy.clone() {
+            let _ = self.call.reject(&b, RejectReason::Busy, now);
+        }
+        // The rows are committed before the caller hears `ok`: an acknowledged call is on
+        // disk. Nothing else runs in this actor until then.
+        let members: Vec<Identity> = self.call.legs().iter().map(|l| l.user().clone()).collect();
+        let opened: Vec<NewCallLog> = self
+            .call
+            .legs()
+            .iter()
+            .enumerate()
+            .map(|(i, leg)| NewCallLog {
+                call_id: self.call.id().clone(),
+                user: leg.user().clone(),
+                call_type: self.call.call_type(),
+                media: self.call.media(),
+                direction: if i == 0 {
+                    Direction::Outgoing
+                } else {
+                    Direction::Incoming
+                },
+                peers: members.iter().filter(|u| *u != leg.user()).cloned().collect(),
+                start_ms: self.call.unix_ms(self.requested_at),
+                ring_ms: None,
+            })
+            .collect();
+        for leg in self.call.legs() {
+            // Everyone starts as seen in the state they were created in, so the busy ones'
+            // departure is logged by the first flush.
+            let state = if self.busy.contains(leg.user()) {
+                LegState::Ringing
+            } else {
+                leg.state()
+            };
+            self.seen.insert(leg.user().clone(), state);
+        }
+        let write = self.engine.logs.send(LogWrite::Open(opened));
+        ctx.wait(write.into_actor(self).map(|result, act, ctx| {
+            let ok = matches!(result, Ok(Ok(_)));
+            if !ok {
+                tracing::error!(call = %act.call.id(), ?result, "call log rows not written");
+            }
+            if let Some((reply, busy)) = act.placed.take() {
+                if ok {
+                    reply.ok(json!({
+                        "call_id": act.call.id(),
+                        "busy": busy,
+                        "channel": act.channel,
+                    }));
+                } else {
+                    reply.error(&ApiError::new(
+                        crate::error::ErrorCode::Internal,
+                        "the call could not be logged, so it was not placed; try again",
+                    ));
+                    act.call.terminate(EndReason::Canceled, Instant::now());
+                    let _ = act.call.drain().count();
+                    act.engine.sync(&act.call);
+                    act.finish(ctx);
+                    return;
+                }
+            }
+            act.flush(ctx);
+        }));
+    }
+}
+
+impl Handler<CallOp> for CallActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: CallOp, ctx: &mut Self::Context) {
+        if self.finished {
+            if let Some(r) = msg.reply {
+                r.error(&ApiError::not_found(format!(
+                    "call '{}' has ended",
+                    self.call.id()
+                )));
+            }
+            return;
+        }
+        let now = Instant::now();
+        match self.apply(&msg.user, msg.op, now) {
+            Ok(result) => {
+                if let Some(r) = &msg.reply {
+                    r.ok(msg.ok_result.unwrap_or(result));
+                }
+            }
+            Err(err) => {
+                if let Some(r) = &msg.reply {
+                    r.error(&err);
+                }
+            }
+        }
+        self.flush(ctx);
+    }
+}
+
+impl Handler<Terminate> for CallActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Terminate, ctx: &mut Self::Context) {
+        self.call.terminate(msg.reason, Instant::now());
+        self.flush(ctx);
+    }
+}

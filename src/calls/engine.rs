@@ -1,0 +1,503 @@
+//! `CallEngine`: the user directory (who is online to be called, who is in which call) and
+//! call placement with busy and glare decided under one lock, so two calls racing for the
+//! same users always see each other.
+//!
+//! The lock guards plain maps and is held for microseconds on the signalling path; media
+//! never touches it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use actix::prelude::*;
+use bytestring::ByteString;
+use serde_json::{json, Value};
+
+use super::actor::{CallActor, CallOp, Op, Reply};
+use super::call::{glare_winner, Call, CallId, CallSetup, LegState, Media, Survivor};
+use super::delivery::{Push, WebhookActor};
+use super::logs::CallLogActor;
+use super::store::{SqliteStore, StoreError};
+use super::webhook::{WebhookConfig, WebhookEvent};
+use crate::config::CallsConfig;
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::{ChannelId, Identity, SessionId};
+use crate::participant::ToSession;
+use crate::state::ChannelRegistry;
+
+/// Channels named `call:<call ID>` carry a call's media; only its connected members may join.
+pub const CALL_CHANNEL_PREFIX: &str = "call:";
+
+pub fn call_channel(id: &CallId) -> ChannelId {
+    ChannelId::parse(&format!("{CALL_CHANNEL_PREFIX}{id}")).expect("call IDs are channel-safe")
+}
+
+/// The call a `call:` channel belongs to.
+pub fn channel_call(channel: &ChannelId) -> Option<CallId> {
+    let id = channel.as_str().strip_prefix(CALL_CHANNEL_PREFIX)?;
+    CallId::parse(id).ok()
+}
+
+pub fn unix_ms() -> i64 {
+    i64::try_from(crate::token::now_unix_ms()).unwrap_or(i64::MAX)
+}
+
+#[derive(Default)]
+struct User {
+    sessions: Vec<(SessionId, Recipient<ToSession>)>,
+    /// The calls this user is ringing or connected in.
+    legs: HashMap<CallId, LegState>,
+}
+
+impl User {
+    fn connected_call(&self) -> Option<&CallId> {
+        self.legs
+            .iter()
+            .find(|(_, s)| **s == LegState::Connected)
+            .map(|(c, _)| c)
+    }
+}
+
+struct Entry {
+    addr: Addr<CallActor>,
+    caller: Identity,
+    /// Nobody has answered yet.
+    unanswered: bool,
+}
+
+#[derive(Default)]
+struct Directory {
+    users: HashMap<Identity, User>,
+    proxies: HashMap<SessionId, Recipient<ToSession>>,
+    calls: HashMap<CallId, Entry>,
+}
+
+impl Directory {
+    fn prune(&mut self, user: &Identity) {
+        if self
+            .users
+            .get(user)
+            .is_some_and(|u| u.sessions.is_empty() && u.legs.is_empty())
+        {
+            self.users.remove(user);
+        }
+    }
+
+    fn connected_call(&self, user: &Identity) -> Option<CallId> {
+        self.users.get(user)?.connected_call().cloned()
+    }
+}
+
+/// A `call` request, checked for form by the session.
+pub struct PlaceCall {
+    pub caller: Identity,
+    pub callees: Vec<Identity>,
+    pub media: Media,
+    pub extra: Value,
+    pub push: Value,
+    pub live_channel: Option<ChannelId>,
+    pub reply: Reply,
+}
+
+pub struct CallEngine {
+    pub config: CallsConfig,
+    dir: Mutex<Directory>,
+    pub logs: Addr<CallLogActor>,
+    webhooks: Option<Addr<WebhookActor>>,
+    pub channels: Arc<ChannelRegistry>,
+}
+
+impl CallEngine {
+    /// Opens the call-log store, closes calls a previous process left open, and starts the
+    /// store's thread and the webhook sender. Runs inside an actix system, before the server
+    /// accepts connections.
+    pub fn start(
+        config: &CallsConfig,
+        channels: Arc<ChannelRegistry>,
+    ) -> Result<Arc<Self>, StoreError> {
+        use super::store::CallLogStore;
+        let mut store = SqliteStore::open_configured(&config.database)?;
+        let closed = store.close_open_calls_at_startup(unix_ms())?;
+        if closed > 0 {
+            tracing::warn!(
+                rows = closed,
+                "closed call-log rows left open by the previous run as server_restart"
+            );
+        }
+        let store = Mutex::new(Some(store));
+        let logs = SyncArbiter::start(1, move || {
+            let store = store
+                .lock()
+                .expect("store lock")
+                .take()
+                .expect("one log thread");
+            CallLogActor::new(Box::new(store))
+        });
+        let webhooks = (!config.webhook_url.is_empty()).then(|| {
+            let wh = WebhookConfig {
+                capacity: config.webhook_queue,
+                max_attempts: config.webhook_attempts,
+                ..WebhookConfig::default()
+            };
+            WebhookActor::new(
+                config.webhook_url.clone(),
+                config.webhook_secret.clone().into_bytes(),
+                wh,
+                config.webhook_timeout,
+            )
+            .start()
+        });
+        Ok(Arc::new(Self {
+            config: config.clone(),
+            dir: Mutex::new(Directory::default()),
+            logs,
+            webhooks,
+            channels,
+        }))
+    }
+
+    fn dir(&self) -> MutexGuard<'_, Directory> {
+        // A panic while holding the lock leaves plain maps behind, still usable.
+        self.dir.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A session with the `call` grant is online: calls to its identity ring it. Calls the
+    /// identity was in learn it is back (the reconnect grace stops).
+    pub fn register(&self, identity: &Identity, session: &SessionId, to: Recipient<ToSession>) {
+        let calls: Vec<Addr<CallActor>> = {
+            let mut dir = self.dir();
+            let user = dir.users.entry(identity.clone()).or_default();
+            let first = user.sessions.is_empty();
+            user.sessions.push((session.clone(), to));
+            let ids: Vec<CallId> = if first {
+                user.legs.keys().cloned().collect()
+            } else {
+                Vec::new()
+            };
+            ids.iter()
+                .filter_map(|id| dir.calls.get(id).map(|e| e.addr.clone()))
+                .collect()
+        };
+        for addr in calls {
+            addr.do_send(CallOp::internal(identity.clone(), Op::Reconnect));
+        }
+    }
+
+    /// The session is gone. When it was the identity's last, its calls start the grace.
+    pub fn unregister(&self, identity: &Identity, session: &SessionId) {
+        let calls: Vec<Addr<CallActor>> = {
+            let mut dir = self.dir();
+            dir.proxies.remove(session);
+            let Some(user) = dir.users.get_mut(identity) else {
+                return;
+            };
+            let before = user.sessions.len();
+            user.sessions.retain(|(s, _)| s != session);
+            let last = before > 0 && user.sessions.is_empty();
+            let ids: Vec<CallId> = if last {
+                user.legs.keys().cloned().collect()
+            } else {
+                Vec::new()
+            };
+            let addrs = ids
+                .iter()
+                .filter_map(|id| dir.calls.get(id).map(|e| e.addr.clone()))
+                .collect();
+            dir.prune(identity);
+            addrs
+        };
+        for addr in calls {
+            addr.do_send(CallOp::internal(identity.clone(), Op::Disconnect));
+        }
+    }
+
+    /// A session with the `proxy` grant sees every call's events.
+    pub fn register_proxy(&self, session: &SessionId, to: Recipient<ToSession>) {
+        self.dir().proxies.insert(session.clone(), to);
+    }
+
+    pub fn online(&self, user: &Identity) -> bool {
+        self.dir()
+            .users
+            .get(user)
+            .is_some_and(|u| !u.sessions.is_empty())
+    }
+
+    /// Writes `frame` to every live session of each of `to`; returns those who had one.
+    pub fn deliver(&self, to: &[Identity], frame: &ByteString) -> Vec<Identity> {
+        let dir = self.dir();
+        let mut reached = Vec::new();
+        for user in to {
+            let Some(u) = dir.users.get(user) else {
+                continue;
+            };
+            for (_, session) in &u.sessions {
+                // A session whose queue is full is being dropped as too slow by its own
+                // channel traffic; its call state is re-sent when it reconnects.
+                let _ = session.try_send(ToSession::Frame(frame.clone()));
+            }
+            if !u.sessions.is_empty() {
+                reached.push(user.clone());
+            }
+        }
+        reached
+    }
+
+    /// Copies a call event to every proxy session.
+    pub fn observe(&self, frame: impl FnOnce() -> ByteString) {
+        let dir = self.dir();
+        if dir.proxies.is_empty() {
+            return;
+        }
+        let frame = frame();
+        for session in dir.proxies.values() {
+            let _ = session.try_send(ToSession::Frame(frame.clone()));
+        }
+    }
+
+    /// The call `user` is connected in, if any.
+    pub fn active_call(&self, user: &Identity) -> Option<CallId> {
+        self.dir().connected_call(user)
+    }
+
+    /// Calls `user` rings or is connected in.
+    pub fn calls_of(&self, user: &Identity) -> Vec<CallId> {
+        self.dir()
+            .users
+            .get(user)
+            .map(|u| u.legs.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn is_connected_member(&self, call: &CallId, user: &Identity) -> bool {
+        self.dir()
+            .users
+            .get(user)
+            .and_then(|u| u.legs.get(call))
+            .is_some_and(|s| *s == LegState::Connected)
+    }
+
+    /// Of `users`, those connected in a call other than `except`.
+    pub fn busy(&self, users: &[Identity], except: &CallId) -> Vec<Identity> {
+        let dir = self.dir();
+        users
+            .iter()
+            .filter(|u| dir.connected_call(u).is_some_and(|c| &c != except))
+            .cloned()
+            .collect()
+    }
+
+    pub fn route(&self, call: &CallId, op: CallOp) -> Result<(), ApiError> {
+        let addr = self
+            .dir()
+            .calls
+            .get(call)
+            .map(|e| e.addr.clone())
+            .ok_or_else(|| ApiError::not_found(format!("no call '{call}' is in progress")))?;
+        addr.try_send(op).map_err(|e| match e {
+            SendError::Full(_) => ApiError::new(
+                ErrorCode::RateLimited,
+                format!("call '{call}' is busy; retry shortly"),
+            ),
+            SendError::Closed(_) => ApiError::not_found(format!("call '{call}' has ended")),
+        })
+    }
+
+    pub fn call_addr(&self, call: &CallId) -> Option<Addr<CallActor>> {
+        self.dir().calls.get(call).map(|e| e.addr.clone())
+    }
+
+    /// Mirrors a call's legs into the directory after every change.
+    pub fn sync(&self, call: &Call) {
+        let mut dir = self.dir();
+        let id = call.id();
+        for leg in call.legs() {
+            let user = leg.user();
+            match leg.state() {
+                LegState::Left => {
+                    if let Some(u) = dir.users.get_mut(user) {
+                        u.legs.remove(id);
+                    }
+                    dir.prune(user);
+                }
+                state => {
+                    dir.users
+                        .entry(user.clone())
+                        .or_default()
+                        .legs
+                        .insert(id.clone(), state);
+                }
+            }
+        }
+        if call.is_ended() {
+            dir.calls.remove(id);
+        } else if let Some(e) = dir.calls.get_mut(id) {
+            e.unanswered = call.connected_at().is_none();
+        }
+    }
+
+    pub fn webhook(&self, call: &CallId, event: WebhookEvent) {
+        if let Some(w) = &self.webhooks {
+            w.do_send(Push {
+                call_id: call.clone(),
+                event,
+            });
+        }
+    }
+
+    pub fn webhook_finish(&self, call: &CallId) {
+        if let Some(w) = &self.webhooks {
+            w.do_send(super::delivery::Finish {
+                call_id: call.clone(),
+            });
+        }
+    }
+
+    /// Ends every call (graceful shutdown); resolves once each call has taken the message.
+    pub async fn terminate_all(&self, reason: super::call::EndReason) {
+        let addrs: Vec<Addr<CallActor>> = self.dir().calls.values().map(|e| e.addr.clone()).collect();
+        let sends = addrs
+            .iter()
+            .map(|a| a.send(super::actor::Terminate { reason }));
+        let _ = futures_util::future::join_all(sends).await;
+    }
+
+    pub fn calls_in_progress(&self) -> usize {
+        self.dir().calls.len()
+    }
+
+    /// Places a call. Busy callees (connected in another call) are not rung; they get a
+    /// missed call. A call to someone whose own unanswered call rings the caller is glare:
+    /// one of the two calls survives by [`glare_winner`] and connects both.
+    pub fn place_call(self: &Arc<Self>, req: PlaceCall) -> Result<(), ApiError> {
+        let now = Instant::now();
+        let mut callees: Vec<Identity> = Vec::with_capacity(req.callees.len());
+        for c in req.callees {
+            if !callees.contains(&c) {
+                callees.push(c);
+            }
+        }
+        if callees.contains(&req.caller) {
+            return Err(ApiError::bad_request("a caller cannot call itself"));
+        }
+        if callees.is_empty() {
+            return Err(ApiError::bad_request("\"callees\" must name at least one user"));
+        }
+        if req.live_channel.is_some() && callees.len() != 1 {
+            return Err(ApiError::bad_request(
+                "a call from a live channel goes to exactly one host",
+            ));
+        }
+        let mut dir = self.dir();
+        if dir.calls.len() >= self.config.max_calls {
+            return Err(ApiError::new(
+                ErrorCode::Busy,
+                format!(
+                    "the server carries its limit of {} calls; try again later",
+                    self.config.max_calls
+                ),
+            ));
+        }
+        let id = CallId::random();
+        // Glare: the one callee has an unanswered call of its own ringing this caller.
+        let mut glare_with: Option<(CallId, Addr<CallActor>)> = None;
+        if let [callee] = callees.as_slice() {
+            if let Some(theirs) = dir.connected_call(callee) {
+                let entry = dir.calls.get(&theirs);
+                let ringing_me = dir
+                    .users
+                    .get(&req.caller)
+                    .and_then(|u| u.legs.get(&theirs))
+                    .is_some_and(|s| *s == LegState::Ringing);
+                if let Some(e) = entry.filter(|e| e.unanswered && &e.caller == callee) {
+                    if ringing_me {
+                        glare_with = Some((theirs.clone(), e.addr.clone()));
+                    }
+                }
+            }
+        }
+        if let Some(current) = dir.connected_call(&req.caller) {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("you are in call '{current}'; hang up before placing another"),
+            ));
+        }
+        if let Some((theirs, addr)) = &glare_with {
+            if glare_winner(&id, &req.caller, theirs, &callees[0]) == Survivor::Second {
+                // Their call stands: answering it is what both wanted.
+                drop(dir);
+                let channel = call_channel(theirs);
+                let mut op = CallOp::internal(req.caller.clone(), Op::Accept { media: None });
+                op.reply = Some(req.reply);
+                op.ok_result = Some(json!({
+                    "call_id": theirs,
+                    "busy": [],
+                    "channel": channel,
+                    "glare": true,
+                }));
+                addr.do_send(op);
+                return Ok(());
+            }
+        }
+        let busy: Vec<Identity> = callees
+            .iter()
+            .filter(|u| {
+                glare_with.is_none() && dir.connected_call(u).is_some()
+            })
+            .cloned()
+            .collect();
+        let setup = CallSetup {
+            id: id.clone(),
+            caller: req.caller.clone(),
+            callees: callees.clone(),
+            media: req.media,
+            extra: req.extra,
+            ring_timeout: self.config.ring_timeout,
+            reconnect_grace: self.config.reconnect_grace,
+            created_unix_ms: unix_ms(),
+        };
+        let call = Call::new(setup, now).map_err(ApiError::from)?;
+        let engine = self.clone();
+        let glare = glare_with.is_some();
+        let addr = CallActor::new(
+            engine,
+            call,
+            req.push,
+            busy.clone(),
+            req.live_channel,
+            req.reply,
+            now,
+        )
+        .start();
+        // Registered before the lock is released, so a racing call sees this one.
+        dir.calls.insert(
+            id.clone(),
+            Entry {
+                addr: addr.clone(),
+                caller: req.caller.clone(),
+                unanswered: true,
+            },
+        );
+        dir.users
+            .entry(req.caller.clone())
+            .or_default()
+            .legs
+            .insert(id.clone(), LegState::Connected);
+        for c in callees.iter().filter(|c| !busy.contains(c)) {
+            dir.users
+                .entry(c.clone())
+                .or_default()
+                .legs
+                .insert(id.clone(), LegState::Ringing);
+        }
+        drop(dir);
+        if glare {
+            // This call stands: the callee answers it, which ends its own call as replaced.
+            addr.do_send(CallOp::internal(
+                callees[0].clone(),
+                Op::Accept { media: None },
+            ));
+        }
+        Ok(())
+    }
+}

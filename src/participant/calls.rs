@@ -1,0 +1,330 @@
+//! The call requests of a session: checked for form and grants here, then handed to the call
+//! engine (placement) or the call's actor, whose replies come back through this session's
+//! mailbox.
+
+use actix::prelude::*;
+use actix_web_actors::ws;
+use serde_json::json;
+
+use super::ParticipantActor;
+use crate::calls::actor::{CallOp, Op, Reply};
+use crate::calls::call::{CallId, EndReason, RejectReason, TransactionId};
+use crate::calls::engine::PlaceCall;
+use crate::calls::logs::{LogAnswer, LogQuery};
+use crate::calls::store::{Cursor, Order, PageRequest, MAX_PAGE};
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::{ChannelId, Identity};
+use crate::protocol::{self, Request};
+use crate::token::{GRANT_CALL, GRANT_PROXY};
+
+
+
+/// Call logs a page shows when the request names no count.
+const DEFAULT_PAGE: usize = 20;
+
+impl ParticipantActor {
+    /// The identity a call request acts for: the session's own, or with the proxy grant the
+    /// one named in `as`.
+    pub(super) fn caller(&self, on_behalf: Option<String>) -> Result<Identity, ApiError> {
+        match on_behalf {
+            Some(other) => {
+                if !self.grant.has(GRANT_PROXY) {
+                    return Err(ApiError::forbidden(
+                        "acting for another identity (\"as\") needs the 'proxy' grant",
+                    ));
+                }
+                Ok(Identity::parse(&other)?)
+            }
+            None => {
+                if !self.grant.has(GRANT_CALL) && !self.grant.has(GRANT_PROXY) {
+                    return Err(ApiError::forbidden(
+                        "calls need the 'call' grant in your token",
+                    ));
+                }
+                Ok(self.grant.identity.clone())
+            }
+        }
+    }
+
+    fn reply(&self, id: Option<u64>, ctx: &mut ws::WebsocketContext<Self>) -> Reply {
+        Reply {
+            to: ctx.address().recipient(),
+            id,
+        }
+    }
+
+    pub(super) fn route_call(
+        &mut self,
+        id: Option<u64>,
+        call_id: &str,
+        user: Identity,
+        op: Op,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) -> Result<(), ApiError> {
+        let call = CallId::parse(call_id)?;
+        let msg = CallOp {
+            user,
+            op,
+            reply: Some(self.reply(id, ctx)),
+            ok_result: None,
+        };
+        self.state.calls.route(&call, msg)
+    }
+
+    pub(super) fn call_request(
+        &mut self,
+        id: Option<u64>,
+        req: Request,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) -> Result<(), ApiError> {
+        match req {
+            Request::Call {
+                callees,
+                media,
+                extra,
+                push,
+                live_channel,
+                on_behalf,
+            } => {
+                let acting_for_other = on_behalf.is_some();
+                let caller = self.caller(on_behalf)?;
+                if self.state.is_shutting_down() {
+                    return Err(ApiError::new(
+                        ErrorCode::Conflict,
+                        "the server is shutting down; call again shortly",
+                    ));
+                }
+                let callees = callees
+                    .iter()
+                    .map(|c| Identity::parse(c))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let max = crate::calls::call::MAX_MEMBERS - 1;
+                if callees.len() > max {
+                    return Err(ApiError::bad_request(format!(
+                        "a call rings at most {max} callees"
+                    )));
+                }
+                let extra_bytes = extra.to_string().len() + push.to_string().len();
+                if extra_bytes > self.state.config.limits.max_metadata_bytes {
+                    return Err(ApiError::bad_request(format!(
+                        "\"extra\" and \"push\" together must stay under {} bytes",
+                        self.state.config.limits.max_metadata_bytes
+                    )));
+                }
+                let live_channel = match live_channel {
+                    Some(c) => {
+                        let c = ChannelId::parse(&c)?;
+                        // The audience member is here in person; a proxy vouches for itself.
+                        if !acting_for_other && !self.channels.contains_key(&c) {
+                            return Err(ApiError::forbidden(format!(
+                                "join channel '{c}' before calling its host from it"
+                            )));
+                        }
+                        Some(c)
+                    }
+                    None => None,
+                };
+                let reply = self.reply(id, ctx);
+                self.state.calls.place_call(PlaceCall {
+                    caller,
+                    callees,
+                    media,
+                    extra,
+                    push,
+                    live_channel,
+                    reply,
+                })
+            }
+            Request::Accept {
+                call_id,
+                media,
+                on_behalf,
+            } => {
+                let user = self.caller(on_behalf)?;
+                self.route_call(id, &call_id, user, Op::Accept { media }, ctx)
+            }
+            Request::Reject {
+                call_id,
+                reason,
+                on_behalf,
+            } => {
+                let user = self.caller(on_behalf)?;
+                let reason = reason.unwrap_or(RejectReason::Rejected);
+                self.route_call(id, &call_id, user, Op::Reject { reason }, ctx)
+            }
+            Request::Hangup {
+                call_id,
+                reason,
+                on_behalf,
+            } => {
+                let user = self.caller(on_behalf)?;
+                let reason = reason.unwrap_or(EndReason::Hangup);
+                if !matches!(reason, EndReason::Hangup | EndReason::Disconnected) {
+                    return Err(ApiError::bad_request(format!(
+                        "a hangup's reason is 'hangup' or 'disconnected', not '{reason}'"
+                    )));
+                }
+                let call_id = match call_id {
+                    Some(c) => c,
+                    None => {
+                        let calls = self.state.calls.calls_of(&user);
+                        let active = self.state.calls.active_call(&user);
+                        match (active, calls.as_slice()) {
+                            (Some(c), _) => c.to_string(),
+                            (None, [only]) => only.to_string(),
+                            (None, []) => {
+                                return Err(ApiError::not_found("you are in no call"));
+                            }
+                            (None, _) => {
+                                return Err(ApiError::bad_request(
+                                    "several calls are ringing you; name one with \"call_id\"",
+                                ));
+                            }
+                        }
+                    }
+                };
+                self.route_call(id, &call_id, user, Op::Hangup { reason }, ctx)
+            }
+            Request::Invite {
+                call_id,
+                callees,
+                on_behalf,
+            } => {
+                let user = self.caller(on_behalf)?;
+                let callees = callees
+                    .iter()
+                    .map(|c| Identity::parse(c))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if callees.is_empty() {
+                    return Err(ApiError::bad_request("\"callees\" must name at least one user"));
+                }
+                self.route_call(id, &call_id, user, Op::Invite { callees }, ctx)
+            }
+            Request::JoinCall { call_id, on_behalf } => {
+                let user = self.caller(on_behalf)?;
+                self.route_call(id, &call_id, user, Op::Join, ctx)
+            }
+            Request::MediaChange { call_id, media } => {
+                let user = self.caller(None)?;
+                self.route_call(id, &call_id, user, Op::MediaChange { media }, ctx)
+            }
+            Request::MediaChangeCancel { transaction } => {
+                let user = self.caller(None)?;
+                let transaction = TransactionId::parse(&transaction)?;
+                let call = transaction.call_id();
+                self.route_call(
+                    id,
+                    call.as_str(),
+                    user,
+                    Op::MediaChangeCancel { transaction },
+                    ctx,
+                )
+            }
+            Request::MediaChangeReply { transaction, agree } => {
+                let user = self.caller(None)?;
+                let transaction = TransactionId::parse(&transaction)?;
+                let call = transaction.call_id();
+                self.route_call(
+                    id,
+                    call.as_str(),
+                    user,
+                    Op::MediaChangeReply { transaction, agree },
+                    ctx,
+                )
+            }
+            Request::CallMediaState {
+                call_id,
+                microphone,
+                camera,
+            } => {
+                let user = self.caller(None)?;
+                self.route_call(id, &call_id, user, Op::MediaState { microphone, camera }, ctx)
+            }
+            Request::CallLogs {
+                start_time,
+                count,
+                order,
+                after,
+            } => {
+                let user = self.caller(None)?;
+                let count = count.unwrap_or(DEFAULT_PAGE);
+                if count == 0 || count > MAX_PAGE {
+                    return Err(ApiError::bad_request(format!(
+                        "\"count\" must be between 1 and {MAX_PAGE}"
+                    )));
+                }
+                if start_time < -1 {
+                    return Err(ApiError::bad_request(
+                        "\"start_time\" is unix milliseconds, or -1 for the newest",
+                    ));
+                }
+                let after = after.as_deref().map(CallId::parse).transpose()?;
+                let page = PageRequest {
+                    from: Cursor {
+                        start_ms: start_time,
+                        after,
+                    },
+                    count,
+                    order: order.unwrap_or(Order::Desc),
+                };
+                self.log_query(id, LogQuery::Page { user, page }, ctx);
+                Ok(())
+            }
+            Request::OngoingCalls {} => {
+                let user = self.caller(None)?;
+                self.log_query(id, LogQuery::Ongoing { user }, ctx);
+                Ok(())
+            }
+            Request::DeleteCallLogs { call_ids } => {
+                let user = self.caller(None)?;
+                let call_ids = call_ids
+                    .iter()
+                    .map(|c| CallId::parse(c))
+                    .collect::<Result<Vec<_>, _>>()?;
+                if call_ids.is_empty() {
+                    return Err(ApiError::bad_request("\"call_ids\" is empty"));
+                }
+                self.log_query(id, LogQuery::Delete { user, call_ids }, ctx);
+                Ok(())
+            }
+            Request::DeleteAllCallLogs {} => {
+                let user = self.caller(None)?;
+                self.log_query(id, LogQuery::DeleteAll { user }, ctx);
+                Ok(())
+            }
+            _ => Err(ApiError::new(
+                ErrorCode::Internal,
+                "request routed to the call engine by mistake",
+            )),
+        }
+    }
+
+    fn log_query(&mut self, id: Option<u64>, q: LogQuery, ctx: &mut ws::WebsocketContext<Self>) {
+        let logs = self.state.calls.logs.clone();
+        let fut = async move { logs.send(q).await };
+        ctx.spawn(fut.into_actor(self).map(move |result, _, ctx| {
+            let frame = match result {
+                Ok(Ok(LogAnswer::Page(page))) => protocol::ok(
+                    id,
+                    json!({
+                        "logs": page.logs,
+                        "has_more": page.has_more,
+                        "sync_time": page.sync_time_ms,
+                        "next": page.next,
+                    }),
+                ),
+                Ok(Ok(LogAnswer::Ongoing(rows))) => protocol::ok(id, json!({ "logs": rows })),
+                Ok(Ok(LogAnswer::Deleted(n))) => protocol::ok(id, json!({ "deleted": n })),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "call log query failed");
+                    protocol::error(id, &ApiError::from(e))
+                }
+                Err(_) => protocol::error(
+                    id,
+                    &ApiError::new(ErrorCode::Internal, "the call log is unavailable; retry"),
+                ),
+            };
+            ctx.text(frame);
+        }));
+    }
+}
