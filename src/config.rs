@@ -395,7 +395,9 @@ impl Config {
                 );
             }
             if c.webhook_queue == 0 || c.webhook_attempts == 0 {
-                return bad("calls.webhook_queue and calls.webhook_attempts must be above 0".into());
+                return bad(
+                    "calls.webhook_queue and calls.webhook_attempts must be above 0".into(),
+                );
             }
         }
         if !self.roles.contains_key(&self.default_role) {

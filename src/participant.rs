@@ -11,6 +11,7 @@ use actix::prelude::*;
 use actix_web_actors::ws::{self, CloseCode, CloseReason};
 use bytestring::ByteString;
 
+use crate::calls::actor::Op as CallAction;
 use crate::channel::actor::{ChannelActor, Disconnected, Join, MemberOp, MemberRequest};
 use crate::channel::JoinSpec;
 use crate::error::{ApiError, ErrorCode};
@@ -19,7 +20,6 @@ use crate::protocol::{self, Request};
 use crate::session::{Admit, Heartbeat, RateLimiter};
 use crate::state::AppState;
 use crate::token::{Grant, GRANT_CALL, GRANT_PROXY};
-use crate::calls::actor::Op as CallAction;
 
 /// Everything a session receives from the rest of the server.
 #[derive(Message, Debug)]
@@ -310,7 +310,10 @@ impl ParticipantActor {
                 let role = self.state.config.calls.role.clone();
                 (Some(role.clone()), Arc::from(vec![role]))
             }
-            None if channel.as_str().starts_with(crate::calls::engine::CALL_CHANNEL_PREFIX) => {
+            None if channel
+                .as_str()
+                .starts_with(crate::calls::engine::CALL_CHANNEL_PREFIX) =>
+            {
                 return Err(ApiError::forbidden(format!(
                     "channel IDs starting with '{}' are reserved for calls",
                     crate::calls::engine::CALL_CHANNEL_PREFIX

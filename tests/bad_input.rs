@@ -63,8 +63,9 @@ async fn malformed_requests_get_typed_errors_and_connection_survives() {
             Some(10),
         ),
         (
+            // Without the `call` grant.
             r#"{"id": 11, "type": "call", "callees": ["bob"], "media": "audio"}"#.into(),
-            "unsupported",
+            "forbidden",
             Some(11),
         ),
     ];

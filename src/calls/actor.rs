@@ -192,8 +192,11 @@ impl CallActor {
             Op::Invite { callees } => {
                 let busy = self.engine.busy(&callees, self.call.id());
                 let invited = self.call.invite(user, callees, now)?;
-                let busy: Vec<Identity> =
-                    invited.iter().filter(|u| busy.contains(u)).cloned().collect();
+                let busy: Vec<Identity> = invited
+                    .iter()
+                    .filter(|u| busy.contains(u))
+                    .cloned()
+                    .collect();
                 for b in &busy {
                     self.busy.insert(b.clone());
                     // Just invited, so ringing: a busy line declines at once.
@@ -290,7 +293,10 @@ impl CallActor {
         let Some(connected) = self.call.leg(user).and_then(|l| l.joined_at()) else {
             return;
         };
-        let since = self.call.connected_at().map_or(connected, |c| c.max(connected));
+        let since = self
+            .call
+            .connected_at()
+            .map_or(connected, |c| c.max(connected));
         metrics::histogram!(m::CALL_SETUP_FIRST_AUDIO)
             .record(now.saturating_duration_since(since).as_secs_f64());
         self.engine.logs.do_send(LogWrite::FirstAudio {
@@ -378,8 +384,10 @@ impl CallActor {
         if self.rang_at.insert(callee.clone(), now).is_some() {
             return;
         }
-        metrics::histogram!(m::CALL_SETUP_RING)
-            .record(now.saturating_duration_since(self.requested_at).as_secs_f64());
+        metrics::histogram!(m::CALL_SETUP_RING).record(
+            now.saturating_duration_since(self.requested_at)
+                .as_secs_f64(),
+        );
         let at_ms = self.call.unix_ms(now);
         let mut users = vec![callee.clone()];
         if let Some(by) = self.call.leg(callee).and_then(|l| l.invited_by()) {
@@ -390,7 +398,7 @@ impl CallActor {
                 call_id: self.call.id().clone(),
                 user,
                 at_ms,
-                });
+            });
         }
     }
 
@@ -435,7 +443,7 @@ impl CallActor {
                     call_id: id.clone(),
                     user: user.clone(),
                     at_ms: self.call.unix_ms(at),
-                        });
+                });
             }
             if state == LegState::Left && prev != Some(LegState::Left) {
                 self.connect_logged.remove(&user);
@@ -578,7 +586,11 @@ impl Actor for CallActor {
                 } else {
                     Direction::Incoming
                 },
-                peers: members.iter().filter(|u| *u != leg.user()).cloned().collect(),
+                peers: members
+                    .iter()
+                    .filter(|u| *u != leg.user())
+                    .cloned()
+                    .collect(),
                 start_ms: self.call.unix_ms(self.requested_at),
                 ring_ms: None,
             })

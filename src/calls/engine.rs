@@ -355,7 +355,8 @@ impl CallEngine {
 
     /// Ends every call (graceful shutdown); resolves once each call has taken the message.
     pub async fn terminate_all(&self, reason: super::call::EndReason) {
-        let addrs: Vec<Addr<CallActor>> = self.dir().calls.values().map(|e| e.addr.clone()).collect();
+        let addrs: Vec<Addr<CallActor>> =
+            self.dir().calls.values().map(|e| e.addr.clone()).collect();
         let sends = addrs
             .iter()
             .map(|a| a.send(super::actor::Terminate { reason }));
@@ -381,7 +382,9 @@ impl CallEngine {
             return Err(ApiError::bad_request("a caller cannot call itself"));
         }
         if callees.is_empty() {
-            return Err(ApiError::bad_request("\"callees\" must name at least one user"));
+            return Err(ApiError::bad_request(
+                "\"callees\" must name at least one user",
+            ));
         }
         if req.live_channel.is_some() && callees.len() != 1 {
             return Err(ApiError::bad_request(
@@ -441,9 +444,7 @@ impl CallEngine {
         }
         let busy: Vec<Identity> = callees
             .iter()
-            .filter(|u| {
-                glare_with.is_none() && dir.connected_call(u).is_some()
-            })
+            .filter(|u| glare_with.is_none() && dir.connected_call(u).is_some())
             .cloned()
             .collect();
         let setup = CallSetup {

@@ -100,10 +100,20 @@ impl Handler<LogWrite> for CallLogActor {
 /// A member's own view of the logs.
 #[derive(Debug, Clone)]
 pub enum LogQuery {
-    Page { user: Identity, page: PageRequest },
-    Ongoing { user: Identity },
-    Delete { user: Identity, call_ids: Vec<CallId> },
-    DeleteAll { user: Identity },
+    Page {
+        user: Identity,
+        page: PageRequest,
+    },
+    Ongoing {
+        user: Identity,
+    },
+    Delete {
+        user: Identity,
+        call_ids: Vec<CallId>,
+    },
+    DeleteAll {
+        user: Identity,
+    },
 }
 
 #[derive(Debug)]
@@ -127,7 +137,9 @@ impl Handler<LogQuery> for CallLogActor {
                 .list(&user, &page, super::engine::unix_ms())
                 .map(LogAnswer::Page),
             LogQuery::Ongoing { user } => s.ongoing(&user).map(LogAnswer::Ongoing),
-            LogQuery::Delete { user, call_ids } => s.delete(&user, &call_ids).map(LogAnswer::Deleted),
+            LogQuery::Delete { user, call_ids } => {
+                s.delete(&user, &call_ids).map(LogAnswer::Deleted)
+            }
             LogQuery::DeleteAll { user } => s.delete_all(&user).map(LogAnswer::Deleted),
         }
     }

@@ -1,26 +1,15 @@
-//! The call engine's logic, free of IO and clocks:
+//! Calls. Logic, free of IO and clocks:
 //! - [`call`]    — `Call`, one call's state machine (ringing → connected → ended, groups,
 //!   media changes, glare), fed inputs with `now` and drained for events.
 //! - [`store`]   — call logs: the `CallLogStore` trait and its SQLite implementation.
 //! - [`webhook`] — signed webhooks: HMAC signing/verification and the ordered retry queue.
 //!
-//! Not yet wired to the signalling (call requests answer `unsupported`). Wiring, for the
-//! `CallActor` and the user directory:
-//! - Event frames: wrap `CallEvent` like `protocol::channel_event` (`type`, `call_id`, `seq`).
-//! - `media_change_cancel`/`_reply` name only a transaction: `TransactionId::call_id()` finds
-//!   the call.
-//! - Busy and glare belong to the directory: filter busy callees before `Call::new`/`invite`
-//!   (`is_present` helps); on glare, `glare_winner` then `terminate(Replaced)` the loser.
-//! - `participant_state` also reaches the member it is about, so its other devices stop
-//!   ringing; a second `accept` gets `conflict`.
-//! - Call logs: open rows at creation and on `invite`; connect a callee at
-//!   `unix_ms(leg.joined_at())`, the caller at `connected_at()`; close on `participant_state`
-//!   left and on `call_ended`, with `leg.left()`.
-//! - After every input drain the call and reschedule at `next_deadline()`; the same for the
-//!   webhook queue (its deadline is `None` while the in-flight limit is reached).
-//! - The store fsyncs on every write (`synchronous=FULL`): give it its own thread (a
-//!   one-thread `SyncArbiter`), and run `close_open_calls_at_startup` before accepting
-//!   connections.
+//! The actors around it:
+//! - [`engine`]  — `CallEngine`: the user directory, call placement, busy and glare.
+//! - [`actor`]   — `CallActor`, one per call: feeds its `Call`, delivers events, keeps the
+//!   directory, the logs, the call's private channel (`call:<id>`) and the webhooks in step.
+//! - [`logs`]    — `CallLogActor`, the store's one owner on a thread of its own.
+//! - [`delivery`] — `WebhookActor`, the HTTP side of the webhook queue.
 
 /// Generates an enum whose wire text (serde, `as_str`, `FromStr`) comes from one table, so the
 /// JSON a client sees and the text the call-log store writes can never drift apart.

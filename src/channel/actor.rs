@@ -457,10 +457,9 @@ impl Handler<FirstAudio> for ChannelActor {
         let Some(call) = crate::calls::engine::channel_call(self.channel.id()) else {
             return;
         };
-        let (Some(member), Some(engine)) = (
-            self.channel.member(&msg.participant),
-            self.registry.calls(),
-        ) else {
+        let (Some(member), Some(engine)) =
+            (self.channel.member(&msg.participant), self.registry.calls())
+        else {
             return;
         };
         let op = crate::calls::actor::CallOp::internal(

@@ -76,10 +76,7 @@ pub fn prometheus() -> &'static PrometheusHandle {
                     })
             })
             .and_then(|b| {
-                b.set_buckets_for_metric(
-                    Matcher::Full(CALL_DURATION.into()),
-                    CALL_DURATION_BUCKETS,
-                )
+                b.set_buckets_for_metric(Matcher::Full(CALL_DURATION.into()), CALL_DURATION_BUCKETS)
             })
             .expect("static buckets are valid")
             .build_recorder();

@@ -17,8 +17,6 @@ use crate::ids::{ChannelId, Identity};
 use crate::protocol::{self, Request};
 use crate::token::{GRANT_CALL, GRANT_PROXY};
 
-
-
 /// Call logs a page shows when the request names no count.
 const DEFAULT_PAGE: usize = 20;
 
@@ -196,7 +194,9 @@ impl ParticipantActor {
                     .map(|c| Identity::parse(c))
                     .collect::<Result<Vec<_>, _>>()?;
                 if callees.is_empty() {
-                    return Err(ApiError::bad_request("\"callees\" must name at least one user"));
+                    return Err(ApiError::bad_request(
+                        "\"callees\" must name at least one user",
+                    ));
                 }
                 self.route_call(id, &call_id, user, Op::Invite { callees }, ctx)
             }
@@ -238,7 +238,13 @@ impl ParticipantActor {
                 camera,
             } => {
                 let user = self.caller(None)?;
-                self.route_call(id, &call_id, user, Op::MediaState { microphone, camera }, ctx)
+                self.route_call(
+                    id,
+                    &call_id,
+                    user,
+                    Op::MediaState { microphone, camera },
+                    ctx,
+                )
             }
             Request::CallLogs {
                 start_time,

@@ -63,7 +63,12 @@ pub struct Client {
 
 impl Client {
     pub async fn connect(server: &ServerHandle, token: &str) -> Client {
-        let (ws, _) = tokio_tungstenite::connect_async(server.ws_url(token))
+        Self::connect_url(&server.ws_url(token)).await
+    }
+
+    /// Connects to a full `ws://…/ws?token=…` URL (a server in another process).
+    pub async fn connect_url(url: &str) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
             .await
             .expect("websocket connect");
         let mut client = Client {
