@@ -707,3 +707,28 @@ async fn call_logs_page_both_ways_and_deletion_is_per_user() {
     a.err("call_logs", json!({"order": "sideways"}), "bad_request")
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ringing_callee_coming_online_is_rung_and_shutdown_ends_calls() {
+    let server = server();
+    let mut a = user(&server, "alice").await;
+    let (id, _) = call(&mut a, &["bob"], "audio").await;
+    // bob was offline when called; his first session hears the call ringing.
+    let mut b = user(&server, "bob").await;
+    let inc = call_event(&mut b, "call_incoming", &id).await;
+    assert_eq!(
+        (inc["caller"].clone(), inc["resumed"].clone()),
+        (json!("alice"), json!(true))
+    );
+    b.ok("accept", json!({"call_id": id})).await;
+    call_event(&mut a, "call_connected", &id).await;
+    server.shutdown().unwrap();
+    assert_eq!(
+        call_event(&mut a, "call_ended", &id).await["reason"],
+        "server_restart"
+    );
+    assert_eq!(
+        call_event(&mut b, "call_ended", &id).await["reason"],
+        "server_restart"
+    );
+}

@@ -192,6 +192,9 @@ impl CallActor {
             Op::Invite { callees } => {
                 let busy = self.engine.busy(&callees, self.call.id());
                 let invited = self.call.invite(user, callees, now)?;
+                for u in invited.iter().filter(|u| !busy.contains(u)) {
+                    self.busy.remove(u);
+                }
                 let busy: Vec<Identity> = invited
                     .iter()
                     .filter(|u| busy.contains(u))
@@ -238,10 +241,42 @@ impl CallActor {
                 self.engine.deliver(&to, &frame);
             }
             Op::Disconnect => self.call.disconnect(user, now)?,
-            Op::Reconnect => self.call.reconnect(user)?,
+            Op::Reconnect => {
+                self.call.reconnect(user)?;
+                self.resume(user);
+            }
             Op::FirstAudio => self.first_audio(user, now),
         }
         Ok(none)
+    }
+
+    /// A member is online again after having no session: its new session learns where the
+    /// call stands (ringing, or connected with the channel to rejoin for media).
+    fn resume(&self, user: &Identity) {
+        let Some(leg) = self.call.leg(user) else {
+            return;
+        };
+        let event = match (leg.state(), self.call.connected_at()) {
+            (LegState::Ringing, _) if !self.busy.contains(user) => json!({
+                "event": "call_incoming",
+                "caller": self.call.caller(),
+                "invited_by": leg.invited_by(),
+                "members": self.call.legs().iter().filter(|l| l.state() != LegState::Left)
+                    .map(|l| l.user()).collect::<Vec<_>>(),
+                "call_type": self.call.call_type(),
+                "media": self.call.media(),
+                "extra": self.call.extra(),
+            }),
+            (LegState::Connected, Some(at)) => json!({
+                "event": "call_connected",
+                "start_time": self.call.unix_ms(at),
+                "media": self.call.media(),
+                "channel": self.channel,
+            }),
+            _ => return,
+        };
+        let frame = protocol::call_event(self.call.id(), None, &event, &[("resumed", json!(true))]);
+        self.engine.deliver(std::slice::from_ref(user), &frame);
     }
 
     fn require_connected(&self, user: &Identity) -> Result<(), ApiError> {
