@@ -4,10 +4,12 @@
 //!
 //! - `scenario` — what to run (TOML file and flags).
 //! - `run`      — hosts, listeners at a rate, a sampler each second; bounded by `duration`.
+//! - `calls`    — pairs placing calls back to back: ring, answer and setup to first audio.
 //! - `report`   — percentiles, table, JSON, SVG plot.
 //! - `server`   — spawning the server, /proc and /metrics readings.
 //! - `probe`    — the bare SRTP-protect + UDP-send cost, for comparison.
 
+pub mod calls;
 pub mod probe;
 pub mod report;
 pub mod run;

@@ -11,7 +11,7 @@ use clap::Parser;
 #[command(
     name = "amphi-swarm",
     version,
-    about = "Load tool for Amphi: real WebRTC listeners"
+    about = "Load tool for Amphi: real WebRTC listeners and calls"
 )]
 struct Cli {
     /// Scenario file (TOML); flags override its values.
@@ -48,13 +48,20 @@ struct Cli {
     source: Option<String>,
     #[arg(long)]
     slots: Option<usize>,
+    /// Calls: how many calls in all (the run also ends at --duration).
+    #[arg(long)]
+    calls: Option<usize>,
+    /// Calls: pairs of users calling at once, each pair one call after another.
+    #[arg(long)]
+    concurrency: Option<usize>,
     /// HS256 key the server verifies tokens with (default: the --dev key).
     #[arg(long, env = "AMPHI_SWARM_SIGNING_KEY")]
     signing_key: Option<String>,
     /// Write the JSON report here.
     #[arg(long)]
     json: Option<PathBuf>,
-    /// Write an SVG plot of latency percentiles and delivery over time here.
+    /// Write an SVG plot here: latency percentiles and delivery over time (calls: setup
+    /// percentiles and calls per second).
     #[arg(long)]
     plot: Option<PathBuf>,
     /// No progress bar.
@@ -94,6 +101,8 @@ fn main() -> ExitCode {
         lifetime,
         source,
         slots,
+        calls,
+        concurrency,
         signing_key
     );
     if cli.spawn_server || cli.server_bin.is_some() {

@@ -1,6 +1,8 @@
 //! The run's report: what listeners felt (join, first audio, latency, jitter, loss), what the
-//! server spent, per second and in total; as a table, JSON and an SVG plot.
+//! server spent, per second and in total; as a table, JSON and an SVG plot. A `calls` run
+//! reports call setup instead (ring, answer, first audio both ways, hang-up).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use hdrhistogram::Histogram;
@@ -12,6 +14,7 @@ use crate::scenario::Scenario;
 pub struct Percentiles {
     pub count: u64,
     pub p50_ms: f64,
+    pub p90_ms: f64,
     pub p95_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
@@ -27,6 +30,7 @@ impl Percentiles {
         Self {
             count: h.len(),
             p50_ms: ms(h.value_at_quantile(0.5)),
+            p90_ms: ms(h.value_at_quantile(0.9)),
             p95_ms: ms(h.value_at_quantile(0.95)),
             p99_ms: ms(h.value_at_quantile(0.99)),
             max_ms: ms(h.max()),
@@ -56,6 +60,79 @@ pub struct ServerCost {
     pub peak_rss_bytes: Option<u64>,
 }
 
+/// Failed calls by the first thing that went wrong in each.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FailureCounts {
+    /// A reply or an event did not come in time.
+    pub timeout: u64,
+    /// The server answered a request with an error (`error_codes` says which).
+    pub error_reply: u64,
+    /// The callee was reported busy.
+    pub busy: u64,
+    /// Both peers negotiated, but one side heard nothing from the other in time.
+    pub no_audio: u64,
+    /// The local WebRTC side could not be set up (socket, SDP).
+    pub media: u64,
+    /// The WebSocket could not be opened or closed under a request.
+    pub connection: u64,
+    /// A reply or event the protocol does not describe: a missing field, another call's ID,
+    /// the call ending on its own, an unexpected end reason.
+    pub protocol: u64,
+}
+
+impl FailureCounts {
+    pub fn total(&self) -> u64 {
+        self.timeout
+            + self.error_reply
+            + self.busy
+            + self.no_audio
+            + self.media
+            + self.connection
+            + self.protocol
+    }
+}
+
+/// One second of a `calls` run.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CallSecond {
+    pub t: f64,
+    /// Calls that completed (ok) during this second.
+    pub ok: u64,
+    pub failed: u64,
+    /// Setup of the calls that reached both sides' first audio during this second.
+    pub setup: Percentiles,
+}
+
+/// What a `calls` run measured. Each duration is recorded when its step completes, so a call
+/// that failed later still counts in the steps it passed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CallsReport {
+    /// Pairs of users calling at once.
+    pub pairs: usize,
+    pub calls_started: u64,
+    /// Calls that went through every step, hang-up and leave included.
+    pub calls_ok: u64,
+    pub calls_failed: u64,
+    /// Calls under way when the run ended (duration or Ctrl-C): neither ok nor failed.
+    pub calls_interrupted: u64,
+    /// `calls_ok` over the run's length.
+    pub calls_per_s: f64,
+    /// Call request sent → the callee got `call_incoming`.
+    pub ring: Percentiles,
+    /// Accept sent → the caller got `call_connected`.
+    pub answer: Percentiles,
+    /// Call request sent → both sides received their first audio packet from the other.
+    pub setup: Percentiles,
+    /// Hang-up sent → both sides got `call_ended`.
+    pub hangup: Percentiles,
+    pub failures: FailureCounts,
+    /// Error replies by the server's `code`.
+    pub error_codes: BTreeMap<String, u64>,
+    /// Server CPU time per completed call, over the run (with `spawn_server`).
+    pub server_cpu_ms_per_call: Option<f64>,
+    pub timeline: Vec<CallSecond>,
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
     pub scenario: Option<Scenario>,
@@ -75,10 +152,15 @@ pub struct Report {
     pub errors: Vec<String>,
     pub server: ServerCost,
     pub timeline: Vec<Second>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calls: Option<CallsReport>,
 }
 
 impl Report {
     pub fn table(&self) -> String {
+        if let Some(calls) = &self.calls {
+            return self.calls_table(calls);
+        }
         let p = |x: &Percentiles| {
             format!(
                 "{:>8.2} {:>8.2} {:>8.2} {:>8.2}",
@@ -131,6 +213,69 @@ impl Report {
         out
     }
 
+    fn calls_table(&self, c: &CallsReport) -> String {
+        let p = |x: &Percentiles| {
+            format!(
+                "{:>8.2} {:>8.2} {:>8.2} {:>8.2} {:>7}",
+                x.p50_ms, x.p90_ms, x.p99_ms, x.max_ms, x.count
+            )
+        };
+        let mut out = String::new();
+        if self.interrupted {
+            out += "INTERRUPTED - partial report\n";
+        }
+        out += &format!(
+            "calls: {} started, {} ok, {} failed, {} interrupted; {} pairs; {:.1} s, {:.2} calls/s\n",
+            c.calls_started,
+            c.calls_ok,
+            c.calls_failed,
+            c.calls_interrupted,
+            c.pairs,
+            self.elapsed_s,
+            c.calls_per_s
+        );
+        out += "                     p50 ms   p90 ms   p99 ms   max ms   count\n";
+        out += &format!("ring             {}\n", p(&c.ring));
+        out += &format!("answer           {}\n", p(&c.answer));
+        out += &format!("setup            {}\n", p(&c.setup));
+        out += &format!("hangup           {}\n", p(&c.hangup));
+        let f = &c.failures;
+        let codes = c
+            .error_codes
+            .iter()
+            .map(|(code, n)| format!("{code} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        out += &format!(
+            "failures         timeout {}, error reply {}{}, busy {}, no audio {}, media {}, \
+             connection {}, protocol {}\n",
+            f.timeout,
+            f.error_reply,
+            if codes.is_empty() {
+                String::new()
+            } else {
+                format!(" ({codes})")
+            },
+            f.busy,
+            f.no_audio,
+            f.media,
+            f.connection,
+            f.protocol
+        );
+        if let Some(cpu) = c.server_cpu_ms_per_call {
+            out += &format!(
+                "server           {cpu:.2} ms CPU per call, peak RSS {}\n",
+                self.server
+                    .peak_rss_bytes
+                    .map_or("n/a".to_string(), |b| format!(
+                        "{:.1} MiB",
+                        b as f64 / (1024.0 * 1024.0)
+                    ))
+            );
+        }
+        out
+    }
+
     pub fn write_json(&self, path: &Path) -> std::io::Result<()> {
         std::fs::write(
             path,
@@ -138,8 +283,11 @@ impl Report {
         )
     }
 
-    /// Latency percentiles and delivery over time.
+    /// Latency percentiles and delivery over time (for calls: setup and calls per second).
     pub fn plot(&self, path: &Path) -> Result<(), String> {
+        if let Some(calls) = &self.calls {
+            return plot_calls(calls, path);
+        }
         use plotters::prelude::*;
         let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
@@ -223,4 +371,86 @@ impl Report {
             .map_err(|e| e.to_string())?;
         root.present().map_err(|e| e.to_string())
     }
+}
+
+fn plot_calls(c: &CallsReport, path: &Path) -> Result<(), String> {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let (top, bottom) = root.split_vertically(340);
+    let t_max = c.timeline.last().map_or(1.0, |s| s.t.max(1.0));
+    let s_max = c
+        .timeline
+        .iter()
+        .map(|s| s.setup.p99_ms)
+        .fold(1.0f64, f64::max)
+        * 1.1;
+    let mut chart = ChartBuilder::on(&top)
+        .caption(
+            "Call setup: request to first audio both ways (ms)",
+            ("sans-serif", 18),
+        )
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..t_max, 0.0..s_max)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds")
+        .draw()
+        .map_err(|e| e.to_string())?;
+    type Pick = fn(&Percentiles) -> f64;
+    let series: [(&str, Pick, RGBColor); 3] = [
+        ("p50", |p| p.p50_ms, BLUE),
+        ("p90", |p| p.p90_ms, GREEN),
+        ("p99", |p| p.p99_ms, RED),
+    ];
+    for (name, f, color) in series {
+        chart
+            .draw_series(LineSeries::new(
+                c.timeline
+                    .iter()
+                    .filter(|s| s.setup.count > 0)
+                    .map(|s| (s.t, f(&s.setup))),
+                color,
+            ))
+            .map_err(|e| e.to_string())?
+            .label(name)
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let n_max = c
+        .timeline
+        .iter()
+        .map(|s| s.ok.max(s.failed))
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64
+        * 1.1;
+    let mut chart = ChartBuilder::on(&bottom)
+        .caption("Calls per second: ok, failed", ("sans-serif", 18))
+        .margin(10)
+        .x_label_area_size(30)
+        .y_label_area_size(50)
+        .build_cartesian_2d(0.0..t_max, 0.0..n_max)
+        .map_err(|e| e.to_string())?;
+    chart.configure_mesh().draw().map_err(|e| e.to_string())?;
+    chart
+        .draw_series(LineSeries::new(
+            c.timeline.iter().map(|s| (s.t, s.ok as f64)),
+            BLUE,
+        ))
+        .map_err(|e| e.to_string())?;
+    chart
+        .draw_series(LineSeries::new(
+            c.timeline.iter().map(|s| (s.t, s.failed as f64)),
+            RED,
+        ))
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
 }

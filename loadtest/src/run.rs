@@ -1,5 +1,6 @@
 //! Runs a scenario: hosts publish, listeners join at a rate and measure, a sampler records
-//! each second; everything stops at `duration` or when `stop` resolves.
+//! each second; everything stops at `duration` or when `stop` resolves. `calls` runs are
+//! handed to [`crate::calls`].
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -21,16 +22,23 @@ const FIRST_AUDIO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Packets still in flight when a listener stops (100 ms of audio) are not counted lost.
 const LATE_ALLOWANCE_PACKETS: u64 = 5;
 
-fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
 }
 
 fn token(key: &str, identity: &str, role: &str) -> String {
+    token_with_grants(key, identity, role, &[])
+}
+
+pub(crate) fn token_with_grants(key: &str, identity: &str, role: &str, grants: &[&str]) -> String {
     let exp = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
         + 24 * 3600;
-    let claims = serde_json::json!({"sub": identity, "roles": [role], "exp": exp});
+    let mut claims = serde_json::json!({"sub": identity, "roles": [role], "exp": exp});
+    if !grants.is_empty() {
+        claims["grants"] = grants.into();
+    }
     jsonwebtoken::encode(
         &jsonwebtoken::Header::default(),
         &claims,
@@ -184,6 +192,9 @@ pub async fn run(
     stop: impl Future<Output = ()>,
 ) -> Result<Report, String> {
     scenario.validate()?;
+    if scenario.kind == Kind::Calls {
+        return crate::calls::run(scenario, progress, stop).await;
+    }
     let mut spawned = match &scenario.spawn_server {
         Some(bin) => Some(server::spawn(bin).await?),
         None => None,
@@ -360,11 +371,7 @@ pub async fn run(
         signal.close().await;
     }
     if let Some(s) = spawned.as_mut() {
-        let _ = tokio::process::Command::new("kill")
-            .args(["-INT", &s.pid.to_string()])
-            .status()
-            .await;
-        let _ = tokio::time::timeout(Duration::from_secs(10), s.child.wait()).await;
+        server::stop(s).await;
     }
 
     let sh = std::mem::take(&mut *ctx.shared.lock().expect("not poisoned"));
@@ -425,5 +432,6 @@ pub async fn run(
             peak_rss_bytes: peak_rss,
         },
         timeline,
+        calls: None,
     })
 }

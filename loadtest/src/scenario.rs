@@ -15,7 +15,7 @@ pub enum Kind {
     Channel,
     /// Listeners join, stay `lifetime`, leave, and are replaced, at a rate.
     Churn,
-    /// Pairs calling, accepting, talking and hanging up.
+    /// Pairs of users placing calls back to back: ring, answer, audio both ways, hang up.
     Calls,
 }
 
@@ -44,6 +44,10 @@ pub struct Scenario {
     pub signing_key: String,
     /// Receive slots each listener offers (capped at the number of hosts).
     pub slots: usize,
+    /// Calls: how many calls in all; the run also ends at `duration`, whichever comes first.
+    pub calls: usize,
+    /// Calls: pairs of users calling at the same time, each pair one call after another.
+    pub concurrency: usize,
 }
 
 impl Default for Scenario {
@@ -61,6 +65,8 @@ impl Default for Scenario {
             source: "tone".into(),
             signing_key: DEV_SIGNING_KEY.into(),
             slots: 4,
+            calls: 300,
+            concurrency: 8,
         }
     }
 }
@@ -80,13 +86,65 @@ impl Scenario {
         if self.duration.is_zero() {
             return Err("duration must be above 0".into());
         }
-        if self.kind == Kind::Calls {
-            return Err(
-                "the calls scenario needs the server's call engine, which this version of \
-                 Amphi does not run"
-                    .into(),
-            );
+        if self.kind == Kind::Calls && (self.calls == 0 || self.concurrency == 0) {
+            return Err("calls and concurrency must be at least 1".into());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_calls_scenario_file_parses_and_validates() {
+        let s = Scenario::from_toml(include_str!("../scenarios/calls.toml")).unwrap();
+        assert_eq!(s.kind, Kind::Calls);
+        assert_eq!((s.calls, s.concurrency), (300, 8));
+        assert_eq!(s.duration, Duration::from_secs(120));
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn every_bundled_scenario_parses() {
+        for text in [
+            include_str!("../scenarios/churn.toml"),
+            include_str!("../scenarios/one-host-1000.toml"),
+        ] {
+            Scenario::from_toml(text).unwrap().validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn calls_need_at_least_one_call_and_one_pair() {
+        let calls = Scenario {
+            kind: Kind::Calls,
+            ..Scenario::default()
+        };
+        calls.validate().unwrap();
+        for (n, pairs) in [(0, 8), (300, 0)] {
+            let s = Scenario {
+                calls: n,
+                concurrency: pairs,
+                ..calls.clone()
+            };
+            assert!(s.validate().unwrap_err().contains("concurrency"));
+        }
+        // Other kinds ignore the call settings.
+        let channel = Scenario {
+            calls: 0,
+            concurrency: 0,
+            ..Scenario::default()
+        };
+        channel.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_and_kinds_are_refused() {
+        assert!(Scenario::from_toml("kind = \"calls\"\npairs = 3\n").is_err());
+        assert!(Scenario::from_toml("kind = \"call\"\n").is_err());
+        let s = Scenario::from_toml("kind = \"calls\"\ncalls = 5\nconcurrency = 2\n").unwrap();
+        assert_eq!((s.kind, s.calls, s.concurrency), (Kind::Calls, 5, 2));
     }
 }

@@ -45,6 +45,15 @@ pub async fn spawn(bin: &Path) -> Result<Spawned, String> {
     Ok(Spawned { child, url, pid })
 }
 
+/// Stops a spawned server the way Ctrl-C would, so it shuts down cleanly, and waits for it.
+pub async fn stop(s: &mut Spawned) {
+    let _ = Command::new("kill")
+        .args(["-INT", &s.pid.to_string()])
+        .status()
+        .await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.child.wait()).await;
+}
+
 /// CPU seconds (user + system) the process has used.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
