@@ -1,8 +1,9 @@
-//! The call engine's logic, free of IO and clocks:
+//! The call engine's logic, free of IO and clocks, and the HTTP driver for its webhooks:
 //! - [`call`]    — `Call`, one call's state machine (ringing → connected → ended, groups,
 //!   media changes, glare), fed inputs with `now` and drained for events.
 //! - [`store`]   — call logs: the `CallLogStore` trait and its SQLite implementation.
 //! - [`webhook`] — signed webhooks: HMAC signing/verification and the ordered retry queue.
+//! - [`delivery`] — `WebhookActor`: POSTs the webhook queue's deliveries over HTTP, signed.
 //!
 //! Not yet wired to the signalling (call requests answer `unsupported`). Wiring, for the
 //! `CallActor` and the user directory:
@@ -62,6 +63,7 @@ macro_rules! wire_enum {
 }
 
 pub mod call;
+pub mod delivery;
 pub mod store;
 pub mod webhook;
 
