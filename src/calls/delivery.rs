@@ -1,0 +1,305 @@
+//! The HTTP side of signed webhooks: `WebhookActor` owns a [`WebhookQueue`] and POSTs what it
+//! hands out, signing every attempt afresh, and reports each outcome back so the queue keeps
+//! per-call order and backs off on failure. One timer follows the queue's next deadline.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use actix::prelude::*;
+use reqwest::header::CONTENT_TYPE;
+
+use super::call::CallId;
+use super::webhook::{self, Delivery, DeliveryId, Failure, WebhookQueue};
+
+#[cfg(test)]
+mod tests;
+
+/// Header carrying the attempt number, 1 for the first: a receiver can tell a retry from a
+/// duplicate it already handled.
+pub const ATTEMPT_HEADER: &str = "Amphi-Delivery-Attempt";
+
+/// Attempts by outcome, label `result`: `delivered` or `failed`.
+pub const DELIVERIES: &str = "amphi_webhook_deliveries_total";
+/// Events refused because the queue was full.
+pub const DROPPED: &str = "amphi_webhook_dropped_total";
+/// Events abandoned after their last attempt failed.
+pub const GIVEN_UP: &str = "amphi_webhook_given_up_total";
+/// Events held, waiting or in flight.
+pub const QUEUE: &str = "amphi_webhook_queue";
+
+/// How much of a response is read and thrown away: enough for any acknowledgement, so the
+/// connection goes back to the pool; a larger answer costs the connection instead.
+const DRAIN_LIMIT: usize = 64 * 1024;
+
+/// Registers descriptions with the installed recorder; harmless to call more than once.
+pub fn describe_metrics() {
+    use metrics::{describe_counter, describe_gauge};
+    describe_counter!(DELIVERIES, "Webhook delivery attempts, by result");
+    describe_counter!(DROPPED, "Webhook events refused because the queue was full");
+    describe_counter!(
+        GIVEN_UP,
+        "Webhook events abandoned after their last attempt"
+    );
+    describe_gauge!(QUEUE, "Webhook events waiting or in flight");
+}
+
+pub struct WebhookActor {
+    url: Arc<str>,
+    secret: Vec<u8>,
+    client: reqwest::Client,
+    queue: WebhookQueue,
+    timer: Option<SpawnHandle>,
+    delivered: u64,
+    failed_attempts: u64,
+}
+
+impl WebhookActor {
+    /// `url`: http:// endpoint receiving POSTs. `secret`: HMAC key. `timeout`: per attempt.
+    pub fn new(
+        url: String,
+        secret: Vec<u8>,
+        config: webhook::WebhookConfig,
+        timeout: Duration,
+    ) -> Self {
+        // Straight to the backend: a proxy picked up from the environment would see every
+        // event body.
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .no_proxy()
+            .build()
+            .expect("a client without TLS or proxies always builds");
+        let plain_http = reqwest::Url::parse(&url).is_ok_and(|u| u.scheme() == "http");
+        if !plain_http {
+            // Not logged: a URL can carry a token in its query.
+            tracing::warn!("the webhook URL is not an http:// URL; every delivery will fail");
+        }
+        Self {
+            url: url.into(),
+            secret,
+            client,
+            queue: WebhookQueue::new(config),
+            timer: None,
+            delivered: 0,
+            failed_attempts: 0,
+        }
+    }
+
+    fn stats(&self) -> WebhookStats {
+        WebhookStats {
+            queued: self.queue.len(),
+            delivered: self.delivered,
+            failed_attempts: self.failed_attempts,
+            dropped: self.queue.dropped(),
+            given_up: self.queue.given_up(),
+        }
+    }
+
+    /// Sends everything due, then waits for whatever comes next.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        while let Some(delivery) = self.queue.next_due(now) {
+            self.send(delivery, ctx);
+        }
+        metrics::gauge!(QUEUE).set(self.queue.len() as f64);
+        self.reschedule(ctx);
+    }
+
+    fn send(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
+        let Delivery {
+            id,
+            call_id,
+            seq,
+            body,
+            attempt,
+        } = delivery;
+        // Signed at send time, not queue time: a retry after a long backoff must still fall
+        // inside the receiver's replay tolerance.
+        let ts = unix_seconds();
+        let signature = webhook::sign(&self.secret, ts, &body);
+        let request = self
+            .client
+            .post(&*self.url)
+            .header(CONTENT_TYPE, "application/json")
+            .header(webhook::SIGNATURE_HEADER, signature)
+            .header(webhook::TIMESTAMP_HEADER, ts)
+            .header(ATTEMPT_HEADER, attempt)
+            .body(body.to_string());
+        let attempt_fut = async move {
+            let mut response = request.send().await?;
+            let status = response.status();
+            let mut read = 0;
+            while read < DRAIN_LIMIT {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => read += chunk.len(),
+                    // The status is the receiver's answer; a body cut short does not undo it.
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            Ok::<_, reqwest::Error>(status)
+        };
+        ctx.spawn(attempt_fut.into_actor(self).map(move |outcome, act, ctx| {
+            let error = match outcome {
+                Ok(status) if status.is_success() => None,
+                Ok(status) => Some(format!("status {status}")),
+                Err(e) => Some(error_chain(&e.without_url())),
+            };
+            act.report(id, &call_id, seq, attempt, error, ctx);
+        }));
+    }
+
+    fn report(
+        &mut self,
+        id: DeliveryId,
+        call_id: &CallId,
+        seq: u64,
+        attempt: u32,
+        error: Option<String>,
+        ctx: &mut Context<Self>,
+    ) {
+        match error {
+            None => {
+                if self.queue.delivered(id) {
+                    self.delivered += 1;
+                    metrics::counter!(DELIVERIES, "result" => "delivered").increment(1);
+                }
+            }
+            Some(error) => {
+                let failure = self.queue.failed(id, Instant::now());
+                if failure != Failure::Unknown {
+                    self.failed_attempts += 1;
+                    metrics::counter!(DELIVERIES, "result" => "failed").increment(1);
+                }
+                match failure {
+                    Failure::Retry { at } => tracing::debug!(
+                        %call_id, seq, attempt, %error,
+                        retry_in = ?at.saturating_duration_since(Instant::now()),
+                        "webhook attempt failed"
+                    ),
+                    Failure::GaveUp => {
+                        metrics::counter!(GIVEN_UP).increment(1);
+                        tracing::warn!(
+                            %call_id, seq, attempt, %error,
+                            "webhook given up after its last attempt"
+                        );
+                    }
+                    Failure::Unknown => {}
+                }
+            }
+        }
+        self.pump(ctx);
+    }
+
+    /// One timer at the queue's next deadline. The queue reports `None` while the in-flight
+    /// limit is reached, so a report, not the timer, restarts sending then.
+    fn reschedule(&mut self, ctx: &mut Context<Self>) {
+        if let Some(handle) = self.timer.take() {
+            ctx.cancel_future(handle);
+        }
+        let Some(at) = self.queue.next_deadline() else {
+            return;
+        };
+        let delay = at.saturating_duration_since(Instant::now());
+        self.timer = Some(ctx.run_later(delay, |act, ctx| {
+            act.timer = None;
+            act.pump(ctx);
+        }));
+    }
+}
+
+fn unix_seconds() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The cause (refused, reset, timed out) sits in the sources; the top level only says the
+/// request failed.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl Actor for WebhookActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _ctx: &mut Self::Context) {
+        describe_metrics();
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        // What was still queued is gone with the actor.
+        metrics::gauge!(QUEUE).set(0.0);
+        if !self.queue.is_empty() {
+            tracing::warn!(
+                events = self.queue.len(),
+                "webhook actor stopped with events undelivered"
+            );
+        }
+    }
+}
+
+/// Queues an event of `call_id` and sends it as soon as order and the in-flight limit allow.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Push {
+    pub call_id: CallId,
+    pub event: webhook::WebhookEvent,
+}
+
+/// The call ended and will push nothing more; its state goes once its events are done.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Finish {
+    pub call_id: CallId,
+}
+
+#[derive(Message)]
+#[rtype(result = "WebhookStats")]
+pub struct Stats;
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct WebhookStats {
+    /// Events waiting or in flight.
+    pub queued: usize,
+    pub delivered: u64,
+    /// Attempts that failed, retried or not.
+    pub failed_attempts: u64,
+    /// Events refused because the queue was full.
+    pub dropped: u64,
+    /// Events abandoned after their last attempt.
+    pub given_up: u64,
+}
+
+impl Handler<Push> for WebhookActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Push, ctx: &mut Context<Self>) {
+        if let Err(dropped) = self.queue.push(&msg.call_id, msg.event, Instant::now()) {
+            metrics::counter!(DROPPED).increment(1);
+            tracing::warn!(call_id = %msg.call_id, seq = dropped.seq, "{dropped}");
+        }
+        self.pump(ctx);
+    }
+}
+
+impl Handler<Finish> for WebhookActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Finish, _ctx: &mut Context<Self>) {
+        self.queue.finish(&msg.call_id);
+    }
+}
+
+impl Handler<Stats> for WebhookActor {
+    type Result = MessageResult<Stats>;
+
+    fn handle(&mut self, _msg: Stats, _ctx: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.stats())
+    }
+}
