@@ -248,13 +248,18 @@ impl ParticipantActor {
             request: id,
             op,
         };
-        addr.try_send(msg).map_err(|e| match e {
-            SendError::Full(_) => ApiError::new(
-                ErrorCode::RateLimited,
-                format!("channel '{channel}' is busy; retry shortly"),
-            ),
-            SendError::Closed(_) => ApiError::not_found(format!("channel '{channel}' has ended")),
-        })
+        // `send`, not `try_send`: a channel that stops with this request in its mailbox drops
+        // it unhandled, and only `send` tells; the client then hears the channel ended
+        // instead of waiting for a reply that never comes. The wait for mailbox space is
+        // bounded by this connection's rate limit.
+        let fut = addr.send(msg);
+        ctx.spawn(fut.into_actor(self).map(move |result, _, ctx| {
+            if result.is_err() {
+                let err = ApiError::not_found(format!("channel '{channel}' has ended"));
+                ctx.text(protocol::error(id, &err));
+            }
+        }));
+        Ok(())
     }
 
     fn join(

@@ -41,6 +41,13 @@ pub async fn run(
             .app_data(data.clone())
             .configure(crate::http::routes)
     })
+    // A reply and the events behind it are separate small writes; with Nagle on, the second
+    // waits for the client's delayed ACK (40 ms on Linux).
+    .on_connect(|conn, _| {
+        if let Some(tcp) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() {
+            let _ = tcp.set_nodelay(true);
+        }
+    })
     .workers(workers)
     .disable_signals()
     .shutdown_timeout(shutdown_timeout.as_secs().max(1))

@@ -136,12 +136,24 @@ async fn webhooks_are_signed_ordered_and_retried() {
     for r in &events {
         let ts: i64 = r.headers["amphi-timestamp"].parse().unwrap();
         let sig = &r.headers["amphi-signature"];
-        verify(SECRET.as_bytes(), ts, &r.body, sig, now_s(), Duration::from_secs(300))
-            .expect("signature verifies");
-        assert!(
-            verify(b"another-secret", ts, &r.body, sig, now_s(), Duration::from_secs(300))
-                .is_err()
-        );
+        verify(
+            SECRET.as_bytes(),
+            ts,
+            &r.body,
+            sig,
+            now_s(),
+            Duration::from_secs(300),
+        )
+        .expect("signature verifies");
+        assert!(verify(
+            b"another-secret",
+            ts,
+            &r.body,
+            sig,
+            now_s(),
+            Duration::from_secs(300)
+        )
+        .is_err());
         let v: Value = serde_json::from_str(&r.body).unwrap();
         assert_eq!(v["call_id"], id.as_str());
         seqs.push(v["seq"].as_u64().unwrap());
@@ -157,7 +169,12 @@ async fn webhooks_are_signed_ordered_and_retried() {
         events[0].headers["amphi-delivery-attempt"], "3",
         "the first event got through on its third attempt"
     );
-    for k in ["call_ringing", "invite_offline", "call_connected", "call_ended"] {
+    for k in [
+        "call_ringing",
+        "invite_offline",
+        "call_connected",
+        "call_ended",
+    ] {
         assert!(kinds.iter().any(|x| x == k), "{k} in {kinds:?}");
     }
     let pos = |k: &str| kinds.iter().position(|x| x == k).unwrap();

@@ -52,7 +52,8 @@ impl Signal {
             .replacen("http://", "ws://", 1)
             .replacen("https://", "wss://", 1);
         let url = format!("{}/ws?token={token}", base.trim_end_matches('/'));
-        let (ws, _) = tokio_tungstenite::connect_async(url)
+        // Requests are small writes that must go out at once, not wait for an ACK (Nagle).
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
             .await
             .map_err(|e| ClientError::Connect(e.to_string()))?;
         let (mut sink, mut stream) = ws.split();

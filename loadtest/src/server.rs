@@ -14,11 +14,32 @@ pub struct Spawned {
     pub pid: u32,
 }
 
+/// A fresh call-log file for one spawned server, removed when the run ends.
+pub fn call_log_path() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("amphi-swarm-calls-{}.sqlite", std::process::id()))
+}
+
+/// Removes the spawned server's call log and its WAL files.
+pub fn remove_call_log() {
+    let base = call_log_path();
+    for suffix in ["", "-wal", "-shm"] {
+        let mut p = base.clone().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
+}
+
 /// Starts `amphi serve --dev` on free loopback ports and waits for its address.
 pub async fn spawn(bin: &Path) -> Result<Spawned, String> {
     let mut child = Command::new(bin)
         .args(["serve", "--dev", "--bind", "127.0.0.1:0", "--udp-port", "0"])
         .env("AMPHI_LOG", "warn,amphi=info")
+        // The call log on disk, as in production: a call's `ok` waits for its rows' fsync.
+        .env("AMPHI_CALLS_DATABASE", call_log_path())
+        // One swarm connection places calls back to back, far faster than a person; the
+        // per-connection request limit is a policy for people, not what is measured here.
+        .env("AMPHI_LIMITS_MESSAGES_PER_SECOND", "1000")
+        .env("AMPHI_LIMITS_MESSAGE_BURST", "2000")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .kill_on_drop(true)
@@ -52,6 +73,7 @@ pub async fn stop(s: &mut Spawned) {
         .status()
         .await;
     let _ = tokio::time::timeout(Duration::from_secs(10), s.child.wait()).await;
+    remove_call_log();
 }
 
 /// CPU seconds (user + system) the process has used.

@@ -68,7 +68,8 @@ impl Client {
 
     /// Connects to a full `ws://…/ws?token=…` URL (a server in another process).
     pub async fn connect_url(url: &str) -> Client {
-        let (ws, _) = tokio_tungstenite::connect_async(url)
+        // Requests are small writes that must go out at once, not wait for an ACK (Nagle).
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
             .await
             .expect("websocket connect");
         let mut client = Client {
