@@ -9,8 +9,10 @@
 //! - `protocol`    — the signalling wire format: request parsing, replies, events.
 //! - `session`     — per-connection logic: rate limit and heartbeat (injected time).
 //! - `channel`     — `Channel` logic (membership, roles, events, `seq`) and its `ChannelActor`.
-//! - `participant` — `ParticipantActor`: one per WebSocket connection.
-//! - `calls`       — call engine logic: state machine, call-log store (SQLite), webhooks.
+//! - `participant` — `ParticipantActor`: one per WebSocket connection (call requests in
+//!   `participant::calls`).
+//! - `calls`       — calls: state machine, user directory, `CallActor` per call, call logs
+//!   (SQLite, on their own thread), signed webhooks.
 //! - `media`       — the media plane: str0m peers on workers, forwarding, levels, metrics.
 //! - `state`       — shared state: channel registry, session directory, shutdown sequence.
 //! - `http`        — HTTP routes: `/ws`, `/healthz`, the admin API.
