@@ -231,7 +231,7 @@ impl Default for CallsConfig {
             // Long enough for a phone to switch from Wi-Fi to mobile data and reconnect.
             reconnect_grace: Duration::from_secs(20),
             database: "amphi-calls.sqlite".into(),
-            role: "host".into(),
+            role: "call".into(),
             max_calls: 10_000,
             webhook_url: String::new(),
             webhook_secret: String::new(),
@@ -360,11 +360,17 @@ impl Config {
         self.role_table().validate().map_err(ConfigError::Invalid)?;
         let c = &self.calls;
         match self.roles.get(&c.role) {
-            Some(spec) if spec.publish && spec.subscribe => {}
+            Some(spec)
+                if spec.publish
+                    && spec.subscribe
+                    && (spec.max_per_channel == 0
+                        || spec.max_per_channel >= crate::calls::call::MAX_MEMBERS) => {}
             Some(_) => {
                 return bad(format!(
-                    "calls.role '{}' must both publish and subscribe: both sides of a call talk",
-                    c.role
+                    "calls.role '{}' must publish and subscribe (both sides of a call talk) \
+                     and allow {} per channel (a group call's size)",
+                    c.role,
+                    crate::calls::call::MAX_MEMBERS
                 ))
             }
             None => {

@@ -210,6 +210,12 @@ impl ParticipantActor {
                 let channel = match (channel, call_id) {
                     (Some(c), None) => c,
                     (None, Some(call_id)) => {
+                        if !to.is_empty() {
+                            return Err(ApiError::bad_request(
+                                "\"to\" is for channels; a call message reaches every other \
+                                 member of the call",
+                            ));
+                        }
                         let user = self.caller(None)?;
                         return self.route_call(
                             id,

@@ -66,6 +66,18 @@ impl RoleTable {
                 max_per_channel: 16,
             },
         );
+        // What both sides of a call are in its private channel: they talk and hear, and
+        // none of them can stop the channel or remove another; the call decides membership.
+        roles.insert(
+            "call".to_string(),
+            RoleSpec {
+                publish: true,
+                subscribe: true,
+                list_participants: true,
+                send_messages: true,
+                ..RoleSpec::default()
+            },
+        );
         roles.insert(
             "audience".to_string(),
             RoleSpec {

@@ -282,8 +282,8 @@ async fn glare_ends_with_exactly_one_connected_call() {
         // alice sorts first, so alice's call survives whichever came first.
         let survivor = if x == "alice" { &id1 } else { &id2 };
         assert_eq!(c1["call_id"], survivor.as_str(), "{x} called first");
+        assert_eq!(reply["glare"], true, "the second caller learns it glared");
         if x == "alice" {
-            assert_eq!(reply["glare"], true);
             assert_eq!(id2, id1);
         } else {
             // bob's own call ended as replaced.
@@ -352,6 +352,13 @@ async fn group_calls_grow_by_invite_and_join_and_end_below_two() {
         call_event(&mut a, "call_ended", &id).await["reason"],
         "hangup"
     );
+    // The rows follow the upgrade; an invitee's row has its ring and answer times.
+    let log = call_event(&mut a, "call_log", &id).await;
+    assert_eq!(log["log"]["call_type"], "group");
+    let log = call_event(&mut d, "call_log", &id).await;
+    assert_eq!(log["log"]["direction"], "incoming");
+    assert!(log["log"]["ring_ms"].is_i64(), "{log}");
+    assert!(log["log"]["answer_ms"].is_i64(), "{log}");
     // A stranger cannot join.
     let mut e = user(&server, "erin").await;
     let id = connected(&mut a, &mut b, "bob").await;
@@ -430,6 +437,9 @@ async fn media_change_accepted_rejected_and_canceled() {
         "bad_request",
     )
     .await;
+    a.ok("hangup", json!({"call_id": id})).await;
+    let log = call_event(&mut a, "call_log", &id).await;
+    assert_eq!(log["log"]["media"], "video", "the log follows the change");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -464,6 +474,12 @@ async fn in_call_messages_and_device_state_reach_the_other_party() {
         "send",
         json!({"call_id": id, "kind": "chat", "content": 1}),
         "not_found",
+    )
+    .await;
+    a.err(
+        "send",
+        json!({"call_id": id, "kind": "chat", "content": 1, "to": ["p-1"]}),
+        "bad_request",
     )
     .await;
     a.err("send", json!({"kind": "chat", "content": 1}), "bad_request")

@@ -22,7 +22,7 @@ async fn side(
     freq: f64,
 ) -> (AudioPeer, String) {
     let joined = signal.join(channel, "host").await.unwrap();
-    assert_eq!(joined["role"], "host");
+    assert_eq!(joined["role"], "call", "the call role, whatever was asked");
     let opts = PeerOptions {
         publish: Some(Box::new(Tone::new(freq))),
         slots: 1,

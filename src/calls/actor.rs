@@ -10,7 +10,8 @@ use actix::SpawnHandle;
 use serde_json::{json, Value};
 
 use super::call::{
-    Call, CallError, CallEvent, EndReason, LegState, Media, Phase, RejectReason, TransactionId,
+    Call, CallError, CallEvent, EndReason, LegState, Media, Output, Phase, RejectReason,
+    TransactionId,
 };
 use super::engine::{call_channel, unix_ms, CallEngine};
 use super::logs::LogWrite;
@@ -134,6 +135,13 @@ pub struct CallActor {
     /// The `call` request's reply, sent once the call's log rows are committed.
     placed: Option<(Reply, Vec<Identity>)>,
     requested_at: Instant,
+    /// When the input being handled arrived: an invitation's ring time counts from it.
+    input_at: Instant,
+    /// Log writes that must follow the rows `log_transitions` opens.
+    pending_writes: Vec<LogWrite>,
+    /// The (type, media) the log rows carry.
+    logged_shape: (super::call::CallType, Media),
+    glare: bool,
     seen: HashMap<Identity, LegState>,
     rang_at: HashMap<Identity, Instant>,
     connect_logged: HashSet<Identity>,
@@ -151,6 +159,7 @@ impl CallActor {
         live_channel: Option<ChannelId>,
         reply: Reply,
         requested_at: Instant,
+        glare: bool,
     ) -> Self {
         let channel = call_channel(call.id());
         let live = live_channel.map(|channel| Live {
@@ -166,6 +175,10 @@ impl CallActor {
             live,
             placed: Some((reply, busy)),
             requested_at,
+            input_at: requested_at,
+            pending_writes: Vec::new(),
+            logged_shape: (call.call_type(), call.media()),
+            glare,
             seen: HashMap::new(),
             rang_at: HashMap::new(),
             connect_logged: HashSet::new(),
@@ -341,11 +354,27 @@ impl CallActor {
         });
     }
 
-    /// Delivers what the call produced and brings the directory, logs, channel and timer in
-    /// line with its new state.
+    /// Brings the directory, logs, channel and timer in line with the call's new state and
+    /// delivers what it produced. A member's connection is committed to the log before anyone
+    /// hears `call_connected`: a connected call is billable, so a crash must not lose it.
     fn flush(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
-        let outputs: Vec<_> = self.call.drain().collect();
+        let outputs: Vec<Output> = self.call.drain().collect();
+        self.engine.sync(&self.call);
+        if self.log_transitions(now) {
+            let barrier = self.engine.logs.send(LogWrite::Barrier);
+            ctx.wait(barrier.into_actor(self).map(move |result, act, ctx| {
+                if !matches!(result, Ok(Ok(_))) {
+                    tracing::error!(call = %act.call.id(), ?result, "call log write failed");
+                }
+                act.deliver(outputs, now, ctx);
+            }));
+        } else {
+            self.deliver(outputs, now, ctx);
+        }
+    }
+
+    fn deliver(&mut self, outputs: Vec<Output>, now: Instant, ctx: &mut Context<Self>) {
         let id = self.call.id().clone();
         for out in outputs {
             let name = event_name(&out.event);
@@ -357,15 +386,26 @@ impl CallActor {
             if let CallEvent::Incoming { caller, .. } = &out.event {
                 let callee = &out.to[0];
                 if self.busy.contains(callee) {
-                    let frame = protocol::call_event(
-                        &id,
-                        Some(out.seq),
-                        &json!({"event": "call_missed", "user": callee, "caller": caller,
-                                "reason": "busy"}),
-                        &[],
-                    );
+                    let missed = json!({"event": "call_missed", "user": callee,
+                                        "caller": caller, "reason": "busy"});
+                    let frame = protocol::call_event(&id, Some(out.seq), &missed, &[]);
                     self.engine.deliver(&out.to, &frame);
-                    to.clear();
+                    self.engine.observe(|| {
+                        protocol::call_event(
+                            &id,
+                            Some(out.seq),
+                            &missed,
+                            &[("observed_for", json!(out.to))],
+                        )
+                    });
+                    let mut data = missed.clone();
+                    if let Value::Object(map) = &mut data {
+                        map.remove("event");
+                        map.insert("to".into(), json!(out.to));
+                    }
+                    self.engine
+                        .webhook(&id, WebhookEvent::new("call_missed", unix_ms(), data));
+                    continue;
                 } else {
                     let frame = protocol::call_event(&id, Some(out.seq), &out.event, &extra);
                     let reached = self.engine.deliver(&to, &frame);
@@ -405,8 +445,9 @@ impl CallActor {
             self.engine
                 .webhook(&id, WebhookEvent::new(name, unix_ms(), data));
         }
-        self.engine.sync(&self.call);
-        self.log_transitions(now);
+        for w in self.pending_writes.drain(..) {
+            self.engine.logs.do_send(w);
+        }
         self.sync_live();
         if self.call.is_ended() {
             self.finish(ctx);
@@ -429,7 +470,7 @@ impl CallActor {
             users.push(by.clone());
         }
         for user in users {
-            self.engine.logs.do_send(LogWrite::Ringing {
+            self.pending_writes.push(LogWrite::Ringing {
                 call_id: self.call.id().clone(),
                 user,
                 at_ms,
@@ -437,7 +478,10 @@ impl CallActor {
         }
     }
 
-    fn log_transitions(&mut self, now: Instant) {
+    /// Issues the log writes the legs' changes call for; true when one of them connects a
+    /// member (the events wait for it).
+    fn log_transitions(&mut self, now: Instant) -> bool {
+        let mut connects = false;
         let id = self.call.id().clone();
         let mut opened = Vec::new();
         let mut writes = Vec::new();
@@ -474,6 +518,7 @@ impl CallActor {
                             .record(joined.saturating_duration_since(*rang).as_secs_f64());
                     }
                 }
+                connects = true;
                 writes.push(LogWrite::Connect {
                     call_id: id.clone(),
                     user: user.clone(),
@@ -486,7 +531,8 @@ impl CallActor {
                 let engine = self.engine.clone();
                 let to = user.clone();
                 let call_id = id.clone();
-                writes.push(LogWrite::Close {
+                // After the events: `call_log` follows `call_ended`.
+                self.pending_writes.push(LogWrite::Close {
                     call_id: id.clone(),
                     user: user.clone(),
                     at_ms: self.call.unix_ms(at),
@@ -513,9 +559,19 @@ impl CallActor {
             // Opened before anything else about these rows is written (the mailbox is FIFO).
             self.engine.logs.do_send(LogWrite::Open(opened));
         }
+        let shape = (self.call.call_type(), self.call.media());
+        if shape != self.logged_shape {
+            self.logged_shape = shape;
+            self.engine.logs.do_send(LogWrite::Shape {
+                call_id: id.clone(),
+                call_type: shape.0,
+                media: shape.1,
+            });
+        }
         for w in writes {
             self.engine.logs.do_send(w);
         }
+        connects
     }
 
     fn sync_live(&mut self) {
@@ -648,11 +704,15 @@ impl Actor for CallActor {
             }
             if let Some((reply, busy)) = act.placed.take() {
                 if ok {
-                    reply.ok(json!({
+                    let mut result = json!({
                         "call_id": act.call.id(),
                         "busy": busy,
                         "channel": act.channel,
-                    }));
+                    });
+                    if act.glare {
+                        result["glare"] = json!(true);
+                    }
+                    reply.ok(result);
                 } else {
                     reply.error(&ApiError::new(
                         crate::error::ErrorCode::Internal,
@@ -684,6 +744,7 @@ impl Handler<CallOp> for CallActor {
             return;
         }
         let now = Instant::now();
+        self.input_at = now;
         match self.apply(&msg.user, msg.op, now) {
             Ok(result) => {
                 if let Some(r) = &msg.reply {

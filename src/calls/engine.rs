@@ -232,9 +232,15 @@ impl CallEngine {
                 continue;
             };
             for (_, session) in &u.sessions {
-                // A session whose queue is full is being dropped as too slow by its own
-                // channel traffic; its call state is re-sent when it reconnects.
-                let _ = session.try_send(ToSession::Frame(frame.clone()));
+                // A session too slow to take a call event is closed, not skipped: a client
+                // that reconnects is told where its calls stand (`resumed`), while one that
+                // silently missed an event would be wrong about its call.
+                if let Err(SendError::Full(_)) = session.try_send(ToSession::Frame(frame.clone())) {
+                    session.do_send(ToSession::Close {
+                        code: 1008,
+                        reason: "too slow to receive call events".into(),
+                    });
+                }
             }
             if !u.sessions.is_empty() {
                 reached.push(user.clone());
@@ -468,6 +474,7 @@ impl CallEngine {
             req.live_channel,
             req.reply,
             now,
+            glare_with.is_some(),
         )
         .start();
         // Registered before the lock is released, so a racing call sees this one.

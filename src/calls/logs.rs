@@ -4,7 +4,7 @@
 
 use actix::prelude::*;
 
-use super::call::{CallId, EndReason};
+use super::call::{CallId, CallType, EndReason, Media};
 use super::store::{CallLog, CallLogStore, LogPage, NewCallLog, PageRequest, StoreError};
 use crate::ids::Identity;
 
@@ -43,6 +43,15 @@ pub enum LogWrite {
         user: Identity,
         at_ms: i64,
     },
+    /// The call's type or media changed (a group upgrade, a media change, video taken as
+    /// audio): every row of the call follows.
+    Shape {
+        call_id: CallId,
+        call_type: CallType,
+        media: Media,
+    },
+    /// Writes nothing: its reply means every write queued before it is committed.
+    Barrier,
     /// Closes the row and answers with it, for the member's `call_log` event.
     Close {
         call_id: CallId,
@@ -79,6 +88,12 @@ impl Handler<LogWrite> for CallLogActor {
                 user,
                 at_ms,
             } => s.first_audio(&call_id, &user, at_ms).map(|_| None),
+            LogWrite::Barrier => Ok(None),
+            LogWrite::Shape {
+                call_id,
+                call_type,
+                media,
+            } => s.reshape(&call_id, call_type, media).map(|_| None),
             LogWrite::Close {
                 call_id,
                 user,
@@ -86,9 +101,10 @@ impl Handler<LogWrite> for CallLogActor {
                 reason,
                 then,
             } => {
-                s.close(&call_id, &user, at_ms, reason)?;
+                let closed = s.close(&call_id, &user, at_ms, reason)?;
                 let row = s.row(&call_id, &user)?;
-                if let (Some(then), Some(row)) = (then, row.clone()) {
+                // A row already closed (a re-invited member who declined again) is not news.
+                if let (true, Some(then), Some(row)) = (closed, then, row.clone()) {
                     then(row);
                 }
                 Ok(row)

@@ -196,6 +196,13 @@ pub trait CallLogStore {
     fn delete_all(&mut self, user: &Identity) -> Result<usize, StoreError>;
     /// Closes every open row as `server_restart`: no call survives a restart.
     fn close_open_calls_at_startup(&mut self, now_ms: i64) -> Result<usize, StoreError>;
+    /// Sets the type and media of every row of the call; returns how many rows there were.
+    fn reshape(
+        &mut self,
+        call_id: &CallId,
+        call_type: CallType,
+        media: Media,
+    ) -> Result<usize, StoreError>;
     /// One row, if it exists.
     fn row(&self, call_id: &CallId, user: &Identity) -> Result<Option<CallLog>, StoreError>;
 }
@@ -341,6 +348,20 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 impl CallLogStore for SqliteStore {
+    fn reshape(
+        &mut self,
+        call_id: &CallId,
+        call_type: CallType,
+        media: Media,
+    ) -> Result<usize, StoreError> {
+        self.write(|tx| {
+            Ok(tx.execute(
+                "UPDATE call_logs SET call_type = ?1, media = ?2 WHERE call_id = ?3",
+                params![call_type.as_str(), media.as_str(), call_id.as_str()],
+            )?)
+        })
+    }
+
     fn row(&self, call_id: &CallId, user: &Identity) -> Result<Option<CallLog>, StoreError> {
         self.get(call_id, user)
     }

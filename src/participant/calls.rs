@@ -104,10 +104,13 @@ impl ParticipantActor {
                 }
                 let extra_bytes = extra.to_string().len() + push.to_string().len();
                 if extra_bytes > self.state.config.limits.max_metadata_bytes {
-                    return Err(ApiError::bad_request(format!(
-                        "\"extra\" and \"push\" together must stay under {} bytes",
-                        self.state.config.limits.max_metadata_bytes
-                    )));
+                    return Err(ApiError::new(
+                        ErrorCode::TooLarge,
+                        format!(
+                            "\"extra\" and \"push\" together must stay under {} bytes",
+                            self.state.config.limits.max_metadata_bytes
+                        ),
+                    ));
                 }
                 let live_channel = match live_channel {
                     Some(c) => {
