@@ -150,17 +150,29 @@ pub struct CallActor {
     finished: bool,
 }
 
+/// How a call came to be, beyond the [`Call`] itself.
+pub struct Placement {
+    /// The app's push configuration, for `invite_offline`.
+    pub push: Value,
+    /// Callees connected in another call when it was placed.
+    pub busy: Vec<Identity>,
+    pub live_channel: Option<ChannelId>,
+    pub reply: Reply,
+    pub requested_at: Instant,
+    /// The call met the callee's call to the caller, and stands.
+    pub glare: bool,
+}
+
 impl CallActor {
-    pub fn new(
-        engine: Arc<CallEngine>,
-        call: Call,
-        push: Value,
-        busy: Vec<Identity>,
-        live_channel: Option<ChannelId>,
-        reply: Reply,
-        requested_at: Instant,
-        glare: bool,
-    ) -> Self {
+    pub fn new(engine: Arc<CallEngine>, call: Call, placement: Placement) -> Self {
+        let Placement {
+            push,
+            busy,
+            live_channel,
+            reply,
+            requested_at,
+            glare,
+        } = placement;
         let channel = call_channel(call.id());
         let live = live_channel.map(|channel| Live {
             channel,

@@ -54,7 +54,8 @@ pub struct WebhookActor {
 }
 
 impl WebhookActor {
-    /// `url`: http:// endpoint receiving POSTs. `secret`: HMAC key. `timeout`: per attempt.
+    /// `url`: http:// or https:// endpoint receiving POSTs (TLS via the system's OpenSSL and
+    /// trust store). `secret`: HMAC key. `timeout`: per attempt.
     pub fn new(
         url: String,
         secret: Vec<u8>,
@@ -67,11 +68,11 @@ impl WebhookActor {
             .timeout(timeout)
             .no_proxy()
             .build()
-            .expect("a client without TLS or proxies always builds");
-        let plain_http = reqwest::Url::parse(&url).is_ok_and(|u| u.scheme() == "http");
-        if !plain_http {
+            .expect("the system's TLS library initialises");
+        let web = reqwest::Url::parse(&url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"));
+        if !web {
             // Not logged: a URL can carry a token in its query.
-            tracing::warn!("the webhook URL is not an http:// URL; every delivery will fail");
+            tracing::warn!("the webhook URL is not an http(s) URL; every delivery will fail");
         }
         Self {
             url: url.into(),

@@ -13,7 +13,7 @@ use actix::prelude::*;
 use bytestring::ByteString;
 use serde_json::{json, Value};
 
-use super::actor::{CallActor, CallOp, Op, Reply};
+use super::actor::{CallActor, CallOp, Op, Placement, Reply};
 use super::call::{glare_winner, Call, CallId, CallSetup, LegState, Media, Survivor};
 use super::delivery::{Push, WebhookActor};
 use super::logs::CallLogActor;
@@ -469,12 +469,14 @@ impl CallEngine {
         let addr = CallActor::new(
             engine,
             call,
-            req.push,
-            busy.clone(),
-            req.live_channel,
-            req.reply,
-            now,
-            glare_with.is_some(),
+            Placement {
+                push: req.push,
+                busy: busy.clone(),
+                live_channel: req.live_channel,
+                reply: req.reply,
+                requested_at: now,
+                glare: glare_with.is_some(),
+            },
         )
         .start();
         // Registered before the lock is released, so a racing call sees this one.
