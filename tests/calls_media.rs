@@ -234,3 +234,74 @@ async fn sigkill_mid_call_closes_the_row_as_server_restart_and_loses_nothing() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_host_taken_into_a_call_goes_silent_in_the_channel_and_comes_back() {
+    let server = start();
+    let base = server.http_url();
+    let host = Signal::connect(&base, &token_with("star", &["host"], &["call"]))
+        .await
+        .unwrap();
+    host.join("show", "host").await.unwrap();
+    let opts = PeerOptions {
+        publish: Some(Box::new(Tone::new(440.0))),
+        slots: 1,
+        ..PeerOptions::default()
+    };
+    let host_peer = AudioPeer::start(&host, "show", opts).await.unwrap();
+    assert!(host_peer.wait_connected(SECS).await);
+    let fan = Signal::connect(&base, &token_with("fan", &["audience"], &["call"]))
+        .await
+        .unwrap();
+    fan.join("show", "audience").await.unwrap();
+    let opts = PeerOptions {
+        slots: 1,
+        ..PeerOptions::default()
+    };
+    let listener = AudioPeer::start(&fan, "show", opts).await.unwrap();
+    assert!(
+        listener.wait_packets(25, SECS).await,
+        "the fan hears the show"
+    );
+
+    let reply = fan
+        .request(
+            "call",
+            json!({"callees": ["star"], "media": "audio", "live_channel": "show"}),
+        )
+        .await
+        .unwrap();
+    let id = reply["call_id"].as_str().unwrap().to_string();
+    host.wait_event("call_incoming", SECS).await.expect("rings");
+    host.request("accept", json!({"call_id": id}))
+        .await
+        .unwrap();
+    let paused = fan
+        .wait_event("publishing_paused", SECS)
+        .await
+        .expect("paused");
+    assert_eq!(paused["paused"], true);
+    // The show's audio stops for its audience while the call lasts.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = listener.received_packets();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let during = listener.received_packets() - before;
+    assert!(
+        during <= 2,
+        "{during} packets reached the audience during the call"
+    );
+
+    fan.request("hangup", json!({"call_id": id})).await.unwrap();
+    let resumed = fan
+        .wait_event("publishing_paused", SECS)
+        .await
+        .expect("resumed");
+    assert_eq!(resumed["paused"], false);
+    let after = listener.received_packets();
+    assert!(
+        listener.wait_packets(after + 25, SECS).await,
+        "the show is heard again"
+    );
+    listener.close().await;
+    host_peer.close().await;
+}
