@@ -180,4 +180,23 @@ async fn webhooks_are_signed_ordered_and_retried() {
     let pos = |k: &str| kinds.iter().position(|x| x == k).unwrap();
     assert!(pos("invite_offline") < pos("call_connected"));
     assert!(pos("call_connected") < pos("call_ended"));
+    let metrics = reqwest::get(format!("{}/metrics", server.http_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |prefix: &str| -> f64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    assert!(
+        value("amphi_webhook_deliveries_total{result=\"failed\"}") >= 2.0,
+        "{metrics}"
+    );
+    assert!(value("amphi_webhook_deliveries_total{result=\"delivered\"}") >= seqs.len() as f64);
+    assert!(value("amphi_call_invites_offline_total") >= 1.0);
 }
