@@ -24,6 +24,10 @@ use super::{Command, MediaError, PeerSpec, Publisher, Shared, SpeakerLevel};
 use crate::ids::ChannelId;
 use crate::participant::ToSession;
 
+/// How long a server offer waits for its answer before a new offer (the client's or the
+/// server's) replaces it. A client answers in milliseconds; ten seconds covers a stalled tab.
+const OFFER_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Remembered flows owned by other workers; past this the map starts over (each flow's next
 /// STUN request re-learns it), so it cannot grow without bound.
 const MAX_FOREIGN_FLOWS: usize = 65_536;
@@ -63,7 +67,9 @@ struct Peer {
     /// Payload type of Opus on this peer, for writing.
     opus_pt: Option<Pt>,
     /// Server offer waiting for the client's answer, with the slots it adds.
-    pending: Option<(SdpPendingOffer, Vec<Mid>)>,
+    /// The server's renegotiation offer awaiting the client's answer: the pending changes,
+    /// the slots it adds, and when it was sent.
+    pending: Option<(SdpPendingOffer, Vec<Mid>, Instant)>,
     deadline: Instant,
     jitter: Jitter,
     level: LevelWindow,
@@ -382,9 +388,12 @@ impl Worker {
         } else if let Some(peer) = self.peers.get_mut(&key) {
             // Crossed offers: ours stands (the server is the impolite side), the client answers
             // it and offers again; both sides then agree on one description.
-            if peer.pending.is_some() {
+            if peer.pending.as_ref().is_some_and(|p| p.2.elapsed() < OFFER_ANSWER_TIMEOUT) {
                 return Err(MediaError::OfferPending);
             }
+            // An offer never answered (lost, or a client that ignores renegotiation) must not
+            // block the client's own offers forever: dropping it rolls its changes back.
+            peer.pending = None;
             peer.spec.can_publish = spec.can_publish;
             let (was, now) = (peer.spec.can_subscribe, spec.can_subscribe);
             peer.spec.can_subscribe = now;
@@ -418,7 +427,7 @@ impl Worker {
         let answer =
             SdpAnswer::from_sdp_string(sdp).map_err(|e| MediaError::BadSdp(e.to_string()))?;
         let peer = self.peers.get_mut(&key).ok_or(MediaError::NoPeer)?;
-        let (pending, mids) = peer.pending.take().ok_or(MediaError::NoPendingOffer)?;
+        let (pending, mids, _) = peer.pending.take().ok_or(MediaError::NoPendingOffer)?;
         peer.rtc
             .sdp_api()
             .accept_answer(pending, answer)
@@ -459,13 +468,21 @@ impl Worker {
         }
         let room = self.max_slots.saturating_sub(peer.slots.len());
         let wanted = changes.missing.min(room);
+        if peer
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.2.elapsed() >= OFFER_ANSWER_TIMEOUT)
+        {
+            // Rolled back; the offer below replaces it.
+            peer.pending = None;
+        }
         if wanted > 0 && peer.pending.is_none() && peer.rtc.is_connected() {
             let mut api = peer.rtc.sdp_api();
             let mids: Vec<Mid> = (0..wanted)
                 .map(|_| api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None))
                 .collect();
             if let Some((offer, pending)) = api.apply() {
-                peer.pending = Some((pending, mids));
+                peer.pending = Some((pending, mids, Instant::now()));
                 session_event(
                     &peer.spec,
                     serde_json::json!({"event": "media_offer", "sdp": offer.to_sdp_string()}),
