@@ -152,6 +152,9 @@ pub(crate) struct Shared {
     /// Server ICE ufrag → worker owning the peer, for datagrams that land on another worker.
     pub ufrags: DashMap<String, usize>,
     pub remotes: Vec<mpsc::Sender<worker::Remote>>,
+    /// Which workers have listeners in which channel (one bit per worker), shared by this
+    /// plane's workers only: two planes in one process must not see each other's channels.
+    pub masks: Arc<DashMap<crate::ids::ChannelId, Arc<std::sync::atomic::AtomicU64>>>,
 }
 
 pub struct MediaPlane {
@@ -197,6 +200,7 @@ impl MediaPlane {
             stopping: std::sync::atomic::AtomicBool::new(false),
             ufrags: DashMap::new(),
             remotes,
+            masks: Arc::default(),
         });
         let mut threads = Vec::new();
         for (index, ((socket, commands), remotes)) in sockets

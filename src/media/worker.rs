@@ -161,7 +161,7 @@ pub(crate) fn run(
             announced,
             max_slots,
             epoch: Instant::now(),
-            masks: channel_masks(),
+            masks: shared.masks.clone(),
             shared,
             peers: HashMap::new(),
             by_addr: HashMap::new(),
@@ -226,13 +226,6 @@ pub(crate) fn run(
             w.remove(key);
         }
     });
-}
-
-/// Which workers have listeners in which channel, shared by every worker of the process.
-fn channel_masks() -> Arc<dashmap::DashMap<ChannelId, Arc<AtomicU64>>> {
-    static MASKS: std::sync::OnceLock<Arc<dashmap::DashMap<ChannelId, Arc<AtomicU64>>>> =
-        std::sync::OnceLock::new();
-    MASKS.get_or_init(Default::default).clone()
 }
 
 fn session_event(peer: &PeerSpec, event: serde_json::Value) {
@@ -388,7 +381,11 @@ impl Worker {
         } else if let Some(peer) = self.peers.get_mut(&key) {
             // Crossed offers: ours stands (the server is the impolite side), the client answers
             // it and offers again; both sides then agree on one description.
-            if peer.pending.as_ref().is_some_and(|p| p.2.elapsed() < OFFER_ANSWER_TIMEOUT) {
+            if peer
+                .pending
+                .as_ref()
+                .is_some_and(|p| p.2.elapsed() < OFFER_ANSWER_TIMEOUT)
+            {
                 return Err(MediaError::OfferPending);
             }
             // An offer never answered (lost, or a client that ignores renegotiation) must not
@@ -870,6 +867,14 @@ impl Worker {
             // Listeners added while writing are kept; removed peers are not restored.
             listeners.append(&mut route.listeners);
             listeners.retain(|k| self.peers.contains_key(k));
+            // A peer removed while the list was taken out saw it empty and may have cleared
+            // this worker's bit; the restored list decides.
+            let bit = 1u64 << (self.index % 64);
+            if listeners.is_empty() {
+                route.mask.fetch_and(!bit, Ordering::Relaxed);
+            } else {
+                route.mask.fetch_or(bit, Ordering::Relaxed);
+            }
             route.listeners = listeners;
         }
         self.metrics.forwarded(forwarded);
