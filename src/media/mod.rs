@@ -159,6 +159,11 @@ pub(crate) struct Shared {
 
 pub struct MediaPlane {
     commands: Vec<mpsc::Sender<Command>>,
+    /// Per worker, commands that must not be lost and found its queue full, in order. While
+    /// one is waiting, every later command for that worker waits behind it, so a removal can
+    /// never overtake what was sent before it. Bounded by what must not be lost: one removal
+    /// and a few permission or route changes per peer and channel.
+    backlogs: Vec<Arc<std::sync::Mutex<std::collections::VecDeque<Command>>>>,
     shared: Arc<Shared>,
     owners: DashMap<PeerKey, usize>,
     next: AtomicUsize,
@@ -223,6 +228,7 @@ impl MediaPlane {
         }
         tracing::info!(%announced, workers, "media workers listening on UDP {bound}");
         Ok(Arc::new(Self {
+            backlogs: commands.iter().map(|_| Arc::default()).collect(),
             commands,
             shared,
             owners: DashMap::new(),
@@ -245,19 +251,51 @@ impl MediaPlane {
     }
 
     fn try_send(&self, worker: usize, cmd: Command) -> Result<(), MediaError> {
+        let backlog = self.backlogs[worker]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !backlog.is_empty() {
+            // Going first would overtake commands queued before this one.
+            return Err(MediaError::Busy);
+        }
         self.commands[worker]
             .try_send(cmd)
             .map_err(|_| MediaError::Busy)
     }
 
-    /// Sends a command that must not be lost, waiting for room instead of dropping it.
+    /// Sends a command that must not be lost, waiting for room instead of dropping it, and
+    /// never ahead of commands sent before it.
     fn send_reliably(&self, worker: usize, cmd: Command) {
-        if let Err(mpsc::error::TrySendError::Full(cmd)) = self.commands[worker].try_send(cmd) {
-            let tx = self.commands[worker].clone();
-            actix_rt::spawn(async move {
-                let _ = tx.send(cmd).await;
-            });
+        let mut backlog = self.backlogs[worker]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !backlog.is_empty() {
+            backlog.push_back(cmd);
+            return;
         }
+        let Err(mpsc::error::TrySendError::Full(cmd)) = self.commands[worker].try_send(cmd) else {
+            return;
+        };
+        backlog.push_back(cmd);
+        drop(backlog);
+        let tx = self.commands[worker].clone();
+        let backlog = self.backlogs[worker].clone();
+        actix_rt::spawn(async move {
+            // One drainer per backlog: it exists from the first command queued until empty.
+            loop {
+                let Ok(permit) = tx.reserve().await else {
+                    return;
+                };
+                let mut queue = backlog.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(cmd) = queue.pop_front() else {
+                    return;
+                };
+                permit.send(cmd);
+                if queue.is_empty() {
+                    return;
+                }
+            }
+        });
     }
 
     /// Creates the peer (or renegotiates it) from a client offer. The command is queued
