@@ -130,6 +130,9 @@ struct DevTokenBody {
     identity: String,
     channel: Option<String>,
     role: Option<String>,
+    /// Only `call`: the demo page places and answers calls. Never `admin` or `proxy`.
+    #[serde(default)]
+    grants: Vec<String>,
 }
 
 /// Development only (`--dev`): lets the demo page mint its own token. A production app's
@@ -154,6 +157,12 @@ async fn dev_token(body: web::Bytes, state: web::Data<AppState>) -> HttpResponse
     let mut claims = crate::token::claims_for(&body.identity, std::time::Duration::from_secs(3600));
     claims.channel = body.channel;
     claims.roles = body.role.into_iter().collect();
+    if let Some(g) = body.grants.iter().find(|g| *g != crate::token::GRANT_CALL) {
+        return error_response(&ApiError::forbidden(format!(
+            "development tokens carry at most the 'call' grant, not '{g}'"
+        )));
+    }
+    claims.grants = body.grants;
     HttpResponse::Ok().json(serde_json::json!({ "token": state.keys.mint(&claims) }))
 }
 

@@ -28,9 +28,7 @@ fn require_browser() {
 
 /// Runs the page as one participant for `seconds`; returns what it reported.
 async fn drive(url: &str, channel: &str, identity: &str, role: &str, seconds: u32) -> Value {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    let args = [
-        "drive.mjs".to_string(),
+    run_driver(vec![
         "--url".into(),
         url.into(),
         "--channel".into(),
@@ -41,9 +39,16 @@ async fn drive(url: &str, channel: &str, identity: &str, role: &str, seconds: u3
         role.into(),
         "--seconds".into(),
         seconds.to_string(),
-    ];
+    ])
+    .await
+}
+
+async fn run_driver(args: Vec<String>) -> Value {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let mut all = vec!["drive.mjs".to_string()];
+    all.extend(args);
     let out = tokio::task::spawn_blocking(move || {
-        Command::new("node").args(args).current_dir(dir).output()
+        Command::new("node").args(all).current_dir(dir).output()
     })
     .await
     .unwrap()
@@ -151,4 +156,80 @@ async fn chromium_audience_hears_a_rust_host() {
         names.contains("rust-host"),
         "the page lists the host: {names}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_answers_a_call_from_a_rust_client_and_both_hear_each_other() {
+    require_browser();
+    let server = start();
+    let url = server.http_url();
+    let s = Signal::connect(&url, &token_with("rust-caller", &[], &["call"]))
+        .await
+        .unwrap();
+    // The page is not online yet: it is rung when it comes online.
+    let reply = s
+        .request(
+            "call",
+            serde_json::json!({"callees": ["chrome-callee"], "media": "audio"}),
+        )
+        .await
+        .unwrap();
+    let id = reply["call_id"].as_str().unwrap().to_string();
+    let page_url = url.clone();
+    let page = tokio::spawn(async move {
+        run_driver(vec![
+            "--url".into(),
+            page_url,
+            "--identity".into(),
+            "chrome-callee".into(),
+            "--answer-call".into(),
+            "--seconds".into(),
+            "5".into(),
+        ])
+        .await
+    });
+    let connected = s
+        .wait_event("call_connected", Duration::from_secs(40))
+        .await
+        .expect("the page answers");
+    assert_eq!(connected["call_id"], id.as_str());
+    let channel = connected["channel"].as_str().unwrap().to_string();
+    s.join(&channel, "call").await.unwrap();
+    let peer = AudioPeer::start(
+        &s,
+        &channel,
+        PeerOptions {
+            publish: Some(Box::new(Tone::new(440.0))),
+            slots: 1,
+            ..PeerOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(peer.wait_connected(SECS).await);
+    assert!(
+        peer.wait_packets(100, SECS).await,
+        "the caller hears the browser"
+    );
+    let report = page.await.unwrap();
+    assert_eq!(report["answered"], true, "{report}");
+    assert!(
+        report["outbound"]["packetsSent"].as_u64().unwrap_or(0) > 100,
+        "{report}"
+    );
+    let inbound = report["inbound"].as_array().expect("inbound stats");
+    assert!(
+        inbound
+            .iter()
+            .any(|i| i["packetsReceived"].as_u64().unwrap_or(0) > 50
+                && i["totalAudioEnergy"].as_f64().unwrap_or(0.0) > 0.0),
+        "the browser hears the caller: {report}"
+    );
+    let ended = s
+        .wait_event("call_ended", SECS)
+        .await
+        .expect("the page hung up");
+    assert_eq!(ended["reason"], "hangup");
+    assert_eq!(report["ended"], true, "{report}");
+    peer.close().await;
 }

@@ -3,6 +3,10 @@
 //
 //   node drive.mjs --url http://127.0.0.1:7880 --channel lobby --identity alice --role host \
 //       --seconds 5 [--screenshot out.png]
+//   node drive.mjs --url http://127.0.0.1:7880 --identity bob --answer-call --seconds 5
+//
+// With --answer-call the page goes online for calls instead of joining a channel, waits for a
+// call, accepts it, talks for --seconds through the call's channel and hangs up.
 //
 // The page mints its own token through the server's `POST /dev/token` (`serve --dev`), joins,
 // and plays what it hears; Chromium's fake microphone sends a beep, so a host sends real audio.
@@ -69,13 +73,14 @@ function parseOptions() {
         role: { type: "string", default: "host" },
         seconds: { type: "string", default: "5" },
         screenshot: { type: "string" },
+        "answer-call": { type: "boolean", default: false },
       },
       strict: true,
     }));
   } catch (err) {
     return usage(err.message);
   }
-  for (const name of ["url", "channel", "identity"]) {
+  for (const name of values["answer-call"] ? ["url", "identity"] : ["url", "channel", "identity"]) {
     if (!values[name]) return usage(`--${name} is required`);
   }
   if (!["host", "audience"].includes(values.role)) return usage("--role must be host or audience");
@@ -84,9 +89,12 @@ function parseOptions() {
   return { ...values, seconds };
 }
 
-/** Runs in the page: the participants shown and the audio statistics of the peer connection. */
-async function collect() {
-  const amphi = window.amphi;
+/**
+ * Runs in the page: the participants shown and the audio statistics of the peer connection of
+ * the client `which` (`amphi` for the channel, `amphiCall` for calls).
+ */
+async function collect(which) {
+  const amphi = window[which];
   const me = document.getElementById("me");
   const result = {
     joined: Boolean(amphi),
@@ -124,6 +132,38 @@ async function collect() {
   return result;
 }
 
+/** The page answers one call and talks in it; returns the call's audio statistics. */
+async function answerCall(page, opts) {
+  const state = (wanted) => page.waitForFunction(
+    (states) => {
+      const s = document.getElementById("call-status")?.dataset.state;
+      return states.includes(s) && s;
+    },
+    wanted,
+    { timeout: CONNECT_TIMEOUT_MS, polling: 100 },
+  ).then((handle) => handle.jsonValue(), () => null);
+  await page.fill("#identity", opts.identity);
+  await page.click("#go-online");
+  const rung = await state(["incoming", "error"]);
+  if (rung !== "incoming") {
+    const status = await page.textContent("#call-status").catch(() => "");
+    throw new Error(`no incoming call (status: ${status})`);
+  }
+  await page.click("#accept");
+  const talking = await state(["connected", "error", "ended"]);
+  if (talking !== "connected") {
+    const status = await page.textContent("#call-status").catch(() => "");
+    throw new Error(`the call's audio did not connect (status: ${status})`);
+  }
+  await page.waitForTimeout(opts.seconds * 1000);
+  const result = await page.evaluate(collect, "amphiCall");
+  errors.push(...result.errors.filter((e) => !errors.includes(e)));
+  await page.click("#hangup", { timeout: LEAVE_TIMEOUT_MS }).catch(() => {});
+  const ended = await state(["ended"]);
+  const status = await page.textContent("#call-status").catch(() => "");
+  return { ...result, answered: true, ended: ended === "ended", status };
+}
+
 async function run(opts) {
   const profile = mkdtempSync(join(tmpdir(), "amphi-chromium-"));
   let browser;
@@ -152,6 +192,7 @@ async function run(opts) {
     });
 
     await page.goto(opts.url, { waitUntil: "load", timeout: STEP_TIMEOUT_MS });
+    if (opts["answer-call"]) return { ...(await answerCall(page, opts)), errors };
     await page.fill("#channel", opts.channel);
     await page.fill("#identity", opts.identity);
     await page.selectOption("#role", opts.role);
@@ -176,7 +217,7 @@ async function run(opts) {
     }
 
     await page.waitForTimeout(opts.seconds * 1000);
-    const result = await page.evaluate(collect);
+    const result = await page.evaluate(collect, "amphi");
     errors.push(...result.errors.filter((e) => !errors.includes(e)));
     if (!result.joined) {
       const now = await page.textContent("#status").catch(() => "");
