@@ -766,3 +766,74 @@ async fn a_ringing_callee_coming_online_is_rung_and_shutdown_ends_calls() {
         "server_restart"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_answer_leaves_the_current_call_alone() {
+    let server = server();
+    let mut a = user(&server, "alice").await;
+    let mut b = user(&server, "bob").await;
+    let mut c = user(&server, "carol").await;
+    let first = connected(&mut c, &mut b, "bob").await;
+    // alice's group call finds bob busy; his late attempts to take it fail...
+    let (second, _) = call(&mut a, &["bob", "erin"], "audio").await;
+    call_event(&mut b, "call_missed", &second).await;
+    b.err("accept", json!({"call_id": second}), "conflict")
+        .await;
+    b.err(
+        "accept",
+        json!({"call_id": second, "media": "video"}),
+        "conflict",
+    )
+    .await;
+    // ...and his call with carol goes on.
+    b.ok(
+        "send",
+        json!({"call_id": first, "kind": "chat", "content": "still here"}),
+    )
+    .await;
+    let m = call_event(&mut c, "call_message", &first).await;
+    assert_eq!(m["content"], "still here");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_invitee_can_join_the_group_call_later() {
+    let server = server();
+    let mut a = user(&server, "alice").await;
+    let mut b = user(&server, "bob").await;
+    let mut c = user(&server, "carol").await;
+    let mut d = user(&server, "dave").await;
+    let other = connected(&mut c, &mut d, "dave").await;
+    let id = connected(&mut a, &mut b, "bob").await;
+    let reply = a
+        .ok("invite", json!({"call_id": id, "callees": ["carol"]}))
+        .await;
+    assert_eq!(reply["busy"], json!(["carol"]));
+    call_event(&mut c, "call_missed", &id).await;
+    c.ok("hangup", json!({"call_id": other})).await;
+    c.ok("join_call", json!({"call_id": id})).await;
+    let connected = call_event(&mut c, "call_connected", &id).await;
+    assert_eq!(connected["channel"], format!("call:{id}"));
+    a.ok("hangup", json!({"call_id": id})).await;
+    b.ok("hangup", json!({"call_id": id})).await;
+    assert_eq!(
+        call_event(&mut c, "call_ended", &id).await["reason"],
+        "hangup"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_nobody_is_online_for_ends_after_the_grace() {
+    let server = start_calls(Duration::from_secs(60), Duration::from_millis(300));
+    let mut app = Client::connect(&server, &token_with("app-server", &[], &["proxy"])).await;
+    let reply = app
+        .ok(
+            "call",
+            json!({"callees": ["ghost-2"], "media": "audio", "as": "ghost-1"}),
+        )
+        .await;
+    let id = reply["call_id"].as_str().unwrap().to_string();
+    app.ok("accept", json!({"call_id": id, "as": "ghost-2"}))
+        .await;
+    let ended = call_event(&mut app, "call_ended", &id).await;
+    assert_eq!(ended["reason"], "disconnected");
+}

@@ -35,15 +35,21 @@ pub struct Reply {
 
 impl Reply {
     fn ok(&self, result: Value) {
-        let _ = self
-            .to
-            .try_send(ToSession::Frame(protocol::ok(self.id, result)));
+        self.send(protocol::ok(self.id, result));
     }
 
     fn error(&self, err: &ApiError) {
-        let _ = self
-            .to
-            .try_send(ToSession::Frame(protocol::error(self.id, err)));
+        self.send(protocol::error(self.id, err));
+    }
+
+    /// A session too slow to take its reply is closed, as for call events.
+    fn send(&self, frame: bytestring::ByteString) {
+        if let Err(SendError::Full(_)) = self.to.try_send(ToSession::Frame(frame)) {
+            self.to.do_send(ToSession::Close {
+                code: 1008,
+                reason: "too slow to receive replies".into(),
+            });
+        }
     }
 }
 
@@ -205,12 +211,12 @@ impl CallActor {
         let none = json!({});
         match op {
             Op::Accept { media } => {
-                self.replace_other_call(user);
                 self.call.accept(user, media, now)?;
+                self.took_call(user, now);
             }
             Op::Join => {
-                self.replace_other_call(user);
                 self.call.join(user, now)?;
+                self.took_call(user, now);
             }
             Op::Reject { reason } => self.call.reject(user, reason, now)?,
             Op::Hangup { reason } => self.call.hangup(user, reason, now)?,
@@ -265,6 +271,9 @@ impl CallActor {
                 );
                 self.engine.deliver(&to, &frame);
             }
+            // Sent after the directory's lock is released, so it can arrive after the user's
+            // next session came online: then it is stale.
+            Op::Disconnect if self.engine.online(user) => {}
             Op::Disconnect => self.call.disconnect(user, now)?,
             Op::Reconnect => {
                 self.call.reconnect(user)?;
@@ -291,6 +300,11 @@ impl CallActor {
                 "call_type": self.call.call_type(),
                 "media": self.call.media(),
                 "extra": self.call.extra(),
+            }),
+            (LegState::Connected, None) => json!({
+                "event": "call_ringing",
+                "callees": self.call.legs().iter().filter(|l| l.state() == LegState::Ringing)
+                    .map(|l| l.user()).collect::<Vec<_>>(),
             }),
             (LegState::Connected, Some(at)) => json!({
                 "event": "call_connected",
@@ -323,26 +337,26 @@ impl CallActor {
             .collect()
     }
 
-    /// One active call per user: answering this one ends the one the user is in.
-    fn replace_other_call(&self, user: &Identity) {
-        let Some(leg) = self.call.leg(user) else {
-            return;
-        };
-        if leg.state() == LegState::Connected {
-            return;
+    /// `user` just answered or joined this call. One active call per user: the directory
+    /// makes this call the user's one, under its lock, and the calls it replaces end for the
+    /// user as `replaced` (two answers racing on two devices leave the user in the last).
+    /// A member with no live session (a proxy answered for it) starts the reconnect grace at
+    /// once, so a call nobody is on cannot run forever.
+    fn took_call(&mut self, user: &Identity, now: Instant) {
+        self.busy.remove(user);
+        for other in self.engine.claim_active(user, self.call.id()) {
+            let _ = self.engine.route(
+                &other,
+                CallOp::internal(
+                    user.clone(),
+                    Op::Hangup {
+                        reason: EndReason::Replaced,
+                    },
+                ),
+            );
         }
-        if let Some(other) = self.engine.active_call(user) {
-            if &other != self.call.id() {
-                let _ = self.engine.route(
-                    &other,
-                    CallOp::internal(
-                        user.clone(),
-                        Op::Hangup {
-                            reason: EndReason::Replaced,
-                        },
-                    ),
-                );
-            }
+        if !self.engine.online(user) {
+            let _ = self.call.disconnect(user, now);
         }
     }
 
@@ -627,7 +641,12 @@ impl CallActor {
             ch.do_send(AdminStop);
         }
         self.engine.webhook_finish(self.call.id());
-        ctx.stop();
+        if let Some(h) = self.timer.take() {
+            ctx.cancel_future(h);
+        }
+        // No `ctx.stop()`: requests already queued would be dropped unanswered. With its
+        // directory entry gone nothing new reaches this actor, and it stops once the last
+        // address is dropped, answering what is queued with "has ended".
     }
 
     fn schedule(&mut self, ctx: &mut Context<Self>, now: Instant) {
@@ -670,6 +689,11 @@ impl Actor for CallActor {
         let now = Instant::now();
         for b in self.busy.clone() {
             let _ = self.call.reject(&b, RejectReason::Busy, now);
+        }
+        // Placed by a proxy for a caller with no live session: the grace runs from the start.
+        let caller = self.call.caller().clone();
+        if !self.engine.online(&caller) {
+            let _ = self.call.disconnect(&caller, now);
         }
         // The rows are committed before the caller hears `ok`: an acknowledged call is on
         // disk. Nothing else runs in this actor until then.

@@ -101,6 +101,8 @@ pub struct PlaceCall {
 
 pub struct CallEngine {
     pub config: CallsConfig,
+    /// Set under the directory lock when shutdown ends every call: no call starts after.
+    closing: std::sync::atomic::AtomicBool,
     dir: Mutex<Directory>,
     pub logs: Addr<CallLogActor>,
     webhooks: Option<Addr<WebhookActor>>,
@@ -149,6 +151,7 @@ impl CallEngine {
         });
         Ok(Arc::new(Self {
             config: config.clone(),
+            closing: std::sync::atomic::AtomicBool::new(false),
             dir: Mutex::new(Directory::default()),
             logs,
             webhooks,
@@ -257,13 +260,34 @@ impl CallEngine {
         }
         let frame = frame();
         for session in dir.proxies.values() {
-            let _ = session.try_send(ToSession::Frame(frame.clone()));
+            // A proxy that cannot keep up would act on a wrong picture of its calls.
+            if let Err(SendError::Full(_)) = session.try_send(ToSession::Frame(frame.clone())) {
+                session.do_send(ToSession::Close {
+                    code: 1008,
+                    reason: "too slow to receive call events".into(),
+                });
+            }
         }
     }
 
     /// The call `user` is connected in, if any.
     pub fn active_call(&self, user: &Identity) -> Option<CallId> {
         self.dir().connected_call(user)
+    }
+
+    /// Makes `call` the one `user` is connected in; returns the other calls the user was
+    /// connected in, which the caller ends for the user.
+    pub fn claim_active(&self, user: &Identity, call: &CallId) -> Vec<CallId> {
+        let mut dir = self.dir();
+        let u = dir.users.entry(user.clone()).or_default();
+        let others = u
+            .legs
+            .iter()
+            .filter(|(c, s)| *c != call && **s == LegState::Connected)
+            .map(|(c, _)| c.clone())
+            .collect();
+        u.legs.insert(call.clone(), LegState::Connected);
+        others
     }
 
     /// Calls `user` rings or is connected in.
@@ -367,6 +391,9 @@ impl CallEngine {
             .iter()
             .map(|a| a.send(super::actor::Terminate { reason }));
         let _ = futures_util::future::join_all(sends).await;
+        // The ended calls' rows are queued to the log thread; they are on disk when this
+        // answers, so a restart does not close them again with the downtime counted.
+        let _ = self.logs.send(super::logs::LogWrite::Barrier).await;
     }
 
     pub fn calls_in_progress(&self) -> usize {
@@ -398,6 +425,12 @@ impl CallEngine {
             ));
         }
         let mut dir = self.dir();
+        if self.closing.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "the server is shutting down; call again shortly",
+            ));
+        }
         if dir.calls.len() >= self.config.max_calls {
             return Err(ApiError::new(
                 ErrorCode::Busy,

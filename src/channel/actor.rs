@@ -357,7 +357,19 @@ impl Handler<Join> for ChannelActor {
         let participant = msg.spec.participant.clone();
         let request = msg.spec.request;
         let received = msg.received;
-        match self.channel.join(Instant::now(), msg.spec) {
+        // A call's channel: checked again here, as the member may have left the call while
+        // its join was on the way (its kick found nobody to remove).
+        let outsider = crate::calls::engine::channel_call(self.channel.id()).and_then(|call| {
+            let engine = self.registry.calls()?;
+            (!engine.is_connected_member(&call, &msg.spec.identity)).then_some(call)
+        });
+        let joined = match outsider {
+            Some(call) => Err(ApiError::forbidden(format!(
+                "you are no longer connected to call '{call}'"
+            ))),
+            None => self.channel.join(Instant::now(), msg.spec),
+        };
+        match joined {
             Ok(()) => {
                 if let Some(speaker) = self.levels.active().cloned() {
                     self.channel.tell_active_speaker(&participant, speaker);
