@@ -4,8 +4,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use amphi_client::audio::dominant;
@@ -125,31 +124,7 @@ async fn both_sides_of_a_call_hear_each_other() {
 
 /// Starts `amphi serve --dev` on free ports with its call log at `db`.
 fn spawn_server(db: &std::path::Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_amphi"))
-        .args(["serve", "--dev", "--bind", "127.0.0.1:0"])
-        .env("AMPHI_LOG", "info")
-        .env("AMPHI_CALLS_DATABASE", db)
-        .env("AMPHI_MEDIA_UDP_PORT", "0")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn amphi");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap().to_string());
-                }
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("server announced its address");
-    (child, addr)
+    spawn_binary(&[("AMPHI_CALLS_DATABASE", db.as_os_str())])
 }
 
 async fn user(addr: &str, name: &str) -> Client {

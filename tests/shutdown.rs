@@ -2,8 +2,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use common::*;
@@ -13,30 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// Starts `amphi serve --dev` on a free port; returns the child and its address.
 fn spawn_server() -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_amphi"))
-        .args(["serve", "--dev", "--bind", "127.0.0.1:0"])
-        .env("AMPHI_LOG", "info")
-        .env("AMPHI_CALLS_DATABASE", ":memory:")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn amphi");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut tx = Some(tx);
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                if let Some(tx) = tx.take() {
-                    let _ = tx.send(rest.split_whitespace().next().unwrap().to_string());
-                }
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("server announced its address");
-    (child, addr)
+    spawn_binary(&[])
 }
 
 async fn connect(

@@ -293,48 +293,23 @@ impl Report {
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let (top, bottom) = root.split_vertically(340);
         let t_max = self.timeline.last().map_or(1.0, |s| s.t.max(1.0));
-        let l_max = self
+        let points: Vec<(f64, &Percentiles)> = self
             .timeline
             .iter()
-            .map(|s| s.latency.p99_ms)
-            .fold(1.0f64, f64::max)
-            * 1.1;
-        let mut chart = ChartBuilder::on(&top)
-            .caption("End-to-end latency (ms)", ("sans-serif", 18))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.0..t_max, 0.0..l_max)
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .x_desc("seconds")
-            .draw()
-            .map_err(|e| e.to_string())?;
-        type Pick = fn(&Percentiles) -> f64;
-        let series: [(&str, Pick, RGBColor); 3] = [
-            ("p50", |p| p.p50_ms, BLUE),
-            ("p95", |p| p.p95_ms, GREEN),
-            ("p99", |p| p.p99_ms, RED),
-        ];
-        for (name, f, color) in series {
-            chart
-                .draw_series(LineSeries::new(
-                    self.timeline
-                        .iter()
-                        .filter(|s| s.latency.count > 0)
-                        .map(|s| (s.t, f(&s.latency))),
-                    color,
-                ))
-                .map_err(|e| e.to_string())?
-                .label(name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-        }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| e.to_string())?;
+            .filter(|s| s.latency.count > 0)
+            .map(|s| (s.t, &s.latency))
+            .collect();
+        percentile_chart(
+            &top,
+            "End-to-end latency (ms)",
+            t_max,
+            &points,
+            [
+                ("p50", |p| p.p50_ms),
+                ("p95", |p| p.p95_ms),
+                ("p99", |p| p.p99_ms),
+            ],
+        )?;
         let mut chart = ChartBuilder::on(&bottom)
             .caption("Delivery (%) and listeners", ("sans-serif", 18))
             .margin(10)
@@ -373,46 +348,42 @@ impl Report {
     }
 }
 
-fn plot_calls(c: &CallsReport, path: &Path) -> Result<(), String> {
+type Pick = fn(&Percentiles) -> f64;
+
+/// Three percentiles over time on `area`, blue/green/red, with a legend; the y axis reaches
+/// 10 % above the highest value of the last series.
+fn percentile_chart(
+    area: &plotters::drawing::DrawingArea<
+        plotters::prelude::SVGBackend<'_>,
+        plotters::coord::Shift,
+    >,
+    caption: &str,
+    t_max: f64,
+    points: &[(f64, &Percentiles)],
+    series: [(&str, Pick); 3],
+) -> Result<(), String> {
     use plotters::prelude::*;
-    let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let (top, bottom) = root.split_vertically(340);
-    let t_max = c.timeline.last().map_or(1.0, |s| s.t.max(1.0));
-    let s_max = c
-        .timeline
+    let y_max = points
         .iter()
-        .map(|s| s.setup.p99_ms)
+        .map(|(_, p)| series[2].1(p))
         .fold(1.0f64, f64::max)
         * 1.1;
-    let mut chart = ChartBuilder::on(&top)
-        .caption(
-            "Call setup: request to first audio both ways (ms)",
-            ("sans-serif", 18),
-        )
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 18))
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(50)
-        .build_cartesian_2d(0.0..t_max, 0.0..s_max)
+        .build_cartesian_2d(0.0..t_max, 0.0..y_max)
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
         .x_desc("seconds")
         .draw()
         .map_err(|e| e.to_string())?;
-    type Pick = fn(&Percentiles) -> f64;
-    let series: [(&str, Pick, RGBColor); 3] = [
-        ("p50", |p| p.p50_ms, BLUE),
-        ("p90", |p| p.p90_ms, GREEN),
-        ("p99", |p| p.p99_ms, RED),
-    ];
-    for (name, f, color) in series {
+    for ((name, f), color) in series.into_iter().zip([BLUE, GREEN, RED]) {
         chart
             .draw_series(LineSeries::new(
-                c.timeline
-                    .iter()
-                    .filter(|s| s.setup.count > 0)
-                    .map(|s| (s.t, f(&s.setup))),
+                points.iter().map(|(t, p)| (*t, f(p))),
                 color,
             ))
             .map_err(|e| e.to_string())?
@@ -424,6 +395,32 @@ fn plot_calls(c: &CallsReport, path: &Path) -> Result<(), String> {
         .border_style(BLACK)
         .draw()
         .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn plot_calls(c: &CallsReport, path: &Path) -> Result<(), String> {
+    use plotters::prelude::*;
+    let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let (top, bottom) = root.split_vertically(340);
+    let t_max = c.timeline.last().map_or(1.0, |s| s.t.max(1.0));
+    let points: Vec<(f64, &Percentiles)> = c
+        .timeline
+        .iter()
+        .filter(|s| s.setup.count > 0)
+        .map(|s| (s.t, &s.setup))
+        .collect();
+    percentile_chart(
+        &top,
+        "Call setup: request to first audio both ways (ms)",
+        t_max,
+        &points,
+        [
+            ("p50", |p| p.p50_ms),
+            ("p90", |p| p.p90_ms),
+            ("p99", |p| p.p99_ms),
+        ],
+    )?;
     let n_max = c
         .timeline
         .iter()

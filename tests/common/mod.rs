@@ -14,6 +14,39 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 pub const WAIT: Duration = Duration::from_secs(5);
 
+/// Starts the `amphi` binary (`serve --dev` on free loopback ports, call log in memory unless
+/// `env` says otherwise) and waits for it to announce its address.
+pub fn spawn_binary(env: &[(&str, &std::ffi::OsStr)]) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_amphi"));
+    cmd.args(["serve", "--dev", "--bind", "127.0.0.1:0", "--udp-port", "0"])
+        .env("AMPHI_LOG", "info")
+        .env("AMPHI_CALLS_DATABASE", ":memory:")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn amphi");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap().to_string());
+                }
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("server announced its address");
+    (child, addr)
+}
+
 pub fn test_config() -> Config {
     let mut config = Config::dev();
     config.server.bind = "127.0.0.1:0".parse().unwrap();
