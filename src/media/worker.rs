@@ -870,10 +870,14 @@ impl Worker {
             // A peer removed while the list was taken out saw it empty and may have cleared
             // this worker's bit; the restored list decides.
             let bit = 1u64 << (self.index % 64);
-            if listeners.is_empty() {
-                route.mask.fetch_and(!bit, Ordering::Relaxed);
-            } else {
-                route.mask.fetch_or(bit, Ordering::Relaxed);
+            let marked = route.mask.load(Ordering::Relaxed) & bit != 0;
+            // A load per packet; the write only when a removal got the bit wrong.
+            if marked == listeners.is_empty() {
+                if listeners.is_empty() {
+                    route.mask.fetch_and(!bit, Ordering::Relaxed);
+                } else {
+                    route.mask.fetch_or(bit, Ordering::Relaxed);
+                }
             }
             route.listeners = listeners;
         }
