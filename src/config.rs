@@ -117,6 +117,9 @@ pub struct CallsConfig {
     /// How long a connected member whose connection dropped keeps its place in a call.
     #[serde(with = "humantime_serde")]
     pub reconnect_grace: Duration,
+    /// How long a media change request waits for the other side's answer.
+    #[serde(with = "humantime_serde")]
+    pub media_change_timeout: Duration,
     /// The call-log database (SQLite); `:memory:` keeps logs for the process only.
     pub database: String,
     /// The role both sides take in the call's private channel; it must publish and subscribe.
@@ -230,6 +233,7 @@ impl Default for CallsConfig {
             ring_timeout: Duration::from_secs(60),
             // Long enough for a phone to switch from Wi-Fi to mobile data and reconnect.
             reconnect_grace: Duration::from_secs(20),
+            media_change_timeout: crate::calls::call::MEDIA_CHANGE_TIMEOUT,
             database: "amphi-calls.sqlite".into(),
             role: "call".into(),
             max_calls: 10_000,
@@ -381,9 +385,23 @@ impl Config {
                 ))
             }
         }
-        if c.ring_timeout.is_zero() || c.max_calls == 0 || c.database.is_empty() {
+        if c.ring_timeout.is_zero()
+            || c.media_change_timeout.is_zero()
+            || c.max_calls == 0
+            || c.database.is_empty()
+        {
             return bad(
-                "calls.ring_timeout and calls.max_calls must be above 0 and calls.database set"
+                "calls.ring_timeout, calls.media_change_timeout and calls.max_calls must be above 0 \
+                 and calls.database set"
+                    .into(),
+            );
+        }
+        // Far beyond any human answer; bounds the deadlines computed from them.
+        let day = Duration::from_secs(86_400);
+        if c.ring_timeout > day || c.reconnect_grace > day || c.media_change_timeout > day {
+            return bad(
+                "calls.ring_timeout, calls.reconnect_grace and calls.media_change_timeout must be \
+                 at most a day"
                     .into(),
             );
         }

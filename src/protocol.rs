@@ -117,19 +117,27 @@ pub enum Request {
     MediaChange {
         call_id: String,
         media: Media,
+        #[serde(rename = "as")]
+        on_behalf: Option<String>,
     },
     MediaChangeCancel {
         transaction: String,
+        #[serde(rename = "as")]
+        on_behalf: Option<String>,
     },
     MediaChangeReply {
         transaction: String,
         agree: bool,
+        #[serde(rename = "as")]
+        on_behalf: Option<String>,
     },
     /// This member's microphone/camera state, relayed to the others as `remote_media_state`.
     CallMediaState {
         call_id: String,
         microphone: Option<bool>,
         camera: Option<bool>,
+        #[serde(rename = "as")]
+        on_behalf: Option<String>,
     },
     CallLogs {
         #[serde(default = "newest")]

@@ -837,3 +837,50 @@ async fn a_call_nobody_is_online_for_ends_after_the_grace() {
     let ended = call_event(&mut app, "call_ended", &id).await;
     assert_eq!(ended["reason"], "disconnected");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_media_change_times_out_and_a_proxy_can_answer_one() {
+    let server = start_with(|c| c.calls.media_change_timeout = Duration::from_millis(300));
+    let mut a = user(&server, "alice").await;
+    let mut b = user(&server, "bob").await;
+    let mut app = Client::connect(&server, &token_with("app-server", &[], &["proxy"])).await;
+    let id = connected(&mut a, &mut b, "bob").await;
+    let tx = a
+        .ok("media_change", json!({"call_id": id, "media": "video"}))
+        .await["transaction"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    call_event(&mut b, "media_change_requested", &id).await;
+    for x in [&mut a, &mut b] {
+        let r = call_event(x, "media_change_result", &id).await;
+        assert_eq!(
+            (
+                r["transaction"].clone(),
+                r["result"].clone(),
+                r["media"].clone()
+            ),
+            (json!(tx), json!("timeout"), json!("audio"))
+        );
+    }
+    // The app server answers bob's phone for him.
+    let tx = a
+        .ok("media_change", json!({"call_id": id, "media": "video"}))
+        .await["transaction"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    app.ok(
+        "media_change_reply",
+        json!({"transaction": tx, "agree": true, "as": "bob"}),
+    )
+    .await;
+    let r = call_event(&mut a, "media_change_result", &id).await;
+    assert_eq!(r["result"], "accepted");
+    a.err(
+        "media_change_reply",
+        json!({"transaction": tx, "agree": true, "as": "bob"}),
+        "forbidden",
+    )
+    .await;
+}

@@ -39,8 +39,8 @@ pub use types::{
     MediaChangeResult, Output, RejectReason, Survivor, TransactionId,
 };
 
-/// How long the other side has to answer a media change request. A person reads one prompt
-/// in that time, as they do for a ring; longer leaves the requester's screen hanging.
+/// How long the other side has to answer a media change request, by default. A person reads
+/// one prompt in that time, as they do for a ring; longer leaves the requester's screen hanging.
 pub const MEDIA_CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A group call is a conversation, not a broadcast: every call event fans out to every member
@@ -59,6 +59,8 @@ pub struct CallSetup {
     pub ring_timeout: Duration,
     /// How long a connected member whose client dropped keeps its place.
     pub reconnect_grace: Duration,
+    /// How long a media change request waits for its answer.
+    pub media_change_timeout: Duration,
     /// The wall clock at `now` when the call is created. Every time the call reports is this
     /// plus monotonic time elapsed, so a wall-clock step mid-call cannot reorder its events.
     pub created_unix_ms: i64,
@@ -83,6 +85,7 @@ pub struct Call {
     created_unix_ms: i64,
     ring_timeout: Duration,
     reconnect_grace: Duration,
+    media_change_timeout: Duration,
     /// Index 0 is the caller. Members who left keep their leg, so the call log and a rejoin
     /// see their history; `MAX_MEMBERS` bounds the vector.
     legs: Vec<Leg>,
@@ -125,6 +128,7 @@ impl Call {
             created_unix_ms: setup.created_unix_ms,
             ring_timeout: setup.ring_timeout,
             reconnect_grace: setup.reconnect_grace,
+            media_change_timeout: setup.media_change_timeout,
             legs: vec![caller],
             connected_at: None,
             ended: None,

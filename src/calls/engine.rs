@@ -494,6 +494,7 @@ impl CallEngine {
             extra: req.extra,
             ring_timeout: self.config.ring_timeout,
             reconnect_grace: self.config.reconnect_grace,
+            media_change_timeout: self.config.media_change_timeout,
             created_unix_ms: unix_ms(),
         };
         let call = Call::new(setup, now).map_err(ApiError::from)?;

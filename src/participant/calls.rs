@@ -207,12 +207,19 @@ impl ParticipantActor {
                 let user = self.caller(on_behalf)?;
                 self.route_call(id, &call_id, user, Op::Join, ctx)
             }
-            Request::MediaChange { call_id, media } => {
-                let user = self.caller(None)?;
+            Request::MediaChange {
+                call_id,
+                media,
+                on_behalf,
+            } => {
+                let user = self.caller(on_behalf)?;
                 self.route_call(id, &call_id, user, Op::MediaChange { media }, ctx)
             }
-            Request::MediaChangeCancel { transaction } => {
-                let user = self.caller(None)?;
+            Request::MediaChangeCancel {
+                transaction,
+                on_behalf,
+            } => {
+                let user = self.caller(on_behalf)?;
                 let transaction = TransactionId::parse(&transaction)?;
                 let call = transaction.call_id();
                 self.route_call(
@@ -223,8 +230,12 @@ impl ParticipantActor {
                     ctx,
                 )
             }
-            Request::MediaChangeReply { transaction, agree } => {
-                let user = self.caller(None)?;
+            Request::MediaChangeReply {
+                transaction,
+                agree,
+                on_behalf,
+            } => {
+                let user = self.caller(on_behalf)?;
                 let transaction = TransactionId::parse(&transaction)?;
                 let call = transaction.call_id();
                 self.route_call(
@@ -239,8 +250,9 @@ impl ParticipantActor {
                 call_id,
                 microphone,
                 camera,
+                on_behalf,
             } => {
-                let user = self.caller(None)?;
+                let user = self.caller(on_behalf)?;
                 self.route_call(
                     id,
                     &call_id,

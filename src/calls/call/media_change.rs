@@ -5,7 +5,6 @@ use std::time::Instant;
 
 use super::{
     Call, CallError, CallEvent, CallType, LegState, Media, MediaChangeResult, TransactionId,
-    MEDIA_CHANGE_TIMEOUT,
 };
 use crate::ids::Identity;
 
@@ -45,7 +44,7 @@ impl Call {
             tx: tx.clone(),
             by: by.clone(),
             media,
-            deadline: now + MEDIA_CHANGE_TIMEOUT,
+            deadline: now + self.media_change_timeout,
         });
         let mut to = self.present();
         to.retain(|u| u != by);
