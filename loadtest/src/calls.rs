@@ -807,14 +807,7 @@ pub async fn run_with(
     timeouts: Timeouts,
 ) -> Result<Report, String> {
     scenario.validate()?;
-    let mut spawned = match &scenario.spawn_server {
-        Some(bin) => Some(server::spawn(bin).await?),
-        None => None,
-    };
-    let url = spawned
-        .as_ref()
-        .map_or_else(|| scenario.url.clone(), |s| s.url.clone());
-    let pid = spawned.as_ref().map(|s| s.pid);
+    let (mut spawned, url, pid) = server::start_or_reach(&scenario).await?;
 
     let ctx = Arc::new(Ctx {
         url: url.clone(),

@@ -195,14 +195,7 @@ pub async fn run(
     if scenario.kind == Kind::Calls {
         return crate::calls::run(scenario, progress, stop).await;
     }
-    let mut spawned = match &scenario.spawn_server {
-        Some(bin) => Some(server::spawn(bin).await?),
-        None => None,
-    };
-    let url = spawned
-        .as_ref()
-        .map_or_else(|| scenario.url.clone(), |s| s.url.clone());
-    let pid = spawned.as_ref().map(|s| s.pid);
+    let (mut spawned, url, pid) = server::start_or_reach(&scenario).await?;
 
     let mut hosts = Vec::new();
     for c in 0..scenario.channels {

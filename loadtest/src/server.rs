@@ -14,6 +14,22 @@ pub struct Spawned {
     pub pid: u32,
 }
 
+/// The server a run talks to: spawned when the scenario names a binary, else its `url`.
+/// Returns the spawned process (to stop and measure), the base URL and the process ID.
+pub async fn start_or_reach(
+    scenario: &crate::scenario::Scenario,
+) -> Result<(Option<Spawned>, String, Option<u32>), String> {
+    let spawned = match &scenario.spawn_server {
+        Some(bin) => Some(spawn(bin).await?),
+        None => None,
+    };
+    let url = spawned
+        .as_ref()
+        .map_or_else(|| scenario.url.clone(), |s| s.url.clone());
+    let pid = spawned.as_ref().map(|s| s.pid);
+    Ok((spawned, url, pid))
+}
+
 /// A fresh call-log file for one spawned server, removed when the run ends.
 pub fn call_log_path() -> std::path::PathBuf {
     std::env::temp_dir().join(format!("amphi-swarm-calls-{}.sqlite", std::process::id()))

@@ -248,29 +248,15 @@ impl CallActor {
             Op::MediaChangeReply { transaction, agree } => {
                 self.call.reply_media_change(user, &transaction, agree)?
             }
-            Op::Send { kind, content } => {
-                self.require_connected(user)?;
-                let to = self.others(user);
-                let frame = protocol::call_event(
-                    self.call.id(),
-                    None,
-                    &json!({"event": "call_message", "from": user, "kind": kind, "content": content}),
-                    &[],
-                );
-                self.engine.deliver(&to, &frame);
-            }
-            Op::MediaState { microphone, camera } => {
-                self.require_connected(user)?;
-                let to = self.others(user);
-                let frame = protocol::call_event(
-                    self.call.id(),
-                    None,
-                    &json!({"event": "remote_media_state", "user": user,
-                            "microphone": microphone, "camera": camera}),
-                    &[],
-                );
-                self.engine.deliver(&to, &frame);
-            }
+            Op::Send { kind, content } => self.relay(
+                user,
+                json!({"event": "call_message", "from": user, "kind": kind, "content": content}),
+            )?,
+            Op::MediaState { microphone, camera } => self.relay(
+                user,
+                json!({"event": "remote_media_state", "user": user,
+                       "microphone": microphone, "camera": camera}),
+            )?,
             // Sent after the directory's lock is released, so it can arrive after the user's
             // next session came online: then it is stale.
             Op::Disconnect if self.engine.online(user) => {}
@@ -316,6 +302,15 @@ impl CallActor {
         };
         let frame = protocol::call_event(self.call.id(), None, &event, &[("resumed", json!(true))]);
         self.engine.deliver(std::slice::from_ref(user), &frame);
+    }
+
+    /// Passes `event` from a connected member to the other connected members, outside the
+    /// state machine (no `seq`).
+    fn relay(&self, user: &Identity, event: Value) -> Result<(), ApiError> {
+        self.require_connected(user)?;
+        let frame = protocol::call_event(self.call.id(), None, &event, &[]);
+        self.engine.deliver(&self.others(user), &frame);
+        Ok(())
     }
 
     fn require_connected(&self, user: &Identity) -> Result<(), ApiError> {
