@@ -25,6 +25,7 @@ pub mod error;
 pub mod http;
 pub mod ids;
 pub mod media;
+pub mod messages;
 pub mod participant;
 pub mod protocol;
 pub mod roles;

@@ -7,6 +7,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use std::collections::VecDeque;
+use std::time::Duration;
+
 use actix::prelude::*;
 use actix_web_actors::ws::{self, CloseCode, CloseReason};
 use bytestring::ByteString;
@@ -16,24 +19,36 @@ use crate::channel::actor::{ChannelActor, Disconnected, Join, MemberOp, MemberRe
 use crate::channel::JoinSpec;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ChannelId, ParticipantId, SessionId};
+use crate::messages::{ReplyTo, ToSession};
 use crate::protocol::{self, Request};
 use crate::session::{Admit, Heartbeat, RateLimiter};
 use crate::state::AppState;
 use crate::token::{Grant, GRANT_CALL, GRANT_PROXY};
 
-/// Everything a session receives from the rest of the server.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
-pub enum ToSession {
-    /// A frame to write as is.
-    Frame(ByteString),
-    /// The session is no longer in `channel` as `participant`.
-    Detached {
-        channel: ChannelId,
-        participant: ParticipantId,
-    },
-    /// Close the connection.
-    Close { code: u16, reason: String },
+/// Requests read but not yet dispatched, while an earlier one waits for its reply. The rate
+/// limit (40 requests of burst by default) keeps it far below this; past it the client is
+/// not reading its replies at all.
+const MAX_QUEUED_REQUESTS: usize = 256;
+
+/// How long a dispatched request may wait for its reply before the session answers it with
+/// an error and moves on. Every server-side wait is shorter (a media offer gives up after
+/// 10 s, a call-log write after its fsync), so this only fires on a server bug.
+const REPLY_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A frame read from the socket, waiting for its turn to be answered.
+enum Queued {
+    Request(String),
+    /// Refused by the rate limit when it arrived: answered `rate_limited` in its turn.
+    Limited(String),
+    /// Binary frames are not part of the protocol; the error goes out in its turn.
+    Binary,
+}
+
+/// The request whose reply the session waits for.
+struct InFlight {
+    token: u64,
+    id: Option<u64>,
+    since: Instant,
 }
 
 struct Membership {
@@ -52,6 +67,13 @@ pub struct ParticipantActor {
     channels: HashMap<ChannelId, Membership>,
     /// A fragmented text message being reassembled, bounded by `max_frame_bytes`.
     fragments: Option<Vec<u8>>,
+    /// Requests are handled one at a time, so each gets exactly one reply, in the order
+    /// sent, and each sees the membership the previous replies described.
+    queued: VecDeque<Queued>,
+    in_flight: Option<InFlight>,
+    next_token: u64,
+    /// The token of the reply path handed out by the request being dispatched.
+    issued: Option<(u64, Option<u64>)>,
 }
 
 impl ParticipantActor {
@@ -74,6 +96,10 @@ impl ParticipantActor {
             heartbeat,
             channels: HashMap::new(),
             fragments: None,
+            queued: VecDeque::new(),
+            in_flight: None,
+            next_token: 0,
+            issued: None,
         }
     }
 
@@ -85,11 +111,56 @@ impl ParticipantActor {
         ctx.stop();
     }
 
-    fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
-        match self.limiter.admit(Instant::now()) {
-            Admit::Yes => {}
-            Admit::Limited => {
-                let (id, _) = protocol::parse_request(text);
+    fn on_text(&mut self, text: String, ctx: &mut ws::WebsocketContext<Self>) {
+        let item = match self.limiter.admit(Instant::now()) {
+            Admit::Yes => Queued::Request(text),
+            Admit::Limited => Queued::Limited(text),
+            Admit::Disconnect => {
+                tracing::info!(session = %self.session, identity = %self.grant.identity,
+                    "disconnecting a client that kept flooding");
+                Self::close(ctx, CloseCode::Policy, "rate limit exceeded");
+                return;
+            }
+        };
+        self.enqueue(item, ctx);
+    }
+
+    fn enqueue(&mut self, item: Queued, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.queued.len() >= MAX_QUEUED_REQUESTS {
+            tracing::info!(session = %self.session, "closing a client that reads no replies");
+            Self::close(
+                ctx,
+                CloseCode::Policy,
+                "too many requests waiting for replies",
+            );
+            return;
+        }
+        self.queued.push_back(item);
+        self.pump(ctx);
+    }
+
+    /// Handles queued requests until one waits for a reply from another actor.
+    fn pump(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        while self.in_flight.is_none() {
+            let Some(q) = self.queued.pop_front() else {
+                return;
+            };
+            self.handle_request(q, ctx);
+        }
+    }
+
+    fn handle_request(&mut self, q: Queued, ctx: &mut ws::WebsocketContext<Self>) {
+        let text = match q {
+            Queued::Request(text) => text,
+            Queued::Binary => {
+                let err = ApiError::bad_request(
+                    "binary frames are not part of the protocol; send JSON text frames",
+                );
+                ctx.text(protocol::error(None, &err));
+                return;
+            }
+            Queued::Limited(text) => {
+                let (id, _) = protocol::parse_request(&text);
                 let err = ApiError::new(
                     ErrorCode::RateLimited,
                     format!(
@@ -100,18 +171,63 @@ impl ParticipantActor {
                 ctx.text(protocol::error(id, &err));
                 return;
             }
-            Admit::Disconnect => {
-                tracing::info!(session = %self.session, identity = %self.grant.identity,
-                    "disconnecting a client that kept flooding");
-                Self::close(ctx, CloseCode::Policy, "rate limit exceeded");
-                return;
-            }
-        }
-        let (id, parsed) = protocol::parse_request(text);
+        };
+        let (id, parsed) = protocol::parse_request(&text);
+        self.issued = None;
         let result = parsed.and_then(|req| self.dispatch(id, req, ctx));
-        if let Err(err) = result {
-            ctx.text(protocol::error(id, &err));
+        match (result, self.issued.take()) {
+            // A reply path went out with the request: its reply comes through the mailbox.
+            (Ok(()), Some((token, id))) => {
+                self.in_flight = Some(InFlight {
+                    token,
+                    id,
+                    since: Instant::now(),
+                })
+            }
+            (Ok(()), None) => {}
+            // Refused here: a reply path handed out on the way is stale and its reply ignored.
+            (Err(err), _) => ctx.text(protocol::error(id, &err)),
         }
+    }
+
+    /// The reply path of the request being dispatched; its reply ends the wait. `fallback`
+    /// answers the request if it is dropped unanswered.
+    pub(crate) fn reply_to(
+        &mut self,
+        id: Option<u64>,
+        fallback: Option<ApiError>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) -> ReplyTo {
+        self.next_token += 1;
+        self.issued = Some((self.next_token, id));
+        ReplyTo::new(ctx.address().recipient(), id, self.next_token, fallback)
+    }
+
+    /// Answers a request whose reply never came, so the requests behind it are not stuck.
+    fn check_reply_deadline(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        let Some(f) = &self.in_flight else { return };
+        if f.since.elapsed() < REPLY_DEADLINE {
+            return;
+        }
+        tracing::error!(session = %self.session, request = ?f.id, "a request got no reply");
+        let err = ApiError::new(
+            ErrorCode::Internal,
+            "the server did not answer this request in time; send it again",
+        );
+        let frame = protocol::error(f.id, &err);
+        let token = f.token;
+        self.on_reply(token, frame, ctx);
+    }
+
+    /// Writes the reply to the request in flight (a stale one is dropped) and moves on.
+    fn on_reply(&mut self, token: u64, frame: ByteString, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.in_flight.as_ref().map(|f| f.token) != Some(token) {
+            tracing::debug!(session = %self.session, token, "dropping a stale reply");
+            return;
+        }
+        self.in_flight = None;
+        ctx.text(frame);
+        self.pump(ctx);
     }
 
     /// Routes one request. Channel requests are answered by the channel through this
@@ -249,22 +365,17 @@ impl ParticipantActor {
             .clone()
             .or_else(|| self.state.channels.get(&channel))
             .ok_or_else(|| ApiError::not_found(format!("channel '{channel}' has ended")))?;
+        let participant = membership.participant.clone();
+        // A channel that stops with this request in its mailbox drops it unhandled: the
+        // reply path's fallback then tells the client the channel ended.
+        let ended = ApiError::not_found(format!("channel '{channel}' has ended"));
         let msg = MemberRequest {
-            participant: membership.participant.clone(),
-            request: id,
+            participant,
+            reply: self.reply_to(id, Some(ended), ctx),
             op,
         };
-        // `send`, not `try_send`: a channel that stops with this request in its mailbox drops
-        // it unhandled, and only `send` tells; the client then hears the channel ended
-        // instead of waiting for a reply that never comes. The wait for mailbox space is
-        // bounded by this connection's rate limit.
-        let fut = addr.send(msg);
-        ctx.spawn(fut.into_actor(self).map(move |result, _, ctx| {
-            if result.is_err() {
-                let err = ApiError::not_found(format!("channel '{channel}' has ended"));
-                ctx.text(protocol::error(id, &err));
-            }
-        }));
+        // `send` waits for mailbox space, bounded by one request in flight per session.
+        ctx.spawn(addr.send(msg).into_actor(self).map(|_, _, _| ()));
         Ok(())
     }
 
@@ -340,7 +451,12 @@ impl ParticipantActor {
                 addr: None,
             },
         );
+        // The reply paths of the attempts below are silent when dropped: a channel that
+        // stops with the join in its mailbox is retried, and only the last failure answers.
+        drop(self.reply_to(id, None, ctx));
+        let token = self.next_token;
         let join = Join {
+            reply: ReplyTo::new(ctx.address().recipient(), id, token, None),
             spec: JoinSpec {
                 request: id,
                 participant: participant.clone(),
@@ -360,6 +476,7 @@ impl ParticipantActor {
             for _ in 0..3 {
                 let addr = registry.get_or_create(&target);
                 let msg = Join {
+                    reply: ReplyTo::new(join.session.clone(), id, token, None),
                     spec: join.spec.clone(),
                     session: join.session.clone(),
                     received: join.received,
@@ -372,22 +489,27 @@ impl ParticipantActor {
             None
         };
         ctx.spawn(fut.into_actor(self).map(move |addr, act, ctx| {
-            let Some(m) = act.channels.get_mut(&channel) else {
-                // Detached (join refused) before the send resolved.
-                return;
-            };
-            if m.participant != participant {
-                return;
-            }
+            let mine = act
+                .channels
+                .get(&channel)
+                .is_some_and(|m| m.participant == participant);
             match addr {
-                Some(addr) => m.addr = Some(addr),
+                Some(addr) => {
+                    if mine {
+                        if let Some(m) = act.channels.get_mut(&channel) {
+                            m.addr = Some(addr);
+                        }
+                    }
+                }
                 None => {
-                    act.channels.remove(&channel);
+                    if mine {
+                        act.channels.remove(&channel);
+                    }
                     let err = ApiError::new(
                         ErrorCode::Internal,
                         format!("channel '{channel}' could not be joined; try again"),
                     );
-                    ctx.text(protocol::error(id, &err));
+                    act.on_reply(token, protocol::error(id, &err), ctx);
                 }
             }
         }));
@@ -421,6 +543,7 @@ impl Actor for ParticipantActor {
         ));
         let interval = self.state.config.timeouts.heartbeat_interval;
         ctx.run_interval(interval, |act, ctx| {
+            act.check_reply_deadline(ctx);
             if act.heartbeat.expired(Instant::now()) {
                 tracing::debug!(session = %act.session, "heartbeat timed out");
                 Self::close(ctx, CloseCode::Away, "heartbeat timeout");
@@ -455,6 +578,7 @@ impl Handler<ToSession> for ParticipantActor {
     fn handle(&mut self, msg: ToSession, ctx: &mut Self::Context) {
         match msg {
             ToSession::Frame(frame) => ctx.text(frame),
+            ToSession::Reply { token, frame } => self.on_reply(token, frame, ctx),
             ToSession::Detached {
                 channel,
                 participant,
@@ -496,16 +620,13 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ParticipantActor 
         };
         self.heartbeat.seen(Instant::now());
         match msg {
-            ws::Message::Text(text) => self.on_text(&text, ctx),
+            ws::Message::Text(text) => self.on_text(text.to_string(), ctx),
             ws::Message::Binary(_) => {
                 if self.limiter.admit(Instant::now()) == Admit::Disconnect {
                     Self::close(ctx, CloseCode::Policy, "rate limit exceeded");
                     return;
                 }
-                let err = ApiError::bad_request(
-                    "binary frames are not part of the protocol; send JSON text frames",
-                );
-                ctx.text(protocol::error(None, &err));
+                self.enqueue(Queued::Binary, ctx);
             }
             ws::Message::Continuation(item) => self.on_fragment(item, ctx),
             ws::Message::Ping(p) => ctx.pong(&p),
@@ -532,8 +653,7 @@ impl ParticipantActor {
             }
             actix_http::ws::Item::FirstBinary(_) => {
                 self.fragments = None;
-                let err = ApiError::bad_request("binary frames are not part of the protocol");
-                ctx.text(protocol::error(None, &err));
+                self.enqueue(Queued::Binary, ctx);
                 return;
             }
             actix_http::ws::Item::Continue(data) => (data, false),
@@ -550,7 +670,7 @@ impl ParticipantActor {
         if last {
             let buf = self.fragments.take().unwrap_or_default();
             match String::from_utf8(buf) {
-                Ok(text) => self.on_text(&text, ctx),
+                Ok(text) => self.on_text(text, ctx),
                 Err(_) => Self::close(ctx, CloseCode::Invalid, "text message is not UTF-8"),
             }
         }

@@ -13,7 +13,7 @@ use crate::channel::ChannelSettings;
 use crate::config::Config;
 use crate::ids::{ChannelId, SessionId};
 use crate::media::MediaPlane;
-use crate::participant::ToSession;
+use crate::messages::ToSession;
 use crate::token::TokenKeys;
 
 /// Live channels by ID. A channel is created on first join and removes itself when it ends.

@@ -21,37 +21,9 @@ use crate::channel::actor::{AdminKick, AdminStop, PausePublisher};
 use crate::error::ApiError;
 use crate::ids::{ChannelId, Identity};
 use crate::media::metrics as m;
-use crate::participant::ToSession;
+use crate::messages::ReplyTo;
 use crate::protocol;
 use std::sync::Arc;
-
-/// Where a request's reply goes: the requesting session, through its mailbox, so the reply
-/// and the events it causes arrive in order.
-#[derive(Clone)]
-pub struct Reply {
-    pub to: Recipient<ToSession>,
-    pub id: Option<u64>,
-}
-
-impl Reply {
-    fn ok(&self, result: Value) {
-        self.send(protocol::ok(self.id, result));
-    }
-
-    fn error(&self, err: &ApiError) {
-        self.send(protocol::error(self.id, err));
-    }
-
-    /// A session too slow to take its reply is closed, as for call events.
-    fn send(&self, frame: bytestring::ByteString) {
-        if let Err(SendError::Full(_)) = self.to.try_send(ToSession::Frame(frame)) {
-            self.to.do_send(ToSession::Close {
-                code: 1008,
-                reason: "too slow to receive replies".into(),
-            });
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub enum Op {
@@ -100,7 +72,7 @@ pub enum Op {
 pub struct CallOp {
     pub user: Identity,
     pub op: Op,
-    pub reply: Option<Reply>,
+    pub reply: Option<ReplyTo>,
     /// Replaces the `ok` reply's fields (a `call` that glared into the other side's call).
     pub ok_result: Option<Value>,
 }
@@ -139,7 +111,7 @@ pub struct CallActor {
     busy: HashSet<Identity>,
     live: Option<Live>,
     /// The `call` request's reply, sent once the call's log rows are committed.
-    placed: Option<(Reply, Vec<Identity>)>,
+    placed: Option<(ReplyTo, Vec<Identity>)>,
     requested_at: Instant,
     /// When the input being handled arrived: an invitation's ring time counts from it.
     input_at: Instant,
@@ -163,7 +135,7 @@ pub struct Placement {
     /// Callees connected in another call when it was placed.
     pub busy: Vec<Identity>,
     pub live_channel: Option<ChannelId>,
-    pub reply: Reply,
+    pub reply: ReplyTo,
     pub requested_at: Instant,
     /// The call met the callee's call to the caller, and stands.
     pub glare: bool,
@@ -778,12 +750,12 @@ impl Handler<CallOp> for CallActor {
         self.input_at = now;
         match self.apply(&msg.user, msg.op, now) {
             Ok(result) => {
-                if let Some(r) = &msg.reply {
+                if let Some(r) = msg.reply {
                     r.ok(msg.ok_result.unwrap_or(result));
                 }
             }
             Err(err) => {
-                if let Some(r) = &msg.reply {
+                if let Some(r) = msg.reply {
                     r.error(&err);
                 }
             }

@@ -13,7 +13,7 @@ use actix::prelude::*;
 use bytestring::ByteString;
 use serde_json::{json, Value};
 
-use super::actor::{CallActor, CallOp, Op, Placement, Reply};
+use super::actor::{CallActor, CallOp, Op, Placement};
 use super::call::{glare_winner, Call, CallId, CallSetup, LegState, Media, Survivor};
 use super::delivery::{Push, WebhookActor};
 use super::logs::CallLogActor;
@@ -22,7 +22,8 @@ use super::webhook::{WebhookConfig, WebhookEvent};
 use crate::config::CallsConfig;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ChannelId, Identity, SessionId};
-use crate::participant::ToSession;
+use crate::messages::ReplyTo;
+use crate::messages::ToSession;
 use crate::state::ChannelRegistry;
 
 /// Channels named `call:<call ID>` carry a call's media; only its connected members may join.
@@ -96,7 +97,7 @@ pub struct PlaceCall {
     pub extra: Value,
     pub push: Value,
     pub live_channel: Option<ChannelId>,
-    pub reply: Reply,
+    pub reply: ReplyTo,
 }
 
 pub struct CallEngine {

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use actix::prelude::*;
 use actix::SpawnHandle;
+use bytestring::ByteString;
 use serde_json::Value;
 
 use super::{Channel, ChannelSettings, ChannelSummary, JoinSpec, Output};
@@ -16,8 +17,8 @@ use crate::media::levels::Levels;
 use crate::media::{
     peer_key, FirstAudio, MediaError, MediaPlane, PeerSpec, Publisher, SpeakerLevel,
 };
-use crate::participant::ToSession;
-use crate::protocol::{self, LeaveReason, ParticipantInfo};
+use crate::messages::{ReplyTo, ToSession};
+use crate::protocol::{LeaveReason, ParticipantInfo};
 use crate::state::ChannelRegistry;
 
 /// Join a channel. The reply frame travels through the session's mailbox, after which every
@@ -27,6 +28,7 @@ use crate::state::ChannelRegistry;
 #[rtype(result = "()")]
 pub struct Join {
     pub spec: JoinSpec,
+    pub reply: ReplyTo,
     pub session: Recipient<ToSession>,
     /// When the session read the request, for the join latency histogram.
     pub received: Instant,
@@ -37,7 +39,7 @@ pub struct Join {
 #[rtype(result = "()")]
 pub struct MemberRequest {
     pub participant: ParticipantId,
-    pub request: Option<u64>,
+    pub reply: ReplyTo,
     pub op: MemberOp,
 }
 
@@ -130,6 +132,8 @@ pub struct ChannelActor {
     levels: Levels,
     /// What the media workers were last told is on stage.
     routed: Vec<Publisher>,
+    /// The reply path of the request being handled: the logic's one reply goes through it.
+    replying: Option<(ParticipantId, ReplyTo)>,
 }
 
 impl ChannelActor {
@@ -149,6 +153,7 @@ impl ChannelActor {
             timer: None,
             levels: Levels::default(),
             routed: Vec::new(),
+            replying: None,
         }
     }
 
@@ -165,16 +170,20 @@ impl ChannelActor {
     fn media_request(
         &mut self,
         participant: &ParticipantId,
-        request: Option<u64>,
+        reply: ReplyTo,
         op: MemberOp,
         ctx: &mut Context<Self>,
-    ) -> Result<(), ApiError> {
-        let member = self.channel.media_permissions(participant)?;
-        let session = self
-            .sessions
-            .get(participant)
-            .cloned()
-            .ok_or_else(|| ApiError::not_found("you are not in this channel"))?;
+    ) -> Result<(), (ReplyTo, ApiError)> {
+        match self.channel.media_permissions(participant) {
+            Ok(_) if self.sessions.contains_key(participant) => {}
+            Ok(_) => return Err((reply, ApiError::not_found("you are not in this channel"))),
+            Err(e) => return Err((reply, e)),
+        }
+        let member = self
+            .channel
+            .media_permissions(participant)
+            .expect("checked");
+        let session = self.sessions.get(participant).cloned().expect("checked");
         let key = peer_key(participant);
         match op {
             MemberOp::MediaOffer { sdp } => {
@@ -189,38 +198,61 @@ impl ChannelActor {
                     levels: ctx.address().recipient(),
                     first_audio: ctx.address().recipient(),
                 };
-                let pending = self.media.offer(spec, sdp)?;
+                let pending = match self.media.offer(spec, sdp) {
+                    Ok(p) => p,
+                    Err(e) => return Err((reply, e.into())),
+                };
                 actix_rt::spawn(async move {
-                    let answer = pending.await.unwrap_or(Err(MediaError::Busy));
-                    let frame = match answer {
-                        Ok(answer) => protocol::ok(request, serde_json::json!({ "sdp": answer })),
-                        Err(e) => protocol::error(request, &ApiError::from(e)),
-                    };
-                    let _ = session.try_send(ToSession::Frame(frame));
+                    match pending.await.unwrap_or(Err(MediaError::Busy)) {
+                        Ok(answer) => reply.ok(serde_json::json!({ "sdp": answer })),
+                        Err(e) => reply.error(&ApiError::from(e)),
+                    }
                 });
             }
             MemberOp::MediaAnswer { sdp } => {
                 let media = self.media.clone();
                 actix_rt::spawn(async move {
-                    let frame = match media.answer(key, sdp).await {
-                        Ok(()) => protocol::ok(request, ()),
-                        Err(e) => protocol::error(request, &ApiError::from(e)),
-                    };
-                    let _ = session.try_send(ToSession::Frame(frame));
+                    match media.answer(key, sdp).await {
+                        Ok(()) => reply.ok(()),
+                        Err(e) => reply.error(&ApiError::from(e)),
+                    }
                 });
             }
-            MemberOp::MediaCandidate { candidate } => {
-                self.media.candidate(key, candidate)?;
-                let _ = session.try_send(ToSession::Frame(protocol::ok(request, ())));
-            }
+            MemberOp::MediaCandidate { candidate } => match self.media.candidate(key, candidate) {
+                Ok(()) => reply.ok(()),
+                Err(e) => return Err((reply, e.into())),
+            },
             _ => unreachable!("only media operations reach media_request"),
         }
         Ok(())
     }
 
-    fn reply_error(&self, to: &ParticipantId, request: Option<u64>, err: &ApiError) {
-        if let Some(s) = self.sessions.get(to) {
-            let _ = s.try_send(ToSession::Frame(protocol::error(request, err)));
+    /// Answers the request being handled with `err`.
+    fn reply_error(&mut self, err: &ApiError) {
+        if let Some((_, reply)) = self.replying.take() {
+            reply.error(err);
+        }
+    }
+
+    /// Delivers the logic's reply to the request being handled. A requester the reply leaves
+    /// outside the channel hears that first, so its next request sees the channel gone.
+    fn deliver_reply(&mut self, to: &ParticipantId, frame: ByteString) {
+        let Some((requester, reply)) = self.replying.take() else {
+            tracing::error!(channel = %self.channel.id(), "a reply with no request to answer");
+            return;
+        };
+        debug_assert_eq!(&requester, to, "replies go to the requester");
+        if self.channel.member(to).is_none() {
+            reply.detach_first(self.channel.id(), to);
+        }
+        reply.send(frame);
+    }
+
+    /// Every request gets its one reply, even one the logic forgot.
+    fn finish_request(&mut self) {
+        if let Some((_, reply)) = self.replying.take() {
+            tracing::error!(channel = %self.channel.id(), "a request the logic left unanswered");
+            reply.error(&crate::messages::dropped_request());
         }
     }
 
@@ -236,6 +268,7 @@ impl ChannelActor {
             let mut evicted: Vec<ParticipantId> = Vec::new();
             for output in outputs {
                 match output {
+                    Output::Reply { to, frame } => self.deliver_reply(&to, frame),
                     Output::Send { to, frame } => {
                         self.channel.for_each_recipient(&to, |p| {
                             let Some(session) = self.sessions.get(p) else {
@@ -355,8 +388,8 @@ impl Handler<Join> for ChannelActor {
 
     fn handle(&mut self, msg: Join, ctx: &mut Self::Context) {
         let participant = msg.spec.participant.clone();
-        let request = msg.spec.request;
         let received = msg.received;
+        self.replying = Some((participant.clone(), msg.reply));
         // A call's channel: checked again here, as the member may have left the call while
         // its join was on the way (its kick found nobody to remove).
         let outsider = crate::calls::engine::channel_call(self.channel.id()).and_then(|call| {
@@ -379,16 +412,14 @@ impl Handler<Join> for ChannelActor {
                     .record(received.elapsed().as_secs_f64());
             }
             Err(err) => {
-                let _ = msg
-                    .session
-                    .try_send(ToSession::Frame(protocol::error(request, &err)));
-                msg.session.do_send(ToSession::Detached {
-                    channel: self.channel.id().clone(),
-                    participant,
-                });
+                if let Some((_, reply)) = self.replying.take() {
+                    reply.detach_first(self.channel.id(), &participant);
+                    reply.error(&err);
+                }
             }
         }
         self.flush(ctx);
+        self.finish_request();
     }
 }
 
@@ -398,18 +429,19 @@ impl Handler<MemberRequest> for ChannelActor {
     fn handle(&mut self, msg: MemberRequest, ctx: &mut Self::Context) {
         let now = Instant::now();
         let p = &msg.participant;
-        let id = msg.request;
+        let id = msg.reply.id();
         if matches!(
             msg.op,
             MemberOp::MediaOffer { .. }
                 | MemberOp::MediaAnswer { .. }
                 | MemberOp::MediaCandidate { .. }
         ) {
-            if let Err(err) = self.media_request(p, id, msg.op, ctx) {
-                self.reply_error(p, id, &err);
+            if let Err((reply, err)) = self.media_request(p, msg.reply, msg.op, ctx) {
+                reply.error(&err);
             }
             return;
         }
+        self.replying = Some((p.clone(), msg.reply));
         let ch = &mut self.channel;
         let result = match msg.op {
             MemberOp::Leave => ch.leave(now, p, id),
@@ -424,9 +456,10 @@ impl Handler<MemberRequest> for ChannelActor {
             | MemberOp::MediaCandidate { .. } => Ok(()),
         };
         if let Err(err) = result {
-            self.reply_error(p, id, &err);
+            self.reply_error(&err);
         }
         self.flush(ctx);
+        self.finish_request();
     }
 }
 

@@ -46,6 +46,11 @@ pub enum Target {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
+    /// The reply to the request being handled, for its requester.
+    Reply {
+        to: ParticipantId,
+        frame: ByteString,
+    },
     Send {
         to: Target,
         frame: ByteString,
@@ -396,8 +401,8 @@ impl Channel {
             participants: sees_all.then(|| self.members.values().map(Member::info).collect()),
         };
         let frame = protocol::ok(spec.request, &reply);
-        self.outbox.push(Output::Send {
-            to: Target::One(spec.participant),
+        self.outbox.push(Output::Reply {
+            to: spec.participant,
             frame,
         });
         Ok(())
@@ -945,8 +950,8 @@ impl Channel {
     }
 
     fn reply_ok(&mut self, to: &ParticipantId, request: Option<u64>) {
-        self.outbox.push(Output::Send {
-            to: Target::One(to.clone()),
+        self.outbox.push(Output::Reply {
+            to: to.clone(),
             frame: protocol::ok(request, ()),
         });
     }

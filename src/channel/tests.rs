@@ -63,6 +63,10 @@ impl Harness {
                         self.inbox.entry(p).or_default().push(v.clone());
                     }
                 }
+                Output::Reply { to, frame } => {
+                    let v: Value = serde_json::from_str(&frame).unwrap();
+                    self.inbox.entry(to.to_string()).or_default().push(v);
+                }
                 Output::Detach(p) => self.detached.push(p.to_string()),
                 Output::Close => self.closed = true,
                 Output::Permissions {

@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::MediaConfig;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ChannelId, Identity, ParticipantId};
-use crate::participant::ToSession;
+use crate::messages::ToSession;
 pub use slots::PeerKey;
 
 /// Stable numeric key of a participant for the media path. Deterministic (SipHash with fixed

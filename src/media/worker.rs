@@ -22,7 +22,7 @@ use super::metrics::{Drop as DropReason, WorkerMetrics};
 use super::slots::{PeerKey, Slots};
 use super::{Command, MediaError, PeerSpec, Publisher, Shared, SpeakerLevel};
 use crate::ids::ChannelId;
-use crate::participant::ToSession;
+use crate::messages::ToSession;
 
 /// How long a server offer waits for its answer before a new offer (the client's or the
 /// server's) replaces it. A client answers in milliseconds; ten seconds covers a stalled tab.

@@ -7,13 +7,14 @@ use actix_web_actors::ws;
 use serde_json::json;
 
 use super::ParticipantActor;
-use crate::calls::actor::{CallOp, Op, Reply};
+use crate::calls::actor::{CallOp, Op};
 use crate::calls::call::{CallId, EndReason, RejectReason, TransactionId};
 use crate::calls::engine::PlaceCall;
 use crate::calls::logs::{LogAnswer, LogQuery};
 use crate::calls::store::{Cursor, Order, PageRequest, MAX_PAGE};
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ChannelId, Identity};
+use crate::messages::ReplyTo;
 use crate::protocol::{self, Request};
 use crate::token::{GRANT_CALL, GRANT_PROXY};
 
@@ -44,11 +45,11 @@ impl ParticipantActor {
         }
     }
 
-    fn reply(&self, id: Option<u64>, ctx: &mut ws::WebsocketContext<Self>) -> Reply {
-        Reply {
-            to: ctx.address().recipient(),
-            id,
-        }
+    /// A call request's reply path; a call that ended with the request in its mailbox
+    /// answers through the fallback.
+    fn reply(&mut self, id: Option<u64>, ctx: &mut ws::WebsocketContext<Self>) -> ReplyTo {
+        let gone = ApiError::not_found("that call has ended");
+        self.reply_to(id, Some(gone), ctx)
     }
 
     pub(super) fn route_call(
@@ -322,8 +323,10 @@ impl ParticipantActor {
 
     fn log_query(&mut self, id: Option<u64>, q: LogQuery, ctx: &mut ws::WebsocketContext<Self>) {
         let logs = self.state.calls.logs.clone();
+        let unavailable = ApiError::new(ErrorCode::Internal, "the call log is unavailable; retry");
+        let reply = self.reply_to(id, Some(unavailable), ctx);
         let fut = async move { logs.send(q).await };
-        ctx.spawn(fut.into_actor(self).map(move |result, _, ctx| {
+        ctx.spawn(fut.into_actor(self).map(move |result, _, _| {
             let frame = match result {
                 Ok(Ok(LogAnswer::Page(page))) => protocol::ok(
                     id,
@@ -345,7 +348,7 @@ impl ParticipantActor {
                     &ApiError::new(ErrorCode::Internal, "the call log is unavailable; retry"),
                 ),
             };
-            ctx.text(frame);
+            reply.send(frame);
         }));
     }
 }
