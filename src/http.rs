@@ -121,7 +121,7 @@ async fn client_js() -> HttpResponse {
 async fn metrics() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(crate::media::metrics::prometheus().render())
+        .body(crate::metrics::prometheus().render())
 }
 
 #[derive(Deserialize)]

@@ -3,29 +3,36 @@
 //! Layout (one concept per module):
 //! - `config`      — `Config`: defaults, strict TOML, `AMPHI_*` overrides, `validate()`.
 //! - `ids`         — ID newtypes (`ChannelId`, `Identity`, `ParticipantId`, `SessionId`).
+//! - `clock`       — wall-clock helpers (`now_unix_ms`).
 //! - `error`       — wire error codes and `ApiError`, the one place errors become codes.
 //! - `token`       — HS256 access tokens: claims, minting, verification.
 //! - `roles`       — the role table: role name → permissions.
 //! - `protocol`    — the signalling wire format: request parsing, replies, events.
+//! - `levels`      — active speaker and audio levels from RFC 6464 values (plain logic).
+//! - `metrics`     — the server's Prometheus handles (media, calls, signalling).
+//! - `messages`    — every actor message type and reply path (`ToSession`, `ReplyTo`).
 //! - `session`     — per-connection logic: rate limit and heartbeat (injected time).
 //! - `channel`     — `Channel` logic (membership, roles, events, `seq`) and its `ChannelActor`.
 //! - `participant` — `ParticipantActor`: one per WebSocket connection (call requests in
 //!   `participant::calls`).
 //! - `calls`       — calls: state machine, user directory, `CallActor` per call, call logs
 //!   (SQLite, on their own thread), signed webhooks.
-//! - `media`       — the media plane: str0m peers on workers, forwarding, levels, metrics.
+//! - `media`       — the media plane: str0m peers on workers, forwarding.
 //! - `state`       — shared state: channel registry, session directory, shutdown sequence.
 //! - `http`        — HTTP routes: `/ws`, `/healthz`, the admin API.
 //! - `server`      — `run` (inside an actix system) and `spawn` (on a thread of its own).
 
 pub mod calls;
 pub mod channel;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod http;
 pub mod ids;
+pub mod levels;
 pub mod media;
 pub mod messages;
+pub mod metrics;
 pub mod participant;
 pub mod protocol;
 pub mod roles;

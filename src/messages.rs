@@ -120,3 +120,20 @@ pub fn dropped_request() -> ApiError {
         "the server dropped this request before answering it; send it again",
     )
 }
+
+/// One speaker's level over the last window, reported to its channel.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct SpeakerLevel {
+    pub participant: ParticipantId,
+    /// RFC 6464 level in -dBov: 0 is loudest, 127 is silence.
+    pub dbov: u8,
+    pub voice: bool,
+}
+
+/// A listener's peer received its first audio packet: once per peer, never per packet.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct FirstAudio {
+    pub participant: ParticipantId,
+}

@@ -242,7 +242,7 @@ impl ParticipantActor {
             Request::Ping {} => {
                 ctx.text(protocol::ok(
                     id,
-                    serde_json::json!({ "time_ms": crate::token::now_unix_ms() }),
+                    serde_json::json!({ "time_ms": crate::clock::now_unix_ms() }),
                 ));
                 return Ok(());
             }

@@ -383,7 +383,7 @@ pub enum ChannelEvent {
         participant: Option<ParticipantId>,
     },
     AudioLevels {
-        speakers: Vec<crate::media::levels::SpeakerVolume>,
+        speakers: Vec<crate::levels::SpeakerVolume>,
         total_volume: u8,
     },
 }

@@ -26,7 +26,7 @@ pub async fn run(
         n => n,
     };
     let shutdown_timeout = config.server.shutdown_timeout;
-    crate::media::metrics::prometheus();
+    crate::metrics::prometheus();
     let media = MediaPlane::start(&config.media)?;
     let state = match AppState::new(config, media.clone()) {
         Ok(state) => Arc::new(state),

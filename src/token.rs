@@ -174,13 +174,6 @@ pub fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
-pub fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// Claims for `identity` valid for `ttl` from now.
 pub fn claims_for(identity: &str, ttl: Duration) -> Claims {
     let now = now_unix();

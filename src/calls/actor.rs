@@ -13,15 +13,16 @@ use super::call::{
     Call, CallError, CallEvent, EndReason, LegState, Media, Output, Phase, RejectReason,
     TransactionId,
 };
-use super::engine::{call_channel, unix_ms, CallEngine};
+use super::engine::{call_channel, CallEngine};
 use super::logs::LogWrite;
 use super::store::{Direction, NewCallLog};
 use super::webhook::WebhookEvent;
 use crate::channel::actor::{AdminKick, AdminStop, PausePublisher};
+use crate::clock::unix_ms;
 use crate::error::ApiError;
 use crate::ids::{ChannelId, Identity};
-use crate::media::metrics as m;
 use crate::messages::ReplyTo;
+use crate::metrics as m;
 use crate::protocol;
 use std::sync::Arc;
 

@@ -19,6 +19,7 @@ use super::delivery::{Push, WebhookActor};
 use super::logs::CallLogActor;
 use super::store::{SqliteStore, StoreError};
 use super::webhook::{WebhookConfig, WebhookEvent};
+use crate::clock::unix_ms;
 use crate::config::CallsConfig;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ChannelId, Identity, SessionId};
@@ -37,10 +38,6 @@ pub fn call_channel(id: &CallId) -> ChannelId {
 pub fn channel_call(channel: &ChannelId) -> Option<CallId> {
     let id = channel.as_str().strip_prefix(CALL_CHANNEL_PREFIX)?;
     CallId::parse(id).ok()
-}
-
-pub fn unix_ms() -> i64 {
-    i64::try_from(crate::token::now_unix_ms()).unwrap_or(i64::MAX)
 }
 
 #[derive(Default)]

@@ -150,7 +150,7 @@ impl Handler<LogQuery> for CallLogActor {
         let s = &mut self.store;
         match msg {
             LogQuery::Page { user, page } => s
-                .list(&user, &page, super::engine::unix_ms())
+                .list(&user, &page, crate::clock::unix_ms())
                 .map(LogAnswer::Page),
             LogQuery::Ongoing { user } => s.ongoing(&user).map(LogAnswer::Ongoing),
             LogQuery::Delete { user, call_ids } => {

@@ -13,7 +13,7 @@ use serde_json::Value;
 use super::{Channel, ChannelSettings, ChannelSummary, JoinSpec, Output};
 use crate::error::ApiError;
 use crate::ids::{ChannelId, Identity, ParticipantId};
-use crate::media::levels::Levels;
+use crate::levels::Levels;
 use crate::media::{
     peer_key, FirstAudio, MediaError, MediaPlane, PeerSpec, Publisher, SpeakerLevel,
 };
@@ -359,14 +359,14 @@ impl Actor for ChannelActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.mailbox);
-        metrics::gauge!(crate::media::metrics::CHANNELS).increment(1.0);
+        metrics::gauge!(crate::metrics::CHANNELS).increment(1.0);
         tracing::debug!(channel = %self.channel.id(), "channel created");
         self.schedule(ctx);
     }
 
     fn stopping(&mut self, ctx: &mut Self::Context) -> Running {
         self.media.channel_closed(self.channel.id());
-        metrics::gauge!(crate::media::metrics::CHANNELS).decrement(1.0);
+        metrics::gauge!(crate::metrics::CHANNELS).decrement(1.0);
         // Leave the registry first: a join racing with this stop then creates a new channel.
         self.registry.remove(self.channel.id(), &ctx.address());
         Running::Stop
@@ -408,7 +408,7 @@ impl Handler<Join> for ChannelActor {
                     self.channel.tell_active_speaker(&participant, speaker);
                 }
                 self.sessions.insert(participant, msg.session);
-                metrics::histogram!(crate::media::metrics::JOIN_LATENCY)
+                metrics::histogram!(crate::metrics::JOIN_LATENCY)
                     .record(received.elapsed().as_secs_f64());
             }
             Err(err) => {

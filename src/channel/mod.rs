@@ -19,6 +19,15 @@ use crate::ids::{ChannelId, Identity, ParticipantId};
 use crate::protocol::{self, ChannelEvent, LeaveReason, ParticipantInfo};
 use crate::roles::{RoleName, RoleSpec, RoleTable};
 
+/// A participant that is on stage in a channel, as the workers route it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publisher {
+    pub key: crate::ids::PeerKey,
+    pub participant: ParticipantId,
+    pub identity: Identity,
+    pub muted: bool,
+}
+
 /// Per-channel settings, shared by every channel of a server.
 #[derive(Debug, Clone)]
 pub struct ChannelSettings {
@@ -462,7 +471,7 @@ impl Channel {
         );
         let ids: Vec<ParticipantId> = self.members.keys().cloned().collect();
         for (role, n) in self.role_counts.drain() {
-            metrics::gauge!(crate::media::metrics::PARTICIPANTS, "role" => role.to_string())
+            metrics::gauge!(crate::metrics::PARTICIPANTS, "role" => role.to_string())
                 .decrement(n as f64);
         }
         for id in ids {
@@ -757,13 +766,13 @@ impl Channel {
     }
 
     /// On-stage members in join order: what the media workers route.
-    pub fn publishers(&self) -> Vec<crate::media::Publisher> {
+    pub fn publishers(&self) -> Vec<Publisher> {
         let mut on_stage: Vec<&Member> = self.members.values().filter(|m| m.spec.publish).collect();
         on_stage.sort_by(|a, b| a.joined_at.cmp(&b.joined_at).then(a.id.cmp(&b.id)));
         on_stage
             .into_iter()
-            .map(|m| crate::media::Publisher {
-                key: crate::media::peer_key(&m.id),
+            .map(|m| Publisher {
+                key: crate::ids::peer_key(&m.id),
                 participant: m.id.clone(),
                 identity: m.identity.clone(),
                 muted: m.muted || m.paused.is_some(),
@@ -782,7 +791,7 @@ impl Channel {
     }
 
     /// Speaking events to everyone (bounded in rate by the caller's `Levels`).
-    pub fn announce_levels(&mut self, a: crate::media::levels::Announce) {
+    pub fn announce_levels(&mut self, a: crate::levels::Announce) {
         let everyone = Target::Group {
             everyone: true,
             also: None,
@@ -872,7 +881,7 @@ impl Channel {
             self.on_stage += 1;
         }
         *self.role_counts.entry(member.role.clone()).or_default() += 1;
-        metrics::gauge!(crate::media::metrics::PARTICIPANTS, "role" => member.role.to_string())
+        metrics::gauge!(crate::metrics::PARTICIPANTS, "role" => member.role.to_string())
             .increment(1.0);
         self.by_identity
             .insert(member.identity.clone(), member.id.clone());
@@ -889,7 +898,7 @@ impl Channel {
         if let Some(n) = self.role_counts.get_mut(&member.role) {
             *n -= 1;
         }
-        metrics::gauge!(crate::media::metrics::PARTICIPANTS, "role" => member.role.to_string())
+        metrics::gauge!(crate::metrics::PARTICIPANTS, "role" => member.role.to_string())
             .decrement(1.0);
         if self.by_identity.get(&member.identity) == Some(id) {
             self.by_identity.remove(&member.identity);

@@ -5,16 +5,11 @@
 //!   `Rtc` of each peer placed on it; forwards host audio to listeners.
 //! - `slots`      — a listener's receive slots and timestamp continuity (plain logic).
 //! - `sdp`        — offer inspection (send directions) before anything is negotiated.
-//! - `levels`     — active speaker and audio levels from RFC 6464 values (plain logic).
-//! - `metrics`    — the Prometheus handles the workers record into.
 
-pub mod levels;
-pub mod metrics;
 pub mod sdp;
 pub mod slots;
 mod worker;
 
-use std::hash::{Hash, Hasher};
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -24,46 +19,13 @@ use actix::Recipient;
 use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot};
 
+pub use crate::channel::Publisher;
 use crate::config::MediaConfig;
 use crate::error::{ApiError, ErrorCode};
+pub use crate::ids::{peer_key, PeerKey};
 use crate::ids::{ChannelId, Identity, ParticipantId};
 use crate::messages::ToSession;
-pub use slots::PeerKey;
-
-/// Stable numeric key of a participant for the media path. Deterministic (SipHash with fixed
-/// keys) so the channel and the workers derive the same key from the same ID.
-pub fn peer_key(p: &ParticipantId) -> PeerKey {
-    #[allow(deprecated)]
-    let mut h = std::hash::SipHasher::new();
-    p.as_str().hash(&mut h);
-    h.finish()
-}
-
-/// A participant that is on stage in a channel, as the workers route it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Publisher {
-    pub key: PeerKey,
-    pub participant: ParticipantId,
-    pub identity: Identity,
-    pub muted: bool,
-}
-
-/// One speaker's level over the last window, reported to its channel.
-#[derive(actix::Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct SpeakerLevel {
-    pub participant: ParticipantId,
-    /// RFC 6464 level in -dBov: 0 is loudest, 127 is silence.
-    pub dbov: u8,
-    pub voice: bool,
-}
-
-/// A listener's peer received its first audio packet: once per peer, never per packet.
-#[derive(actix::Message, Debug, Clone)]
-#[rtype(result = "()")]
-pub struct FirstAudio {
-    pub participant: ParticipantId,
-}
+pub use crate::messages::{FirstAudio, SpeakerLevel};
 
 /// What a worker needs to create a peer.
 #[derive(Clone)]

@@ -6,7 +6,7 @@ use str0m::media::Mid;
 
 /// Stable numeric key of a participant (hash of its ID), used on the media path instead of
 /// strings.
-pub type PeerKey = u64;
+pub use crate::ids::PeerKey;
 
 /// Opus at 48 kHz, 20 ms frames: the timestamp step between consecutive packets.
 pub const OPUS_FRAME_TICKS: u64 = 960;

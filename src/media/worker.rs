@@ -18,11 +18,11 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use super::metrics::{Drop as DropReason, WorkerMetrics};
 use super::slots::{PeerKey, Slots};
 use super::{Command, MediaError, PeerSpec, Publisher, Shared, SpeakerLevel};
 use crate::ids::ChannelId;
 use crate::messages::ToSession;
+use crate::metrics::{Drop as DropReason, WorkerMetrics};
 
 /// How long a server offer waits for its answer before a new offer (the client's or the
 /// server's) replaces it. A client answers in milliseconds; ten seconds covers a stalled tab.
