@@ -24,6 +24,8 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
 fi
 
 cargo fmt --all -- --check
+# Layers only point down: any import circle between files fails here, with the circle printed.
+python3 scripts/check-imports.py
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -8,9 +8,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 use serde::Deserialize;
 
-use crate::channel::actor::{AdminKick, AdminStop, Inspect};
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ChannelId, Identity, ParticipantId};
+use crate::messages::{AdminKick, AdminStop, Inspect};
 use crate::participant::ParticipantActor;
 use crate::protocol::PROTOCOL_VERSION;
 use crate::state::AppState;

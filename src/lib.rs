@@ -35,6 +35,7 @@ pub mod messages;
 pub mod metrics;
 pub mod participant;
 pub mod protocol;
+pub mod registry;
 pub mod roles;
 pub mod server;
 pub mod session;

@@ -1,15 +1,22 @@
 //! The actor message catalogue: what sessions receive, and how a request's one reply travels.
 //!
-//! Layer rule: this file imports only the layers below the actors (ids, error, protocol);
-//! actor files import it, never each other, so no actor can form an import circle.
+//! Layer rule: this file imports only the layers below the actors (ids, error, protocol, the
+//! channel and call logic); actor files import it, never each other, so no actor can form an
+//! import circle. Actors are reached through handles made of `Recipient`s, never `Addr<_>`
+//! of another actor's type.
+
+use std::time::Instant;
 
 use actix::prelude::*;
 use bytestring::ByteString;
 use serde::Serialize;
+use serde_json::Value;
 
+use crate::calls::call::{CallId, EndReason, Media, RejectReason, TransactionId};
+use crate::channel::{ChannelSummary, JoinSpec};
 use crate::error::{ApiError, ErrorCode};
-use crate::ids::{ChannelId, ParticipantId};
-use crate::protocol;
+use crate::ids::{ChannelId, Identity, ParticipantId};
+use crate::protocol::{self, ParticipantInfo};
 
 /// Everything a session receives from the rest of the server.
 #[derive(Message, Debug)]
@@ -136,4 +143,303 @@ pub struct SpeakerLevel {
 #[rtype(result = "()")]
 pub struct FirstAudio {
     pub participant: ParticipantId,
+}
+
+// ---- The channel actor's messages ----
+
+/// Join a channel. The reply frame travels through the session's mailbox, after which every
+/// event for it follows in order; the `send` result only tells the session whether the actor
+/// was still alive to take the request.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Join {
+    pub spec: JoinSpec,
+    pub reply: ReplyTo,
+    pub session: Recipient<ToSession>,
+    /// When the session read the request, for the join latency histogram.
+    pub received: Instant,
+}
+
+/// A member's request; the reply goes to the member's session.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct MemberRequest {
+    pub participant: ParticipantId,
+    pub reply: ReplyTo,
+    pub op: MemberOp,
+}
+
+#[derive(Debug, Clone)]
+pub enum MemberOp {
+    Leave,
+    Stop,
+    SetRole {
+        role: String,
+        target: Option<ParticipantId>,
+    },
+    RequestRole {
+        role: String,
+    },
+    Mute {
+        muted: bool,
+        target: Option<ParticipantId>,
+    },
+    Kick {
+        target: ParticipantId,
+        reason: Option<String>,
+    },
+    Send {
+        kind: String,
+        content: Value,
+        to: Vec<ParticipantId>,
+    },
+    MediaOffer {
+        sdp: String,
+    },
+    MediaAnswer {
+        sdp: String,
+    },
+    MediaCandidate {
+        candidate: String,
+    },
+}
+
+/// The member's connection is gone.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Disconnected {
+    pub participant: ParticipantId,
+}
+
+#[derive(Message)]
+#[rtype(result = "ChannelDetails")]
+pub struct Inspect;
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ChannelDetails {
+    #[serde(flatten)]
+    pub summary: ChannelSummary,
+    pub participant_list: Vec<ParticipantInfo>,
+}
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct AdminStop;
+
+#[derive(Message)]
+#[rtype(result = "Result<ParticipantId, ApiError>")]
+pub enum AdminKick {
+    Participant(ParticipantId),
+    Identity(Identity),
+}
+
+/// Pauses or resumes a host's publishing for a call taken from this channel.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PausePublisher {
+    pub identity: Identity,
+    pub paused: bool,
+    pub call_id: String,
+}
+
+/// Server shutdown: every member gets `left` with `server_shutdown`. Answered once every frame
+/// is queued to its session, so the caller can close sessions after.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// Where a channel's messages go: one recipient per message, so nothing above the channel
+/// actor names its type.
+#[derive(Clone)]
+pub struct ChannelHandle {
+    pub join: Recipient<Join>,
+    pub request: Recipient<MemberRequest>,
+    pub disconnected: Recipient<Disconnected>,
+    pub inspect: Recipient<Inspect>,
+    pub stop: Recipient<AdminStop>,
+    pub kick: Recipient<AdminKick>,
+    pub pause: Recipient<PausePublisher>,
+    pub shutdown: Recipient<Shutdown>,
+}
+
+impl ChannelHandle {
+    pub fn new<A>(addr: Addr<A>) -> Self
+    where
+        A: Actor<Context = Context<A>>
+            + Handler<Join>
+            + Handler<MemberRequest>
+            + Handler<Disconnected>
+            + Handler<Inspect>
+            + Handler<AdminStop>
+            + Handler<AdminKick>
+            + Handler<PausePublisher>
+            + Handler<Shutdown>,
+    {
+        Self {
+            join: addr.clone().recipient(),
+            request: addr.clone().recipient(),
+            disconnected: addr.clone().recipient(),
+            inspect: addr.clone().recipient(),
+            stop: addr.clone().recipient(),
+            kick: addr.clone().recipient(),
+            pause: addr.clone().recipient(),
+            shutdown: addr.recipient(),
+        }
+    }
+
+    /// Whether the channel's actor is still running.
+    pub fn connected(&self) -> bool {
+        self.join.connected()
+    }
+
+    pub fn send<M: ToChannel>(&self, msg: M) -> RecipientRequest<M> {
+        M::recipient(self).send(msg)
+    }
+
+    pub fn do_send<M: ToChannel>(&self, msg: M) {
+        M::recipient(self).do_send(msg)
+    }
+}
+
+/// A message a channel takes, and which of its handle's recipients carries it.
+pub trait ToChannel: Message<Result: Send> + Send + Sized + 'static {
+    fn recipient(handle: &ChannelHandle) -> &Recipient<Self>;
+}
+
+macro_rules! to_channel {
+    ($($msg:ty => $field:ident),* $(,)?) => {
+        $(impl ToChannel for $msg {
+            fn recipient(handle: &ChannelHandle) -> &Recipient<Self> {
+                &handle.$field
+            }
+        })*
+    };
+}
+
+to_channel! {
+    Join => join,
+    MemberRequest => request,
+    Disconnected => disconnected,
+    Inspect => inspect,
+    AdminStop => stop,
+    AdminKick => kick,
+    PausePublisher => pause,
+    Shutdown => shutdown,
+}
+
+impl PartialEq for ChannelHandle {
+    fn eq(&self, other: &Self) -> bool {
+        self.join == other.join
+    }
+}
+
+// ---- The call actor's messages ----
+
+#[derive(Debug, Clone)]
+pub enum Op {
+    Accept {
+        media: Option<Media>,
+    },
+    Reject {
+        reason: RejectReason,
+    },
+    Hangup {
+        reason: EndReason,
+    },
+    Invite {
+        callees: Vec<Identity>,
+    },
+    Join,
+    MediaChange {
+        media: Media,
+    },
+    MediaChangeCancel {
+        transaction: TransactionId,
+    },
+    MediaChangeReply {
+        transaction: TransactionId,
+        agree: bool,
+    },
+    Send {
+        kind: String,
+        content: Value,
+    },
+    MediaState {
+        microphone: Option<bool>,
+        camera: Option<bool>,
+    },
+    /// The user's last session is gone.
+    Disconnect,
+    /// The user has a session again.
+    Reconnect,
+    /// The user heard the call's first audio (its peer in the call channel got a packet).
+    FirstAudio,
+}
+
+/// One input from (or on behalf of) a member.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct CallOp {
+    pub user: Identity,
+    pub op: Op,
+    pub reply: Option<ReplyTo>,
+    /// Replaces the `ok` reply's fields (a `call` that glared into the other side's call).
+    pub ok_result: Option<Value>,
+}
+
+impl CallOp {
+    pub fn internal(user: Identity, op: Op) -> Self {
+        Self {
+            user,
+            op,
+            reply: None,
+            ok_result: None,
+        }
+    }
+}
+
+/// Ends the call for everyone (server shutdown, an operator).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Terminate {
+    pub reason: EndReason,
+}
+
+/// How a call came to be, beyond the [`Call`] itself.
+pub struct Placement {
+    /// The app's push configuration, for `invite_offline`.
+    pub push: Value,
+    /// Callees connected in another call when it was placed.
+    pub busy: Vec<Identity>,
+    pub live_channel: Option<ChannelId>,
+    pub reply: ReplyTo,
+    pub requested_at: Instant,
+    /// The call met the callee's call to the caller, and stands.
+    pub glare: bool,
+}
+
+/// Where a call's messages go.
+#[derive(Clone)]
+pub struct CallHandle {
+    pub op: Recipient<CallOp>,
+    pub terminate: Recipient<Terminate>,
+}
+
+impl CallHandle {
+    pub fn new<A>(addr: Addr<A>) -> Self
+    where
+        A: Actor<Context = Context<A>> + Handler<CallOp> + Handler<Terminate>,
+    {
+        Self {
+            op: addr.clone().recipient(),
+            terminate: addr.recipient(),
+        }
+    }
+}
+
+/// What a channel asks of the calls: whether a joiner belongs in a call's private channel,
+/// and where a call's inputs go. The call engine answers; the registry holds it weakly.
+pub trait CallDirectory: Send + Sync {
+    fn is_connected_member(&self, call: &CallId, user: &Identity) -> bool;
+    fn route(&self, call: &CallId, op: CallOp) -> Result<(), ApiError>;
 }

@@ -14,11 +14,11 @@ use actix::prelude::*;
 use actix_web_actors::ws::{self, CloseCode, CloseReason};
 use bytestring::ByteString;
 
-use crate::calls::actor::Op as CallAction;
-use crate::channel::actor::{ChannelActor, Disconnected, Join, MemberOp, MemberRequest};
 use crate::channel::JoinSpec;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ChannelId, ParticipantId, SessionId};
+use crate::messages::Op as CallAction;
+use crate::messages::{ChannelHandle, Disconnected, Join, MemberOp, MemberRequest};
 use crate::messages::{ReplyTo, ToSession};
 use crate::protocol::{self, Request};
 use crate::session::{Admit, Heartbeat, RateLimiter};
@@ -54,7 +54,7 @@ struct InFlight {
 struct Membership {
     participant: ParticipantId,
     /// `None` while the join is on its way to the channel.
-    addr: Option<Addr<ChannelActor>>,
+    addr: Option<ChannelHandle>,
 }
 
 pub struct ParticipantActor {
@@ -417,7 +417,7 @@ impl ParticipantActor {
                 format!("one connection can be in at most {max} channels; leave one first"),
             ));
         }
-        let (role, allowed_roles) = match crate::calls::engine::channel_call(&channel) {
+        let (role, allowed_roles) = match crate::calls::call::channel_call(&channel) {
             Some(call) => {
                 if !self
                     .state
@@ -434,11 +434,11 @@ impl ParticipantActor {
             }
             None if channel
                 .as_str()
-                .starts_with(crate::calls::engine::CALL_CHANNEL_PREFIX) =>
+                .starts_with(crate::calls::call::CALL_CHANNEL_PREFIX) =>
             {
                 return Err(ApiError::forbidden(format!(
                     "channel IDs starting with '{}' are reserved for calls",
-                    crate::calls::engine::CALL_CHANNEL_PREFIX
+                    crate::calls::call::CALL_CHANNEL_PREFIX
                 )));
             }
             None => (role, self.allowed_roles.clone()),

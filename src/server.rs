@@ -7,11 +7,55 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use actix::Actor;
 use actix_web::{web, App, HttpServer};
 
+use crate::calls::actor::CallActor;
+use crate::calls::engine::CallEngine;
+use crate::calls::store::StoreError;
+use crate::channel::actor::ChannelActor;
+use crate::channel::ChannelSettings;
 use crate::config::Config;
 use crate::media::MediaPlane;
+use crate::messages::{CallDirectory, CallHandle, ChannelHandle};
+use crate::registry::ChannelRegistry;
 use crate::state::AppState;
+
+/// The composition root: the one place that names the actors it starts. The registry gets a
+/// factory for channel actors, the call engine one for call actors, and the registry learns
+/// the engine as a call directory. Runs inside an actix system.
+fn compose(config: Config, media: Arc<MediaPlane>) -> Result<AppState, StoreError> {
+    let settings = ChannelSettings {
+        roles: Arc::new(config.role_table()),
+        default_role: config.default_role.clone(),
+        max_participants: config.limits.max_participants_per_channel,
+        max_metadata_bytes: config.limits.max_metadata_bytes,
+        empty_grace: config.timeouts.empty_channel_grace,
+        count_interval: config.timeouts.audience_count_interval,
+    };
+    let mailbox = config.limits.channel_queue;
+    let plane = media.clone();
+    let channels = Arc::new(ChannelRegistry::new(Box::new(move |id, registry| {
+        let actor = ChannelActor::new(
+            id.clone(),
+            settings.clone(),
+            registry,
+            plane.clone(),
+            mailbox,
+        );
+        ChannelHandle::new(actor.start())
+    })));
+    let calls = CallEngine::start(
+        &config.calls,
+        channels.clone(),
+        Box::new(|engine, call, placement| {
+            CallHandle::new(CallActor::new(engine, call, placement).start())
+        }),
+    )?;
+    let directory: Arc<dyn CallDirectory> = calls.clone();
+    channels.set_calls(Arc::downgrade(&directory));
+    Ok(AppState::new(config, media, channels, calls))
+}
 
 /// Serves on `listener` until `shutdown` resolves, then shuts down gracefully: every
 /// participant gets `left` with `server_shutdown` and its connection closes.
@@ -28,7 +72,7 @@ pub async fn run(
     let shutdown_timeout = config.server.shutdown_timeout;
     crate::metrics::prometheus();
     let media = MediaPlane::start(&config.media)?;
-    let state = match AppState::new(config, media.clone()) {
+    let state = match compose(config, media.clone()) {
         Ok(state) => Arc::new(state),
         Err(e) => {
             media.stop();

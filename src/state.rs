@@ -1,90 +1,23 @@
-//! Shared server state: the channel registry, the session directory and the shutdown sequence.
+//! The server's shared context: configuration, the media plane, token keys, the channel
+//! registry, the call engine and the session directory; and the shutdown sequence.
+//!
+//! Layer rule: no actor type is named here (`server::compose` builds what starts them);
+//! sessions and HTTP handlers reach channels and calls through handles.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use dashmap::DashMap;
 
 use crate::calls::engine::CallEngine;
-use crate::channel::actor::{ChannelActor, Shutdown};
-use crate::channel::ChannelSettings;
 use crate::config::Config;
-use crate::ids::{ChannelId, SessionId};
+use crate::ids::SessionId;
 use crate::media::MediaPlane;
-use crate::messages::ToSession;
+use crate::messages::{Shutdown, ToSession};
+pub use crate::registry::ChannelRegistry;
 use crate::token::TokenKeys;
-
-/// Live channels by ID. A channel is created on first join and removes itself when it ends.
-pub struct ChannelRegistry {
-    channels: DashMap<ChannelId, Addr<ChannelActor>>,
-    /// The call engine, for call channels' media events. Weak: the engine holds the registry.
-    calls: OnceLock<Weak<CallEngine>>,
-    settings: ChannelSettings,
-    media: Arc<MediaPlane>,
-    mailbox: usize,
-}
-
-impl ChannelRegistry {
-    pub fn calls(&self) -> Option<Arc<CallEngine>> {
-        self.calls.get()?.upgrade()
-    }
-
-    pub fn get(&self, id: &ChannelId) -> Option<Addr<ChannelActor>> {
-        self.channels.get(id).map(|a| a.clone())
-    }
-
-    /// The channel's actor, started on the caller's arbiter when the channel is new.
-    pub fn get_or_create(self: &Arc<Self>, id: &ChannelId) -> Addr<ChannelActor> {
-        if let Some(addr) = self.channels.get(id) {
-            if addr.connected() {
-                return addr.clone();
-            }
-        }
-        let mut entry = self.channels.entry(id.clone()).or_insert_with(|| {
-            ChannelActor::new(
-                id.clone(),
-                self.settings.clone(),
-                self.clone(),
-                self.media.clone(),
-                self.mailbox,
-            )
-            .start()
-        });
-        if !entry.connected() {
-            *entry = ChannelActor::new(
-                id.clone(),
-                self.settings.clone(),
-                self.clone(),
-                self.media.clone(),
-                self.mailbox,
-            )
-            .start();
-        }
-        entry.clone()
-    }
-
-    /// Removes `id` only if it still maps to `addr` (a newer channel may have taken the ID).
-    pub fn remove(&self, id: &ChannelId, addr: &Addr<ChannelActor>) {
-        self.channels.remove_if(id, |_, a| a == addr);
-    }
-
-    pub fn len(&self) -> usize {
-        self.channels.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.channels.is_empty()
-    }
-
-    pub fn all(&self) -> Vec<(ChannelId, Addr<ChannelActor>)> {
-        self.channels
-            .iter()
-            .map(|e| (e.key().clone(), e.value().clone()))
-            .collect()
-    }
-}
 
 pub struct AppState {
     pub config: Config,
@@ -98,30 +31,16 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Runs inside an actix system: the call engine starts its actors here.
+    /// The server's shared context, around the registry and the call engine the composition
+    /// root (`server::compose`) built.
     pub fn new(
         config: Config,
         media: Arc<MediaPlane>,
-    ) -> Result<Self, crate::calls::store::StoreError> {
-        let settings = ChannelSettings {
-            roles: Arc::new(config.role_table()),
-            default_role: config.default_role.clone(),
-            max_participants: config.limits.max_participants_per_channel,
-            max_metadata_bytes: config.limits.max_metadata_bytes,
-            empty_grace: config.timeouts.empty_channel_grace,
-            count_interval: config.timeouts.audience_count_interval,
-        };
+        channels: Arc<ChannelRegistry>,
+        calls: Arc<CallEngine>,
+    ) -> Self {
         let keys = TokenKeys::new(config.auth.signing_key.as_bytes(), config.auth.leeway);
-        let channels = Arc::new(ChannelRegistry {
-            channels: DashMap::new(),
-            calls: OnceLock::new(),
-            settings,
-            media: media.clone(),
-            mailbox: config.limits.channel_queue,
-        });
-        let calls = CallEngine::start(&config.calls, channels.clone())?;
-        let _ = channels.calls.set(Arc::downgrade(&calls));
-        Ok(Self {
+        Self {
             config,
             media,
             keys,
@@ -129,7 +48,7 @@ impl AppState {
             calls,
             sessions: DashMap::new(),
             shutting_down: AtomicBool::new(false),
-        })
+        }
     }
 
     pub fn is_shutting_down(&self) -> bool {
@@ -150,7 +69,7 @@ impl AppState {
             sessions = self.sessions.len(),
             "shutting down"
         );
-        let ends = channels.iter().map(|(_, addr)| addr.send(Shutdown));
+        let ends = channels.iter().map(|(_, ch)| ch.shutdown.send(Shutdown));
         // `send` resolves once each channel queued its `left` frames, so the close below
         // lands behind them in every session's mailbox.
         let _ = futures_util::future::join_all(ends).await;

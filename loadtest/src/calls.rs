@@ -18,10 +18,11 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use tokio::sync::watch;
 
+use crate::report::histogram;
 use crate::report::{CallSecond, CallsReport, FailureCounts, Percentiles, Report, ServerCost};
-use crate::run::{histogram, token_with_grants};
 use crate::scenario::Scenario;
 use crate::server;
+use crate::tokens::token_with_grants;
 
 /// Error messages kept verbatim; beyond that they are only counted.
 const MAX_ERRORS: usize = 100;

@@ -7,6 +7,7 @@
 //! - `calls`    — pairs placing calls back to back: ring, answer and setup to first audio.
 //! - `report`   — percentiles, table, JSON, SVG plot.
 //! - `server`   — spawning the server, /proc and /metrics readings.
+//! - `tokens`   — access tokens signed with the scenario's key.
 //! - `probe`    — the bare SRTP-protect + UDP-send cost, for comparison.
 
 pub mod calls;
@@ -15,6 +16,7 @@ pub mod report;
 pub mod run;
 pub mod scenario;
 pub mod server;
+mod tokens;
 
 pub use report::Report;
 pub use run::run;

@@ -4,15 +4,16 @@
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use amphi_client::{AudioPeer, PeerOptions, Signal, Source, Tone, Wav};
 use hdrhistogram::Histogram;
 use tokio::sync::watch;
 
-use crate::report::{Percentiles, Report, Second, ServerCost};
+use crate::report::{histogram, Percentiles, Report, Second, ServerCost};
 use crate::scenario::{Kind, Scenario};
 use crate::server;
+use crate::tokens::token;
 
 /// Packets per second of one Opus stream at 20 ms frames.
 const PACKETS_PER_SECOND: f64 = 50.0;
@@ -21,31 +22,6 @@ const MAX_ERRORS: usize = 100;
 const FIRST_AUDIO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Packets still in flight when a listener stops (100 ms of audio) are not counted lost.
 const LATE_ALLOWANCE_PACKETS: u64 = 5;
-
-pub(crate) fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
-}
-
-fn token(key: &str, identity: &str, role: &str) -> String {
-    token_with_grants(key, identity, role, &[])
-}
-
-pub(crate) fn token_with_grants(key: &str, identity: &str, role: &str, grants: &[&str]) -> String {
-    let exp = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-        + 24 * 3600;
-    let mut claims = serde_json::json!({"sub": identity, "roles": [role], "exp": exp});
-    if !grants.is_empty() {
-        claims["grants"] = grants.into();
-    }
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()),
-    )
-    .expect("HS256 signing cannot fail")
-}
 
 fn source(spec: &str, index: usize) -> Result<Box<dyn Source>, String> {
     match spec.strip_prefix("wav:") {

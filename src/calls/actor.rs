@@ -10,91 +10,22 @@ use actix::SpawnHandle;
 use serde_json::{json, Value};
 
 use super::call::{
-    Call, CallError, CallEvent, EndReason, LegState, Media, Output, Phase, RejectReason,
-    TransactionId,
+    call_channel, Call, CallError, CallEvent, EndReason, LegState, Media, Output, Phase,
+    RejectReason,
 };
-use super::engine::{call_channel, CallEngine};
+use super::engine::CallEngine;
 use super::logs::LogWrite;
 use super::store::{Direction, NewCallLog};
 use super::webhook::WebhookEvent;
-use crate::channel::actor::{AdminKick, AdminStop, PausePublisher};
 use crate::clock::unix_ms;
 use crate::error::ApiError;
 use crate::ids::{ChannelId, Identity};
-use crate::messages::ReplyTo;
+use crate::messages::{
+    AdminKick, AdminStop, CallOp, Op, PausePublisher, Placement, ReplyTo, Terminate,
+};
 use crate::metrics as m;
 use crate::protocol;
 use std::sync::Arc;
-
-#[derive(Debug, Clone)]
-pub enum Op {
-    Accept {
-        media: Option<Media>,
-    },
-    Reject {
-        reason: RejectReason,
-    },
-    Hangup {
-        reason: EndReason,
-    },
-    Invite {
-        callees: Vec<Identity>,
-    },
-    Join,
-    MediaChange {
-        media: Media,
-    },
-    MediaChangeCancel {
-        transaction: TransactionId,
-    },
-    MediaChangeReply {
-        transaction: TransactionId,
-        agree: bool,
-    },
-    Send {
-        kind: String,
-        content: Value,
-    },
-    MediaState {
-        microphone: Option<bool>,
-        camera: Option<bool>,
-    },
-    /// The user's last session is gone.
-    Disconnect,
-    /// The user has a session again.
-    Reconnect,
-    /// The user heard the call's first audio (its peer in the call channel got a packet).
-    FirstAudio,
-}
-
-/// One input from (or on behalf of) a member.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct CallOp {
-    pub user: Identity,
-    pub op: Op,
-    pub reply: Option<ReplyTo>,
-    /// Replaces the `ok` reply's fields (a `call` that glared into the other side's call).
-    pub ok_result: Option<Value>,
-}
-
-impl CallOp {
-    pub fn internal(user: Identity, op: Op) -> Self {
-        Self {
-            user,
-            op,
-            reply: None,
-            ok_result: None,
-        }
-    }
-}
-
-/// Ends the call for everyone (server shutdown, an operator).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Terminate {
-    pub reason: EndReason,
-}
 
 /// A live channel's host taken into a call from that channel's audience.
 struct Live {
@@ -127,19 +58,6 @@ pub struct CallActor {
     heard: HashSet<Identity>,
     timer: Option<SpawnHandle>,
     finished: bool,
-}
-
-/// How a call came to be, beyond the [`Call`] itself.
-pub struct Placement {
-    /// The app's push configuration, for `invite_offline`.
-    pub push: Value,
-    /// Callees connected in another call when it was placed.
-    pub busy: Vec<Identity>,
-    pub live_channel: Option<ChannelId>,
-    pub reply: ReplyTo,
-    pub requested_at: Instant,
-    /// The call met the callee's call to the caller, and stands.
-    pub glare: bool,
 }
 
 impl CallActor {

@@ -33,19 +33,16 @@ use serde_json::Value;
 use crate::ids::Identity;
 
 pub use leg::Leg;
-use media_change::PendingChange;
+use types::PendingChange;
 pub use types::{
-    glare_winner, CallError, CallEvent, CallId, CallType, EndReason, LegState, Media,
-    MediaChangeResult, Output, RejectReason, Survivor, TransactionId,
+    call_channel, channel_call, glare_winner, CallError, CallEvent, CallId, CallType, EndReason,
+    LegState, Media, MediaChangeResult, Output, RejectReason, Survivor, TransactionId,
+    CALL_CHANNEL_PREFIX, MAX_MEMBERS,
 };
 
 /// How long the other side has to answer a media change request, by default. A person reads
 /// one prompt in that time, as they do for a ring; longer leaves the requester's screen hanging.
 pub const MEDIA_CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A group call is a conversation, not a broadcast: every call event fans out to every member
-/// and every member's media crosses the call's private channel. Bigger audiences use channels.
-pub const MAX_MEMBERS: usize = 32;
 
 /// Everything a new call needs.
 #[derive(Debug, Clone)]

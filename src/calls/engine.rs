@@ -13,8 +13,7 @@ use actix::prelude::*;
 use bytestring::ByteString;
 use serde_json::{json, Value};
 
-use super::actor::{CallActor, CallOp, Op, Placement};
-use super::call::{glare_winner, Call, CallId, CallSetup, LegState, Media, Survivor};
+use super::call::{call_channel, glare_winner, Call, CallId, CallSetup, LegState, Media, Survivor};
 use super::delivery::{Push, WebhookActor};
 use super::logs::CallLogActor;
 use super::store::{SqliteStore, StoreError};
@@ -23,22 +22,13 @@ use crate::clock::unix_ms;
 use crate::config::CallsConfig;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ChannelId, Identity, SessionId};
-use crate::messages::ReplyTo;
-use crate::messages::ToSession;
-use crate::state::ChannelRegistry;
+use crate::messages::{
+    CallDirectory, CallHandle, CallOp, Op, Placement, ReplyTo, Terminate, ToSession,
+};
+use crate::registry::ChannelRegistry;
 
-/// Channels named `call:<call ID>` carry a call's media; only its connected members may join.
-pub const CALL_CHANNEL_PREFIX: &str = "call:";
-
-pub fn call_channel(id: &CallId) -> ChannelId {
-    ChannelId::parse(&format!("{CALL_CHANNEL_PREFIX}{id}")).expect("call IDs are channel-safe")
-}
-
-/// The call a `call:` channel belongs to.
-pub fn channel_call(channel: &ChannelId) -> Option<CallId> {
-    let id = channel.as_str().strip_prefix(CALL_CHANNEL_PREFIX)?;
-    CallId::parse(id).ok()
-}
+/// Starts a call's actor and returns its handle.
+pub type CallFactory = Box<dyn Fn(Arc<CallEngine>, Call, Placement) -> CallHandle + Send + Sync>;
 
 #[derive(Default)]
 struct User {
@@ -57,7 +47,7 @@ impl User {
 }
 
 struct Entry {
-    addr: Addr<CallActor>,
+    handle: CallHandle,
     caller: Identity,
     /// Nobody has answered yet.
     unanswered: bool,
@@ -105,6 +95,7 @@ pub struct CallEngine {
     pub logs: Addr<CallLogActor>,
     webhooks: Option<Addr<WebhookActor>>,
     pub channels: Arc<ChannelRegistry>,
+    factory: CallFactory,
 }
 
 impl CallEngine {
@@ -114,6 +105,7 @@ impl CallEngine {
     pub fn start(
         config: &CallsConfig,
         channels: Arc<ChannelRegistry>,
+        factory: CallFactory,
     ) -> Result<Arc<Self>, StoreError> {
         use super::store::CallLogStore;
         let mut store = SqliteStore::open_configured(&config.database)?;
@@ -154,6 +146,7 @@ impl CallEngine {
             logs,
             webhooks,
             channels,
+            factory,
         }))
     }
 
@@ -165,7 +158,7 @@ impl CallEngine {
     /// A session with the `call` grant is online: calls to its identity ring it. Calls the
     /// identity was in learn it is back (the reconnect grace stops).
     pub fn register(&self, identity: &Identity, session: &SessionId, to: Recipient<ToSession>) {
-        let calls: Vec<Addr<CallActor>> = {
+        let calls: Vec<CallHandle> = {
             let mut dir = self.dir();
             let user = dir.users.entry(identity.clone()).or_default();
             let first = user.sessions.is_empty();
@@ -176,17 +169,18 @@ impl CallEngine {
                 Vec::new()
             };
             ids.iter()
-                .filter_map(|id| dir.calls.get(id).map(|e| e.addr.clone()))
+                .filter_map(|id| dir.calls.get(id).map(|e| e.handle.clone()))
                 .collect()
         };
-        for addr in calls {
-            addr.do_send(CallOp::internal(identity.clone(), Op::Reconnect));
+        for call in calls {
+            call.op
+                .do_send(CallOp::internal(identity.clone(), Op::Reconnect));
         }
     }
 
     /// The session is gone. When it was the identity's last, its calls start the grace.
     pub fn unregister(&self, identity: &Identity, session: &SessionId) {
-        let calls: Vec<Addr<CallActor>> = {
+        let calls: Vec<CallHandle> = {
             let mut dir = self.dir();
             dir.proxies.remove(session);
             let Some(user) = dir.users.get_mut(identity) else {
@@ -202,13 +196,14 @@ impl CallEngine {
             };
             let addrs = ids
                 .iter()
-                .filter_map(|id| dir.calls.get(id).map(|e| e.addr.clone()))
+                .filter_map(|id| dir.calls.get(id).map(|e| e.handle.clone()))
                 .collect();
             dir.prune(identity);
             addrs
         };
-        for addr in calls {
-            addr.do_send(CallOp::internal(identity.clone(), Op::Disconnect));
+        for call in calls {
+            call.op
+                .do_send(CallOp::internal(identity.clone(), Op::Disconnect));
         }
     }
 
@@ -316,23 +311,19 @@ impl CallEngine {
     }
 
     pub fn route(&self, call: &CallId, op: CallOp) -> Result<(), ApiError> {
-        let addr = self
+        let handle = self
             .dir()
             .calls
             .get(call)
-            .map(|e| e.addr.clone())
+            .map(|e| e.handle.clone())
             .ok_or_else(|| ApiError::not_found(format!("no call '{call}' is in progress")))?;
-        addr.try_send(op).map_err(|e| match e {
+        handle.op.try_send(op).map_err(|e| match e {
             SendError::Full(_) => ApiError::new(
                 ErrorCode::RateLimited,
                 format!("call '{call}' is busy; retry shortly"),
             ),
             SendError::Closed(_) => ApiError::not_found(format!("call '{call}' has ended")),
         })
-    }
-
-    pub fn call_addr(&self, call: &CallId) -> Option<Addr<CallActor>> {
-        self.dir().calls.get(call).map(|e| e.addr.clone())
     }
 
     /// Mirrors a call's legs into the directory after every change.
@@ -383,11 +374,13 @@ impl CallEngine {
 
     /// Ends every call (graceful shutdown); resolves once each call has taken the message.
     pub async fn terminate_all(&self, reason: super::call::EndReason) {
-        let addrs: Vec<Addr<CallActor>> =
-            self.dir().calls.values().map(|e| e.addr.clone()).collect();
-        let sends = addrs
-            .iter()
-            .map(|a| a.send(super::actor::Terminate { reason }));
+        let addrs: Vec<CallHandle> = self
+            .dir()
+            .calls
+            .values()
+            .map(|e| e.handle.clone())
+            .collect();
+        let sends = addrs.iter().map(|h| h.terminate.send(Terminate { reason }));
         let _ = futures_util::future::join_all(sends).await;
         // The ended calls' rows are queued to the log thread; they are on disk when this
         // answers, so a restart does not close them again with the downtime counted.
@@ -440,7 +433,7 @@ impl CallEngine {
         }
         let id = CallId::random();
         // Glare: the one callee has an unanswered call of its own ringing this caller.
-        let mut glare_with: Option<(CallId, Addr<CallActor>)> = None;
+        let mut glare_with: Option<(CallId, CallHandle)> = None;
         if let [callee] = callees.as_slice() {
             if let Some(theirs) = dir.connected_call(callee) {
                 let entry = dir.calls.get(&theirs);
@@ -451,7 +444,7 @@ impl CallEngine {
                     .is_some_and(|s| *s == LegState::Ringing);
                 if let Some(e) = entry.filter(|e| e.unanswered && &e.caller == callee) {
                     if ringing_me {
-                        glare_with = Some((theirs.clone(), e.addr.clone()));
+                        glare_with = Some((theirs.clone(), e.handle.clone()));
                     }
                 }
             }
@@ -475,7 +468,7 @@ impl CallEngine {
                     "channel": channel,
                     "glare": true,
                 }));
-                addr.do_send(op);
+                addr.op.do_send(op);
                 return Ok(());
             }
         }
@@ -498,7 +491,7 @@ impl CallEngine {
         let call = Call::new(setup, now).map_err(ApiError::from)?;
         let engine = self.clone();
         let glare = glare_with.is_some();
-        let addr = CallActor::new(
+        let handle = (self.factory)(
             engine,
             call,
             Placement {
@@ -509,13 +502,12 @@ impl CallEngine {
                 requested_at: now,
                 glare: glare_with.is_some(),
             },
-        )
-        .start();
+        );
         // Registered before the lock is released, so a racing call sees this one.
         dir.calls.insert(
             id.clone(),
             Entry {
-                addr: addr.clone(),
+                handle: handle.clone(),
                 caller: req.caller.clone(),
                 unanswered: true,
             },
@@ -535,11 +527,21 @@ impl CallEngine {
         drop(dir);
         if glare {
             // This call stands: the callee answers it, which ends its own call as replaced.
-            addr.do_send(CallOp::internal(
+            handle.op.do_send(CallOp::internal(
                 callees[0].clone(),
                 Op::Accept { media: None },
             ));
         }
         Ok(())
+    }
+}
+
+impl CallDirectory for CallEngine {
+    fn is_connected_member(&self, call: &CallId, user: &Identity) -> bool {
+        CallEngine::is_connected_member(self, call, user)
+    }
+
+    fn route(&self, call: &CallId, op: CallOp) -> Result<(), ApiError> {
+        CallEngine::route(self, call, op)
     }
 }

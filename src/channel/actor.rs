@@ -8,119 +8,21 @@ use std::time::Instant;
 use actix::prelude::*;
 use actix::SpawnHandle;
 use bytestring::ByteString;
-use serde_json::Value;
 
-use super::{Channel, ChannelSettings, ChannelSummary, JoinSpec, Output};
+use super::{Channel, ChannelSettings, Output};
+use crate::calls::call::channel_call;
 use crate::error::ApiError;
-use crate::ids::{ChannelId, Identity, ParticipantId};
+use crate::ids::{ChannelId, ParticipantId};
 use crate::levels::Levels;
 use crate::media::{
     peer_key, FirstAudio, MediaError, MediaPlane, PeerSpec, Publisher, SpeakerLevel,
 };
-use crate::messages::{ReplyTo, ToSession};
-use crate::protocol::{LeaveReason, ParticipantInfo};
-use crate::state::ChannelRegistry;
-
-/// Join a channel. The reply frame travels through the session's mailbox, after which every
-/// event for it follows in order; the `send` result only tells the session whether the actor
-/// was still alive to take the request.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Join {
-    pub spec: JoinSpec,
-    pub reply: ReplyTo,
-    pub session: Recipient<ToSession>,
-    /// When the session read the request, for the join latency histogram.
-    pub received: Instant,
-}
-
-/// A member's request; the reply goes to the member's session.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct MemberRequest {
-    pub participant: ParticipantId,
-    pub reply: ReplyTo,
-    pub op: MemberOp,
-}
-
-#[derive(Debug, Clone)]
-pub enum MemberOp {
-    Leave,
-    Stop,
-    SetRole {
-        role: String,
-        target: Option<ParticipantId>,
-    },
-    RequestRole {
-        role: String,
-    },
-    Mute {
-        muted: bool,
-        target: Option<ParticipantId>,
-    },
-    Kick {
-        target: ParticipantId,
-        reason: Option<String>,
-    },
-    Send {
-        kind: String,
-        content: Value,
-        to: Vec<ParticipantId>,
-    },
-    MediaOffer {
-        sdp: String,
-    },
-    MediaAnswer {
-        sdp: String,
-    },
-    MediaCandidate {
-        candidate: String,
-    },
-}
-
-/// The member's connection is gone.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Disconnected {
-    pub participant: ParticipantId,
-}
-
-#[derive(Message)]
-#[rtype(result = "ChannelDetails")]
-pub struct Inspect;
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ChannelDetails {
-    #[serde(flatten)]
-    pub summary: ChannelSummary,
-    pub participant_list: Vec<ParticipantInfo>,
-}
-
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct AdminStop;
-
-#[derive(Message)]
-#[rtype(result = "Result<ParticipantId, ApiError>")]
-pub enum AdminKick {
-    Participant(ParticipantId),
-    Identity(Identity),
-}
-
-/// Pauses or resumes a host's publishing for a call taken from this channel.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct PausePublisher {
-    pub identity: Identity,
-    pub paused: bool,
-    pub call_id: String,
-}
-
-/// Server shutdown: every member gets `left` with `server_shutdown`. Answered once every frame
-/// is queued to its session, so the caller can close sessions after.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Shutdown;
+use crate::messages::{
+    AdminKick, AdminStop, CallOp, ChannelDetails, ChannelHandle, Disconnected, Inspect, Join,
+    MemberOp, MemberRequest, Op, PausePublisher, ReplyTo, Shutdown, ToSession,
+};
+use crate::protocol::LeaveReason;
+use crate::registry::ChannelRegistry;
 
 pub struct ChannelActor {
     channel: Channel,
@@ -368,7 +270,8 @@ impl Actor for ChannelActor {
         self.media.channel_closed(self.channel.id());
         metrics::gauge!(crate::metrics::CHANNELS).decrement(1.0);
         // Leave the registry first: a join racing with this stop then creates a new channel.
-        self.registry.remove(self.channel.id(), &ctx.address());
+        self.registry
+            .remove(self.channel.id(), &ChannelHandle::new(ctx.address()));
         Running::Stop
     }
 
@@ -392,7 +295,7 @@ impl Handler<Join> for ChannelActor {
         self.replying = Some((participant.clone(), msg.reply));
         // A call's channel: checked again here, as the member may have left the call while
         // its join was on the way (its kick found nobody to remove).
-        let outsider = crate::calls::engine::channel_call(self.channel.id()).and_then(|call| {
+        let outsider = channel_call(self.channel.id()).and_then(|call| {
             let engine = self.registry.calls()?;
             (!engine.is_connected_member(&call, &msg.spec.identity)).then_some(call)
         });
@@ -499,7 +402,7 @@ impl Handler<FirstAudio> for ChannelActor {
     type Result = ();
 
     fn handle(&mut self, msg: FirstAudio, _: &mut Self::Context) {
-        let Some(call) = crate::calls::engine::channel_call(self.channel.id()) else {
+        let Some(call) = channel_call(self.channel.id()) else {
             return;
         };
         let (Some(member), Some(engine)) =
@@ -507,10 +410,7 @@ impl Handler<FirstAudio> for ChannelActor {
         else {
             return;
         };
-        let op = crate::calls::actor::CallOp::internal(
-            member.identity.clone(),
-            crate::calls::actor::Op::FirstAudio,
-        );
+        let op = CallOp::internal(member.identity.clone(), Op::FirstAudio);
         let _ = engine.route(&call, op);
     }
 }

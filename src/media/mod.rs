@@ -4,10 +4,12 @@
 //! - `worker`     — one thread per core owning a socket (same port, SO_REUSEPORT) and the
 //!   `Rtc` of each peer placed on it; forwards host audio to listeners.
 //! - `slots`      — a listener's receive slots and timestamp continuity (plain logic).
+//! - `types`      — what the handle and the workers exchange: `PeerSpec`, commands, `MediaError`.
 //! - `sdp`        — offer inspection (send directions) before anything is negotiated.
 
 pub mod sdp;
 pub mod slots;
+mod types;
 mod worker;
 
 use std::net::{SocketAddr, UdpSocket};
@@ -15,109 +17,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use actix::Recipient;
 use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot};
 
 pub use crate::channel::Publisher;
 use crate::config::MediaConfig;
-use crate::error::{ApiError, ErrorCode};
+use crate::ids::ChannelId;
 pub use crate::ids::{peer_key, PeerKey};
-use crate::ids::{ChannelId, Identity, ParticipantId};
-use crate::messages::ToSession;
 pub use crate::messages::{FirstAudio, SpeakerLevel};
-
-/// What a worker needs to create a peer.
-#[derive(Clone)]
-pub struct PeerSpec {
-    pub key: PeerKey,
-    pub participant: ParticipantId,
-    pub identity: Identity,
-    pub channel: ChannelId,
-    pub can_publish: bool,
-    pub can_subscribe: bool,
-    pub session: Recipient<ToSession>,
-    pub levels: Recipient<SpeakerLevel>,
-    pub first_audio: Recipient<FirstAudio>,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum MediaError {
-    #[error("the SDP could not be parsed: {0}")]
-    BadSdp(String),
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("no media session: send media_offer first")]
-    NoPeer,
-    #[error("no server offer is waiting for an answer")]
-    NoPendingOffer,
-    #[error("a server media_offer is waiting for your answer; answer it, then offer again")]
-    OfferPending,
-    #[error("the media plane is overloaded; retry shortly")]
-    Busy,
-    #[error("negotiation failed: {0}")]
-    Negotiation(String),
-}
-
-impl From<MediaError> for ApiError {
-    fn from(e: MediaError) -> Self {
-        let code = match e {
-            MediaError::BadSdp(_) => ErrorCode::BadRequest,
-            MediaError::Forbidden(_) => ErrorCode::Forbidden,
-            MediaError::NoPeer | MediaError::NoPendingOffer => ErrorCode::NotFound,
-            MediaError::Busy => ErrorCode::RateLimited,
-            MediaError::OfferPending => ErrorCode::Conflict,
-            MediaError::Negotiation(_) => ErrorCode::BadRequest,
-        };
-        ApiError::new(code, e.to_string())
-    }
-}
-
-pub(crate) enum Command {
-    Offer {
-        spec: Box<PeerSpec>,
-        sdp: String,
-        reply: oneshot::Sender<Result<String, MediaError>>,
-    },
-    Answer {
-        key: PeerKey,
-        sdp: String,
-        reply: oneshot::Sender<Result<(), MediaError>>,
-    },
-    Candidate {
-        key: PeerKey,
-        candidate: String,
-    },
-    Permissions {
-        key: PeerKey,
-        can_publish: bool,
-        can_subscribe: bool,
-    },
-    Remove {
-        key: PeerKey,
-    },
-    Routes {
-        channel: ChannelId,
-        publishers: Arc<[Publisher]>,
-    },
-    ChannelClosed {
-        channel: ChannelId,
-    },
-    Stop,
-}
-
-/// Handles shared by the workers.
-pub(crate) struct Shared {
-    /// Set by `stop`; workers check it every housekeeping tick, so a full queue cannot keep
-    /// a worker from stopping.
-    pub stopping: std::sync::atomic::AtomicBool,
-    /// Server ICE ufrag → worker owning the peer, for datagrams that land on another worker.
-    pub ufrags: DashMap<String, usize>,
-    pub remotes: Vec<mpsc::Sender<worker::Remote>>,
-    /// Which workers have listeners in which channel (one bit per worker), shared by this
-    /// plane's workers only: two planes in one process must not see each other's channels.
-    pub masks: Arc<DashMap<crate::ids::ChannelId, Arc<std::sync::atomic::AtomicU64>>>,
-}
+use types::Command;
+pub use types::{MediaError, PeerSpec};
+use worker::Shared;
 
 pub struct MediaPlane {
     commands: Vec<mpsc::Sender<Command>>,

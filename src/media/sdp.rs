@@ -1,7 +1,7 @@
 //! Offer inspection before negotiation: a participant without the publish permission may not
 //! offer to send.
 
-use super::MediaError;
+use super::types::MediaError;
 
 /// Largest SDP accepted; a browser offer with a few audio m-lines is 3–6 KiB.
 pub const MAX_SDP_BYTES: usize = 32 * 1024;

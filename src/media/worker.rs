@@ -19,9 +19,11 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use super::slots::{PeerKey, Slots};
-use super::{Command, MediaError, PeerSpec, Publisher, Shared, SpeakerLevel};
+use super::types::{Command, MediaError, PeerSpec};
+use crate::channel::Publisher;
 use crate::ids::ChannelId;
 use crate::messages::ToSession;
+use crate::messages::{FirstAudio, SpeakerLevel};
 use crate::metrics::{Drop as DropReason, WorkerMetrics};
 
 /// How long a server offer waits for its answer before a new offer (the client's or the
@@ -37,6 +39,19 @@ const READ_BATCH: usize = 256;
 const STATS_INTERVAL: Duration = Duration::from_secs(2);
 /// How often speaker levels go to channels and counters to Prometheus.
 const HOUSEKEEPING: Duration = Duration::from_millis(250);
+
+/// Handles shared by the workers.
+pub(crate) struct Shared {
+    /// Set by `stop`; workers check it every housekeeping tick, so a full queue cannot keep
+    /// a worker from stopping.
+    pub stopping: std::sync::atomic::AtomicBool,
+    /// Server ICE ufrag → worker owning the peer, for datagrams that land on another worker.
+    pub ufrags: dashmap::DashMap<String, usize>,
+    pub remotes: Vec<mpsc::Sender<Remote>>,
+    /// Which workers have listeners in which channel (one bit per worker), shared by this
+    /// plane's workers only: two planes in one process must not see each other's channels.
+    pub masks: Arc<dashmap::DashMap<ChannelId, Arc<std::sync::atomic::AtomicU64>>>,
+}
 
 /// Work handed from one worker to another.
 pub(crate) enum Remote {
@@ -845,7 +860,7 @@ impl Worker {
             }
             if peer.first_audio.is_none() {
                 peer.first_audio = Some(Instant::now());
-                let _ = peer.spec.first_audio.try_send(super::FirstAudio {
+                let _ = peer.spec.first_audio.try_send(FirstAudio {
                     participant: peer.spec.participant.clone(),
                 });
                 self.metrics.first_audio(

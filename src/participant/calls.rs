@@ -7,7 +7,6 @@ use actix_web_actors::ws;
 use serde_json::json;
 
 use super::ParticipantActor;
-use crate::calls::actor::{CallOp, Op};
 use crate::calls::call::{CallId, EndReason, RejectReason, TransactionId};
 use crate::calls::engine::PlaceCall;
 use crate::calls::logs::{LogAnswer, LogQuery};
@@ -15,6 +14,7 @@ use crate::calls::store::{Cursor, Order, PageRequest, MAX_PAGE};
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ChannelId, Identity};
 use crate::messages::ReplyTo;
+use crate::messages::{CallOp, Op};
 use crate::protocol::{self, Request};
 use crate::token::{GRANT_CALL, GRANT_PROXY};
 

@@ -686,7 +686,7 @@ async fn a_token_without_the_call_grant_is_refused_as_an_error_reply() {
     let (url, _mock) = mock(Behaviour::default()).await;
     let signal = Signal::connect(
         &url,
-        &crate::run::token_with_grants(DEV_SIGNING_KEY, "carol", "host", &[]),
+        &crate::tokens::token_with_grants(DEV_SIGNING_KEY, "carol", "host", &[]),
     )
     .await
     .unwrap();

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use super::{EndReason, LegState, Media};
+use super::types::{EndReason, LegState, Media};
 use crate::ids::Identity;
 
 #[derive(Debug, Clone)]

@@ -3,18 +3,11 @@
 
 use std::time::Instant;
 
+use super::types::PendingChange;
 use super::{
     Call, CallError, CallEvent, CallType, LegState, Media, MediaChangeResult, TransactionId,
 };
 use crate::ids::Identity;
-
-#[derive(Debug, Clone)]
-pub(super) struct PendingChange {
-    pub(super) tx: TransactionId,
-    pub(super) by: Identity,
-    pub(super) media: Media,
-    pub(super) deadline: Instant,
-}
 
 impl Call {
     /// Asks the other side of a connected 1:1 call to switch media.

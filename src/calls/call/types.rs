@@ -2,13 +2,18 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Instant;
 
 use rand::Rng;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{ApiError, ErrorCode};
-use crate::ids::Identity;
+use crate::ids::{ChannelId, Identity};
+
+/// A group call is a conversation, not a broadcast: every call event fans out to every member
+/// and every member's media crosses the call's private channel. Bigger audiences use channels.
+pub const MAX_MEMBERS: usize = 32;
 
 wire_enum! {
     pub enum Media {
@@ -233,7 +238,7 @@ pub enum CallError {
     NotPermitted(&'static str),
     #[error("no pending media change {0}")]
     UnknownTransaction(TransactionId),
-    #[error("a call has at most {} members", super::MAX_MEMBERS)]
+    #[error("a call has at most {} members", MAX_MEMBERS)]
     TooManyMembers,
     #[error("{0}")]
     Invalid(String),
@@ -274,4 +279,26 @@ pub fn glare_winner(a: &CallId, a_caller: &Identity, b: &CallId, b_caller: &Iden
     } else {
         Survivor::Second
     }
+}
+
+/// A media change waiting for the other side's answer.
+#[derive(Debug, Clone)]
+pub(super) struct PendingChange {
+    pub(super) tx: TransactionId,
+    pub(super) by: Identity,
+    pub(super) media: Media,
+    pub(super) deadline: Instant,
+}
+
+/// Channels named `call:<call ID>` carry a call's media; only its connected members may join.
+pub const CALL_CHANNEL_PREFIX: &str = "call:";
+
+pub fn call_channel(id: &CallId) -> ChannelId {
+    ChannelId::parse(&format!("{CALL_CHANNEL_PREFIX}{id}")).expect("call IDs are channel-safe")
+}
+
+/// The call a `call:` channel belongs to.
+pub fn channel_call(channel: &ChannelId) -> Option<CallId> {
+    let id = channel.as_str().strip_prefix(CALL_CHANNEL_PREFIX)?;
+    CallId::parse(id).ok()
 }
