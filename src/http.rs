@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
+use actix::{Actor, AsyncContext};
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use actix_web_actors::ws;
 use serde::Deserialize;
 
 use crate::error::{ApiError, ErrorCode};
@@ -94,12 +94,15 @@ async fn websocket(
     }
     let state: Arc<AppState> = state.into_inner();
     let max = state.config.limits.max_frame_bytes;
-    let actor = ParticipantActor::new(grant, state);
-    match ws::WsResponseBuilder::new(actor, &req, stream)
-        .frame_size(max)
-        .start()
-    {
-        Ok(resp) => resp,
+    let outbound = state.config.limits.outbound_queue;
+    match crate::ws::accept(&req, stream, max, outbound) {
+        Ok((resp, sink, frames)) => {
+            ParticipantActor::create(|ctx| {
+                ctx.add_stream(frames);
+                ParticipantActor::new(grant, state, sink)
+            });
+            resp
+        }
         Err(e) => error_response(&ApiError::bad_request(format!(
             "websocket upgrade failed: {e}"
         ))),

@@ -19,6 +19,7 @@
 //!   (SQLite, on their own thread), signed webhooks.
 //! - `media`       — the media plane: str0m peers on workers, forwarding.
 //! - `state`       — shared state: channel registry, session directory, shutdown sequence.
+//! - `ws`          — the signalling WebSocket's transport: early frame limits, bounded output.
 //! - `http`        — HTTP routes: `/ws`, `/healthz`, the admin API.
 //! - `server`      — `run` (inside an actix system) and `spawn` (on a thread of its own).
 
@@ -41,6 +42,7 @@ pub mod server;
 pub mod session;
 pub mod state;
 pub mod token;
+pub mod ws;
 
 pub use config::Config;
 pub use server::{run, spawn, ServerHandle};

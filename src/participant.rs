@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use actix::prelude::*;
-use actix_web_actors::ws::{self, CloseCode, CloseReason};
+use actix_http::ws::Frame;
 use bytestring::ByteString;
 
 use crate::channel::JoinSpec;
@@ -24,6 +24,7 @@ use crate::protocol::{self, Request};
 use crate::session::{Admit, Heartbeat, RateLimiter};
 use crate::state::AppState;
 use crate::token::{Grant, GRANT_CALL, GRANT_PROXY};
+use crate::ws::{CloseCode, Item, WsError, WsSink};
 
 /// Requests read but not yet dispatched, while an earlier one waits for its reply. The rate
 /// limit (40 requests of burst by default) keeps it far below this; past it the client is
@@ -74,10 +75,12 @@ pub struct ParticipantActor {
     next_token: u64,
     /// The token of the reply path handed out by the request being dispatched.
     issued: Option<(u64, Option<u64>)>,
+    /// Frames to the client, through a bounded queue.
+    out: WsSink,
 }
 
 impl ParticipantActor {
-    pub fn new(grant: Grant, state: Arc<AppState>) -> Self {
+    pub fn new(grant: Grant, state: Arc<AppState>, out: WsSink) -> Self {
         let now = Instant::now();
         let limits = &state.config.limits;
         let limiter = RateLimiter::new(
@@ -100,35 +103,46 @@ impl ParticipantActor {
             in_flight: None,
             next_token: 0,
             issued: None,
+            out,
         }
     }
 
-    fn close(ctx: &mut ws::WebsocketContext<Self>, code: CloseCode, reason: &str) {
-        ctx.close(Some(CloseReason {
-            code,
-            description: Some(reason.to_string()),
-        }));
+    fn close(&mut self, ctx: &mut Context<Self>, code: CloseCode, reason: &str) {
+        self.out.close(code, reason);
         ctx.stop();
     }
 
-    fn on_text(&mut self, text: String, ctx: &mut ws::WebsocketContext<Self>) {
+    /// Writes a frame to the client. A client whose queue is full is not reading: it is
+    /// dropped (its queue cannot take a close frame either).
+    fn text(&mut self, frame: impl Into<ByteString>, ctx: &mut Context<Self>) {
+        if self.out.text(frame).is_err() {
+            self.too_slow(ctx);
+        }
+    }
+
+    fn too_slow(&mut self, ctx: &mut Context<Self>) {
+        tracing::info!(session = %self.session, "dropping a client that does not read");
+        ctx.stop();
+    }
+
+    fn on_text(&mut self, text: String, ctx: &mut Context<Self>) {
         let item = match self.limiter.admit(Instant::now()) {
             Admit::Yes => Queued::Request(text),
             Admit::Limited => Queued::Limited(text),
             Admit::Disconnect => {
                 tracing::info!(session = %self.session, identity = %self.grant.identity,
                     "disconnecting a client that kept flooding");
-                Self::close(ctx, CloseCode::Policy, "rate limit exceeded");
+                self.close(ctx, CloseCode::Policy, "rate limit exceeded");
                 return;
             }
         };
         self.enqueue(item, ctx);
     }
 
-    fn enqueue(&mut self, item: Queued, ctx: &mut ws::WebsocketContext<Self>) {
+    fn enqueue(&mut self, item: Queued, ctx: &mut Context<Self>) {
         if self.queued.len() >= MAX_QUEUED_REQUESTS {
             tracing::info!(session = %self.session, "closing a client that reads no replies");
-            Self::close(
+            self.close(
                 ctx,
                 CloseCode::Policy,
                 "too many requests waiting for replies",
@@ -140,7 +154,7 @@ impl ParticipantActor {
     }
 
     /// Handles queued requests until one waits for a reply from another actor.
-    fn pump(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+    fn pump(&mut self, ctx: &mut Context<Self>) {
         while self.in_flight.is_none() {
             let Some(q) = self.queued.pop_front() else {
                 return;
@@ -149,14 +163,14 @@ impl ParticipantActor {
         }
     }
 
-    fn handle_request(&mut self, q: Queued, ctx: &mut ws::WebsocketContext<Self>) {
+    fn handle_request(&mut self, q: Queued, ctx: &mut Context<Self>) {
         let text = match q {
             Queued::Request(text) => text,
             Queued::Binary => {
                 let err = ApiError::bad_request(
                     "binary frames are not part of the protocol; send JSON text frames",
                 );
-                ctx.text(protocol::error(None, &err));
+                self.text(protocol::error(None, &err), ctx);
                 return;
             }
             Queued::Limited(text) => {
@@ -168,7 +182,7 @@ impl ParticipantActor {
                         self.state.config.limits.messages_per_second
                     ),
                 );
-                ctx.text(protocol::error(id, &err));
+                self.text(protocol::error(id, &err), ctx);
                 return;
             }
         };
@@ -186,7 +200,7 @@ impl ParticipantActor {
             }
             (Ok(()), None) => {}
             // Refused here: a reply path handed out on the way is stale and its reply ignored.
-            (Err(err), _) => ctx.text(protocol::error(id, &err)),
+            (Err(err), _) => self.text(protocol::error(id, &err), ctx),
         }
     }
 
@@ -196,7 +210,7 @@ impl ParticipantActor {
         &mut self,
         id: Option<u64>,
         fallback: Option<ApiError>,
-        ctx: &mut ws::WebsocketContext<Self>,
+        ctx: &mut Context<Self>,
     ) -> ReplyTo {
         self.next_token += 1;
         self.issued = Some((self.next_token, id));
@@ -204,7 +218,7 @@ impl ParticipantActor {
     }
 
     /// Answers a request whose reply never came, so the requests behind it are not stuck.
-    fn check_reply_deadline(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+    fn check_reply_deadline(&mut self, ctx: &mut Context<Self>) {
         let Some(f) = &self.in_flight else { return };
         if f.since.elapsed() < REPLY_DEADLINE {
             return;
@@ -220,13 +234,13 @@ impl ParticipantActor {
     }
 
     /// Writes the reply to the request in flight (a stale one is dropped) and moves on.
-    fn on_reply(&mut self, token: u64, frame: ByteString, ctx: &mut ws::WebsocketContext<Self>) {
+    fn on_reply(&mut self, token: u64, frame: ByteString, ctx: &mut Context<Self>) {
         if self.in_flight.as_ref().map(|f| f.token) != Some(token) {
             tracing::debug!(session = %self.session, token, "dropping a stale reply");
             return;
         }
         self.in_flight = None;
-        ctx.text(frame);
+        self.text(frame, ctx);
         self.pump(ctx);
     }
 
@@ -236,14 +250,17 @@ impl ParticipantActor {
         &mut self,
         id: Option<u64>,
         req: Request,
-        ctx: &mut ws::WebsocketContext<Self>,
+        ctx: &mut Context<Self>,
     ) -> Result<(), ApiError> {
         let (channel, op) = match req {
             Request::Ping {} => {
-                ctx.text(protocol::ok(
-                    id,
-                    serde_json::json!({ "time_ms": crate::clock::now_unix_ms() }),
-                ));
+                self.text(
+                    protocol::ok(
+                        id,
+                        serde_json::json!({ "time_ms": crate::clock::now_unix_ms() }),
+                    ),
+                    ctx,
+                );
                 return Ok(());
             }
             Request::Join {
@@ -386,7 +403,7 @@ impl ParticipantActor {
         uri: bool,
         role: Option<String>,
         metadata: Option<serde_json::Value>,
-        ctx: &mut ws::WebsocketContext<Self>,
+        ctx: &mut Context<Self>,
     ) -> Result<(), ApiError> {
         if self.state.is_shutting_down() {
             return Err(ApiError::new(
@@ -518,7 +535,7 @@ impl ParticipantActor {
 }
 
 impl Actor for ParticipantActor {
-    type Context = ws::WebsocketContext<Self>;
+    type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(self.state.config.limits.outbound_queue);
@@ -537,18 +554,18 @@ impl Actor for ParticipantActor {
                 .calls
                 .register_proxy(&self.session, ctx.address().recipient());
         }
-        ctx.text(protocol::welcome(
-            self.session.as_str(),
-            &self.grant.identity,
-        ));
+        self.text(
+            protocol::welcome(self.session.as_str(), &self.grant.identity),
+            ctx,
+        );
         let interval = self.state.config.timeouts.heartbeat_interval;
         ctx.run_interval(interval, |act, ctx| {
             act.check_reply_deadline(ctx);
             if act.heartbeat.expired(Instant::now()) {
                 tracing::debug!(session = %act.session, "heartbeat timed out");
-                Self::close(ctx, CloseCode::Away, "heartbeat timeout");
-            } else {
-                ctx.ping(b"");
+                act.close(ctx, CloseCode::Away, "heartbeat timeout");
+            } else if act.out.ping().is_err() {
+                act.too_slow(ctx);
             }
         });
     }
@@ -577,7 +594,7 @@ impl Handler<ToSession> for ParticipantActor {
 
     fn handle(&mut self, msg: ToSession, ctx: &mut Self::Context) {
         match msg {
-            ToSession::Frame(frame) => ctx.text(frame),
+            ToSession::Frame(frame) => self.text(frame, ctx),
             ToSession::Reply { token, frame } => self.on_reply(token, frame, ctx),
             ToSession::Detached {
                 channel,
@@ -592,47 +609,48 @@ impl Handler<ToSession> for ParticipantActor {
                 }
             }
             ToSession::Close { code, reason } => {
-                Self::close(ctx, CloseCode::from(code), &reason);
+                self.close(ctx, CloseCode::from(code), &reason);
             }
         }
     }
 }
 
-impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ParticipantActor {
-    fn handle(&mut self, item: Result<ws::Message, ws::ProtocolError>, ctx: &mut Self::Context) {
-        let msg = match item {
-            Ok(msg) => msg,
-            Err(ws::ProtocolError::Overflow) => {
-                Self::close(ctx, CloseCode::Size, "frame too large");
-                return;
-            }
-            Err(ws::ProtocolError::Io(e)) => {
-                // The peer went away mid-frame: nobody is left to tell.
-                tracing::debug!(session = %self.session, error = %e, "connection lost");
-                ctx.stop();
-                return;
-            }
+impl StreamHandler<Result<Frame, WsError>> for ParticipantActor {
+    fn handle(&mut self, item: Result<Frame, WsError>, ctx: &mut Self::Context) {
+        let frame = match item {
+            Ok(frame) => frame,
             Err(e) => {
-                tracing::debug!(session = %self.session, error = %e, "websocket protocol error");
-                Self::close(ctx, CloseCode::Protocol, "protocol error");
+                tracing::debug!(session = %self.session, error = %e, "websocket closed");
+                match e.close_code() {
+                    Some(code) => self.close(ctx, code, &e.to_string()),
+                    // The peer went away mid-frame: nobody is left to tell.
+                    None => ctx.stop(),
+                }
                 return;
             }
         };
         self.heartbeat.seen(Instant::now());
-        match msg {
-            ws::Message::Text(text) => self.on_text(text.to_string(), ctx),
-            ws::Message::Binary(_) => {
+        match frame {
+            Frame::Text(bytes) => match String::from_utf8(bytes.to_vec()) {
+                Ok(text) => self.on_text(text, ctx),
+                Err(_) => self.close(ctx, CloseCode::Invalid, "text message is not UTF-8"),
+            },
+            Frame::Binary(_) => {
                 if self.limiter.admit(Instant::now()) == Admit::Disconnect {
-                    Self::close(ctx, CloseCode::Policy, "rate limit exceeded");
+                    self.close(ctx, CloseCode::Policy, "rate limit exceeded");
                     return;
                 }
                 self.enqueue(Queued::Binary, ctx);
             }
-            ws::Message::Continuation(item) => self.on_fragment(item, ctx),
-            ws::Message::Ping(p) => ctx.pong(&p),
-            ws::Message::Pong(_) | ws::Message::Nop => {}
-            ws::Message::Close(reason) => {
-                ctx.close(reason);
+            Frame::Continuation(item) => self.on_fragment(item, ctx),
+            Frame::Ping(p) => {
+                if self.out.pong(p).is_err() {
+                    self.too_slow(ctx);
+                }
+            }
+            Frame::Pong(_) => {}
+            Frame::Close(reason) => {
+                self.out.close_echo(reason);
                 ctx.stop();
             }
         }
@@ -644,26 +662,26 @@ impl StreamHandler<Result<ws::Message, ws::ProtocolError>> for ParticipantActor 
 }
 
 impl ParticipantActor {
-    fn on_fragment(&mut self, item: actix_http::ws::Item, ctx: &mut ws::WebsocketContext<Self>) {
+    fn on_fragment(&mut self, item: Item, ctx: &mut Context<Self>) {
         let max = self.state.config.limits.max_frame_bytes;
         let (data, last) = match item {
-            actix_http::ws::Item::FirstText(data) => {
+            Item::FirstText(data) => {
                 self.fragments = Some(Vec::new());
                 (data, false)
             }
-            actix_http::ws::Item::FirstBinary(_) => {
+            Item::FirstBinary(_) => {
                 self.fragments = None;
                 self.enqueue(Queued::Binary, ctx);
                 return;
             }
-            actix_http::ws::Item::Continue(data) => (data, false),
-            actix_http::ws::Item::Last(data) => (data, true),
+            Item::Continue(data) => (data, false),
+            Item::Last(data) => (data, true),
         };
         let Some(buf) = self.fragments.as_mut() else {
             return;
         };
         if buf.len() + data.len() > max {
-            Self::close(ctx, CloseCode::Size, "message too large");
+            self.close(ctx, CloseCode::Size, "message too large");
             return;
         }
         buf.extend_from_slice(&data);
@@ -671,7 +689,7 @@ impl ParticipantActor {
             let buf = self.fragments.take().unwrap_or_default();
             match String::from_utf8(buf) {
                 Ok(text) => self.on_text(text, ctx),
-                Err(_) => Self::close(ctx, CloseCode::Invalid, "text message is not UTF-8"),
+                Err(_) => self.close(ctx, CloseCode::Invalid, "text message is not UTF-8"),
             }
         }
     }

@@ -164,3 +164,154 @@ async fn silent_client_times_out_as_disconnected() {
     host.ok("ping", json!({})).await;
     drop(silent);
 }
+
+/// A WebSocket opened by hand, to send frames no well-behaved client library would.
+struct RawSocket {
+    stream: tokio::net::TcpStream,
+}
+
+impl RawSocket {
+    async fn open(server: &amphi::ServerHandle, identity: &str) -> RawSocket {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let request = format!(
+            "GET /ws?token={} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+            token(identity, &["host"]),
+            server.addr
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            stream.read_exact(&mut byte).await.unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        let mut socket = RawSocket { stream };
+        let (opcode, payload) = socket.frame().await.expect("welcome");
+        assert_eq!(opcode, 1);
+        assert!(String::from_utf8_lossy(&payload).contains("welcome"));
+        socket
+    }
+
+    /// Reads one server frame (servers do not mask); `None` at the end of the stream.
+    async fn frame(&mut self) -> Option<(u8, Vec<u8>)> {
+        use tokio::io::AsyncReadExt;
+        let mut head = [0u8; 2];
+        self.stream.read_exact(&mut head).await.ok()?;
+        let len = match head[1] & 0x7F {
+            126 => u64::from(self.stream.read_u16().await.ok()?),
+            127 => self.stream.read_u64().await.ok()?,
+            n => u64::from(n),
+        };
+        let mut payload = vec![0u8; len as usize];
+        self.stream.read_exact(&mut payload).await.ok()?;
+        Some((head[0] & 0x0F, payload))
+    }
+
+    /// Reads until a close frame; returns its code.
+    async fn close_code(&mut self) -> Option<u16> {
+        while let Some((opcode, payload)) = self.frame().await {
+            if opcode == 8 {
+                return payload.get(..2).map(|c| u16::from_be_bytes([c[0], c[1]]));
+            }
+        }
+        None
+    }
+
+    /// A masked client frame header (mask of zeros, so the payload goes as is).
+    fn header(first: u8, len: u64) -> Vec<u8> {
+        let mut h = vec![first];
+        match len {
+            0..=125 => h.push(0x80 | len as u8),
+            126..=0xFFFF => {
+                h.push(0x80 | 126);
+                h.extend_from_slice(&(len as u16).to_be_bytes());
+            }
+            _ => {
+                h.push(0x80 | 127);
+                h.extend_from_slice(&len.to_be_bytes());
+            }
+        }
+        h.extend_from_slice(&[0, 0, 0, 0]);
+        h
+    }
+}
+
+/// Resident memory of this process (the server runs in it), from /proc.
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_frame_header_is_refused_before_its_payload() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const STREAMED: usize = 512 << 20;
+    let server = start();
+    let socket = RawSocket::open(&server, "huge").await;
+    let before = rss_bytes();
+    let (mut read, mut write) = socket.stream.into_split();
+    // 2^40 bytes announced, then data streamed behind it as fast as the server takes it. The
+    // close must come from the header alone: were the payload buffered instead, nothing would
+    // answer until the heartbeat gave up, and the server would hold what was streamed.
+    let writer = tokio::spawn(async move {
+        write
+            .write_all(&RawSocket::header(0x82, 1 << 40))
+            .await
+            .unwrap();
+        let chunk = vec![0u8; 1 << 20];
+        let mut sent = 0;
+        while sent < STREAMED && write.write_all(&chunk).await.is_ok() {
+            sent += chunk.len();
+        }
+    });
+    let code = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut head = [0u8; 2];
+        read.read_exact(&mut head).await.ok()?;
+        let mut payload = vec![0u8; usize::from(head[1] & 0x7F)];
+        read.read_exact(&mut payload).await.ok()?;
+        (head[0] & 0x0F == 8).then(|| u16::from_be_bytes([payload[0], payload[1]]))
+    })
+    .await
+    .expect("the server answered the header within 10 s");
+    assert_eq!(code, Some(1009));
+    // Then the server ends the connection (what it still reads is discarded, not kept).
+    let mut rest = [0u8; 64];
+    let end = tokio::time::timeout(Duration::from_secs(10), read.read(&mut rest))
+        .await
+        .expect("the server closed the connection within 10 s");
+    assert!(matches!(end, Ok(0) | Err(_)), "{end:?}");
+    let _ = tokio::time::timeout(Duration::from_secs(10), writer).await;
+    let grown = rss_bytes().saturating_sub(before);
+    assert!(
+        grown < 128 << 20,
+        "the server grew by {} MiB while refusing one frame",
+        grown >> 20
+    );
+    // Others still served.
+    let mut c = Client::as_(&server, "after", &["host"]).await;
+    c.ok("ping", json!({})).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reserved_bits_and_invalid_utf8_close_with_rfc_6455_codes() {
+    use tokio::io::AsyncWriteExt;
+    let server = start();
+    // RSV1 set on a text frame, with no extension negotiated: 1002.
+    let mut rsv = RawSocket::open(&server, "rsv").await;
+    let mut frame = RawSocket::header(0x81 | 0x40, 2);
+    frame.extend_from_slice(b"{}");
+    rsv.stream.write_all(&frame).await.unwrap();
+    assert_eq!(rsv.close_code().await, Some(1002));
+    // A text frame that is not UTF-8: 1007.
+    let mut bad = RawSocket::open(&server, "utf8").await;
+    let mut frame = RawSocket::header(0x81, 2);
+    frame.extend_from_slice(&[0xC3, 0x28]);
+    bad.stream.write_all(&frame).await.unwrap();
+    assert_eq!(bad.close_code().await, Some(1007));
+}

@@ -3,7 +3,6 @@
 //! mailbox.
 
 use actix::prelude::*;
-use actix_web_actors::ws;
 use serde_json::json;
 
 use super::ParticipantActor;
@@ -47,7 +46,7 @@ impl ParticipantActor {
 
     /// A call request's reply path; a call that ended with the request in its mailbox
     /// answers through the fallback.
-    fn reply(&mut self, id: Option<u64>, ctx: &mut ws::WebsocketContext<Self>) -> ReplyTo {
+    fn reply(&mut self, id: Option<u64>, ctx: &mut Context<Self>) -> ReplyTo {
         let gone = ApiError::not_found("that call has ended");
         self.reply_to(id, Some(gone), ctx)
     }
@@ -58,7 +57,7 @@ impl ParticipantActor {
         call_id: &str,
         user: Identity,
         op: Op,
-        ctx: &mut ws::WebsocketContext<Self>,
+        ctx: &mut Context<Self>,
     ) -> Result<(), ApiError> {
         let call = CallId::parse(call_id)?;
         let msg = CallOp {
@@ -74,7 +73,7 @@ impl ParticipantActor {
         &mut self,
         id: Option<u64>,
         req: Request,
-        ctx: &mut ws::WebsocketContext<Self>,
+        ctx: &mut Context<Self>,
     ) -> Result<(), ApiError> {
         match req {
             Request::Call {
@@ -321,7 +320,7 @@ impl ParticipantActor {
         }
     }
 
-    fn log_query(&mut self, id: Option<u64>, q: LogQuery, ctx: &mut ws::WebsocketContext<Self>) {
+    fn log_query(&mut self, id: Option<u64>, q: LogQuery, ctx: &mut Context<Self>) {
         let logs = self.state.calls.logs.clone();
         let unavailable = ApiError::new(ErrorCode::Internal, "the call log is unavailable; retry");
         let reply = self.reply_to(id, Some(unavailable), ctx);
