@@ -113,7 +113,7 @@ impl ParticipantActor {
     }
 
     /// Writes a frame to the client. A client whose queue is full is not reading: it is
-    /// dropped (its queue cannot take a close frame either).
+    /// closed (the queue keeps room for the close frame).
     fn text(&mut self, frame: impl Into<ByteString>, ctx: &mut Context<Self>) {
         if self.out.text(frame).is_err() {
             self.too_slow(ctx);
@@ -121,8 +121,8 @@ impl ParticipantActor {
     }
 
     fn too_slow(&mut self, ctx: &mut Context<Self>) {
-        tracing::info!(session = %self.session, "dropping a client that does not read");
-        ctx.stop();
+        tracing::info!(session = %self.session, "closing a client that does not read");
+        self.close(ctx, CloseCode::Policy, "too slow to receive channel events");
     }
 
     fn on_text(&mut self, text: String, ctx: &mut Context<Self>) {
@@ -622,7 +622,7 @@ impl StreamHandler<Result<Frame, WsError>> for ParticipantActor {
             Err(e) => {
                 tracing::debug!(session = %self.session, error = %e, "websocket closed");
                 match e.close_code() {
-                    Some(code) => self.close(ctx, code, &e.to_string()),
+                    Some(code) => self.close(ctx, code, e.close_reason()),
                     // The peer went away mid-frame: nobody is left to tell.
                     None => ctx.stop(),
                 }

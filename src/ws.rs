@@ -41,6 +41,14 @@ pub enum WsError {
 }
 
 impl WsError {
+    /// The close frame's reason text (docs/protocol.md §8.7); details go to the log.
+    pub fn close_reason(&self) -> &'static str {
+        match self {
+            WsError::TooLarge { .. } => "frame too large",
+            WsError::Reserved | WsError::Protocol(_) | WsError::Lost(_) => "protocol error",
+        }
+    }
+
     /// The close code to send, or `None` when nobody is left to receive it.
     pub fn close_code(&self) -> Option<CloseCode> {
         match self {
@@ -67,7 +75,9 @@ pub fn accept(
         .ok_or("the Sec-WebSocket-Key header is missing")?;
     let accept = actix_http::ws::hash_key(key.as_bytes());
     let accept = HeaderValue::from_bytes(&accept).map_err(|e| e.to_string())?;
-    let (tx, rx) = mpsc::channel(outbound.max(1));
+    // One slot more than frames may wait: the last is for the close frame, so even a client
+    // dropped for not reading is told why when (if) it reads again.
+    let (tx, rx) = mpsc::channel(outbound.max(1) + 1);
     let response = HttpResponse::build(StatusCode::SWITCHING_PROTOCOLS)
         .upgrade("websocket")
         .insert_header((header::SEC_WEBSOCKET_ACCEPT, accept))
@@ -118,6 +128,9 @@ impl WsSink {
     fn write(&mut self, msg: Message) -> Result<(), Full> {
         if self.closing {
             return Ok(());
+        }
+        if !matches!(msg, Message::Close(_)) && self.tx.capacity() <= 1 {
+            return Err(Full);
         }
         if self.codec.encode(msg, &mut self.buf).is_err() {
             // Encoding a server frame cannot fail; nothing is sent if it somehow does.

@@ -315,3 +315,50 @@ async fn reserved_bits_and_invalid_utf8_close_with_rfc_6455_codes() {
     bad.stream.write_all(&frame).await.unwrap();
     assert_eq!(bad.close_code().await, Some(1007));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_read_its_socket_is_closed_as_too_slow() {
+    use tokio::io::AsyncWriteExt;
+    let server = start_with(|c| {
+        c.limits.outbound_queue = 16;
+        c.limits.messages_per_second = 10_000;
+        c.limits.message_burst = 10_000;
+    });
+    let mut host = Client::as_(&server, "host", &["host"]).await;
+    host.join("c", "host").await;
+    let mut deaf = RawSocket::open(&server, "deaf").await;
+    let join = json!({"id": 1, "type": "join", "channel": "c", "role": "host"}).to_string();
+    let mut frame = RawSocket::header(0x81, join.len() as u64);
+    frame.extend_from_slice(join.as_bytes());
+    deaf.stream.write_all(&frame).await.unwrap();
+    host.event("participant_joined").await;
+    // Events of 60 KiB until the deaf client's socket buffers and its 16-frame queue are full.
+    let content = "a".repeat(60 * 1024);
+    let left = loop {
+        host.send_text(
+            json!({"id": 7, "type": "send", "channel": "c", "kind": "x", "content": content})
+                .to_string(),
+        )
+        .await;
+        let (reply, events) = {
+            let mut events = Vec::new();
+            loop {
+                let v = host.recv().await;
+                if v["type"] == "ok" || v["type"] == "error" {
+                    break (v, events);
+                }
+                events.push(v);
+            }
+        };
+        assert_eq!(reply["type"], "ok", "{reply}");
+        if let Some(e) = events
+            .into_iter()
+            .find(|e| e["event"] == "participant_left")
+        {
+            break e;
+        }
+    };
+    assert_eq!(left["reason"], "disconnected");
+    // Reading at last, the client finds what was queued, then the reason it was closed.
+    assert_eq!(deaf.close_code().await, Some(1008));
+}
