@@ -10,13 +10,7 @@ pub const LEVEL_INTERVAL: Duration = Duration::from_millis(250);
 /// A report older than this no longer counts as speaking.
 const STALE: Duration = Duration::from_millis(600);
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct SpeakerVolume {
-    pub participant: ParticipantId,
-    /// 0 (silence) to 255 (full scale), the shape of common volume-indication callbacks.
-    pub volume: u8,
-    pub vad: bool,
-}
+pub use amphi_proto::protocol::SpeakerVolume;
 
 #[derive(Debug, Default)]
 pub struct Levels {

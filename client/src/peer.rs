@@ -1,12 +1,13 @@
 //! One WebRTC audio peer per joined channel, driven by a task that owns the `Rtc`, its socket
 //! and the clock (str0m's drain-after-every-mutation contract).
 
+use amphi_proto::protocol::Request;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
@@ -179,10 +180,10 @@ impl AudioPeer {
             .ok_or_else(|| ClientError::Media("nothing to offer".into()))?;
         let media_events = signal.route_media(channel);
         let reply = signal
-            .request(
-                "media_offer",
-                json!({"channel": channel, "sdp": offer.to_sdp_string()}),
-            )
+            .send(&Request::MediaOffer {
+                channel: channel.into(),
+                sdp: offer.to_sdp_string(),
+            })
             .await?;
         let answer = SdpAnswer::from_sdp_string(reply["sdp"].as_str().unwrap_or_default())
             .map_err(|e| media_err(&e))?;
@@ -525,10 +526,10 @@ impl Driver {
                 let channel = self.channel.clone();
                 tokio::spawn(async move {
                     let _ = signal
-                        .request(
-                            "media_answer",
-                            json!({"channel": channel, "sdp": answer.to_sdp_string()}),
-                        )
+                        .send(&Request::MediaAnswer {
+                            channel,
+                            sdp: answer.to_sdp_string(),
+                        })
                         .await;
                 });
             }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use amphi_proto::protocol::{encode_request, Request};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
@@ -114,7 +115,13 @@ impl Signal {
         })
     }
 
-    /// Sends a request and waits for its `ok` result.
+    /// Sends a request of the wire crate's [`Request`] and waits for its `ok` result.
+    pub async fn send(&self, request: &Request) -> Result<Value, ClientError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.exchange(id, encode_request(Some(id), request)).await
+    }
+
+    /// Sends a request given by its type and params (an object) and waits for its `ok` result.
     pub async fn request(&self, kind: &str, params: Value) -> Result<Value, ClientError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut req = if params.is_object() {
@@ -124,10 +131,14 @@ impl Signal {
         };
         req["id"] = id.into();
         req["type"] = kind.into();
+        self.exchange(id, req.to_string()).await
+    }
+
+    async fn exchange(&self, id: u64, text: String) -> Result<Value, ClientError> {
         let (tx, rx) = oneshot::channel();
         self.pending.lock().expect("not poisoned").insert(id, tx);
         self.out
-            .send(Message::Text(req.to_string().into()))
+            .send(Message::Text(text.into()))
             .await
             .map_err(|_| ClientError::Closed)?;
         let reply = tokio::time::timeout(REPLY_TIMEOUT, rx)
@@ -145,8 +156,13 @@ impl Signal {
     }
 
     pub async fn join(&self, channel: &str, role: &str) -> Result<Value, ClientError> {
-        self.request("join", json!({"channel": channel, "role": role}))
-            .await
+        self.send(&Request::Join {
+            channel: channel.into(),
+            uri: false,
+            role: Some(role.into()),
+            metadata: None,
+        })
+        .await
     }
 
     /// The next event, or `None` after `wait`.

@@ -7,6 +7,8 @@
 //! Every wait is bounded. A failed call is counted by the kind of its first failure, its pair
 //! hangs up, reconnects and goes on; the run ends after `calls` calls or `duration`.
 
+use amphi_proto::calls::Media;
+use amphi_proto::protocol::Request;
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use amphi_client::{AudioPeer, ClientError, PeerOptions, Signal, Tone};
 use hdrhistogram::Histogram;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::report::histogram;
@@ -318,6 +320,25 @@ impl Want<'_> {
     }
 }
 
+fn call_request(callee: &str) -> Request {
+    Request::Call {
+        callees: vec![callee.to_string()],
+        media: Media::Audio,
+        extra: Value::Null,
+        push: Value::Null,
+        live_channel: None,
+        on_behalf: None,
+    }
+}
+
+fn hangup_request(call_id: &str) -> Request {
+    Request::Hangup {
+        call_id: Some(call_id.to_string()),
+        reason: None,
+        on_behalf: None,
+    }
+}
+
 /// One user's signalling connection; cloned so a request and an event wait on the same
 /// connection can run at once.
 #[derive(Clone)]
@@ -327,9 +348,10 @@ struct Link {
 }
 
 impl Link {
-    async fn request(&self, kind: &str, params: Value, within: Duration) -> Result<Value, Failure> {
-        match tokio::time::timeout(within, self.signal.request(kind, params)).await {
-            Ok(r) => r.map_err(|e| Failure::client(&self.identity, kind, e)),
+    async fn request(&self, req: Request, within: Duration) -> Result<Value, Failure> {
+        let kind = req.kind();
+        match tokio::time::timeout(within, self.signal.send(&req)).await {
+            Ok(r) => r.map_err(|e| Failure::client(&self.identity, &kind, e)),
             Err(_) => Err(Failure::new(
                 FailureKind::Timeout,
                 format!("{}: {kind}: no reply within {within:?}", self.identity),
@@ -339,8 +361,13 @@ impl Link {
 
     /// Joins the call's channel on stage and starts a peer sending this side's tone.
     async fn media(&self, channel: &str, tone: f64, to: &Timeouts) -> Result<AudioPeer, Failure> {
-        self.request("join", json!({"channel": channel, "role": "host"}), to.step)
-            .await?;
+        let join = Request::Join {
+            channel: channel.into(),
+            uri: false,
+            role: Some("host".into()),
+            metadata: None,
+        };
+        self.request(join, to.step).await?;
         let opts = PeerOptions {
             publish: Some(Box::new(Tone::new(tone))),
             slots: 1,
@@ -362,7 +389,12 @@ impl Link {
     /// A channel the server has already closed (the call's end may close it) is left too.
     async fn leave(&self, channel: &str, within: Duration) -> Result<(), Failure> {
         match self
-            .request("leave", json!({"channel": channel}), within)
+            .request(
+                Request::Leave {
+                    channel: channel.into(),
+                },
+                within,
+            )
             .await
         {
             Err(f) if f.code.as_deref() == Some("not_found") => Ok(()),
@@ -507,13 +539,7 @@ async fn ring(
     let call_id = &mut st.call_id;
     let t0 = Instant::now();
     let request = async {
-        let reply = caller
-            .request(
-                "call",
-                json!({"callees": [&callee], "media": "audio"}),
-                to.step,
-            )
-            .await?;
+        let reply = caller.request(call_request(&callee), to.step).await?;
         let id = reply["call_id"]
             .as_str()
             .ok_or_else(|| {
@@ -566,7 +592,14 @@ async fn answer(
         call_id: id,
     };
     let t1 = Instant::now();
-    let accept = callee.request("accept", json!({"call_id": id}), to.step);
+    let accept = callee.request(
+        Request::Accept {
+            call_id: id.to_string(),
+            media: None,
+            on_behalf: None,
+        },
+        to.step,
+    );
     let (_, (caller_event, at)) = tokio::try_join!(accept, a.wait(want, to.step))?;
     st.timings.answer = Some(since(t1, at));
     let (callee_event, _) = b.wait(want, to.step).await?;
@@ -633,7 +666,7 @@ async fn hang_up(
     };
     let t2 = Instant::now();
     let (_, (ended_a, at_a), (ended_b, at_b)) = tokio::try_join!(
-        caller.request("hangup", json!({"call_id": id}), to.step),
+        caller.request(hangup_request(id), to.step),
         a.wait(want, to.step),
         b.wait(want, to.step)
     )?;
@@ -699,10 +732,7 @@ async fn abandon(parties: Option<(Party, Party)>, st: CallState, to: &Timeouts) 
         return;
     };
     if let Some(id) = &st.call_id {
-        let _ = a
-            .link
-            .request("hangup", json!({"call_id": id}), to.cleanup)
-            .await;
+        let _ = a.link.request(hangup_request(id), to.cleanup).await;
     }
     close_peers(st.peers, to.cleanup).await;
     tokio::join!(a.link.close(to.cleanup), b.link.close(to.cleanup));

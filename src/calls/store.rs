@@ -20,9 +20,7 @@ use serde::Serialize;
 use super::call::{CallId, CallType, EndReason, Media};
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::Identity;
-
-/// `start_ms` meaning "no bound": the newest rows for `desc`, the oldest for `asc`.
-pub const NEWEST: i64 = -1;
+pub use amphi_proto::calls::{Direction, Order, NEWEST};
 
 /// Rows per page: a phone screen or two. A bigger page costs the owning actor more time per
 /// request while every other user's call-log write waits behind it.
@@ -33,20 +31,6 @@ pub const MAX_DELETE: usize = 500;
 
 /// Another process (an operator's sqlite3 shell, a backup) may hold the lock briefly.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-wire_enum! {
-    pub enum Direction {
-        Incoming => "incoming",
-        Outgoing => "outgoing",
-    }
-}
-
-wire_enum! {
-    pub enum Order {
-        Asc => "asc",
-        Desc => "desc",
-    }
-}
 
 /// A row as the call opens it.
 #[derive(Debug, Clone, PartialEq)]

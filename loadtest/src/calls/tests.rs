@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 
 use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
@@ -695,11 +696,7 @@ async fn a_token_without_the_call_grant_is_refused_as_an_error_reply() {
         signal,
     };
     let f = link
-        .request(
-            "call",
-            json!({"callees": ["dave"], "media": "audio"}),
-            ms(400),
-        )
+        .request(super::call_request("dave"), ms(400))
         .await
         .unwrap_err();
     assert_eq!(

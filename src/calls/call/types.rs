@@ -1,174 +1,19 @@
 //! The vocabulary of a call: identifiers, wire enums, events and errors.
 
-use std::fmt;
-use std::sync::Arc;
 use std::time::Instant;
 
-use rand::Rng;
 use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ChannelId, Identity};
+pub use amphi_proto::calls::{
+    CallId, CallType, EndReason, LegState, Media, MediaChangeResult, RejectReason, TransactionId,
+};
 
 /// A group call is a conversation, not a broadcast: every call event fans out to every member
 /// and every member's media crosses the call's private channel. Bigger audiences use channels.
 pub const MAX_MEMBERS: usize = 32;
-
-wire_enum! {
-    pub enum Media {
-        Audio => "audio",
-        Video => "video",
-    }
-}
-
-wire_enum! {
-    pub enum CallType {
-        OneToOne => "one_to_one",
-        Group => "group",
-    }
-}
-
-wire_enum! {
-    /// Where one member stands. The caller is `Connected` from the start: it is in the call,
-    /// waiting; a callee is `Ringing` until it answers.
-    pub enum LegState {
-        Ringing => "ringing",
-        Connected => "connected",
-        Left => "left",
-    }
-}
-
-wire_enum! {
-    /// Why a call ended, or why one member left it.
-    pub enum EndReason {
-        Hangup => "hangup",
-        Canceled => "canceled",
-        Rejected => "rejected",
-        Busy => "busy",
-        Timeout => "timeout",
-        Replaced => "replaced",
-        Disconnected => "disconnected",
-        ServerRestart => "server_restart",
-    }
-}
-
-impl EndReason {
-    /// The reasons a member's departure may carry. The others (`canceled`, `rejected`, `busy`,
-    /// `timeout`) are conclusions the state machine draws itself, so nobody may claim them.
-    pub fn is_departure(self) -> bool {
-        matches!(
-            self,
-            EndReason::Hangup
-                | EndReason::Replaced
-                | EndReason::Disconnected
-                | EndReason::ServerRestart
-        )
-    }
-}
-
-wire_enum! {
-    /// What a callee may say when declining.
-    pub enum RejectReason {
-        Rejected => "rejected",
-        Busy => "busy",
-    }
-}
-
-impl From<RejectReason> for EndReason {
-    fn from(r: RejectReason) -> Self {
-        match r {
-            RejectReason::Rejected => EndReason::Rejected,
-            RejectReason::Busy => EndReason::Busy,
-        }
-    }
-}
-
-wire_enum! {
-    pub enum MediaChangeResult {
-        Accepted => "accepted",
-        Rejected => "rejected",
-        Canceled => "canceled",
-        Timeout => "timeout",
-    }
-}
-
-const CALL_ID_PREFIX: &str = "c-";
-const CALL_ID_HEX: usize = 16;
-const CALL_ID_LEN: usize = CALL_ID_PREFIX.len() + CALL_ID_HEX;
-
-/// `c-` and 16 lowercase hex digits: random, so IDs reveal nothing about call volume.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(transparent)]
-pub struct CallId(Arc<str>);
-
-impl CallId {
-    pub fn random() -> Self {
-        Self(format!("{CALL_ID_PREFIX}{:016x}", rand::rng().random::<u64>()).into())
-    }
-
-    pub fn parse(value: &str) -> Result<Self, CallError> {
-        let valid = value.len() == CALL_ID_LEN
-            && value.starts_with(CALL_ID_PREFIX)
-            && value[CALL_ID_PREFIX.len()..]
-                .bytes()
-                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        if !valid {
-            return Err(CallError::Invalid(format!(
-                "call ID {value:?} is not \"c-\" followed by 16 lowercase hex digits"
-            )));
-        }
-        Ok(Self(value.into()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for CallId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A media change's key: `<call ID>.<n>`. Carrying the call ID lets `media_change_cancel`
-/// and `media_change_reply`, which name only the transaction, be routed to their call.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(transparent)]
-pub struct TransactionId(Arc<str>);
-
-impl TransactionId {
-    pub(super) fn new(call: &CallId, n: u64) -> Self {
-        Self(format!("{call}.{n}").into())
-    }
-
-    pub fn parse(value: &str) -> Result<Self, CallError> {
-        let invalid = || CallError::Invalid(format!("transaction {value:?} is malformed"));
-        let (call, n) = value.split_once('.').ok_or_else(invalid)?;
-        CallId::parse(call).map_err(|_| invalid())?;
-        if n.is_empty() || n.len() > 20 || !n.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(invalid());
-        }
-        Ok(Self(value.into()))
-    }
-
-    /// The call this transaction belongs to.
-    pub fn call_id(&self) -> CallId {
-        // Both constructors guarantee the prefix is a valid call ID.
-        CallId(self.0[..CALL_ID_LEN].into())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for TransactionId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// What a call tells its members. Serialized with the wire names, tagged by `event`, so the
 /// signalling layer only adds `type`, `call_id` and `seq` around it.
@@ -242,6 +87,12 @@ pub enum CallError {
     TooManyMembers,
     #[error("{0}")]
     Invalid(String),
+}
+
+impl From<crate::ids::IdError> for CallError {
+    fn from(e: crate::ids::IdError) -> Self {
+        CallError::Invalid(e.to_string())
+    }
 }
 
 impl CallError {

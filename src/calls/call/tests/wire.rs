@@ -35,7 +35,7 @@ fn call_and_transaction_ids_round_trip() {
         "c-00000000000000aaa",
     ] {
         assert_eq!(
-            CallId::parse(bad).unwrap_err().code(),
+            crate::error::ApiError::from(CallId::parse(bad).unwrap_err()).code,
             ErrorCode::BadRequest,
             "{bad}"
         );

@@ -1,0 +1,573 @@
+//! The signalling wire format: request parsing, replies and events (docs/protocol.md).
+
+use bytestring::ByteString;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::calls::{CallId, EndReason, Media, Order, RejectReason, NEWEST};
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::{ChannelId, Identity, ParticipantId, RoleName};
+
+pub const PROTOCOL_VERSION: u32 = 1;
+/// The server's name in the welcome; the wire crate is versioned with the server.
+pub const SERVER_NAME: &str = concat!("amphi/", env!("CARGO_PKG_VERSION"));
+
+/// One speaker's volume in an `audio_levels` event.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SpeakerVolume {
+    pub participant: ParticipantId,
+    /// 0 (silence) to 255 (full scale), the shape of common volume-indication callbacks.
+    pub volume: u8,
+    pub vad: bool,
+}
+
+/// Client requests. Each variant's fields are the request's params; `id` and `type` are the
+/// envelope, handled by [`parse_request`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    Join {
+        channel: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        uri: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        role: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        metadata: Option<Value>,
+    },
+    Leave {
+        channel: String,
+    },
+    Stop {
+        channel: String,
+    },
+    SetRole {
+        channel: String,
+        role: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        participant: Option<String>,
+    },
+    RequestRole {
+        channel: String,
+        role: String,
+    },
+    Mute {
+        channel: String,
+        muted: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        participant: Option<String>,
+    },
+    Kick {
+        channel: String,
+        participant: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+    /// To a channel (`channel`) or to the other members of a call (`call_id`).
+    Send {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        channel: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        call_id: Option<String>,
+        kind: String,
+        content: Value,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        to: Vec<String>,
+    },
+    Ping {},
+    MediaOffer {
+        channel: String,
+        sdp: String,
+    },
+    MediaAnswer {
+        channel: String,
+        sdp: String,
+    },
+    MediaCandidate {
+        channel: String,
+        candidate: String,
+    },
+    Call {
+        callees: Vec<String>,
+        media: Media,
+        #[serde(default, skip_serializing_if = "Value::is_null")]
+        extra: Value,
+        #[serde(default, skip_serializing_if = "Value::is_null")]
+        push: Value,
+        /// Live-to-1v1: the channel where the caller is in the audience and the callee hosts.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        live_channel: Option<String>,
+        /// A proxy acting for another identity.
+        #[serde(rename = "as")]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        on_behalf: Option<String>,
+    },
+    Accept {
+        call_id: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        media: Option<Media>,
+        #[serde(rename = "as")]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        on_behalf: Option<String>,
+    },
+    Reject {
+        call_id: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<RejectReason>,
+        #[serde(rename = "as")]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        on_behalf: Option<String>,
+    },
+    Hangup {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        call_id: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<EndReason>,
+        #[serde(rename = "as")]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        on_behalf: Option<String>,
+    },
+    Invite {
+        call_id: String,
+        callees: Vec<String>,
+        #[serde(rename = "as")]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        on_behalf: Option<String>,
+    },
+    JoinCall {
+        call_id: String,
+        #[serde(rename = "as")]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        on_behalf: Option<String>,
+    },
+    MediaChange {
+        call_id: String,
+        media: Media,
+        #[serde(rename = "as")]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        on_behalf: Option<String>,
+    },
+    MediaChangeCancel {
+        transaction: String,
+        #[serde(rename = "as")]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        on_behalf: Option<String>,
+    },
+    MediaChangeReply {
+        transaction: String,
+        agree: bool,
+        #[serde(rename = "as")]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        on_behalf: Option<String>,
+    },
+    /// This member's microphone/camera state, relayed to the others as `remote_media_state`.
+    CallMediaState {
+        call_id: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        microphone: Option<bool>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        camera: Option<bool>,
+        #[serde(rename = "as")]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        on_behalf: Option<String>,
+    },
+    CallLogs {
+        #[serde(default = "newest")]
+        start_time: i64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        count: Option<usize>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        order: Option<Order>,
+        /// The `next.after` of the previous page: resumes exactly behind its last row.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+    },
+    OngoingCalls {},
+    DeleteCallLogs {
+        call_ids: Vec<String>,
+    },
+    DeleteAllCallLogs {},
+}
+
+fn newest() -> i64 {
+    NEWEST
+}
+
+const REQUEST_TYPES: &[&str] = &[
+    "join",
+    "leave",
+    "stop",
+    "set_role",
+    "request_role",
+    "mute",
+    "kick",
+    "send",
+    "ping",
+    "media_offer",
+    "media_answer",
+    "media_candidate",
+    "call",
+    "accept",
+    "reject",
+    "hangup",
+    "invite",
+    "join_call",
+    "media_change",
+    "media_change_cancel",
+    "media_change_reply",
+    "call_logs",
+    "delete_call_logs",
+    "delete_all_call_logs",
+    "call_media_state",
+    "ongoing_calls",
+];
+
+/// Parses one text frame. The `id` is returned whenever it could be read, so that even a
+/// malformed request gets a reply the client can match.
+pub fn parse_request(text: &str) -> (Option<u64>, Result<Request, ApiError>) {
+    let value: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            return (
+                None,
+                Err(ApiError::bad_request(format!(
+                    "the frame is not valid JSON: {e}"
+                ))),
+            )
+        }
+    };
+    let Value::Object(mut map) = value else {
+        return (
+            None,
+            Err(ApiError::bad_request(
+                "a request must be a JSON object with \"type\" and \"id\"",
+            )),
+        );
+    };
+    let id = match map.remove("id") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64(),
+        Some(_) => {
+            return (
+                None,
+                Err(ApiError::bad_request(
+                    "\"id\" must be a non-negative integer",
+                )),
+            )
+        }
+    };
+    let kind = match map.get("type") {
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return (id, Err(ApiError::bad_request("\"type\" must be a string"))),
+        None => {
+            return (
+                id,
+                Err(ApiError::bad_request("the request has no \"type\"")),
+            )
+        }
+    };
+    if !REQUEST_TYPES.contains(&kind.as_str()) {
+        let kind: String = kind.chars().take(64).collect();
+        return (
+            id,
+            Err(ApiError::new(
+                ErrorCode::UnknownType,
+                format!("unknown request type '{kind}'; docs/protocol.md lists the types"),
+            )),
+        );
+    }
+    let result = serde_json::from_value::<Request>(Value::Object(map))
+        .map_err(|e| ApiError::bad_request(format!("invalid '{kind}' request: {e}")));
+    (id, result)
+}
+
+impl Request {
+    /// The request's wire `type`.
+    pub fn kind(&self) -> String {
+        match serde_json::to_value(self) {
+            Ok(v) => v["type"].as_str().unwrap_or_default().to_string(),
+            Err(_) => String::new(),
+        }
+    }
+}
+
+/// A request as a client writes it: the request's fields with `type`, and `id` when given.
+pub fn encode_request(id: Option<u64>, request: &Request) -> String {
+    let mut value = serde_json::to_value(request).expect("requests always serialize");
+    if let (Some(id), Value::Object(map)) = (id, &mut value) {
+        map.insert("id".into(), id.into());
+    }
+    value.to_string()
+}
+
+fn to_frame(value: &impl Serialize) -> ByteString {
+    ByteString::from(serde_json::to_string(value).expect("protocol types always serialize"))
+}
+
+pub fn welcome(session: &str, identity: &Identity) -> ByteString {
+    to_frame(&serde_json::json!({
+        "type": "welcome",
+        "protocol": PROTOCOL_VERSION,
+        "session": session,
+        "identity": identity,
+        "server": SERVER_NAME,
+    }))
+}
+
+/// `{"id":…,"type":"ok",…result}`; `result` must serialize to an object (or `()`).
+pub fn ok(id: Option<u64>, result: impl Serialize) -> ByteString {
+    let mut map = Map::new();
+    if let Some(id) = id {
+        map.insert("id".into(), id.into());
+    }
+    map.insert("type".into(), "ok".into());
+    if let Ok(Value::Object(fields)) = serde_json::to_value(result) {
+        map.extend(fields);
+    }
+    to_frame(&map)
+}
+
+pub fn error(id: Option<u64>, err: &ApiError) -> ByteString {
+    #[derive(Serialize)]
+    struct ErrorFrame<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<u64>,
+        #[serde(rename = "type")]
+        kind: &'static str,
+        code: ErrorCode,
+        message: &'a str,
+    }
+    to_frame(&ErrorFrame {
+        id,
+        kind: "error",
+        code: err.code,
+        message: &err.message,
+    })
+}
+
+/// Why a participant is no longer in a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaveReason {
+    Left,
+    Kicked,
+    ChannelStopped,
+    Disconnected,
+    Replaced,
+    ServerShutdown,
+}
+
+impl LeaveReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaveReason::Left => "left",
+            LeaveReason::Kicked => "kicked",
+            LeaveReason::ChannelStopped => "channel_stopped",
+            LeaveReason::Disconnected => "disconnected",
+            LeaveReason::Replaced => "replaced",
+            LeaveReason::ServerShutdown => "server_shutdown",
+        }
+    }
+}
+
+/// A participant as other participants see it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ParticipantInfo {
+    pub participant: ParticipantId,
+    pub identity: Identity,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub role: RoleName,
+    pub muted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Value>,
+}
+
+/// Channel events; serialized once per event and shared by every receiver.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ChannelEvent {
+    ParticipantJoined {
+        #[serde(flatten)]
+        info: ParticipantInfo,
+    },
+    ParticipantLeft {
+        participant: ParticipantId,
+        identity: Identity,
+        reason: LeaveReason,
+    },
+    RoleChanged {
+        participant: ParticipantId,
+        identity: Identity,
+        role: RoleName,
+    },
+    RoleRequested {
+        participant: ParticipantId,
+        identity: Identity,
+        role: RoleName,
+    },
+    MuteChanged {
+        participant: ParticipantId,
+        muted: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        by: Option<ParticipantId>,
+    },
+    Left {
+        reason: LeaveReason,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    AudienceCount {
+        count: usize,
+    },
+    Message {
+        from: ParticipantId,
+        identity: Identity,
+        kind: String,
+        content: Value,
+    },
+    /// A host's publishing paused for a call taken from this channel, or resumed after it.
+    PublishingPaused {
+        participant: ParticipantId,
+        identity: Identity,
+        paused: bool,
+        call_id: String,
+    },
+    ActiveSpeaker {
+        participant: Option<ParticipantId>,
+    },
+    AudioLevels {
+        speakers: Vec<SpeakerVolume>,
+        total_volume: u8,
+    },
+}
+
+/// A call event: `{"type":"event","event":…,"call_id":…,"seq":…,…fields}`. `seq` counts the
+/// call's state events; relayed messages carry none.
+pub fn call_event(
+    call_id: &CallId,
+    seq: Option<u64>,
+    event: &impl Serialize,
+    extra: &[(&str, Value)],
+) -> ByteString {
+    let mut map = Map::new();
+    map.insert("type".into(), "event".into());
+    if let Ok(Value::Object(fields)) = serde_json::to_value(event) {
+        map.extend(fields);
+    }
+    map.insert("call_id".into(), call_id.as_str().into());
+    if let Some(seq) = seq {
+        map.insert("seq".into(), seq.into());
+    }
+    for (k, v) in extra {
+        map.insert((*k).into(), v.clone());
+    }
+    to_frame(&map)
+}
+
+pub fn channel_event(channel: &ChannelId, seq: u64, event: &ChannelEvent) -> ByteString {
+    #[derive(Serialize)]
+    struct EventFrame<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        channel: &'a ChannelId,
+        seq: u64,
+        #[serde(flatten)]
+        event: &'a ChannelEvent,
+    }
+    to_frame(&EventFrame {
+        kind: "event",
+        channel,
+        seq,
+        event,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a client writes is what the server reads: every request type, encoded from the
+    /// parsed form, parses back to the same request.
+    #[test]
+    fn every_request_round_trips() {
+        let samples = [
+            r#"{"type":"join","channel":"c","role":"host","metadata":{"a":1}}"#,
+            r#"{"type":"join","channel":"room one","uri":true}"#,
+            r#"{"type":"leave","channel":"c"}"#,
+            r#"{"type":"stop","channel":"c"}"#,
+            r#"{"type":"set_role","channel":"c","role":"host","participant":"p-1"}"#,
+            r#"{"type":"request_role","channel":"c","role":"host"}"#,
+            r#"{"type":"mute","channel":"c","muted":true}"#,
+            r#"{"type":"kick","channel":"c","participant":"p-1","reason":"spam"}"#,
+            r#"{"type":"send","channel":"c","kind":"chat","content":"hi","to":["p-1"]}"#,
+            r#"{"type":"send","call_id":"c-00000000000000aa","kind":"x","content":{}}"#,
+            r#"{"type":"ping"}"#,
+            r#"{"type":"media_offer","channel":"c","sdp":"v=0"}"#,
+            r#"{"type":"call","callees":["bob"],"media":"video","extra":{"k":1},"as":"alice"}"#,
+            r#"{"type":"accept","call_id":"c-00000000000000aa","media":"audio"}"#,
+            r#"{"type":"reject","call_id":"c-00000000000000aa","reason":"busy"}"#,
+            r#"{"type":"hangup","call_id":"c-00000000000000aa","reason":"hangup"}"#,
+            r#"{"type":"call_logs","count":10,"order":"asc","after":"c-00000000000000aa"}"#,
+            r#"{"type":"call_media_state","call_id":"c-00000000000000aa","microphone":false}"#,
+        ];
+        let mut kinds = std::collections::BTreeSet::new();
+        for text in samples {
+            let (_, parsed) = parse_request(text);
+            let parsed = parsed.unwrap_or_else(|e| panic!("{text}: {e}"));
+            let encoded = encode_request(Some(9), &parsed);
+            let (id, again) = parse_request(&encoded);
+            assert_eq!(id, Some(9), "{encoded}");
+            assert_eq!(again.unwrap(), parsed, "{text} -> {encoded}");
+            let v: Value = serde_json::from_str(&encoded).unwrap();
+            kinds.insert(v["type"].as_str().unwrap().to_string());
+        }
+        assert!(kinds.len() >= 15, "{kinds:?}");
+    }
+
+    #[test]
+    fn parses_join() {
+        let (id, req) = parse_request(r#"{"id":3,"type":"join","channel":"c1","role":"host"}"#);
+        assert_eq!(id, Some(3));
+        assert_eq!(
+            req.unwrap(),
+            Request::Join {
+                channel: "c1".into(),
+                uri: false,
+                role: Some("host".into()),
+                metadata: None
+            }
+        );
+    }
+
+    #[test]
+    fn bad_frames_get_typed_errors_with_id() {
+        let (id, r) = parse_request("nope");
+        assert_eq!((id, r.unwrap_err().code), (None, ErrorCode::BadRequest));
+        let (id, r) = parse_request(r#"{"id":4,"type":"join"}"#);
+        let e = r.unwrap_err();
+        assert_eq!((id, e.code), (Some(4), ErrorCode::BadRequest));
+        assert!(e.message.contains("channel"), "{}", e.message);
+        let (_, r) = parse_request(r#"{"id":5,"type":"join","channel":7}"#);
+        assert!(r.unwrap_err().message.contains("invalid type"));
+        let (_, r) = parse_request(r#"{"id":6,"type":"join","channel":"c","colour":1}"#);
+        assert!(r.unwrap_err().message.contains("colour"));
+        let (_, r) = parse_request(r#"{"id":7,"type":"dance"}"#);
+        assert_eq!(r.unwrap_err().code, ErrorCode::UnknownType);
+        let (_, r) = parse_request(r#"{"id":8}"#);
+        assert_eq!(r.unwrap_err().code, ErrorCode::BadRequest);
+        let (id, r) = parse_request(r#"{"id":-1,"type":"ping"}"#);
+        assert_eq!((id, r.unwrap_err().code), (None, ErrorCode::BadRequest));
+    }
+
+    #[test]
+    fn event_frames_are_flat() {
+        let c = ChannelId::parse("c1").unwrap();
+        let frame = channel_event(&c, 9, &ChannelEvent::AudienceCount { count: 3 });
+        let v: Value = serde_json::from_str(&frame).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type":"event","event":"audience_count","channel":"c1","seq":9,"count":3})
+        );
+    }
+}
