@@ -26,6 +26,12 @@ fi
 cargo fmt --all -- --check
 # Layers only point down: any import circle between files fails here, with the circle printed.
 python3 scripts/check-imports.py
+# The core is sans-IO: no runtime, actor, socket, database, metrics or HTTP crate below it.
+if cargo tree -p amphi-core -e normal --prefix none --locked \
+    | grep -E '^(actix|tokio|str0m|dashmap|metrics|rusqlite|reqwest|hyper|mio|socket2) '; then
+    echo "amphi-core depends on a runtime crate (above); it must stay sans-IO" >&2
+    exit 1
+fi
 cargo clippy --workspace --all-targets --locked -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -1,15 +1,4 @@
-//! ID newtypes (from the wire crate) and the media path's peer key.
+//! ID newtypes (from the wire crate) and the media path's peer key (from the core).
 
+pub use amphi_core::peer::{peer_key, PeerKey};
 pub use amphi_proto::ids::*;
-
-/// A participant's key on the media path.
-pub type PeerKey = u64;
-
-/// Stable numeric key of a participant for the media path. Deterministic (SipHash with fixed
-/// keys) so the channel and the workers derive the same key from the same ID.
-pub fn peer_key(p: &ParticipantId) -> PeerKey {
-    #[allow(deprecated)]
-    let mut h = std::hash::SipHasher::new();
-    std::hash::Hash::hash(p.as_str(), &mut h);
-    std::hash::Hasher::finish(&h)
-}

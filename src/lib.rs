@@ -1,5 +1,17 @@
 //! Amphi: an actor-based live audio room engine.
 //!
+//! Crates, each pointing only down:
+//! - `amphi-proto` (crates/proto) — the wire: IDs, error codes, requests, replies, events.
+//! - `amphi-core`  (crates/core)  — sans-IO logic: `Channel`, `Call`, session limits, levels,
+//!   roles, the webhook queue; `now` passed in, outputs returned.
+//! - `amphi` (this crate)         — the shells: actors, the media plane, HTTP, storage.
+//! - `amphi-client`, `amphi-swarm` — the Rust client and the load tool, on the wire crate.
+//!
+//! Layers inside this crate, top to bottom (`scripts/check-imports.py` fails on any circle):
+//! `server` (composition root) → `http` → `participant` (sessions) → `state` → actors
+//! (`channel::actor`, `calls::actor`) → `calls::engine` → `registry` → `messages` → `media`
+//! → logic re-exported from the core and the wire crate.
+//!
 //! Layout (one concept per module):
 //! - `config`      — `Config`: defaults, strict TOML, `AMPHI_*` overrides, `validate()`.
 //! - `ids`         — ID newtypes (`ChannelId`, `Identity`, `ParticipantId`, `SessionId`).

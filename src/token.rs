@@ -62,15 +62,7 @@ impl Grant {
     }
 }
 
-/// The one rule for a token's `roles` claim: empty means the server's default role only,
-/// `*` means any role.
-pub fn role_allowed(roles: &[String], role: &str, default_role: &str) -> bool {
-    if roles.is_empty() {
-        role == default_role
-    } else {
-        roles.iter().any(|r| r == role || r == "*")
-    }
-}
+pub use crate::roles::role_allowed;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TokenError {

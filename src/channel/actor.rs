@@ -198,6 +198,10 @@ impl ChannelActor {
                             });
                         }
                     }
+                    Output::Members { role, delta } => {
+                        metrics::gauge!(crate::metrics::PARTICIPANTS, "role" => role.to_string())
+                            .increment(delta as f64);
+                    }
                     Output::Close => ctx.stop(),
                 }
             }
@@ -227,7 +231,10 @@ impl ChannelActor {
     }
 
     fn schedule(&mut self, ctx: &mut Context<Self>) {
-        let deadline = match (self.channel.next_deadline(), self.levels.next_deadline()) {
+        let deadline = match (
+            self.channel.next_deadline(),
+            self.levels.next_deadline(Instant::now()),
+        ) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::*;
-use crate::calls::call::{CallSetup, Media};
+use crate::call::{CallSetup, Media};
 
 const SECRET: &[u8] = b"whsec_test";
 const TOLERANCE: Duration = Duration::from_secs(300);
@@ -283,7 +283,7 @@ fn an_offline_invitee_event_carries_the_push_config() {
         extra: json!({"room": "r1"}),
         ring_timeout: Duration::from_secs(30),
         reconnect_grace: Duration::from_secs(10),
-        media_change_timeout: crate::calls::call::MEDIA_CHANGE_TIMEOUT,
+        media_change_timeout: crate::call::MEDIA_CHANGE_TIMEOUT,
         created_unix_ms: 1_700_000_000_000,
     };
     let c = Call::new(setup, now).unwrap();

@@ -7,15 +7,24 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::*;
-use crate::config::Config;
+use crate::roles::RoleSpec;
+
+/// The sample configuration's role table (what a deployment starts from).
+fn sample_roles() -> RoleTable {
+    #[derive(serde::Deserialize)]
+    struct Sample {
+        roles: std::collections::BTreeMap<String, RoleSpec>,
+    }
+    let sample: Sample = toml::from_str(include_str!("../../../../config/amphi.toml")).unwrap();
+    RoleTable::new(sample.roles)
+}
 
 const GRACE: Duration = Duration::from_secs(30);
 const COUNT_INTERVAL: Duration = Duration::from_secs(1);
 
 fn settings() -> ChannelSettings {
-    let config = Config::from_toml_str(include_str!("../../config/amphi.toml"), "sample").unwrap();
     ChannelSettings {
-        roles: Arc::new(config.role_table()),
+        roles: Arc::new(sample_roles()),
         default_role: "audience".into(),
         max_participants: 100,
         max_metadata_bytes: 256,
@@ -69,6 +78,7 @@ impl Harness {
                 }
                 Output::Detach(p) => self.detached.push(p.to_string()),
                 Output::Close => self.closed = true,
+                Output::Members { .. } => {}
                 Output::Permissions {
                     participant,
                     publish,

@@ -108,7 +108,7 @@ fn setup(callees: &[&str], media: Media) -> CallSetup {
         extra: json!({"topic": "standup"}),
         ring_timeout: RING,
         reconnect_grace: GRACE,
-        media_change_timeout: crate::calls::call::MEDIA_CHANGE_TIMEOUT,
+        media_change_timeout: crate::call::MEDIA_CHANGE_TIMEOUT,
         created_unix_ms: T0_MS,
     }
 }

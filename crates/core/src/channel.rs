@@ -1,0 +1,994 @@
+//! Channel logic: membership, roles, moderation, events with a per-channel `seq`, throttled
+//! audience counts and the empty-channel grace. A plain struct with injected time; the
+//! server's channel actor feeds it messages and delivers what [`Channel::drain`] yields.
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytestring::ByteString;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::ids::{ChannelId, Identity, ParticipantId};
+use crate::protocol::{self, ChannelEvent, LeaveReason, ParticipantInfo};
+use crate::roles::{RoleName, RoleSpec, RoleTable};
+
+/// A participant that is on stage in a channel, as the workers route it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Publisher {
+    pub key: crate::peer::PeerKey,
+    pub participant: ParticipantId,
+    pub identity: Identity,
+    pub muted: bool,
+}
+
+/// Per-channel settings, shared by every channel of a server.
+#[derive(Debug, Clone)]
+pub struct ChannelSettings {
+    pub roles: Arc<RoleTable>,
+    pub default_role: String,
+    pub max_participants: usize,
+    pub max_metadata_bytes: usize,
+    pub empty_grace: Duration,
+    pub count_interval: Duration,
+}
+
+/// Who receives a frame. Resolved against the membership by [`Channel::for_each_recipient`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    One(ParticipantId),
+    /// Everyone (`everyone`) or only members who see the full list, plus `also`, minus `except`.
+    Group {
+        everyone: bool,
+        also: Option<ParticipantId>,
+        except: Option<ParticipantId>,
+    },
+    Moderators,
+    List(Vec<ParticipantId>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// The reply to the request being handled, for its requester.
+    Reply {
+        to: ParticipantId,
+        frame: ByteString,
+    },
+    Send {
+        to: Target,
+        frame: ByteString,
+    },
+    /// The participant is no longer a member; its session must forget this channel.
+    Detach(ParticipantId),
+    /// A member's media permissions changed (role change).
+    Permissions {
+        participant: ParticipantId,
+        publish: bool,
+        subscribe: bool,
+    },
+    /// The number of members holding `role` changed by `delta` (the participants gauge).
+    Members {
+        role: RoleName,
+        delta: i64,
+    },
+    /// The channel has ended; nothing follows.
+    Close,
+}
+
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub id: ParticipantId,
+    pub identity: Identity,
+    pub name: Option<String>,
+    pub role: RoleName,
+    spec: RoleSpec,
+    /// Roles the member's token allows it to take by itself.
+    allowed_roles: Arc<[String]>,
+    pub muted: bool,
+    muted_by_moderator: bool,
+    /// Publishing paused by the server: a host taken into a call from this channel.
+    pub paused: Option<String>,
+    pub metadata: Option<Value>,
+    pub joined_at: Instant,
+}
+
+impl Member {
+    fn info(&self) -> ParticipantInfo {
+        ParticipantInfo {
+            participant: self.id.clone(),
+            identity: self.identity.clone(),
+            name: self.name.clone(),
+            role: self.role.clone(),
+            muted: self.muted,
+            metadata: self.metadata.clone(),
+        }
+    }
+
+    fn may_take(&self, role: &str, default_role: &str) -> bool {
+        crate::roles::role_allowed(&self.allowed_roles, role, default_role)
+    }
+}
+
+/// A join as the channel sees it; the session has already checked the token's channel.
+#[derive(Debug, Clone)]
+pub struct JoinSpec {
+    pub request: Option<u64>,
+    pub participant: ParticipantId,
+    pub identity: Identity,
+    pub name: Option<String>,
+    pub role: Option<String>,
+    pub allowed_roles: Arc<[String]>,
+    pub metadata: Option<Value>,
+}
+
+/// A summary for the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChannelSummary {
+    pub channel: ChannelId,
+    pub participants: usize,
+    pub hosts: usize,
+    pub audience_count: usize,
+    pub seq: u64,
+    pub age_seconds: u64,
+}
+
+pub struct Channel {
+    id: ChannelId,
+    settings: ChannelSettings,
+    created_at: Instant,
+    seq: u64,
+    members: HashMap<ParticipantId, Member>,
+    by_identity: HashMap<Identity, ParticipantId>,
+    /// Members that see every participant event.
+    privileged: HashSet<ParticipantId>,
+    role_counts: HashMap<RoleName, usize>,
+    on_stage: usize,
+    count: CountThrottle,
+    empty_since: Option<Instant>,
+    closed: bool,
+    outbox: Vec<Output>,
+}
+
+/// Audience counts go out at most once per interval, and only when they changed, so a
+/// channel of N listeners costs O(N) per interval instead of O(N) per join.
+#[derive(Debug)]
+struct CountThrottle {
+    interval: Duration,
+    last_at: Option<Instant>,
+    last_count: usize,
+    epoch: Instant,
+}
+
+impl CountThrottle {
+    /// When the next count may go out; `None` while the last one sent is still true.
+    fn due(&self, count: usize) -> Option<Instant> {
+        if count == self.last_count {
+            return None;
+        }
+        Some(self.last_at.map_or(self.epoch, |at| at + self.interval))
+    }
+}
+
+impl Channel {
+    pub fn new(id: ChannelId, settings: ChannelSettings, now: Instant) -> Self {
+        let count = CountThrottle {
+            interval: settings.count_interval,
+            last_at: None,
+            last_count: 0,
+            epoch: now,
+        };
+        Self {
+            id,
+            settings,
+            created_at: now,
+            seq: 0,
+            members: HashMap::new(),
+            by_identity: HashMap::new(),
+            privileged: HashSet::new(),
+            role_counts: HashMap::new(),
+            on_stage: 0,
+            count,
+            empty_since: Some(now),
+            closed: false,
+            outbox: Vec::new(),
+        }
+    }
+
+    pub fn id(&self) -> &ChannelId {
+        &self.id
+    }
+
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    pub fn member(&self, id: &ParticipantId) -> Option<&Member> {
+        self.members.get(id)
+    }
+
+    pub fn audience_count(&self) -> usize {
+        self.members.len() - self.on_stage
+    }
+
+    /// Takes the outputs produced so far, in order.
+    pub fn drain(&mut self) -> std::vec::Drain<'_, Output> {
+        self.outbox.drain(..)
+    }
+
+    /// Calls `f` for every member `target` names.
+    pub fn for_each_recipient(&self, target: &Target, mut f: impl FnMut(&ParticipantId)) {
+        match target {
+            // Not checked against the membership: a member's last frames (its `left`, the
+            // reply to its `leave`) are addressed after it was removed, before it is detached.
+            Target::One(p) => f(p),
+            Target::Group {
+                everyone,
+                also,
+                except,
+            } => {
+                let skip = |p: &ParticipantId| except.as_ref() == Some(p);
+                if *everyone {
+                    self.members.keys().filter(|p| !skip(p)).for_each(&mut f);
+                } else {
+                    self.privileged.iter().filter(|p| !skip(p)).for_each(&mut f);
+                    if let Some(a) = also {
+                        if !skip(a) && !self.privileged.contains(a) && self.members.contains_key(a)
+                        {
+                            f(a)
+                        }
+                    }
+                }
+            }
+            Target::Moderators => self
+                .members
+                .values()
+                .filter(|m| m.spec.moderate)
+                .for_each(|m| f(&m.id)),
+            Target::List(list) => list
+                .iter()
+                .filter(|p| self.members.contains_key(*p))
+                .for_each(f),
+        }
+    }
+
+    /// When the actor must call [`Channel::tick`] next.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        if self.closed {
+            return None;
+        }
+        if self.members.is_empty() {
+            return self.empty_since.map(|t| t + self.settings.empty_grace);
+        }
+        self.count.due(self.audience_count())
+    }
+
+    /// Advances timers: throttled audience counts and the empty-channel grace.
+    pub fn tick(&mut self, now: Instant) {
+        if self.closed {
+            return;
+        }
+        if let Some(since) = self.empty_since {
+            if self.members.is_empty() && now >= since + self.settings.empty_grace {
+                self.close();
+                return;
+            }
+        }
+        if self.members.is_empty() {
+            return;
+        }
+        let count = self.audience_count();
+        if let Some(due) = self.count.due(count) {
+            if now >= due {
+                self.count.last_at = Some(now);
+                self.count.last_count = count;
+                self.emit(
+                    Target::Group {
+                        everyone: true,
+                        also: None,
+                        except: None,
+                    },
+                    &ChannelEvent::AudienceCount { count },
+                );
+            }
+        }
+    }
+
+    pub fn join(&mut self, now: Instant, spec: JoinSpec) -> Result<(), ApiError> {
+        if self.closed {
+            return Err(ApiError::not_found(format!(
+                "channel '{}' has ended; join again to start a new one",
+                self.id
+            )));
+        }
+        if self.members.contains_key(&spec.participant) {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("you are already in channel '{}'", self.id),
+            ));
+        }
+        let role = spec
+            .role
+            .clone()
+            .unwrap_or_else(|| self.settings.default_role.clone());
+        let (role_name, role_spec) = self.lookup_role(&role)?;
+        if !crate::roles::role_allowed(&spec.allowed_roles, &role, &self.settings.default_role) {
+            return Err(ApiError::forbidden(format!(
+                "your token does not allow the role '{role}'; ask the app for a token that does"
+            )));
+        }
+        if let Some(meta) = &spec.metadata {
+            let size = meta.to_string().len();
+            if size > self.settings.max_metadata_bytes {
+                return Err(ApiError::new(
+                    ErrorCode::TooLarge,
+                    format!(
+                        "metadata is {size} bytes; the limit is {}",
+                        self.settings.max_metadata_bytes
+                    ),
+                ));
+            }
+        }
+        let replacing = self.by_identity.get(&spec.identity).cloned();
+        let seats_freed = usize::from(replacing.is_some());
+        if self.members.len() - seats_freed >= self.settings.max_participants {
+            return Err(ApiError::new(
+                ErrorCode::ChannelFull,
+                format!(
+                    "channel '{}' is full ({} participants)",
+                    self.id, self.settings.max_participants
+                ),
+            ));
+        }
+        let freed_same_role = replacing
+            .as_ref()
+            .and_then(|p| self.members.get(p))
+            .is_some_and(|m| m.role == role_name);
+        self.check_role_capacity(&role_name, &role_spec, usize::from(freed_same_role))?;
+
+        if let Some(old) = replacing {
+            self.remove(now, &old, LeaveReason::Replaced, None, true);
+            // Targets resolve at delivery, when the new member is in: it must not hear of its
+            // predecessor's departure before its own join reply.
+            if let Some(Output::Send {
+                to: Target::Group { except, .. },
+                ..
+            }) = self.outbox.last_mut()
+            {
+                *except = Some(spec.participant.clone());
+            }
+        }
+        let member = Member {
+            id: spec.participant.clone(),
+            identity: spec.identity.clone(),
+            name: spec.name,
+            role: role_name,
+            spec: role_spec,
+            allowed_roles: spec.allowed_roles,
+            muted: false,
+            muted_by_moderator: false,
+            paused: None,
+            metadata: spec.metadata,
+            joined_at: now,
+        };
+        let info = member.info();
+        let on_stage = member.spec.publish;
+        let sees_all = member.spec.list_participants;
+        self.insert(member);
+        self.emit(
+            Target::Group {
+                everyone: on_stage,
+                also: None,
+                except: Some(spec.participant.clone()),
+            },
+            &ChannelEvent::ParticipantJoined { info: info.clone() },
+        );
+        let reply = JoinReply {
+            channel: &self.id,
+            participant: &info.participant,
+            role: &info.role,
+            seq: self.seq,
+            hosts: self
+                .members
+                .values()
+                .filter(|m| m.spec.publish)
+                .map(Member::info)
+                .collect(),
+            audience_count: self.audience_count(),
+            participants: sees_all.then(|| self.members.values().map(Member::info).collect()),
+        };
+        let frame = protocol::ok(spec.request, &reply);
+        self.outbox.push(Output::Reply {
+            to: spec.participant,
+            frame,
+        });
+        Ok(())
+    }
+
+    /// A member asks to leave; it gets a reply, the others `participant_left` with `left`.
+    pub fn leave(
+        &mut self,
+        now: Instant,
+        participant: &ParticipantId,
+        request: Option<u64>,
+    ) -> Result<(), ApiError> {
+        self.require_member(participant)?;
+        self.reply_ok(participant, request);
+        self.remove(now, participant, LeaveReason::Left, None, false);
+        Ok(())
+    }
+
+    /// A member is gone without asking (connection lost, too slow): no reply, no `left`.
+    pub fn drop_member(&mut self, now: Instant, participant: &ParticipantId) {
+        if self.members.contains_key(participant) {
+            self.remove(now, participant, LeaveReason::Disconnected, None, false);
+        }
+    }
+
+    pub fn stop(
+        &mut self,
+        now: Instant,
+        participant: &ParticipantId,
+        request: Option<u64>,
+    ) -> Result<(), ApiError> {
+        let m = self.require_member(participant)?;
+        if !m.spec.stop {
+            return Err(ApiError::forbidden(format!(
+                "the role '{}' cannot stop the channel",
+                m.role
+            )));
+        }
+        self.reply_ok(participant, request);
+        self.end(now, LeaveReason::ChannelStopped, Some(participant.clone()));
+        Ok(())
+    }
+
+    /// Ends the channel for everyone (admin stop, server shutdown).
+    pub fn end(&mut self, now: Instant, reason: LeaveReason, spared: Option<ParticipantId>) {
+        if self.closed {
+            return;
+        }
+        self.seq += 1;
+        let frame = protocol::channel_event(
+            &self.id,
+            self.seq,
+            &ChannelEvent::Left {
+                reason,
+                message: None,
+            },
+        );
+        let ids: Vec<ParticipantId> = self.members.keys().cloned().collect();
+        for (role, n) in self.role_counts.drain() {
+            self.outbox.push(Output::Members {
+                role,
+                delta: -(n as i64),
+            });
+        }
+        for id in ids {
+            if spared.as_ref() != Some(&id) {
+                self.outbox.push(Output::Send {
+                    to: Target::One(id.clone()),
+                    frame: frame.clone(),
+                });
+            }
+            self.outbox.push(Output::Detach(id));
+        }
+        self.members.clear();
+        self.by_identity.clear();
+        self.privileged.clear();
+        self.on_stage = 0;
+        self.empty_since = Some(now);
+        self.close();
+    }
+
+    pub fn set_role(
+        &mut self,
+        actor: &ParticipantId,
+        request: Option<u64>,
+        target: Option<&ParticipantId>,
+        role: &str,
+    ) -> Result<(), ApiError> {
+        let me = self.require_member(actor)?;
+        let target_id = target.unwrap_or(actor).clone();
+        let (role_name, role_spec) = self.lookup_role(role)?;
+        if &target_id != actor {
+            if !me.spec.moderate {
+                return Err(ApiError::forbidden(format!(
+                    "the role '{}' cannot change other participants' roles",
+                    me.role
+                )));
+            }
+        } else {
+            let stepping_down = role_spec.is_subset_of(&me.spec);
+            let by_itself = me.may_take(role, &self.settings.default_role)
+                && (role_spec.self_assign || me.spec.moderate);
+            if !stepping_down && !by_itself {
+                return Err(ApiError::forbidden(format!(
+                    "the role '{role}' must be granted by a moderator; send request_role to ask"
+                )));
+            }
+        }
+        let target = self.require_member(&target_id)?;
+        let permissions_changed = target.spec.publish != role_spec.publish
+            || target.spec.subscribe != role_spec.subscribe;
+        if target.role == role_name {
+            self.reply_ok(actor, request);
+            return Ok(());
+        }
+        self.check_role_capacity(&role_name, &role_spec, 0)?;
+        let old_stage = target.spec.publish;
+        let mut member = self.take(&target_id);
+        member.role = role_name.clone();
+        member.spec = role_spec;
+        let new_stage = member.spec.publish;
+        let identity = member.identity.clone();
+        let (publish, subscribe) = (member.spec.publish, member.spec.subscribe);
+        self.insert(member);
+        self.reply_ok(actor, request);
+        if permissions_changed {
+            self.outbox.push(Output::Permissions {
+                participant: target_id.clone(),
+                publish,
+                subscribe,
+            });
+        }
+        self.emit(
+            Target::Group {
+                everyone: old_stage || new_stage,
+                also: Some(target_id.clone()),
+                except: None,
+            },
+            &ChannelEvent::RoleChanged {
+                participant: target_id,
+                identity,
+                role: role_name,
+            },
+        );
+        Ok(())
+    }
+
+    /// Raise hand: asks the moderators for a role.
+    pub fn request_role(
+        &mut self,
+        actor: &ParticipantId,
+        request: Option<u64>,
+        role: &str,
+    ) -> Result<(), ApiError> {
+        let (role_name, _) = self.lookup_role(role)?;
+        let me = self.require_member(actor)?;
+        let identity = me.identity.clone();
+        if !self.members.values().any(|m| m.spec.moderate) {
+            return Err(ApiError::not_found(
+                "no moderator is in the channel to grant the role",
+            ));
+        }
+        self.reply_ok(actor, request);
+        self.emit(
+            Target::Moderators,
+            &ChannelEvent::RoleRequested {
+                participant: actor.clone(),
+                identity,
+                role: role_name,
+            },
+        );
+        Ok(())
+    }
+
+    pub fn mute(
+        &mut self,
+        actor: &ParticipantId,
+        request: Option<u64>,
+        target: Option<&ParticipantId>,
+        muted: bool,
+    ) -> Result<(), ApiError> {
+        let me = self.require_member(actor)?;
+        let target_id = target.unwrap_or(actor).clone();
+        let by_moderator = &target_id != actor;
+        if by_moderator && !me.spec.moderate {
+            return Err(ApiError::forbidden(format!(
+                "the role '{}' cannot mute other participants",
+                me.role
+            )));
+        }
+        let target = self.require_member(&target_id)?;
+        if !by_moderator && !muted && target.muted_by_moderator && !target.spec.moderate {
+            return Err(ApiError::forbidden(
+                "a moderator muted you; only a moderator can unmute you",
+            ));
+        }
+        if target.muted == muted {
+            self.reply_ok(actor, request);
+            return Ok(());
+        }
+        let stage = target.spec.publish;
+        let m = self.members.get_mut(&target_id).expect("checked above");
+        m.muted = muted;
+        m.muted_by_moderator = muted && by_moderator;
+        self.reply_ok(actor, request);
+        self.emit(
+            Target::Group {
+                everyone: stage,
+                also: Some(target_id.clone()),
+                except: None,
+            },
+            &ChannelEvent::MuteChanged {
+                participant: target_id,
+                muted,
+                by: by_moderator.then(|| actor.clone()),
+            },
+        );
+        Ok(())
+    }
+
+    pub fn kick(
+        &mut self,
+        now: Instant,
+        actor: Option<&ParticipantId>,
+        request: Option<u64>,
+        target: &ParticipantId,
+        message: Option<String>,
+    ) -> Result<(), ApiError> {
+        if let Some(actor) = actor {
+            let me = self.require_member(actor)?;
+            if !me.spec.moderate {
+                return Err(ApiError::forbidden(format!(
+                    "the role '{}' cannot kick participants",
+                    me.role
+                )));
+            }
+            if actor == target {
+                return Err(ApiError::bad_request("use leave to leave the channel"));
+            }
+        }
+        self.require_member(target)?;
+        if let Some(actor) = actor {
+            self.reply_ok(actor, request);
+        }
+        self.remove(now, target, LeaveReason::Kicked, message, true);
+        Ok(())
+    }
+
+    /// Pauses (or resumes) the publishing of the member with `identity`, announced to the
+    /// channel: its host is in a call taken from this channel (`call_id`).
+    pub fn pause_publisher(&mut self, identity: &Identity, paused: bool, call_id: String) {
+        let Some(id) = self.by_identity.get(identity).cloned() else {
+            return;
+        };
+        let Some(m) = self.members.get_mut(&id) else {
+            return;
+        };
+        if m.paused.is_some() == paused || (paused && !m.spec.publish) {
+            return;
+        }
+        m.paused = paused.then(|| call_id.clone());
+        self.emit(
+            Target::Group {
+                everyone: true,
+                also: None,
+                except: None,
+            },
+            &ChannelEvent::PublishingPaused {
+                participant: id,
+                identity: identity.clone(),
+                paused,
+                call_id,
+            },
+        );
+    }
+
+    pub fn kick_identity(
+        &mut self,
+        now: Instant,
+        identity: &Identity,
+    ) -> Result<ParticipantId, ApiError> {
+        let id =
+            self.by_identity.get(identity).cloned().ok_or_else(|| {
+                ApiError::not_found(format!("'{identity}' is not in the channel"))
+            })?;
+        self.kick(now, None, None, &id, None)?;
+        Ok(id)
+    }
+
+    pub fn send(
+        &mut self,
+        actor: &ParticipantId,
+        request: Option<u64>,
+        kind: String,
+        content: Value,
+        to: Vec<ParticipantId>,
+    ) -> Result<(), ApiError> {
+        let me = self.require_member(actor)?;
+        if !me.spec.send_messages {
+            return Err(ApiError::forbidden(format!(
+                "the role '{}' cannot send messages",
+                me.role
+            )));
+        }
+        if let Some(missing) = to.iter().find(|p| !self.members.contains_key(*p)) {
+            return Err(ApiError::not_found(format!(
+                "participant '{missing}' is not in the channel"
+            )));
+        }
+        let identity = me.identity.clone();
+        let mut to = to;
+        to.sort();
+        to.dedup();
+        let target = if to.is_empty() {
+            Target::Group {
+                everyone: true,
+                also: None,
+                except: Some(actor.clone()),
+            }
+        } else {
+            Target::List(to)
+        };
+        self.reply_ok(actor, request);
+        self.emit(
+            target,
+            &ChannelEvent::Message {
+                from: actor.clone(),
+                identity,
+                kind,
+                content,
+            },
+        );
+        Ok(())
+    }
+
+    /// Whether `participant` may send and receive audio.
+    pub fn media_permissions(&self, participant: &ParticipantId) -> Result<&Member, ApiError> {
+        let m = self.require_member(participant)?;
+        if !m.spec.publish && !m.spec.subscribe {
+            return Err(ApiError::forbidden(format!(
+                "the role '{}' neither sends nor receives audio",
+                m.role
+            )));
+        }
+        Ok(m)
+    }
+
+    pub fn can_publish(m: &Member) -> bool {
+        m.spec.publish
+    }
+
+    pub fn can_subscribe(m: &Member) -> bool {
+        m.spec.subscribe
+    }
+
+    /// On-stage members in join order: what the media workers route.
+    pub fn publishers(&self) -> Vec<Publisher> {
+        let mut on_stage: Vec<&Member> = self.members.values().filter(|m| m.spec.publish).collect();
+        on_stage.sort_by(|a, b| a.joined_at.cmp(&b.joined_at).then(a.id.cmp(&b.id)));
+        on_stage
+            .into_iter()
+            .map(|m| Publisher {
+                key: crate::peer::peer_key(&m.id),
+                participant: m.id.clone(),
+                identity: m.identity.clone(),
+                muted: m.muted || m.paused.is_some(),
+            })
+            .collect()
+    }
+
+    /// Tells one member who is speaking now (a late joiner would otherwise wait for a change).
+    pub fn tell_active_speaker(&mut self, to: &ParticipantId, speaker: ParticipantId) {
+        self.emit(
+            Target::One(to.clone()),
+            &ChannelEvent::ActiveSpeaker {
+                participant: Some(speaker),
+            },
+        );
+    }
+
+    /// Speaking events to everyone (bounded in rate by the caller's `Levels`).
+    pub fn announce_levels(&mut self, a: crate::levels::Announce) {
+        let everyone = Target::Group {
+            everyone: true,
+            also: None,
+            except: None,
+        };
+        if let Some(participant) = a.active_speaker {
+            self.emit(
+                everyone.clone(),
+                &ChannelEvent::ActiveSpeaker { participant },
+            );
+        }
+        if let Some((speakers, total_volume)) = a.levels {
+            self.emit(
+                everyone,
+                &ChannelEvent::AudioLevels {
+                    speakers,
+                    total_volume,
+                },
+            );
+        }
+    }
+
+    pub fn summary(&self, now: Instant) -> ChannelSummary {
+        ChannelSummary {
+            channel: self.id.clone(),
+            participants: self.members.len(),
+            hosts: self.on_stage,
+            audience_count: self.audience_count(),
+            seq: self.seq,
+            age_seconds: now.saturating_duration_since(self.created_at).as_secs(),
+        }
+    }
+
+    pub fn participants(&self) -> Vec<ParticipantInfo> {
+        let mut list: Vec<_> = self.members.values().map(Member::info).collect();
+        list.sort_by(|a, b| a.identity.cmp(&b.identity));
+        list
+    }
+
+    fn lookup_role(&self, role: &str) -> Result<(RoleName, RoleSpec), ApiError> {
+        self.settings
+            .roles
+            .get(role)
+            .map(|(n, s)| (n.clone(), s.clone()))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!(
+                    "unknown role '{}'; this server's roles are: {}",
+                    role.chars().take(40).collect::<String>(),
+                    self.settings.roles.names()
+                ))
+            })
+    }
+
+    fn check_role_capacity(
+        &self,
+        name: &RoleName,
+        spec: &RoleSpec,
+        freed: usize,
+    ) -> Result<(), ApiError> {
+        let current = self.role_counts.get(name).copied().unwrap_or(0) - freed;
+        if spec.max_per_channel > 0 && current >= spec.max_per_channel {
+            return Err(ApiError::new(
+                ErrorCode::RoleFull,
+                format!(
+                    "channel '{}' already has {} participants with the role '{name}'",
+                    self.id, spec.max_per_channel
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn require_member(&self, id: &ParticipantId) -> Result<&Member, ApiError> {
+        self.members.get(id).ok_or_else(|| {
+            ApiError::not_found(format!(
+                "participant '{id}' is not in channel '{}'",
+                self.id
+            ))
+        })
+    }
+
+    fn insert(&mut self, member: Member) {
+        if member.spec.list_participants {
+            self.privileged.insert(member.id.clone());
+        }
+        if member.spec.publish {
+            self.on_stage += 1;
+        }
+        *self.role_counts.entry(member.role.clone()).or_default() += 1;
+        self.outbox.push(Output::Members {
+            role: member.role.clone(),
+            delta: 1,
+        });
+        self.by_identity
+            .insert(member.identity.clone(), member.id.clone());
+        self.empty_since = None;
+        self.members.insert(member.id.clone(), member);
+    }
+
+    fn take(&mut self, id: &ParticipantId) -> Member {
+        let member = self.members.remove(id).expect("caller checked membership");
+        self.privileged.remove(id);
+        if member.spec.publish {
+            self.on_stage -= 1;
+        }
+        if let Some(n) = self.role_counts.get_mut(&member.role) {
+            *n -= 1;
+        }
+        self.outbox.push(Output::Members {
+            role: member.role.clone(),
+            delta: -1,
+        });
+        if self.by_identity.get(&member.identity) == Some(id) {
+            self.by_identity.remove(&member.identity);
+        }
+        member
+    }
+
+    /// Removes a member and tells the others. `tell_member` sends the removed member a `left`
+    /// event carrying the same `seq`: one fact, seen from two sides.
+    fn remove(
+        &mut self,
+        now: Instant,
+        id: &ParticipantId,
+        reason: LeaveReason,
+        message: Option<String>,
+        tell_member: bool,
+    ) {
+        let member = self.take(id);
+        self.seq += 1;
+        if tell_member {
+            let frame = protocol::channel_event(
+                &self.id,
+                self.seq,
+                &ChannelEvent::Left { reason, message },
+            );
+            self.outbox.push(Output::Send {
+                to: Target::One(id.clone()),
+                frame,
+            });
+        }
+        self.outbox.push(Output::Detach(id.clone()));
+        let frame = protocol::channel_event(
+            &self.id,
+            self.seq,
+            &ChannelEvent::ParticipantLeft {
+                participant: member.id,
+                identity: member.identity,
+                reason,
+            },
+        );
+        self.outbox.push(Output::Send {
+            to: Target::Group {
+                everyone: member.spec.publish,
+                also: None,
+                except: None,
+            },
+            frame,
+        });
+        if self.members.is_empty() {
+            self.empty_since = Some(now);
+        }
+    }
+
+    fn emit(&mut self, to: Target, event: &ChannelEvent) {
+        self.seq += 1;
+        let frame = protocol::channel_event(&self.id, self.seq, event);
+        self.outbox.push(Output::Send { to, frame });
+    }
+
+    fn reply_ok(&mut self, to: &ParticipantId, request: Option<u64>) {
+        self.outbox.push(Output::Reply {
+            to: to.clone(),
+            frame: protocol::ok(request, ()),
+        });
+    }
+
+    fn close(&mut self) {
+        self.closed = true;
+        self.outbox.push(Output::Close);
+    }
+}
+
+#[derive(Serialize)]
+struct JoinReply<'a> {
+    channel: &'a ChannelId,
+    participant: &'a ParticipantId,
+    role: &'a RoleName,
+    seq: u64,
+    hosts: Vec<ParticipantInfo>,
+    audience_count: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    participants: Option<Vec<ParticipantInfo>>,
+}

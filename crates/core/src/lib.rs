@@ -1,0 +1,26 @@
+//! Amphi's sans-IO core: the logic of channels, calls and sessions as plain structs that take
+//! `now` as an argument and return typed outputs. The server's actors feed them and carry out
+//! what they return.
+//!
+//! - `channel` — `Channel`: membership, roles, events with `seq`, moderation, media routes.
+//! - `call`    — `Call`: one call's state machine (ringing, connected, groups, media changes,
+//!   glare), and its call-log ledger.
+//! - `session` — one connection's limits: request rate and heartbeat.
+//! - `levels`  — active speaker and audio levels from RFC 6464 values.
+//! - `roles`   — the role table and the token's role rule.
+//! - `webhook` — signed webhooks: signing and the ordered retry queue.
+//! - `peer`    — a participant's key on the media path.
+//!
+//! Layer rule: this crate imports the wire crate and plain-data crates only: no actix, tokio,
+//! str0m, dashmap, metrics, rusqlite or HTTP client, and it never reads a clock. Its
+//! Cargo.toml shows it.
+
+pub use amphi_proto::{error, ids, protocol};
+
+pub mod call;
+pub mod channel;
+pub mod levels;
+pub mod peer;
+pub mod roles;
+pub mod session;
+pub mod webhook;
