@@ -8,9 +8,10 @@
 //! - `amphi-client`, `amphi-swarm` — the Rust client and the load tool, on the wire crate.
 //!
 //! Layers inside this crate, top to bottom (`scripts/check-imports.py` fails on any circle):
-//! `server` (composition root) → `http` → `participant` (sessions) → `state` → actors
-//! (`channel::actor`, `calls::actor`) → `calls::engine` → `registry` → `messages` → `media`
-//! → logic re-exported from the core and the wire crate.
+//! `server` (composition root) → `http` → `participant` (sessions) → `state` → the actors
+//! (`channel::actor`, `calls::actor`) → `calls::engine`, `registry`, `media` → `messages`
+//! (every actor message and handle) → logic re-exported from the core and the wire crate.
+//! An actor reaches another only through the handles in `messages`.
 //!
 //! Layout (one concept per module):
 //! - `config`      — `Config`: defaults, strict TOML, `AMPHI_*` overrides, `validate()`.
