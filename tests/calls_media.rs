@@ -248,6 +248,9 @@ async fn live_host_taken_into_a_call_goes_silent_in_the_channel_and_comes_back()
         .unwrap();
     let id = reply["call_id"].as_str().unwrap().to_string();
     host.wait_event("call_incoming", SECS).await.expect("rings");
+    // A paused host is routed as muted: its packets are dropped as such.
+    let dropping = "amphi_packets_dropped_total{reason=\"muted\"}";
+    let base = metric(&server, dropping).await;
     host.request("accept", json!({"call_id": id}))
         .await
         .unwrap();
@@ -256,10 +259,16 @@ async fn live_host_taken_into_a_call_goes_silent_in_the_channel_and_comes_back()
         .await
         .expect("paused");
     assert_eq!(paused["paused"], true);
-    // The show's audio stops for its audience while the call lasts.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The show's audio stops for its audience while the call lasts: once the server drops
+    // the host's packets, none reach the audience while half a second of them is dropped.
+    let first = wait_metric(&server, dropping, base + 1.0, SECS).await;
+    assert!(first > base, "the paused host's packets are dropped");
     let before = listener.received_packets();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let dropped = wait_metric(&server, dropping, first + 25.0, SECS).await;
+    assert!(
+        dropped >= first + 25.0,
+        "drops counted: {first} -> {dropped}"
+    );
     let during = listener.received_packets() - before;
     assert!(
         during <= 2,

@@ -52,19 +52,6 @@ async fn host(
     (s, peer, reply["participant"].as_str().unwrap().to_string())
 }
 
-async fn metric(server: &amphi::ServerHandle, line_start: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", server.http_url()))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(line_start))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_tone_reaches_two_listeners_and_not_itself() {
     let server = start();
@@ -73,9 +60,14 @@ async fn host_tone_reaches_two_listeners_and_not_itself() {
     let (_hs, h, host_id) = host(&server, "tone", "h", 440.0).await;
     assert!(l1.wait_packets(50, SECS).await, "l1 hears the host");
     assert!(l2.wait_packets(50, SECS).await, "l2 hears the host");
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Three seconds of audio heard, then the host stops and what it sent drains.
+    assert!(l1.wait_packets(150, SECS).await, "l1 heard 3 s of audio");
     h.set_sending(false).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent = h.stats().sent_packets;
+    for l in [&l1, &l2] {
+        let heard = |l: &AudioPeer| l.stats().slot_for(&host_id).map_or(0, |s| s.packets);
+        eventually(SECS, || heard(l) as f64 >= sent as f64 * 0.99).await;
+    }
     let sent = h.stats().sent_packets;
     for l in [&l1, &l2] {
         let stats = l.stats();
@@ -134,27 +126,27 @@ async fn demoted_host_is_dropped_and_counted() {
         "amphi_packets_dropped_total{reason=\"not_permitted\"}",
     )
     .await;
-    // The host steps down but keeps sending.
+    // The host steps down but keeps sending: once the server drops its packets, the
+    // listener hears nothing more of it while half a second of them is dropped.
     hs.request("set_role", json!({"channel": "demote", "role": "audience"}))
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let dropping = "amphi_packets_dropped_total{reason=\"not_permitted\"}";
+    let first = wait_metric(&server, dropping, before_drop + 1.0, SECS).await;
+    assert!(
+        first > before_drop,
+        "drops counted: {before_drop} -> {first}"
+    );
     let at_demotion = l.stats().received_packets();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let dropped = wait_metric(&server, dropping, first + 25.0, SECS).await;
+    assert!(
+        dropped >= first + 25.0,
+        "drops counted: {first} -> {dropped}"
+    );
     assert!(h.stats().sent_packets > 0);
     assert!(
         l.stats().received_packets() <= at_demotion + 2,
         "nothing after demotion"
-    );
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let dropped = metric(
-        &server,
-        "amphi_packets_dropped_total{reason=\"not_permitted\"}",
-    )
-    .await;
-    assert!(
-        dropped > before_drop + 20.0,
-        "drops counted: {before_drop} -> {dropped}"
     );
 }
 
@@ -175,10 +167,17 @@ async fn slow_listener_loses_only_its_own_packets() {
     let (_hs, h, host_id) = host(&server, "slow", "h", 440.0).await;
     assert!(slow.wait_packets(25, SECS).await);
     slow.stall(Duration::from_secs(2)).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Three seconds of audio for the fast listeners: the stall and one second after it.
+    let mark = fast1.received_packets();
+    assert!(fast1.wait_packets(mark + 150, SECS).await);
     h.set_sending(false).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
     let sent = h.stats().sent_packets;
+    // The fast listeners drain what was sent; the stalled one's loss can only shrink as late
+    // packets arrive, so it is judged after them.
+    for l in [&fast1, &fast2] {
+        let heard = |l: &AudioPeer| l.stats().slot_for(&host_id).map_or(0, |s| s.packets);
+        eventually(SECS, || heard(l) as f64 >= sent as f64 * 0.99).await;
+    }
     for l in [&fast1, &fast2] {
         let got = l.stats().slot_for(&host_id).unwrap().packets;
         assert!(

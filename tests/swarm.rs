@@ -73,18 +73,34 @@ async fn metrics_during_a_swarm_run() {
     let server = common::start();
     let scenario = Scenario {
         url: server.http_url(),
-        // Listeners send RTCP receiver reports every 5 s (str0m's audio interval).
-        duration: Duration::from_secs(12),
+        // The run ends once every series has observations (listeners send RTCP receiver
+        // reports every 5 s, str0m's audio interval); this bounds it if they never do.
+        duration: Duration::from_secs(30),
         ..tiny()
     };
     let url = server.http_url();
+    let (done, stop) = tokio::sync::oneshot::channel::<()>();
     let scrape = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(11)).await;
-        amphi_swarm::server::scrape(&url).await.unwrap()
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut text;
+        loop {
+            text = amphi_swarm::server::scrape(&url).await.unwrap();
+            let observed = METRICS
+                .iter()
+                .all(|name| amphi_swarm::server::sum_metric(&text, name) > 0.0);
+            if observed || std::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let _ = done.send(());
+        text
     });
-    let report = amphi_swarm::run(scenario, false, std::future::pending())
-        .await
-        .unwrap();
+    let report = amphi_swarm::run(scenario, false, async {
+        let _ = stop.await;
+    })
+    .await
+    .unwrap();
     assert_eq!(report.listeners_with_audio, 4);
     let text = scrape.await.unwrap();
     for name in METRICS {

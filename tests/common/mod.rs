@@ -230,3 +230,49 @@ impl Client {
 pub fn participant(reply: &Value) -> String {
     reply["participant"].as_str().unwrap().to_string()
 }
+
+/// The sum of the server's `/metrics` series whose line starts with `line_start`.
+pub async fn metric(server: &amphi::ServerHandle, line_start: &str) -> f64 {
+    let text = reqwest::get(format!("{}/metrics", server.http_url()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(line_start))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Polls `fact` until it holds or `within` passes; whether it held. For facts only visible as
+/// counters (packets received, bytes sent), where no event announces them.
+pub async fn eventually(within: Duration, mut fact: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        if fact() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Waits until the metric reaches `at_least`; returns its last value.
+pub async fn wait_metric(
+    server: &amphi::ServerHandle,
+    line_start: &str,
+    at_least: f64,
+    within: Duration,
+) -> f64 {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let v = metric(server, line_start).await;
+        if v >= at_least || std::time::Instant::now() >= deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
