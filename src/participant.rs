@@ -81,7 +81,7 @@ pub struct ParticipantActor {
 
 impl ParticipantActor {
     pub fn new(grant: Grant, state: Arc<AppState>, out: WsSink) -> Self {
-        let now = Instant::now();
+        let now = crate::clock::now();
         let limits = &state.config.limits;
         let limiter = RateLimiter::new(
             limits.messages_per_second,
@@ -126,7 +126,7 @@ impl ParticipantActor {
     }
 
     fn on_text(&mut self, text: String, ctx: &mut Context<Self>) {
-        let item = match self.limiter.admit(Instant::now()) {
+        let item = match self.limiter.admit(crate::clock::now()) {
             Admit::Yes => Queued::Request(text),
             Admit::Limited => Queued::Limited(text),
             Admit::Disconnect => {
@@ -195,7 +195,7 @@ impl ParticipantActor {
                 self.in_flight = Some(InFlight {
                     token,
                     id,
-                    since: Instant::now(),
+                    since: crate::clock::now(),
                 })
             }
             (Ok(()), None) => {}
@@ -484,7 +484,7 @@ impl ParticipantActor {
                 metadata,
             },
             session: ctx.address().recipient(),
-            received: Instant::now(),
+            received: crate::clock::now(),
         };
         let registry = self.state.channels.clone();
         let target = channel.clone();
@@ -561,7 +561,7 @@ impl Actor for ParticipantActor {
         let interval = self.state.config.timeouts.heartbeat_interval;
         ctx.run_interval(interval, |act, ctx| {
             act.check_reply_deadline(ctx);
-            if act.heartbeat.expired(Instant::now()) {
+            if act.heartbeat.expired(crate::clock::now()) {
                 tracing::debug!(session = %act.session, "heartbeat timed out");
                 act.close(ctx, CloseCode::Away, "heartbeat timeout");
             } else if act.out.ping().is_err() {
@@ -629,14 +629,14 @@ impl StreamHandler<Result<Frame, WsError>> for ParticipantActor {
                 return;
             }
         };
-        self.heartbeat.seen(Instant::now());
+        self.heartbeat.seen(crate::clock::now());
         match frame {
             Frame::Text(bytes) => match String::from_utf8(bytes.to_vec()) {
                 Ok(text) => self.on_text(text, ctx),
                 Err(_) => self.close(ctx, CloseCode::Invalid, "text message is not UTF-8"),
             },
             Frame::Binary(_) => {
-                if self.limiter.admit(Instant::now()) == Admit::Disconnect {
+                if self.limiter.admit(crate::clock::now()) == Admit::Disconnect {
                     self.close(ctx, CloseCode::Policy, "rate limit exceeded");
                     return;
                 }

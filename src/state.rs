@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
 use dashmap::DashMap;
@@ -79,8 +79,8 @@ impl AppState {
                 reason: "server shutting down".into(),
             });
         }
-        let deadline = Instant::now() + self.config.server.shutdown_timeout;
-        while !self.sessions.is_empty() && Instant::now() < deadline {
+        let deadline = crate::clock::now() + self.config.server.shutdown_timeout;
+        while !self.sessions.is_empty() && crate::clock::now() < deadline {
             actix_rt::time::sleep(Duration::from_millis(20)).await;
         }
         // Give the last close frames a moment on the wire.

@@ -270,7 +270,7 @@ impl CallActor {
     /// delivers what it produced. A member's connection is committed to the log before anyone
     /// hears `call_connected`: a connected call is billable, so a crash must not lose it.
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        let now = Instant::now();
+        let now = crate::clock::now();
         let outputs: Vec<Output> = self.call.drain().collect();
         self.engine.sync(&self.call);
         if self.log_transitions(now) {
@@ -543,7 +543,7 @@ impl CallActor {
             let wait = at.saturating_duration_since(now);
             self.timer = Some(ctx.run_later(wait, |act, ctx| {
                 act.timer = None;
-                act.call.timeout(Instant::now());
+                act.call.timeout(crate::clock::now());
                 act.flush(ctx);
             }));
         }
@@ -572,7 +572,7 @@ impl Actor for CallActor {
         metrics::gauge!(m::CALLS_ACTIVE).increment(1.0);
         metrics::counter!(m::CALLS_PLACED).increment(1);
         // Busy callees decline at once; the call may end right here (everyone busy).
-        let now = Instant::now();
+        let now = crate::clock::now();
         for b in self.busy.clone() {
             let _ = self.call.reject(&b, RejectReason::Busy, now);
         }
@@ -640,7 +640,7 @@ impl Actor for CallActor {
                         crate::error::ErrorCode::Internal,
                         "the call could not be logged, so it was not placed; try again",
                     ));
-                    act.call.terminate(EndReason::Canceled, Instant::now());
+                    act.call.terminate(EndReason::Canceled, crate::clock::now());
                     let _ = act.call.drain().count();
                     act.engine.sync(&act.call);
                     act.finish(ctx);
@@ -665,7 +665,7 @@ impl Handler<CallOp> for CallActor {
             }
             return;
         }
-        let now = Instant::now();
+        let now = crate::clock::now();
         self.input_at = now;
         match self.apply(&msg.user, msg.op, now) {
             Ok(result) => {
@@ -687,7 +687,7 @@ impl Handler<Terminate> for CallActor {
     type Result = ();
 
     fn handle(&mut self, msg: Terminate, ctx: &mut Self::Context) {
-        self.call.terminate(msg.reason, Instant::now());
+        self.call.terminate(msg.reason, crate::clock::now());
         self.flush(ctx);
     }
 }

@@ -3,7 +3,7 @@
 //! per-call order and backs off on failure. One timer follows the queue's next deadline.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix::prelude::*;
 use reqwest::header::CONTENT_TYPE;
@@ -97,7 +97,7 @@ impl WebhookActor {
 
     /// Sends everything due, then waits for whatever comes next.
     fn pump(&mut self, ctx: &mut Context<Self>) {
-        let now = Instant::now();
+        let now = crate::clock::now();
         while let Some(delivery) = self.queue.next_due(now) {
             self.send(delivery, ctx);
         }
@@ -165,7 +165,7 @@ impl WebhookActor {
                 }
             }
             Some(error) => {
-                let failure = self.queue.failed(id, Instant::now());
+                let failure = self.queue.failed(id, crate::clock::now());
                 if failure != Failure::Unknown {
                     self.failed_attempts += 1;
                     metrics::counter!(DELIVERIES, "result" => "failed").increment(1);
@@ -173,7 +173,7 @@ impl WebhookActor {
                 match failure {
                     Failure::Retry { at } => tracing::debug!(
                         %call_id, seq, attempt, %error,
-                        retry_in = ?at.saturating_duration_since(Instant::now()),
+                        retry_in = ?at.saturating_duration_since(crate::clock::now()),
                         "webhook attempt failed"
                     ),
                     Failure::GaveUp => {
@@ -199,7 +199,7 @@ impl WebhookActor {
         let Some(at) = self.queue.next_deadline() else {
             return;
         };
-        let delay = at.saturating_duration_since(Instant::now());
+        let delay = at.saturating_duration_since(crate::clock::now());
         self.timer = Some(ctx.run_later(delay, |act, ctx| {
             act.timer = None;
             act.pump(ctx);
@@ -281,7 +281,10 @@ impl Handler<Push> for WebhookActor {
     type Result = ();
 
     fn handle(&mut self, msg: Push, ctx: &mut Context<Self>) {
-        if let Err(dropped) = self.queue.push(&msg.call_id, msg.event, Instant::now()) {
+        if let Err(dropped) = self
+            .queue
+            .push(&msg.call_id, msg.event, crate::clock::now())
+        {
             metrics::counter!(DROPPED).increment(1);
             tracing::warn!(call_id = %msg.call_id, seq = dropped.seq, "{dropped}");
         }

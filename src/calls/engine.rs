@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
 
 use actix::prelude::*;
 use bytestring::ByteString;
@@ -395,7 +394,7 @@ impl CallEngine {
     /// missed call. A call to someone whose own unanswered call rings the caller is glare:
     /// one of the two calls survives by [`glare_winner`] and connects both.
     pub fn place_call(self: &Arc<Self>, req: PlaceCall) -> Result<(), ApiError> {
-        let now = Instant::now();
+        let now = crate::clock::now();
         let mut callees: Vec<Identity> = Vec::with_capacity(req.callees.len());
         for c in req.callees {
             if !callees.contains(&c) {

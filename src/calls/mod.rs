@@ -19,6 +19,9 @@ pub mod logs;
 pub mod store;
 pub mod webhook;
 
+#[cfg(test)]
+mod timer_tests;
+
 pub use amphi_proto::calls::UnknownValue;
 
 pub use call::{Call, CallError, CallEvent, CallId, CallSetup, EndReason, Media};

@@ -47,7 +47,7 @@ impl ChannelActor {
         mailbox: usize,
     ) -> Self {
         Self {
-            channel: Channel::new(id, settings, Instant::now()),
+            channel: Channel::new(id, settings, crate::clock::now()),
             sessions: HashMap::new(),
             registry,
             media,
@@ -221,7 +221,7 @@ impl ChannelActor {
                         reason: "too slow to receive channel events".into(),
                     });
                 }
-                self.channel.drop_member(Instant::now(), &p);
+                self.channel.drop_member(crate::clock::now(), &p);
             }
         }
         if !self.channel.is_closed() {
@@ -233,7 +233,7 @@ impl ChannelActor {
     fn schedule(&mut self, ctx: &mut Context<Self>) {
         let deadline = match (
             self.channel.next_deadline(),
-            self.levels.next_deadline(Instant::now()),
+            self.levels.next_deadline(crate::clock::now()),
         ) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -250,10 +250,10 @@ impl ChannelActor {
             }
             ctx.cancel_future(h);
         }
-        let delay = deadline.saturating_duration_since(Instant::now());
+        let delay = deadline.saturating_duration_since(crate::clock::now());
         let handle = ctx.run_later(delay, |act, ctx| {
             act.timer = None;
-            let now = Instant::now();
+            let now = crate::clock::now();
             act.channel.tick(now);
             let announce = act.levels.tick(now);
             act.channel.announce_levels(announce);
@@ -310,7 +310,7 @@ impl Handler<Join> for ChannelActor {
             Some(call) => Err(ApiError::forbidden(format!(
                 "you are no longer connected to call '{call}'"
             ))),
-            None => self.channel.join(Instant::now(), msg.spec),
+            None => self.channel.join(crate::clock::now(), msg.spec),
         };
         match joined {
             Ok(()) => {
@@ -337,7 +337,7 @@ impl Handler<MemberRequest> for ChannelActor {
     type Result = ();
 
     fn handle(&mut self, msg: MemberRequest, ctx: &mut Self::Context) {
-        let now = Instant::now();
+        let now = crate::clock::now();
         let p = &msg.participant;
         let id = msg.reply.id();
         if matches!(
@@ -378,7 +378,8 @@ impl Handler<Disconnected> for ChannelActor {
 
     fn handle(&mut self, msg: Disconnected, ctx: &mut Self::Context) {
         self.sessions.remove(&msg.participant);
-        self.channel.drop_member(Instant::now(), &msg.participant);
+        self.channel
+            .drop_member(crate::clock::now(), &msg.participant);
         self.flush(ctx);
     }
 }
@@ -389,7 +390,7 @@ impl Handler<SpeakerLevel> for ChannelActor {
     fn handle(&mut self, msg: SpeakerLevel, ctx: &mut Self::Context) {
         if self.channel.member(&msg.participant).is_some() {
             self.levels
-                .report(Instant::now(), msg.participant, msg.dbov, msg.voice);
+                .report(crate::clock::now(), msg.participant, msg.dbov, msg.voice);
             self.schedule(ctx);
         }
     }
@@ -427,7 +428,7 @@ impl Handler<Inspect> for ChannelActor {
 
     fn handle(&mut self, _: Inspect, _: &mut Self::Context) -> Self::Result {
         MessageResult(ChannelDetails {
-            summary: self.channel.summary(Instant::now()),
+            summary: self.channel.summary(crate::clock::now()),
             participant_list: self.channel.participants(),
         })
     }
@@ -438,7 +439,7 @@ impl Handler<AdminStop> for ChannelActor {
 
     fn handle(&mut self, _: AdminStop, ctx: &mut Self::Context) {
         self.channel
-            .end(Instant::now(), LeaveReason::ChannelStopped, None);
+            .end(crate::clock::now(), LeaveReason::ChannelStopped, None);
         self.flush(ctx);
     }
 }
@@ -447,7 +448,7 @@ impl Handler<AdminKick> for ChannelActor {
     type Result = Result<ParticipantId, ApiError>;
 
     fn handle(&mut self, msg: AdminKick, ctx: &mut Self::Context) -> Self::Result {
-        let now = Instant::now();
+        let now = crate::clock::now();
         let result = match msg {
             AdminKick::Participant(p) => self.channel.kick(now, None, None, &p, None).map(|_| p),
             AdminKick::Identity(i) => self.channel.kick_identity(now, &i),
@@ -462,7 +463,7 @@ impl Handler<Shutdown> for ChannelActor {
 
     fn handle(&mut self, _: Shutdown, ctx: &mut Self::Context) {
         self.channel
-            .end(Instant::now(), LeaveReason::ServerShutdown, None);
+            .end(crate::clock::now(), LeaveReason::ServerShutdown, None);
         self.flush(ctx);
     }
 }
