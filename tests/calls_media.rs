@@ -250,7 +250,7 @@ async fn live_host_taken_into_a_call_goes_silent_in_the_channel_and_comes_back()
     host.wait_event("call_incoming", SECS).await.expect("rings");
     // A paused host is routed as muted: its packets are dropped as such.
     let dropping = "amphi_packets_dropped_total{reason=\"muted\"}";
-    let base = metric(&server, dropping).await;
+    let drops_before = metric(&server, dropping).await;
     host.request("accept", json!({"call_id": id}))
         .await
         .unwrap();
@@ -261,8 +261,12 @@ async fn live_host_taken_into_a_call_goes_silent_in_the_channel_and_comes_back()
     assert_eq!(paused["paused"], true);
     // The show's audio stops for its audience while the call lasts: once the server drops
     // the host's packets, none reach the audience while half a second of them is dropped.
-    let first = wait_metric(&server, dropping, base + 1.0, SECS).await;
-    assert!(first > base, "the paused host's packets are dropped");
+    // Ten drops (200 ms of the host's packets): the pause is applied.
+    let first = wait_metric(&server, dropping, drops_before + 10.0, SECS).await;
+    assert!(
+        first >= drops_before + 10.0,
+        "the paused host's packets are dropped"
+    );
     let before = listener.received_packets();
     let dropped = wait_metric(&server, dropping, first + 25.0, SECS).await;
     assert!(
