@@ -11,8 +11,8 @@ use serde::Deserialize;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ChannelId, Identity, ParticipantId};
 use crate::messages::{AdminKick, AdminStop, Inspect};
-use crate::participant::ParticipantActor;
 use crate::protocol::PROTOCOL_VERSION;
+use crate::session::SessionActor;
 use crate::state::AppState;
 use crate::token::{Grant, TokenError, GRANT_ADMIN};
 
@@ -97,9 +97,9 @@ async fn websocket(
     let outbound = state.config.limits.outbound_queue;
     match crate::ws::accept(&req, stream, max, outbound) {
         Ok((resp, sink, frames)) => {
-            ParticipantActor::create(|ctx| {
+            SessionActor::create(|ctx| {
                 ctx.add_stream(frames);
-                ParticipantActor::new(grant, state, sink)
+                SessionActor::new(grant, state, sink)
             });
             resp
         }

@@ -8,7 +8,7 @@
 //! - `amphi-client`, `amphi-swarm` — the Rust client and the load tool, on the wire crate.
 //!
 //! Layers inside this crate, top to bottom (`scripts/check-imports.py` fails on any circle):
-//! `server` (composition root) → `http` → `participant` (sessions) → `state` → the actors
+//! `server` (composition root) → `http` → `session` → `state` → the actors
 //! (`channel::actor`, `calls::actor`) → `calls::engine`, `registry`, `media` → `messages`
 //! (every actor message and handle) → logic re-exported from the core and the wire crate.
 //! An actor reaches another only through the handles in `messages`.
@@ -24,10 +24,10 @@
 //! - `levels`      — active speaker and audio levels from RFC 6464 values (plain logic).
 //! - `metrics`     — the server's Prometheus handles (media, calls, signalling).
 //! - `messages`    — every actor message type and reply path (`ToSession`, `ReplyTo`).
-//! - `session`     — per-connection logic: rate limit and heartbeat (injected time).
 //! - `channel`     — `Channel` logic (membership, roles, events, `seq`) and its `ChannelActor`.
-//! - `participant` — `ParticipantActor`: one per WebSocket connection (call requests in
-//!   `participant::calls`).
+//! - `session`     — `SessionActor`: one per WebSocket connection: frames, limits, one
+//!   request at a time, channel requests (`session::requests`), call requests
+//!   (`session::calls`).
 //! - `calls`       — calls: state machine, user directory, `CallActor` per call, call logs
 //!   (SQLite, on their own thread), signed webhooks.
 //! - `media`       — the media plane: str0m peers on workers, forwarding.
@@ -47,7 +47,6 @@ pub mod levels;
 pub mod media;
 pub mod messages;
 pub mod metrics;
-pub mod participant;
 pub mod protocol;
 pub mod registry;
 pub mod roles;

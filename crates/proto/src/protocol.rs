@@ -282,6 +282,27 @@ pub fn parse_request(text: &str) -> (Option<u64>, Result<Request, ApiError>) {
 }
 
 impl Request {
+    /// Whether the request is about calls (placing, answering, call logs), not a channel.
+    pub fn is_call_request(&self) -> bool {
+        matches!(
+            self,
+            Request::Call { .. }
+                | Request::Accept { .. }
+                | Request::Reject { .. }
+                | Request::Hangup { .. }
+                | Request::Invite { .. }
+                | Request::JoinCall { .. }
+                | Request::MediaChange { .. }
+                | Request::MediaChangeCancel { .. }
+                | Request::MediaChangeReply { .. }
+                | Request::CallMediaState { .. }
+                | Request::CallLogs { .. }
+                | Request::OngoingCalls {}
+                | Request::DeleteCallLogs { .. }
+                | Request::DeleteAllCallLogs {}
+        )
+    }
+
     /// The request's wire `type`.
     pub fn kind(&self) -> String {
         match serde_json::to_value(self) {

@@ -5,7 +5,7 @@
 use actix::prelude::*;
 use serde_json::json;
 
-use super::ParticipantActor;
+use super::SessionActor;
 use crate::calls::call::{CallId, EndReason, RejectReason, TransactionId};
 use crate::calls::engine::PlaceCall;
 use crate::calls::logs::{LogAnswer, LogQuery};
@@ -20,7 +20,7 @@ use crate::token::{GRANT_CALL, GRANT_PROXY};
 /// Call logs a page shows when the request names no count.
 const DEFAULT_PAGE: usize = 20;
 
-impl ParticipantActor {
+impl SessionActor {
     /// The identity a call request acts for: the session's own, or with the proxy grant the
     /// one named in `as`.
     pub(super) fn caller(&self, on_behalf: Option<String>) -> Result<Identity, ApiError> {

@@ -1,7 +1,8 @@
-//! `ParticipantActor`: one per WebSocket connection. It decodes frames, enforces the
+//! `SessionActor`: one per WebSocket connection. It decodes frames, enforces the
 //! connection's limits and heartbeat, routes requests to channels and writes what they send.
 
 mod calls;
+mod requests;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,17 +15,15 @@ use actix::prelude::*;
 use actix_http::ws::Frame;
 use bytestring::ByteString;
 
-use crate::channel::JoinSpec;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ChannelId, ParticipantId, SessionId};
-use crate::messages::Op as CallAction;
-use crate::messages::{ChannelHandle, Disconnected, Join, MemberOp, MemberRequest};
+use crate::messages::{ChannelHandle, Disconnected};
 use crate::messages::{ReplyTo, ToSession};
-use crate::protocol::{self, Request};
-use crate::session::{Admit, Heartbeat, RateLimiter};
+use crate::protocol;
 use crate::state::AppState;
 use crate::token::{Grant, GRANT_CALL, GRANT_PROXY};
 use crate::ws::{CloseCode, Item, WsError, WsSink};
+pub use amphi_core::session::{Admit, Heartbeat, RateLimiter};
 
 /// Requests read but not yet dispatched, while an earlier one waits for its reply. The rate
 /// limit (40 requests of burst by default) keeps it far below this; past it the client is
@@ -58,7 +57,7 @@ struct Membership {
     addr: Option<ChannelHandle>,
 }
 
-pub struct ParticipantActor {
+pub struct SessionActor {
     session: SessionId,
     grant: Arc<Grant>,
     allowed_roles: Arc<[String]>,
@@ -79,7 +78,7 @@ pub struct ParticipantActor {
     out: WsSink,
 }
 
-impl ParticipantActor {
+impl SessionActor {
     pub fn new(grant: Grant, state: Arc<AppState>, out: WsSink) -> Self {
         let now = crate::clock::now();
         let limits = &state.config.limits;
@@ -243,298 +242,9 @@ impl ParticipantActor {
         self.text(frame, ctx);
         self.pump(ctx);
     }
-
-    /// Routes one request. Channel requests are answered by the channel through this
-    /// session's mailbox, so replies and events stay in order.
-    fn dispatch(
-        &mut self,
-        id: Option<u64>,
-        req: Request,
-        ctx: &mut Context<Self>,
-    ) -> Result<(), ApiError> {
-        let (channel, op) = match req {
-            Request::Ping {} => {
-                self.text(
-                    protocol::ok(
-                        id,
-                        serde_json::json!({ "time_ms": crate::clock::now_unix_ms() }),
-                    ),
-                    ctx,
-                );
-                return Ok(());
-            }
-            Request::Join {
-                channel,
-                uri,
-                role,
-                metadata,
-            } => return self.join(id, &channel, uri, role, metadata, ctx),
-            Request::Leave { channel } => (channel, MemberOp::Leave),
-            Request::Stop { channel } => (channel, MemberOp::Stop),
-            Request::SetRole {
-                channel,
-                role,
-                participant,
-            } => (
-                channel,
-                MemberOp::SetRole {
-                    role,
-                    target: participant
-                        .as_deref()
-                        .map(ParticipantId::parse)
-                        .transpose()?,
-                },
-            ),
-            Request::RequestRole { channel, role } => (channel, MemberOp::RequestRole { role }),
-            Request::Mute {
-                channel,
-                muted,
-                participant,
-            } => (
-                channel,
-                MemberOp::Mute {
-                    muted,
-                    target: participant
-                        .as_deref()
-                        .map(ParticipantId::parse)
-                        .transpose()?,
-                },
-            ),
-            Request::Kick {
-                channel,
-                participant,
-                reason,
-            } => (
-                channel,
-                MemberOp::Kick {
-                    target: ParticipantId::parse(&participant)?,
-                    reason,
-                },
-            ),
-            other @ (Request::Call { .. }
-            | Request::Accept { .. }
-            | Request::Reject { .. }
-            | Request::Hangup { .. }
-            | Request::Invite { .. }
-            | Request::JoinCall { .. }
-            | Request::MediaChange { .. }
-            | Request::MediaChangeCancel { .. }
-            | Request::MediaChangeReply { .. }
-            | Request::CallMediaState { .. }
-            | Request::CallLogs { .. }
-            | Request::OngoingCalls {}
-            | Request::DeleteCallLogs { .. }
-            | Request::DeleteAllCallLogs {}) => return self.call_request(id, other, ctx),
-            Request::MediaOffer { channel, sdp } => (channel, MemberOp::MediaOffer { sdp }),
-            Request::MediaAnswer { channel, sdp } => (channel, MemberOp::MediaAnswer { sdp }),
-            Request::MediaCandidate { channel, candidate } => {
-                (channel, MemberOp::MediaCandidate { candidate })
-            }
-            Request::Send {
-                channel,
-                call_id,
-                kind,
-                content,
-                to,
-            } => {
-                if kind.is_empty() || kind.len() > 64 {
-                    return Err(ApiError::bad_request("\"kind\" must be 1 to 64 bytes"));
-                }
-                let channel = match (channel, call_id) {
-                    (Some(c), None) => c,
-                    (None, Some(call_id)) => {
-                        if !to.is_empty() {
-                            return Err(ApiError::bad_request(
-                                "\"to\" is for channels; a call message reaches every other \
-                                 member of the call",
-                            ));
-                        }
-                        let user = self.caller(None)?;
-                        return self.route_call(
-                            id,
-                            &call_id,
-                            user,
-                            CallAction::Send { kind, content },
-                            ctx,
-                        );
-                    }
-                    _ => {
-                        return Err(ApiError::bad_request(
-                            "send needs exactly one of \"channel\" and \"call_id\"",
-                        ))
-                    }
-                };
-                let to = to
-                    .iter()
-                    .map(|p| ParticipantId::parse(p))
-                    .collect::<Result<Vec<_>, _>>()?;
-                (channel, MemberOp::Send { kind, content, to })
-            }
-        };
-        let channel = ChannelId::parse(&channel)?;
-        let membership = self.channels.get(&channel).ok_or_else(|| {
-            ApiError::not_found(format!("you are not in channel '{channel}'; join it first"))
-        })?;
-        // The join reply can arrive before the join's send future resolves: the registry
-        // already knows the channel the join went to.
-        let addr = membership
-            .addr
-            .clone()
-            .or_else(|| self.state.channels.get(&channel))
-            .ok_or_else(|| ApiError::not_found(format!("channel '{channel}' has ended")))?;
-        let participant = membership.participant.clone();
-        // A channel that stops with this request in its mailbox drops it unhandled: the
-        // reply path's fallback then tells the client the channel ended.
-        let ended = ApiError::not_found(format!("channel '{channel}' has ended"));
-        let msg = MemberRequest {
-            participant,
-            reply: self.reply_to(id, Some(ended), ctx),
-            op,
-        };
-        // `send` waits for mailbox space, bounded by one request in flight per session.
-        ctx.spawn(addr.send(msg).into_actor(self).map(|_, _, _| ()));
-        Ok(())
-    }
-
-    fn join(
-        &mut self,
-        id: Option<u64>,
-        requested: &str,
-        uri: bool,
-        role: Option<String>,
-        metadata: Option<serde_json::Value>,
-        ctx: &mut Context<Self>,
-    ) -> Result<(), ApiError> {
-        if self.state.is_shutting_down() {
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
-                "the server is shutting down; reconnect shortly",
-            ));
-        }
-        let channel = if uri {
-            ChannelId::from_uri(requested)?
-        } else {
-            ChannelId::parse(requested)?
-        };
-        if !self.grant.allows_channel(requested, &channel) {
-            return Err(ApiError::forbidden(format!(
-                "your token does not allow channel '{requested}'"
-            )));
-        }
-        if self.channels.contains_key(&channel) {
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
-                format!("you are already in channel '{channel}'"),
-            ));
-        }
-        let max = self.state.config.limits.max_channels_per_connection;
-        if self.channels.len() >= max {
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
-                format!("one connection can be in at most {max} channels; leave one first"),
-            ));
-        }
-        let (role, allowed_roles) = match crate::calls::call::channel_call(&channel) {
-            Some(call) => {
-                if !self
-                    .state
-                    .calls
-                    .is_connected_member(&call, &self.grant.identity)
-                {
-                    return Err(ApiError::forbidden(format!(
-                        "channel '{channel}' carries call '{call}'; only its connected members \
-                         may join"
-                    )));
-                }
-                let role = self.state.config.calls.role.clone();
-                (Some(role.clone()), Arc::from(vec![role]))
-            }
-            None if channel
-                .as_str()
-                .starts_with(crate::calls::call::CALL_CHANNEL_PREFIX) =>
-            {
-                return Err(ApiError::forbidden(format!(
-                    "channel IDs starting with '{}' are reserved for calls",
-                    crate::calls::call::CALL_CHANNEL_PREFIX
-                )));
-            }
-            None => (role, self.allowed_roles.clone()),
-        };
-        let participant = ParticipantId::random();
-        self.channels.insert(
-            channel.clone(),
-            Membership {
-                participant: participant.clone(),
-                addr: None,
-            },
-        );
-        // The reply paths of the attempts below are silent when dropped: a channel that
-        // stops with the join in its mailbox is retried, and only the last failure answers.
-        drop(self.reply_to(id, None, ctx));
-        let token = self.next_token;
-        let join = Join {
-            reply: ReplyTo::new(ctx.address().recipient(), id, token, None),
-            spec: JoinSpec {
-                request: id,
-                participant: participant.clone(),
-                identity: self.grant.identity.clone(),
-                name: self.grant.name.clone(),
-                role,
-                allowed_roles,
-                metadata,
-            },
-            session: ctx.address().recipient(),
-            received: crate::clock::now(),
-        };
-        let registry = self.state.channels.clone();
-        let target = channel.clone();
-        // A channel that is ending refuses the message; the retry finds (or makes) a new one.
-        let fut = async move {
-            for _ in 0..3 {
-                let addr = registry.get_or_create(&target);
-                let msg = Join {
-                    reply: ReplyTo::new(join.session.clone(), id, token, None),
-                    spec: join.spec.clone(),
-                    session: join.session.clone(),
-                    received: join.received,
-                };
-                if addr.send(msg).await.is_ok() {
-                    return Some(addr);
-                }
-                registry.remove(&target, &addr);
-            }
-            None
-        };
-        ctx.spawn(fut.into_actor(self).map(move |addr, act, ctx| {
-            let mine = act
-                .channels
-                .get(&channel)
-                .is_some_and(|m| m.participant == participant);
-            match addr {
-                Some(addr) => {
-                    if mine {
-                        if let Some(m) = act.channels.get_mut(&channel) {
-                            m.addr = Some(addr);
-                        }
-                    }
-                }
-                None => {
-                    if mine {
-                        act.channels.remove(&channel);
-                    }
-                    let err = ApiError::new(
-                        ErrorCode::Internal,
-                        format!("channel '{channel}' could not be joined; try again"),
-                    );
-                    act.on_reply(token, protocol::error(id, &err), ctx);
-                }
-            }
-        }));
-        Ok(())
-    }
 }
 
-impl Actor for ParticipantActor {
+impl Actor for SessionActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
@@ -589,7 +299,7 @@ impl Actor for ParticipantActor {
     }
 }
 
-impl Handler<ToSession> for ParticipantActor {
+impl Handler<ToSession> for SessionActor {
     type Result = ();
 
     fn handle(&mut self, msg: ToSession, ctx: &mut Self::Context) {
@@ -615,7 +325,7 @@ impl Handler<ToSession> for ParticipantActor {
     }
 }
 
-impl StreamHandler<Result<Frame, WsError>> for ParticipantActor {
+impl StreamHandler<Result<Frame, WsError>> for SessionActor {
     fn handle(&mut self, item: Result<Frame, WsError>, ctx: &mut Self::Context) {
         let frame = match item {
             Ok(frame) => frame,
@@ -661,7 +371,7 @@ impl StreamHandler<Result<Frame, WsError>> for ParticipantActor {
     }
 }
 
-impl ParticipantActor {
+impl SessionActor {
     fn on_fragment(&mut self, item: Item, ctx: &mut Context<Self>) {
         let max = self.state.config.limits.max_frame_bytes;
         let (data, last) = match item {
