@@ -1,0 +1,259 @@
+//! What members do to each other and to themselves: roles, mutes, kicks, pauses, messages.
+
+use super::*;
+
+impl Channel {
+    pub fn set_role(
+        &mut self,
+        actor: &ParticipantId,
+        request: Option<u64>,
+        target: Option<&ParticipantId>,
+        role: &str,
+    ) -> Result<(), ApiError> {
+        let me = self.require_member(actor)?;
+        let target_id = target.unwrap_or(actor).clone();
+        let (role_name, role_spec) = self.lookup_role(role)?;
+        if &target_id != actor {
+            if !me.spec.moderate {
+                return Err(ApiError::forbidden(format!(
+                    "the role '{}' cannot change other participants' roles",
+                    me.role
+                )));
+            }
+        } else {
+            let stepping_down = role_spec.is_subset_of(&me.spec);
+            let by_itself = me.may_take(role, &self.settings.default_role)
+                && (role_spec.self_assign || me.spec.moderate);
+            if !stepping_down && !by_itself {
+                return Err(ApiError::forbidden(format!(
+                    "the role '{role}' must be granted by a moderator; send request_role to ask"
+                )));
+            }
+        }
+        let target = self.require_member(&target_id)?;
+        let permissions_changed = target.spec.publish != role_spec.publish
+            || target.spec.subscribe != role_spec.subscribe;
+        if target.role == role_name {
+            self.reply_ok(actor, request);
+            return Ok(());
+        }
+        self.check_role_capacity(&role_name, &role_spec, 0)?;
+        let old_stage = target.spec.publish;
+        let mut member = self.take(&target_id);
+        member.role = role_name.clone();
+        member.spec = role_spec;
+        let new_stage = member.spec.publish;
+        let identity = member.identity.clone();
+        let (publish, subscribe) = (member.spec.publish, member.spec.subscribe);
+        self.insert(member);
+        self.reply_ok(actor, request);
+        if permissions_changed {
+            self.outbox.push(Output::Permissions {
+                participant: target_id.clone(),
+                publish,
+                subscribe,
+            });
+        }
+        self.emit(
+            Target::Group {
+                everyone: old_stage || new_stage,
+                also: Some(target_id.clone()),
+                except: None,
+            },
+            &ChannelEvent::RoleChanged {
+                participant: target_id,
+                identity,
+                role: role_name,
+            },
+        );
+        Ok(())
+    }
+
+    /// Raise hand: asks the moderators for a role.
+    pub fn request_role(
+        &mut self,
+        actor: &ParticipantId,
+        request: Option<u64>,
+        role: &str,
+    ) -> Result<(), ApiError> {
+        let (role_name, _) = self.lookup_role(role)?;
+        let me = self.require_member(actor)?;
+        let identity = me.identity.clone();
+        if !self.members.values().any(|m| m.spec.moderate) {
+            return Err(ApiError::not_found(
+                "no moderator is in the channel to grant the role",
+            ));
+        }
+        self.reply_ok(actor, request);
+        self.emit(
+            Target::Moderators,
+            &ChannelEvent::RoleRequested {
+                participant: actor.clone(),
+                identity,
+                role: role_name,
+            },
+        );
+        Ok(())
+    }
+
+    pub fn mute(
+        &mut self,
+        actor: &ParticipantId,
+        request: Option<u64>,
+        target: Option<&ParticipantId>,
+        muted: bool,
+    ) -> Result<(), ApiError> {
+        let me = self.require_member(actor)?;
+        let target_id = target.unwrap_or(actor).clone();
+        let by_moderator = &target_id != actor;
+        if by_moderator && !me.spec.moderate {
+            return Err(ApiError::forbidden(format!(
+                "the role '{}' cannot mute other participants",
+                me.role
+            )));
+        }
+        let target = self.require_member(&target_id)?;
+        if !by_moderator && !muted && target.muted_by_moderator && !target.spec.moderate {
+            return Err(ApiError::forbidden(
+                "a moderator muted you; only a moderator can unmute you",
+            ));
+        }
+        if target.muted == muted {
+            self.reply_ok(actor, request);
+            return Ok(());
+        }
+        let stage = target.spec.publish;
+        let m = self.members.get_mut(&target_id).expect("checked above");
+        m.muted = muted;
+        m.muted_by_moderator = muted && by_moderator;
+        self.reply_ok(actor, request);
+        self.emit(
+            Target::Group {
+                everyone: stage,
+                also: Some(target_id.clone()),
+                except: None,
+            },
+            &ChannelEvent::MuteChanged {
+                participant: target_id,
+                muted,
+                by: by_moderator.then(|| actor.clone()),
+            },
+        );
+        Ok(())
+    }
+
+    pub fn kick(
+        &mut self,
+        now: Instant,
+        actor: Option<&ParticipantId>,
+        request: Option<u64>,
+        target: &ParticipantId,
+        message: Option<String>,
+    ) -> Result<(), ApiError> {
+        if let Some(actor) = actor {
+            let me = self.require_member(actor)?;
+            if !me.spec.moderate {
+                return Err(ApiError::forbidden(format!(
+                    "the role '{}' cannot kick participants",
+                    me.role
+                )));
+            }
+            if actor == target {
+                return Err(ApiError::bad_request("use leave to leave the channel"));
+            }
+        }
+        self.require_member(target)?;
+        if let Some(actor) = actor {
+            self.reply_ok(actor, request);
+        }
+        self.remove(now, target, LeaveReason::Kicked, message, true);
+        Ok(())
+    }
+
+    /// Pauses (or resumes) the publishing of the member with `identity`, announced to the
+    /// channel: its host is in a call taken from this channel (`call_id`).
+    pub fn pause_publisher(&mut self, identity: &Identity, paused: bool, call_id: String) {
+        let Some(id) = self.by_identity.get(identity).cloned() else {
+            return;
+        };
+        let Some(m) = self.members.get_mut(&id) else {
+            return;
+        };
+        if m.paused.is_some() == paused || (paused && !m.spec.publish) {
+            return;
+        }
+        m.paused = paused.then(|| call_id.clone());
+        self.emit(
+            Target::Group {
+                everyone: true,
+                also: None,
+                except: None,
+            },
+            &ChannelEvent::PublishingPaused {
+                participant: id,
+                identity: identity.clone(),
+                paused,
+                call_id,
+            },
+        );
+    }
+
+    pub fn kick_identity(
+        &mut self,
+        now: Instant,
+        identity: &Identity,
+    ) -> Result<ParticipantId, ApiError> {
+        let id =
+            self.by_identity.get(identity).cloned().ok_or_else(|| {
+                ApiError::not_found(format!("'{identity}' is not in the channel"))
+            })?;
+        self.kick(now, None, None, &id, None)?;
+        Ok(id)
+    }
+
+    pub fn send(
+        &mut self,
+        actor: &ParticipantId,
+        request: Option<u64>,
+        kind: String,
+        content: Value,
+        to: Vec<ParticipantId>,
+    ) -> Result<(), ApiError> {
+        let me = self.require_member(actor)?;
+        if !me.spec.send_messages {
+            return Err(ApiError::forbidden(format!(
+                "the role '{}' cannot send messages",
+                me.role
+            )));
+        }
+        if let Some(missing) = to.iter().find(|p| !self.members.contains_key(*p)) {
+            return Err(ApiError::not_found(format!(
+                "participant '{missing}' is not in the channel"
+            )));
+        }
+        let identity = me.identity.clone();
+        let mut to = to;
+        to.sort();
+        to.dedup();
+        let target = if to.is_empty() {
+            Target::Group {
+                everyone: true,
+                also: None,
+                except: Some(actor.clone()),
+            }
+        } else {
+            Target::List(to)
+        };
+        self.reply_ok(actor, request);
+        self.emit(
+            target,
+            &ChannelEvent::Message {
+                from: actor.clone(),
+                identity,
+                kind,
+                content,
+            },
+        );
+        Ok(())
+    }
+}
