@@ -2,6 +2,8 @@
 //! says to the members' sessions (and proxies and webhooks), keeps the call log, the user
 //! directory and the call's private channel in step, and runs the call's timers.
 
+mod ledger;
+
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
@@ -246,26 +248,6 @@ impl CallActor {
         }
     }
 
-    fn first_audio(&mut self, user: &Identity, now: Instant) {
-        if !self.heard.insert(user.clone()) {
-            return;
-        }
-        let Some(connected) = self.call.leg(user).and_then(|l| l.joined_at()) else {
-            return;
-        };
-        let since = self
-            .call
-            .connected_at()
-            .map_or(connected, |c| c.max(connected));
-        metrics::histogram!(m::CALL_SETUP_FIRST_AUDIO)
-            .record(now.saturating_duration_since(since).as_secs_f64());
-        self.engine.logs.do_send(LogWrite::FirstAudio {
-            call_id: self.call.id().clone(),
-            user: user.clone(),
-            at_ms: self.call.unix_ms(now),
-        });
-    }
-
     /// Brings the directory, logs, channel and timer in line with the call's new state and
     /// delivers what it produced. A member's connection is committed to the log before anyone
     /// hears `call_connected`: a connected call is billable, so a crash must not lose it.
@@ -366,124 +348,6 @@ impl CallActor {
         } else {
             self.schedule(ctx, now);
         }
-    }
-
-    fn rang(&mut self, callee: &Identity, now: Instant) {
-        if self.rang_at.insert(callee.clone(), now).is_some() {
-            return;
-        }
-        metrics::histogram!(m::CALL_SETUP_RING).record(
-            now.saturating_duration_since(self.requested_at)
-                .as_secs_f64(),
-        );
-        let at_ms = self.call.unix_ms(now);
-        let mut users = vec![callee.clone()];
-        if let Some(by) = self.call.leg(callee).and_then(|l| l.invited_by()) {
-            users.push(by.clone());
-        }
-        for user in users {
-            self.pending_writes.push(LogWrite::Ringing {
-                call_id: self.call.id().clone(),
-                user,
-                at_ms,
-            });
-        }
-    }
-
-    /// Issues the log writes the legs' changes call for; true when one of them connects a
-    /// member (the events wait for it).
-    fn log_transitions(&mut self, now: Instant) -> bool {
-        let mut connects = false;
-        let id = self.call.id().clone();
-        let mut opened = Vec::new();
-        let mut writes = Vec::new();
-        let members: Vec<Identity> = self.call.legs().iter().map(|l| l.user().clone()).collect();
-        for (i, leg) in self.call.legs().iter().enumerate() {
-            let user = leg.user().clone();
-            let state = leg.state();
-            let prev = self.seen.insert(user.clone(), state);
-            if prev.is_none() {
-                opened.push(NewCallLog {
-                    call_id: id.clone(),
-                    user: user.clone(),
-                    call_type: self.call.call_type(),
-                    media: self.call.media(),
-                    direction: if i == 0 {
-                        Direction::Outgoing
-                    } else {
-                        Direction::Incoming
-                    },
-                    peers: members.iter().filter(|u| **u != user).cloned().collect(),
-                    start_ms: self.call.unix_ms(now),
-                    ring_ms: None,
-                });
-            }
-            if state == LegState::Connected
-                && self.call.connected_at().is_some()
-                && self.connect_logged.insert(user.clone())
-            {
-                let joined = leg.joined_at().unwrap_or(now);
-                let at = self.call.connected_at().map_or(joined, |c| c.max(joined));
-                if i > 0 {
-                    if let Some(rang) = self.rang_at.get(&user) {
-                        metrics::histogram!(m::CALL_SETUP_ANSWER)
-                            .record(joined.saturating_duration_since(*rang).as_secs_f64());
-                    }
-                }
-                connects = true;
-                writes.push(LogWrite::Connect {
-                    call_id: id.clone(),
-                    user: user.clone(),
-                    at_ms: self.call.unix_ms(at),
-                });
-            }
-            if state == LegState::Left && prev != Some(LegState::Left) {
-                self.connect_logged.remove(&user);
-                let (reason, at) = leg.left().unwrap_or((EndReason::Hangup, now));
-                let engine = self.engine.clone();
-                let to = user.clone();
-                let call_id = id.clone();
-                // After the events: `call_log` follows `call_ended`.
-                self.pending_writes.push(LogWrite::Close {
-                    call_id: id.clone(),
-                    user: user.clone(),
-                    at_ms: self.call.unix_ms(at),
-                    reason,
-                    then: Some(Box::new(move |row| {
-                        let frame = protocol::call_event(
-                            &call_id,
-                            None,
-                            &json!({"event": "call_log", "log": row}),
-                            &[],
-                        );
-                        engine.deliver(&[to], &frame);
-                    })),
-                });
-                if !self.call.is_ended() {
-                    // A member who left a group call leaves its media too.
-                    if let Some(ch) = self.engine.channels.get(&self.channel) {
-                        ch.do_send(AdminKick::Identity(user.clone()));
-                    }
-                }
-            }
-        }
-        if !opened.is_empty() {
-            // Opened before anything else about these rows is written (the mailbox is FIFO).
-            self.engine.logs.do_send(LogWrite::Open(opened));
-        }
-        let shape = (self.call.call_type(), self.call.media());
-        if shape != self.logged_shape {
-            self.logged_shape = shape;
-            self.engine.logs.do_send(LogWrite::Shape {
-                call_id: id.clone(),
-                call_type: shape.0,
-                media: shape.1,
-            });
-        }
-        for w in writes {
-            self.engine.logs.do_send(w);
-        }
-        connects
     }
 
     fn sync_live(&mut self) {

@@ -7,6 +7,11 @@ use std::sync::atomic::AtomicU64;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
+
+use super::stats::MAX_ERRORS;
+use crate::report::{CallsReport, FailureCounts};
+use crate::tokens::token_with_grants;
+use amphi_client::Signal;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
