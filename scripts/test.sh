@@ -33,6 +33,8 @@ if cargo tree -p amphi-core -e normal --prefix none --locked \
     exit 1
 fi
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# No new second versions of a crate in the server's runtime tree (accepted ones are listed).
+./scripts/check-duplicates.sh
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
