@@ -4,11 +4,10 @@
 use std::sync::Arc;
 
 use actix::{Actor, AsyncContext};
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorCode, HttpError};
 use crate::ids::{ChannelId, Identity, ParticipantId};
 use crate::messages::{AdminKick, AdminStop, Inspect};
 use crate::protocol::PROTOCOL_VERSION;
@@ -30,21 +29,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(not_found));
 }
 
-pub fn error_response(err: &ApiError) -> HttpResponse {
-    let status =
-        StatusCode::from_u16(err.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    HttpResponse::build(status).json(serde_json::json!({
-        "code": err.code,
-        "message": err.message,
-    }))
-}
-
-async fn not_found(req: HttpRequest) -> HttpResponse {
-    error_response(&ApiError::not_found(format!(
-        "no route for {} {}",
-        req.method(),
-        req.path()
-    )))
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, HttpError> {
+    Err(ApiError::not_found(format!("no route for {} {}", req.method(), req.path())).into())
 }
 
 #[derive(Deserialize)]
@@ -70,43 +56,37 @@ async fn websocket(
     req: HttpRequest,
     stream: web::Payload,
     state: web::Data<AppState>,
-) -> HttpResponse {
-    let query = match web::Query::<WsQuery>::from_query(req.query_string()) {
-        Ok(q) => q.into_inner(),
-        Err(e) => return error_response(&ApiError::bad_request(format!("bad query string: {e}"))),
-    };
+) -> Result<HttpResponse, HttpError> {
+    let query = web::Query::<WsQuery>::from_query(req.query_string())
+        .map_err(|e| ApiError::bad_request(format!("bad query string: {e}")))?
+        .into_inner();
     if let Some(v) = query.protocol {
         if v != PROTOCOL_VERSION {
-            return error_response(&ApiError::new(
+            return Err(ApiError::new(
                 ErrorCode::Unsupported,
                 format!("protocol {v} is not supported; this server speaks {PROTOCOL_VERSION}"),
-            ));
+            )
+            .into());
         }
     }
-    let grant = match authenticate(&state, query.token.or_else(|| bearer(&req))) {
-        Ok(g) => g,
-        Err(e) => return error_response(&e),
-    };
+    let grant = authenticate(&state, query.token.or_else(|| bearer(&req)))?;
     if state.is_shutting_down() {
-        return HttpResponse::ServiceUnavailable().json(serde_json::json!({
-            "code": "internal", "message": "the server is shutting down; reconnect shortly"
-        }));
+        // 503 rather than the code's 500: the client should retry elsewhere or later.
+        return Ok(HttpResponse::ServiceUnavailable().json(serde_json::json!({
+            "code": ErrorCode::Internal,
+            "message": "the server is shutting down; reconnect shortly",
+        })));
     }
     let state: Arc<AppState> = state.into_inner();
     let max = state.config.limits.max_frame_bytes;
     let outbound = state.config.limits.outbound_queue;
-    match crate::ws::accept(&req, stream, max, outbound) {
-        Ok((resp, sink, frames)) => {
-            SessionActor::create(|ctx| {
-                ctx.add_stream(frames);
-                SessionActor::new(grant, state, sink)
-            });
-            resp
-        }
-        Err(e) => error_response(&ApiError::bad_request(format!(
-            "websocket upgrade failed: {e}"
-        ))),
-    }
+    let (resp, sink, frames) = crate::ws::accept(&req, stream, max, outbound)
+        .map_err(|e| ApiError::bad_request(format!("websocket upgrade failed: {e}")))?;
+    SessionActor::create(|ctx| {
+        ctx.add_stream(frames);
+        SessionActor::new(grant, state, sink)
+    });
+    Ok(resp)
 }
 
 async fn index() -> HttpResponse {
@@ -140,33 +120,30 @@ struct DevTokenBody {
 
 /// Development only (`--dev`): lets the demo page mint its own token. A production app's
 /// backend mints tokens; this route does not exist there.
-async fn dev_token(body: web::Bytes, state: web::Data<AppState>) -> HttpResponse {
+async fn dev_token(
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
     if !state.config.dev {
-        return error_response(&ApiError::not_found(
-            "no route for POST /dev/token (only with --dev)",
-        ));
+        return Err(ApiError::not_found("no route for POST /dev/token (only with --dev)").into());
     }
-    let body: DevTokenBody = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(e) => {
-            return error_response(&ApiError::bad_request(format!(
-                "the body must be JSON {{\"identity\", \"channel\", \"role\"}}: {e}"
-            )))
-        }
-    };
-    if let Err(e) = Identity::parse(&body.identity) {
-        return error_response(&e.into());
-    }
+    let body: DevTokenBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body must be JSON {{\"identity\", \"channel\", \"role\"}}: {e}"
+        ))
+    })?;
+    Identity::parse(&body.identity)?;
     let mut claims = crate::token::claims_for(&body.identity, std::time::Duration::from_secs(3600));
     claims.channel = body.channel;
     claims.roles = body.role.into_iter().collect();
     if let Some(g) = body.grants.iter().find(|g| *g != crate::token::GRANT_CALL) {
-        return error_response(&ApiError::forbidden(format!(
+        return Err(ApiError::forbidden(format!(
             "development tokens carry at most the 'call' grant, not '{g}'"
-        )));
+        ))
+        .into());
     }
     claims.grants = body.grants;
-    HttpResponse::Ok().json(serde_json::json!({ "token": state.keys.mint(&claims) }))
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "token": state.keys.mint(&claims) })))
 }
 
 async fn healthz(state: web::Data<AppState>) -> HttpResponse {
@@ -199,10 +176,11 @@ fn gone(id: &ChannelId) -> ApiError {
     ApiError::not_found(format!("no channel '{id}'"))
 }
 
-async fn list_channels(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    if let Err(e) = admin(&req, &state) {
-        return error_response(&e);
-    }
+async fn list_channels(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
+    admin(&req, &state)?;
     let all = state.channels.all();
     let details =
         futures_util::future::join_all(all.iter().map(|(_, addr)| addr.send(Inspect))).await;
@@ -212,47 +190,34 @@ async fn list_channels(req: HttpRequest, state: web::Data<AppState>) -> HttpResp
         .map(|d| d.summary)
         .collect();
     channels.sort_by(|a, b| a.channel.cmp(&b.channel));
-    HttpResponse::Ok().json(serde_json::json!({ "channels": channels }))
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "channels": channels })))
 }
 
 async fn get_channel(
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
-) -> HttpResponse {
-    let result = async {
-        admin(&req, &state)?;
-        let id = channel_id(&path)?;
-        let addr = state.channels.get(&id).ok_or_else(|| gone(&id))?;
-        addr.send(Inspect).await.map_err(|_| gone(&id))
-    }
-    .await;
-    match result {
-        Ok(d) => HttpResponse::Ok().json(serde_json::json!({
-            "channel": d.summary,
-            "participants": d.participant_list,
-        })),
-        Err(e) => error_response(&e),
-    }
+) -> Result<HttpResponse, HttpError> {
+    admin(&req, &state)?;
+    let id = channel_id(&path)?;
+    let addr = state.channels.get(&id).ok_or_else(|| gone(&id))?;
+    let d = addr.send(Inspect).await.map_err(|_| gone(&id))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "channel": d.summary,
+        "participants": d.participant_list,
+    })))
 }
 
 async fn stop_channel(
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
-) -> HttpResponse {
-    let result = async {
-        admin(&req, &state)?;
-        let id = channel_id(&path)?;
-        let addr = state.channels.get(&id).ok_or_else(|| gone(&id))?;
-        addr.send(AdminStop).await.map_err(|_| gone(&id))?;
-        Ok::<_, ApiError>(id)
-    }
-    .await;
-    match result {
-        Ok(id) => HttpResponse::Ok().json(serde_json::json!({ "stopped": id })),
-        Err(e) => error_response(&e),
-    }
+) -> Result<HttpResponse, HttpError> {
+    admin(&req, &state)?;
+    let id = channel_id(&path)?;
+    let addr = state.channels.get(&id).ok_or_else(|| gone(&id))?;
+    addr.send(AdminStop).await.map_err(|_| gone(&id))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "stopped": id })))
 }
 
 #[derive(Deserialize)]
@@ -267,8 +232,8 @@ async fn kick(
     path: web::Path<String>,
     body: web::Bytes,
     state: web::Data<AppState>,
-) -> HttpResponse {
-    let result = async {
+) -> Result<HttpResponse, HttpError> {
+    let kicked = async {
         admin(&req, &state)?;
         let id = channel_id(&path)?;
         let body: KickBody = serde_json::from_slice(&body).map_err(|e| {
@@ -288,9 +253,6 @@ async fn kick(
         let addr = state.channels.get(&id).ok_or_else(|| gone(&id))?;
         addr.send(msg).await.map_err(|_| gone(&id))?
     }
-    .await;
-    match result {
-        Ok(p) => HttpResponse::Ok().json(serde_json::json!({ "kicked": p })),
-        Err(e) => error_response(&e),
-    }
+    .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "kicked": kicked })))
 }
