@@ -31,6 +31,11 @@ pub enum ToSession {
         channel: ChannelId,
         participant: ParticipantId,
     },
+    /// A media event about the session's own peer in `channel`, from the media plane.
+    Media {
+        channel: ChannelId,
+        event: protocol::MediaEvent,
+    },
     /// Close the connection.
     Close { code: u16, reason: String },
 }

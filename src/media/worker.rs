@@ -25,6 +25,7 @@ use crate::ids::ChannelId;
 use crate::messages::ToSession;
 use crate::messages::{FirstAudio, SpeakerLevel};
 use crate::metrics::{Drop as DropReason, WorkerMetrics};
+use crate::protocol::MediaEvent;
 
 /// How long a server offer waits for its answer before a new offer (the client's or the
 /// server's) replaces it. A client answers in milliseconds; ten seconds covers a stalled tab.
@@ -243,13 +244,13 @@ pub(crate) fn run(
     });
 }
 
-fn session_event(peer: &PeerSpec, event: serde_json::Value) {
-    let mut event = event;
-    event["type"] = "event".into();
-    event["channel"] = serde_json::Value::String(peer.channel.to_string());
-    let frame = bytestring::ByteString::from(event.to_string());
+/// Tells the peer's session about its own media; the session writes the wire frame.
+fn session_event(peer: &PeerSpec, event: MediaEvent) {
     // Media events are advisory; a session too slow to take one is being dropped anyway.
-    let _ = peer.session.try_send(ToSession::Frame(frame));
+    let _ = peer.session.try_send(ToSession::Media {
+        channel: peer.channel.clone(),
+        event,
+    });
 }
 
 impl Worker {
@@ -470,12 +471,11 @@ impl Worker {
             let who = publisher.and_then(|k| publishers.iter().find(|p| p.key == k));
             session_event(
                 &peer.spec,
-                serde_json::json!({
-                    "event": "track",
-                    "mid": mid.to_string(),
-                    "participant": who.map(|p| p.participant.to_string()),
-                    "identity": who.map(|p| p.identity.to_string()),
-                }),
+                MediaEvent::Track {
+                    mid: mid.to_string(),
+                    participant: who.map(|p| p.participant.clone()),
+                    identity: who.map(|p| p.identity.clone()),
+                },
             );
         }
         let room = self.max_slots.saturating_sub(peer.slots.len());
@@ -497,7 +497,9 @@ impl Worker {
                 peer.pending = Some((pending, mids, Instant::now()));
                 session_event(
                     &peer.spec,
-                    serde_json::json!({"event": "media_offer", "sdp": offer.to_sdp_string()}),
+                    MediaEvent::MediaOffer {
+                        sdp: offer.to_sdp_string(),
+                    },
                 );
             }
             self.drain(key);
@@ -674,10 +676,7 @@ impl Worker {
         }
         if !alive {
             if let Some(peer) = self.peers.get(&key) {
-                session_event(
-                    &peer.spec,
-                    serde_json::json!({"event": "media_state", "state": "closed"}),
-                );
+                session_event(&peer.spec, MediaEvent::MediaState { state: "closed" });
             }
             self.remove(key);
         }
@@ -762,10 +761,7 @@ impl Worker {
                     IceConnectionState::Disconnected => "disconnected",
                     _ => return,
                 };
-                session_event(
-                    &peer.spec,
-                    serde_json::json!({"event": "media_state", "state": name}),
-                );
+                session_event(&peer.spec, MediaEvent::MediaState { state: name });
             }
             Event::MediaEgressStats(st) => {
                 // What the listener reports about the audio we send it (RTCP receiver reports).
@@ -774,14 +770,13 @@ impl Worker {
                 if let Some(peer) = self.peers.get(&key) {
                     session_event(
                         &peer.spec,
-                        serde_json::json!({
-                            "event": "quality",
-                            "direction": "receive",
-                            "mid": st.mid.to_string(),
-                            "rtt_ms": st.rtt.map(|d| d.as_secs_f64() * 1000.0),
-                            "loss": st.loss,
-                            "jitter_ms": jitter.map(|j| j * 1000.0),
-                        }),
+                        MediaEvent::Quality {
+                            direction: "receive",
+                            mid: st.mid.to_string(),
+                            rtt_ms: st.rtt.map(|d| d.as_secs_f64() * 1000.0),
+                            loss: st.loss,
+                            jitter_ms: jitter.map(|j| j * 1000.0),
+                        },
                     );
                 }
             }
@@ -789,14 +784,13 @@ impl Worker {
                 if let Some(peer) = self.peers.get(&key) {
                     session_event(
                         &peer.spec,
-                        serde_json::json!({
-                            "event": "quality",
-                            "direction": "send",
-                            "mid": st.mid.to_string(),
-                            "rtt_ms": st.rtt.map(|d| d.as_secs_f64() * 1000.0),
-                            "loss": st.loss,
-                            "jitter_ms": f64::from(st.jitter) / 48.0,
-                        }),
+                        MediaEvent::Quality {
+                            direction: "send",
+                            mid: st.mid.to_string(),
+                            rtt_ms: st.rtt.map(|d| d.as_secs_f64() * 1000.0),
+                            loss: st.loss,
+                            jitter_ms: Some(f64::from(st.jitter) / 48.0),
+                        },
                     );
                 }
             }

@@ -305,6 +305,9 @@ impl Handler<ToSession> for SessionActor {
     fn handle(&mut self, msg: ToSession, ctx: &mut Self::Context) {
         match msg {
             ToSession::Frame(frame) => self.text(frame, ctx),
+            ToSession::Media { channel, event } => {
+                self.text(protocol::media_event(&channel, &event), ctx)
+            }
             ToSession::Reply { token, frame } => self.on_reply(token, frame, ctx),
             ToSession::Detached {
                 channel,

@@ -486,6 +486,48 @@ pub fn call_event(
     to_frame(&map)
 }
 
+/// What the media plane tells one member about its own peer (no `seq`: advisory, and only
+/// for that member).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum MediaEvent {
+    /// A receive slot (`mid`) now carries this publisher, or nobody.
+    Track {
+        mid: String,
+        participant: Option<ParticipantId>,
+        identity: Option<Identity>,
+    },
+    /// The server renegotiates (more slots); answer with `media_answer`.
+    MediaOffer { sdp: String },
+    /// `connected`, `disconnected` or `closed`.
+    MediaState { state: &'static str },
+    /// RTCP-derived quality of one direction (`receive`: what the member's peer reports about
+    /// the audio it gets; `send`: what the server measures of the audio it sends).
+    Quality {
+        direction: &'static str,
+        mid: String,
+        rtt_ms: Option<f64>,
+        loss: Option<f32>,
+        jitter_ms: Option<f64>,
+    },
+}
+
+pub fn media_event(channel: &ChannelId, event: &MediaEvent) -> ByteString {
+    #[derive(Serialize)]
+    struct EventFrame<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        channel: &'a ChannelId,
+        #[serde(flatten)]
+        event: &'a MediaEvent,
+    }
+    to_frame(&EventFrame {
+        kind: "event",
+        channel,
+        event,
+    })
+}
+
 pub fn channel_event(channel: &ChannelId, seq: u64, event: &ChannelEvent) -> ByteString {
     #[derive(Serialize)]
     struct EventFrame<'a> {
@@ -544,6 +586,52 @@ mod tests {
             kinds.insert(v["type"].as_str().unwrap().to_string());
         }
         assert!(kinds.len() >= 15, "{kinds:?}");
+    }
+
+    /// Media events keep the wire shape clients read (docs/protocol.md, media events).
+    #[test]
+    fn media_events_on_the_wire() {
+        let ch = ChannelId::parse("c").unwrap();
+        let v = |e: &MediaEvent| -> Value { serde_json::from_str(&media_event(&ch, e)).unwrap() };
+        let track = v(&MediaEvent::Track {
+            mid: "1".into(),
+            participant: None,
+            identity: None,
+        });
+        assert_eq!(
+            track,
+            serde_json::json!({"type": "event", "channel": "c", "event": "track", "mid": "1",
+                "participant": null, "identity": null})
+        );
+        let state = v(&MediaEvent::MediaState { state: "connected" });
+        assert_eq!(state["event"], "media_state");
+        assert_eq!(state["state"], "connected");
+        let q = v(&MediaEvent::Quality {
+            direction: "send",
+            mid: "0".into(),
+            rtt_ms: None,
+            loss: Some(0.5),
+            jitter_ms: Some(2.0),
+        });
+        assert_eq!(
+            (
+                q["event"].clone(),
+                q["direction"].clone(),
+                q["loss"].clone(),
+                q["jitter_ms"].clone()
+            ),
+            (
+                Value::from("quality"),
+                Value::from("send"),
+                Value::from(0.5),
+                Value::from(2.0)
+            )
+        );
+        let offer = v(&MediaEvent::MediaOffer { sdp: "v=0".into() });
+        assert_eq!(
+            (offer["event"].clone(), offer["sdp"].clone()),
+            (Value::from("media_offer"), Value::from("v=0"))
+        );
     }
 
     #[test]
