@@ -123,6 +123,23 @@ async fn settle_long() {
     }
 }
 
+/// Moves time to just before `due` (`user` has no `event` yet), then just past it.
+async fn cross(due: Duration, user: &User, event: &str) {
+    tokio::time::advance(due - Duration::from_millis(100)).await;
+    settle_long().await;
+    assert!(!user.has(event), "{event} before it was due");
+    tokio::time::advance(Duration::from_millis(200)).await;
+}
+
+/// Bob's last session goes; Alice hears he is reconnecting.
+async fn drop_bob(engine: &CallEngine, alice: &User, bob: &User) {
+    engine.unregister(&bob.identity, &bob.session);
+    let state = alice
+        .event_where("participant_state", |v| v["reconnecting"] == true)
+        .await;
+    assert_eq!(state["user"], "bob", "{state}");
+}
+
 fn engine() -> (Config, Arc<CallEngine>) {
     let mut config = Config::default();
     config.calls.database = ":memory:".into();
@@ -176,12 +193,7 @@ async fn an_unanswered_call_rings_exactly_the_ring_timeout() {
     let bob = User::new(&engine, "bob");
     ring(&engine, &alice, &bob).await;
 
-    tokio::time::advance(ring_timeout - Duration::from_millis(100)).await;
-    settle_long().await;
-    assert!(!alice.has("call_ended"), "ended before the ring timeout");
-    assert!(!bob.has("call_missed"));
-
-    tokio::time::advance(Duration::from_millis(200)).await;
+    cross(ring_timeout, &alice, "call_ended").await;
     assert_eq!(alice.event("call_ended").await["reason"], "timeout");
     assert_eq!(bob.event("call_missed").await["user"], "bob");
     assert_eq!(bob.event("call_ended").await["reason"], "timeout");
@@ -196,16 +208,8 @@ async fn a_dropped_member_keeps_its_place_for_the_reconnect_grace() {
     let bob = User::new(&engine, "bob");
     connect(&engine, &alice, &bob).await;
 
-    engine.unregister(&bob.identity, &bob.session);
-    let state = alice
-        .event_where("participant_state", |v| v["reconnecting"] == true)
-        .await;
-    assert_eq!(state["user"], "bob", "{state}");
-    tokio::time::advance(grace - Duration::from_millis(100)).await;
-    settle_long().await;
-    assert!(!alice.has("call_ended"), "ended within the grace");
-
-    tokio::time::advance(Duration::from_millis(200)).await;
+    drop_bob(&engine, &alice, &bob).await;
+    cross(grace, &alice, "call_ended").await;
     assert_eq!(alice.event("call_ended").await["reason"], "disconnected");
 }
 
@@ -218,10 +222,7 @@ async fn a_member_back_within_the_grace_stays_in_the_call() {
     let bob = User::new(&engine, "bob");
     connect(&engine, &alice, &bob).await;
 
-    engine.unregister(&bob.identity, &bob.session);
-    alice
-        .event_where("participant_state", |v| v["reconnecting"] == true)
-        .await;
+    drop_bob(&engine, &alice, &bob).await;
     tokio::time::advance(grace / 2).await;
     let _bob_again = User::new(&engine, "bob");
     // The second "connected, not reconnecting" state: the first came when the call connected.
