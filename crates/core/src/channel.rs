@@ -2,6 +2,7 @@
 //! audience counts and the empty-channel grace. A plain struct with injected time; the
 //! server's channel actor feeds it messages and delivers what [`Channel::drain`] yields.
 
+mod admission;
 mod lifecycle;
 mod media;
 mod moderation;
@@ -314,56 +315,7 @@ impl Channel {
     }
 
     pub fn join(&mut self, now: Instant, spec: JoinSpec) -> Result<(), ApiError> {
-        if self.closed {
-            return Err(ApiError::not_found(format!(
-                "channel '{}' has ended; join again to start a new one",
-                self.id
-            )));
-        }
-        if self.members.contains_key(&spec.participant) {
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
-                format!("you are already in channel '{}'", self.id),
-            ));
-        }
-        let role = spec
-            .role
-            .clone()
-            .unwrap_or_else(|| self.settings.default_role.clone());
-        let (role_name, role_spec) = self.lookup_role(&role)?;
-        if !crate::roles::role_allowed(&spec.allowed_roles, &role, &self.settings.default_role) {
-            return Err(ApiError::forbidden(format!(
-                "your token does not allow the role '{role}'; ask the app for a token that does"
-            )));
-        }
-        if let Some(meta) = &spec.metadata {
-            let size = meta.to_string().len();
-            if size > self.settings.max_metadata_bytes {
-                return Err(ApiError::new(
-                    ErrorCode::TooLarge,
-                    format!(
-                        "metadata is {size} bytes; the limit is {}",
-                        self.settings.max_metadata_bytes
-                    ),
-                ));
-            }
-        }
-        let replacing = self.by_identity.get(&spec.identity).cloned();
-        let seats_freed = usize::from(replacing.is_some());
-        if self.members.len() - seats_freed >= self.settings.max_participants {
-            return Err(ApiError::new(
-                ErrorCode::ChannelFull,
-                format!(
-                    "channel '{}' is full ({} participants)",
-                    self.id, self.settings.max_participants
-                ),
-            ));
-        }
-        let freed_same_role = replacing
-            .as_ref()
-            .and_then(|p| self.members.get(p))
-            .is_some_and(|m| m.role == role_name);
-        self.check_role_capacity(&role_name, &role_spec, usize::from(freed_same_role))?;
+        let (role_name, role_spec, replacing) = self.admit(&spec)?;
 
         if let Some(old) = replacing {
             self.remove(now, &old, LeaveReason::Replaced, None, true);
@@ -439,39 +391,6 @@ impl Channel {
         let mut list: Vec<_> = self.members.values().map(Member::info).collect();
         list.sort_by(|a, b| a.identity.cmp(&b.identity));
         list
-    }
-
-    fn lookup_role(&self, role: &str) -> Result<(RoleName, RoleSpec), ApiError> {
-        self.settings
-            .roles
-            .get(role)
-            .map(|(n, s)| (n.clone(), s.clone()))
-            .ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "unknown role '{}'; this server's roles are: {}",
-                    role.chars().take(40).collect::<String>(),
-                    self.settings.roles.names()
-                ))
-            })
-    }
-
-    fn check_role_capacity(
-        &self,
-        name: &RoleName,
-        spec: &RoleSpec,
-        freed: usize,
-    ) -> Result<(), ApiError> {
-        let current = self.role_counts.get(name).copied().unwrap_or(0) - freed;
-        if spec.max_per_channel > 0 && current >= spec.max_per_channel {
-            return Err(ApiError::new(
-                ErrorCode::RoleFull,
-                format!(
-                    "channel '{}' already has {} participants with the role '{name}'",
-                    self.id, spec.max_per_channel
-                ),
-            ));
-        }
-        Ok(())
     }
 
     fn require_member(&self, id: &ParticipantId) -> Result<&Member, ApiError> {
