@@ -1,7 +1,8 @@
-//! Wire error codes (from the wire crate) and the server's one map from errors to responses:
-//! subsystem errors become `ApiError` where they are defined (`From` impls beside each error
-//! type: token, media, store; calls and IDs in the core and the wire crate), and an `ApiError`
-//! becomes an HTTP response here, once, for every route.
+//! Wire error codes (from the wire crate) and the server's one map from its errors to them:
+//! every server error type (token, media, store) becomes an `ApiError` here, and an
+//! `ApiError` becomes an HTTP response here, once, for every route. (The core's and the wire
+//! crate's own errors — calls, IDs — map in their crates: Rust allows a `From` impl only
+//! where one of its types is defined.)
 
 use std::fmt;
 
@@ -9,6 +10,42 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 
 pub use amphi_proto::error::*;
+
+use crate::calls::store::StoreError;
+use crate::media::error::MediaError;
+use crate::token::TokenError;
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        ApiError::new(ErrorCode::Unauthorized, e.to_string())
+    }
+}
+
+impl From<MediaError> for ApiError {
+    fn from(e: MediaError) -> Self {
+        let code = match e {
+            MediaError::BadSdp(_) => ErrorCode::BadRequest,
+            MediaError::Forbidden(_) => ErrorCode::Forbidden,
+            MediaError::NoPeer | MediaError::NoPendingOffer => ErrorCode::NotFound,
+            MediaError::Busy => ErrorCode::RateLimited,
+            MediaError::OfferPending => ErrorCode::Conflict,
+            MediaError::Negotiation(_) => ErrorCode::BadRequest,
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::BadCount | StoreError::TooManyIds => {
+                ApiError::new(ErrorCode::BadRequest, e.to_string())
+            }
+            // The client cannot act on database details; the server logs them.
+            _ => ApiError::new(ErrorCode::Internal, "call log storage failed"),
+        }
+    }
+}
 
 /// An error answered over HTTP: the wire error's status and its JSON body.
 #[derive(Debug)]

@@ -180,12 +180,6 @@ pub fn claims_for(identity: &str, ttl: Duration) -> Claims {
     }
 }
 
-impl From<TokenError> for crate::error::ApiError {
-    fn from(e: TokenError) -> Self {
-        crate::error::ApiError::new(crate::error::ErrorCode::Unauthorized, e.to_string())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

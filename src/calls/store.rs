@@ -18,7 +18,6 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction, Transact
 use serde::Serialize;
 
 use super::call::{CallId, CallType, EndReason, Media};
-use crate::error::{ApiError, ErrorCode};
 use crate::ids::Identity;
 pub use amphi_proto::calls::{Direction, Order, NEWEST};
 
@@ -113,25 +112,6 @@ pub enum StoreError {
     BadCount,
     #[error("at most {MAX_DELETE} call IDs per request")]
     TooManyIds,
-}
-
-impl StoreError {
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            StoreError::BadCount | StoreError::TooManyIds => ErrorCode::BadRequest,
-            _ => ErrorCode::Internal,
-        }
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e.code() {
-            // The client cannot act on database details; the server logs them.
-            ErrorCode::Internal => ApiError::new(ErrorCode::Internal, "call log storage failed"),
-            code => ApiError::new(code, e.to_string()),
-        }
-    }
 }
 
 /// The call-log operations the call engine needs. Writes report whether a row matched.

@@ -4,9 +4,11 @@
 //! - `worker`     — one thread per core owning a socket (same port, SO_REUSEPORT) and the
 //!   `Rtc` of each peer placed on it; forwards host audio to listeners.
 //! - `slots`      — a listener's receive slots and timestamp continuity (plain logic).
+//! - `error`      — `MediaError`, what the handle reports.
 //! - `types`      — what the handle and the workers exchange: `PeerSpec`, commands, `MediaError`.
 //! - `sdp`        — offer inspection (send directions) before anything is negotiated.
 
+pub mod error;
 pub mod sdp;
 pub mod slots;
 mod types;

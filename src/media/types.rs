@@ -5,8 +5,8 @@ use std::sync::Arc;
 use actix::Recipient;
 use tokio::sync::oneshot;
 
+pub use super::error::MediaError;
 use crate::channel::Publisher;
-use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ChannelId, Identity, ParticipantId, PeerKey};
 use crate::messages::{FirstAudio, SpeakerLevel, ToSession};
 
@@ -22,38 +22,6 @@ pub struct PeerSpec {
     pub session: Recipient<ToSession>,
     pub levels: Recipient<SpeakerLevel>,
     pub first_audio: Recipient<FirstAudio>,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum MediaError {
-    #[error("the SDP could not be parsed: {0}")]
-    BadSdp(String),
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("no media session: send media_offer first")]
-    NoPeer,
-    #[error("no server offer is waiting for an answer")]
-    NoPendingOffer,
-    #[error("a server media_offer is waiting for your answer; answer it, then offer again")]
-    OfferPending,
-    #[error("the media plane is overloaded; retry shortly")]
-    Busy,
-    #[error("negotiation failed: {0}")]
-    Negotiation(String),
-}
-
-impl From<MediaError> for ApiError {
-    fn from(e: MediaError) -> Self {
-        let code = match e {
-            MediaError::BadSdp(_) => ErrorCode::BadRequest,
-            MediaError::Forbidden(_) => ErrorCode::Forbidden,
-            MediaError::NoPeer | MediaError::NoPendingOffer => ErrorCode::NotFound,
-            MediaError::Busy => ErrorCode::RateLimited,
-            MediaError::OfferPending => ErrorCode::Conflict,
-            MediaError::Negotiation(_) => ErrorCode::BadRequest,
-        };
-        ApiError::new(code, e.to_string())
-    }
 }
 
 pub(crate) enum Command {

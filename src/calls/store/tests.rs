@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use tempfile::TempDir;
 
 use super::*;
+use crate::error::{ApiError, ErrorCode};
 
 fn user(name: &str) -> Identity {
     Identity::parse(name).unwrap()
