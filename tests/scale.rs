@@ -28,9 +28,11 @@ async fn thousand_audience_members_cost_linear_messages() {
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     // Hosts read all along, as real clients do; each counts what it receives and stays
     // connected until the end.
+    let host_seen: Vec<Arc<AtomicUsize>> = (0..hosts.len()).map(|_| Arc::default()).collect();
     let host_tasks: Vec<_> = hosts
         .into_iter()
-        .map(|mut h| {
+        .zip(host_seen.clone())
+        .map(|(mut h, seen)| {
             let mut stop = stop.clone();
             tokio::spawn(async move {
                 let mut n = 0usize;
@@ -38,7 +40,10 @@ async fn thousand_audience_members_cost_linear_messages() {
                     tokio::select! {
                         _ = stop.changed() => break,
                         msg = h.ws.next() => match msg {
-                            Some(Ok(Message::Text(_))) => n += 1,
+                            Some(Ok(Message::Text(_))) => {
+                                n += 1;
+                                seen.store(n, Ordering::Relaxed);
+                            }
                             Some(Ok(_)) => {}
                             _ => panic!("host connection ended"),
                         }
@@ -52,6 +57,8 @@ async fn thousand_audience_members_cost_linear_messages() {
     let started = Instant::now();
     let mut tasks = Vec::new();
     let joined = Arc::new(AtomicUsize::new(0));
+    // Audience members who have seen the final count (everyone in).
+    let settled = Arc::new(AtomicUsize::new(0));
     for chunk in 0..AUDIENCE / 100 {
         let names: Vec<String> = (0..100).map(|i| format!("a{}", chunk * 100 + i)).collect();
         let batch = names.iter().map(|n| Client::as_(&server, n, &["audience"]));
@@ -59,12 +66,18 @@ async fn thousand_audience_members_cost_linear_messages() {
         for mut c in clients {
             let mut stop = stop.clone();
             let joined = joined.clone();
+            let settled = settled.clone();
             tasks.push(tokio::spawn(async move {
                 let reply = c.join("big", "audience").await;
                 joined.fetch_add(1, Ordering::Relaxed);
                 let mut frames = 2; // welcome + join reply
                 let mut last_count = reply["audience_count"].as_u64().unwrap();
                 let mut counts = 0;
+                let mut marked = false;
+                if last_count == AUDIENCE as u64 {
+                    settled.fetch_add(1, Ordering::Relaxed);
+                    marked = true;
+                }
                 loop {
                     tokio::select! {
                         biased;
@@ -76,6 +89,10 @@ async fn thousand_audience_members_cost_linear_messages() {
                                 assert_eq!(v["event"], "audience_count", "audience saw {v}");
                                 last_count = v["count"].as_u64().unwrap();
                                 counts += 1;
+                                if last_count == AUDIENCE as u64 && !marked {
+                                    settled.fetch_add(1, Ordering::Relaxed);
+                                    marked = true;
+                                }
                             }
                             Some(Ok(_)) => {}
                             _ => panic!("audience connection ended"),
@@ -88,12 +105,25 @@ async fn thousand_audience_members_cost_linear_messages() {
             }));
         }
     }
-    while joined.load(Ordering::Relaxed) < AUDIENCE {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    assert!(
+        eventually(Duration::from_secs(60), || joined.load(Ordering::Relaxed)
+            == AUDIENCE)
+        .await
+    );
     let join_time = started.elapsed();
-    // Let the trailing count go out.
-    tokio::time::sleep(interval * 3).await;
+    // The trailing count reaches every member, and the hosts have read every join.
+    let everyone = eventually(Duration::from_secs(30), || {
+        settled.load(Ordering::Relaxed) == AUDIENCE
+            && host_seen
+                .iter()
+                .all(|n| n.load(Ordering::Relaxed) >= AUDIENCE)
+    })
+    .await;
+    assert!(
+        everyone,
+        "{} of {AUDIENCE} saw the final count",
+        settled.load(Ordering::Relaxed)
+    );
     let elapsed = started.elapsed();
 
     stop_tx.send(true).unwrap();
