@@ -29,6 +29,8 @@ const CHANNEL: &str = "interop";
 const OPUS_PT: u8 = 111;
 const SECS: Duration = Duration::from_secs(10);
 const WINDOW: Duration = Duration::from_secs(3);
+/// Packets of 20 ms in `WINDOW`.
+const WINDOW_PACKETS: u64 = 150;
 
 /// What the webrtc-rs peer has received on its remote track.
 #[derive(Default)]
@@ -302,7 +304,13 @@ async fn webrtc_rs_audience_hears_a_str0m_host() {
     }
     let sent_before = host.stats().sent_packets;
     let got_before = received.lock().unwrap().packets;
-    tokio::time::sleep(WINDOW).await;
+    // The window: three seconds of audio received (150 packets of 20 ms), bounded.
+    let window_end = Instant::now() + WINDOW * 3;
+    while received.lock().unwrap().packets < got_before + WINDOW_PACKETS
+        && Instant::now() < window_end
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let sent_after = host.stats().sent_packets;
     let got_after = received.lock().unwrap().packets;
 
