@@ -12,7 +12,7 @@ use actix::prelude::*;
 use bytestring::ByteString;
 use serde_json::{json, Value};
 
-use super::call::{call_channel, glare_winner, Call, CallId, CallSetup, LegState, Media, Survivor};
+use super::call::{call_channel, Call, CallId, CallSetup, LegState, Media};
 use super::delivery::{Push, WebhookActor};
 use super::logs::CallLogActor;
 use super::store::{SqliteStore, StoreError};
@@ -25,6 +25,7 @@ use crate::messages::{
     CallDirectory, CallHandle, CallOp, Op, Placement, ReplyTo, Terminate, ToSession,
 };
 use crate::registry::ChannelRegistry;
+use amphi_core::directory::{self, Decision};
 
 /// Starts a call's actor and returns its handle.
 pub type CallFactory = Box<dyn Fn(Arc<CallEngine>, Call, Placement) -> CallHandle + Send + Sync>;
@@ -72,6 +73,23 @@ impl Directory {
 
     fn connected_call(&self, user: &Identity) -> Option<CallId> {
         self.users.get(user)?.connected_call().cloned()
+    }
+}
+
+impl directory::Users for Directory {
+    fn connected_call(&self, user: &Identity) -> Option<CallId> {
+        Directory::connected_call(self, user)
+    }
+
+    fn leg(&self, user: &Identity, call: &CallId) -> Option<LegState> {
+        self.users.get(user)?.legs.get(call).copied()
+    }
+
+    fn unanswered_caller(&self, call: &CallId) -> Option<Identity> {
+        self.calls
+            .get(call)
+            .filter(|e| e.unanswered)
+            .map(|e| e.caller.clone())
     }
 }
 
@@ -395,25 +413,7 @@ impl CallEngine {
     /// one of the two calls survives by [`glare_winner`] and connects both.
     pub fn place_call(self: &Arc<Self>, req: PlaceCall) -> Result<(), ApiError> {
         let now = crate::clock::now();
-        let mut callees: Vec<Identity> = Vec::with_capacity(req.callees.len());
-        for c in req.callees {
-            if !callees.contains(&c) {
-                callees.push(c);
-            }
-        }
-        if callees.contains(&req.caller) {
-            return Err(ApiError::bad_request("a caller cannot call itself"));
-        }
-        if callees.is_empty() {
-            return Err(ApiError::bad_request(
-                "\"callees\" must name at least one user",
-            ));
-        }
-        if req.live_channel.is_some() && callees.len() != 1 {
-            return Err(ApiError::bad_request(
-                "a call from a live channel goes to exactly one host",
-            ));
-        }
+        let callees = directory::callees(&req.caller, req.callees, req.live_channel.is_some())?;
         let mut dir = self.dir();
         if self.closing.load(std::sync::atomic::Ordering::Acquire) {
             return Err(ApiError::new(
@@ -431,34 +431,12 @@ impl CallEngine {
             ));
         }
         let id = CallId::random();
-        // Glare: the one callee has an unanswered call of its own ringing this caller.
-        let mut glare_with: Option<(CallId, CallHandle)> = None;
-        if let [callee] = callees.as_slice() {
-            if let Some(theirs) = dir.connected_call(callee) {
-                let entry = dir.calls.get(&theirs);
-                let ringing_me = dir
-                    .users
-                    .get(&req.caller)
-                    .and_then(|u| u.legs.get(&theirs))
-                    .is_some_and(|s| *s == LegState::Ringing);
-                if let Some(e) = entry.filter(|e| e.unanswered && &e.caller == callee) {
-                    if ringing_me {
-                        glare_with = Some((theirs.clone(), e.handle.clone()));
-                    }
-                }
-            }
-        }
-        if let Some(current) = dir.connected_call(&req.caller) {
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
-                format!("you are in call '{current}'; hang up before placing another"),
-            ));
-        }
-        if let Some((theirs, addr)) = &glare_with {
-            if glare_winner(&id, &req.caller, theirs, &callees[0]) == Survivor::Second {
-                // Their call stands: answering it is what both wanted.
+        let (busy, glare) = match directory::place(&*dir, &req.caller, &callees, &id)? {
+            Decision::Place { busy, glare } => (busy, glare),
+            Decision::AnswerTheirs(theirs) => {
+                let handle = dir.calls.get(&theirs).map(|e| e.handle.clone());
                 drop(dir);
-                let channel = call_channel(theirs);
+                let channel = call_channel(&theirs);
                 let mut op = CallOp::internal(req.caller.clone(), Op::Accept { media: None });
                 op.reply = Some(req.reply);
                 op.ok_result = Some(json!({
@@ -467,15 +445,12 @@ impl CallEngine {
                     "channel": channel,
                     "glare": true,
                 }));
-                addr.op.do_send(op);
+                if let Some(handle) = handle {
+                    handle.op.do_send(op);
+                }
                 return Ok(());
             }
-        }
-        let busy: Vec<Identity> = callees
-            .iter()
-            .filter(|u| glare_with.is_none() && dir.connected_call(u).is_some())
-            .cloned()
-            .collect();
+        };
         let setup = CallSetup {
             id: id.clone(),
             caller: req.caller.clone(),
@@ -489,7 +464,6 @@ impl CallEngine {
         };
         let call = Call::new(setup, now).map_err(ApiError::from)?;
         let engine = self.clone();
-        let glare = glare_with.is_some();
         let handle = (self.factory)(
             engine,
             call,
@@ -499,7 +473,7 @@ impl CallEngine {
                 live_channel: req.live_channel,
                 reply: req.reply,
                 requested_at: now,
-                glare: glare_with.is_some(),
+                glare,
             },
         );
         // Registered before the lock is released, so a racing call sees this one.

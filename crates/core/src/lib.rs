@@ -5,6 +5,7 @@
 //! - `channel` — `Channel`: membership, roles, events with `seq`, moderation, media routes.
 //! - `call`    — `Call`: one call's state machine (ringing, connected, groups, media changes,
 //!   glare), and its call-log ledger.
+//! - `directory` — placing a call: busy callees, a caller already in a call, glare.
 //! - `session` — one connection's limits: request rate and heartbeat.
 //! - `levels`  — active speaker and audio levels from RFC 6464 values.
 //! - `roles`   — the role table and the token's role rule.
@@ -19,6 +20,7 @@ pub use amphi_proto::{error, ids, protocol};
 
 pub mod call;
 pub mod channel;
+pub mod directory;
 pub mod levels;
 pub mod peer;
 pub mod roles;
