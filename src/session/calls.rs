@@ -76,66 +76,7 @@ impl SessionActor {
         ctx: &mut Context<Self>,
     ) -> Result<(), ApiError> {
         match req {
-            Request::Call {
-                callees,
-                media,
-                extra,
-                push,
-                live_channel,
-                on_behalf,
-            } => {
-                let acting_for_other = on_behalf.is_some();
-                let caller = self.caller(on_behalf)?;
-                if self.state.is_shutting_down() {
-                    return Err(ApiError::new(
-                        ErrorCode::Conflict,
-                        "the server is shutting down; call again shortly",
-                    ));
-                }
-                let callees = callees
-                    .iter()
-                    .map(|c| Identity::parse(c))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let max = crate::calls::call::MAX_MEMBERS - 1;
-                if callees.len() > max {
-                    return Err(ApiError::bad_request(format!(
-                        "a call rings at most {max} callees"
-                    )));
-                }
-                let extra_bytes = extra.to_string().len() + push.to_string().len();
-                if extra_bytes > self.state.config.limits.max_metadata_bytes {
-                    return Err(ApiError::new(
-                        ErrorCode::TooLarge,
-                        format!(
-                            "\"extra\" and \"push\" together must stay under {} bytes",
-                            self.state.config.limits.max_metadata_bytes
-                        ),
-                    ));
-                }
-                let live_channel = match live_channel {
-                    Some(c) => {
-                        let c = ChannelId::parse(&c)?;
-                        // The audience member is here in person; a proxy vouches for itself.
-                        if !acting_for_other && !self.channels.contains_key(&c) {
-                            return Err(ApiError::forbidden(format!(
-                                "join channel '{c}' before calling its host from it"
-                            )));
-                        }
-                        Some(c)
-                    }
-                    None => None,
-                };
-                let reply = self.reply(id, ctx);
-                self.state.calls.place_call(PlaceCall {
-                    caller,
-                    callees,
-                    media,
-                    extra,
-                    push,
-                    live_channel,
-                    reply,
-                })
-            }
+            req @ Request::Call { .. } => self.place(id, req, ctx),
             Request::Accept {
                 call_id,
                 media,
@@ -165,25 +106,7 @@ impl SessionActor {
                         "a hangup's reason is 'hangup' or 'disconnected', not '{reason}'"
                     )));
                 }
-                let call_id = match call_id {
-                    Some(c) => c,
-                    None => {
-                        let calls = self.state.calls.calls_of(&user);
-                        let active = self.state.calls.active_call(&user);
-                        match (active, calls.as_slice()) {
-                            (Some(c), _) => c.to_string(),
-                            (None, [only]) => only.to_string(),
-                            (None, []) => {
-                                return Err(ApiError::not_found("you are in no call"));
-                            }
-                            (None, _) => {
-                                return Err(ApiError::bad_request(
-                                    "several calls are ringing you; name one with \"call_id\"",
-                                ));
-                            }
-                        }
-                    }
-                };
+                let call_id = self.hangup_target(&user, call_id)?;
                 self.route_call(id, &call_id, user, Op::Hangup { reason }, ctx)
             }
             Request::Invite {
@@ -261,6 +184,117 @@ impl SessionActor {
                     ctx,
                 )
             }
+            req @ (Request::CallLogs { .. }
+            | Request::OngoingCalls {}
+            | Request::DeleteCallLogs { .. }
+            | Request::DeleteAllCallLogs {}) => self.log_request(id, req, ctx),
+            _ => Err(misrouted()),
+        }
+    }
+
+    /// The call a `hangup` without `call_id` means: the one the user is connected in, or the
+    /// only one ringing it.
+    fn hangup_target(&self, user: &Identity, call_id: Option<String>) -> Result<String, ApiError> {
+        Ok(match call_id {
+            Some(c) => c,
+            None => {
+                let calls = self.state.calls.calls_of(user);
+                let active = self.state.calls.active_call(user);
+                match (active, calls.as_slice()) {
+                    (Some(c), _) => c.to_string(),
+                    (None, [only]) => only.to_string(),
+                    (None, []) => {
+                        return Err(ApiError::not_found("you are in no call"));
+                    }
+                    (None, _) => {
+                        return Err(ApiError::bad_request(
+                            "several calls are ringing you; name one with \"call_id\"",
+                        ));
+                    }
+                }
+            }
+        })
+    }
+
+    /// A `call` request: checked here, placed by the call engine.
+    fn place(
+        &mut self,
+        id: Option<u64>,
+        req: Request,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), ApiError> {
+        let Request::Call {
+            callees,
+            media,
+            extra,
+            push,
+            live_channel,
+            on_behalf,
+        } = req
+        else {
+            return Err(misrouted());
+        };
+        let acting_for_other = on_behalf.is_some();
+        let caller = self.caller(on_behalf)?;
+        if self.state.is_shutting_down() {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                "the server is shutting down; call again shortly",
+            ));
+        }
+        let callees = callees
+            .iter()
+            .map(|c| Identity::parse(c))
+            .collect::<Result<Vec<_>, _>>()?;
+        let max = crate::calls::call::MAX_MEMBERS - 1;
+        if callees.len() > max {
+            return Err(ApiError::bad_request(format!(
+                "a call rings at most {max} callees"
+            )));
+        }
+        let extra_bytes = extra.to_string().len() + push.to_string().len();
+        if extra_bytes > self.state.config.limits.max_metadata_bytes {
+            return Err(ApiError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "\"extra\" and \"push\" together must stay under {} bytes",
+                    self.state.config.limits.max_metadata_bytes
+                ),
+            ));
+        }
+        let live_channel = match live_channel {
+            Some(c) => {
+                let c = ChannelId::parse(&c)?;
+                // The audience member is here in person; a proxy vouches for itself.
+                if !acting_for_other && !self.channels.contains_key(&c) {
+                    return Err(ApiError::forbidden(format!(
+                        "join channel '{c}' before calling its host from it"
+                    )));
+                }
+                Some(c)
+            }
+            None => None,
+        };
+        let reply = self.reply(id, ctx);
+        self.state.calls.place_call(PlaceCall {
+            caller,
+            callees,
+            media,
+            extra,
+            push,
+            live_channel,
+            reply,
+        })
+    }
+
+    /// The call-log requests, answered by the call-log actor.
+    fn log_request(
+        &mut self,
+        id: Option<u64>,
+        req: Request,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), ApiError> {
+        match req {
             Request::CallLogs {
                 start_time,
                 count,
@@ -313,10 +347,7 @@ impl SessionActor {
                 self.log_query(id, LogQuery::DeleteAll { user }, ctx);
                 Ok(())
             }
-            _ => Err(ApiError::new(
-                ErrorCode::Internal,
-                "request routed to the call engine by mistake",
-            )),
+            _ => Err(misrouted()),
         }
     }
 
@@ -350,4 +381,11 @@ impl SessionActor {
             reply.send(frame);
         }));
     }
+}
+
+fn misrouted() -> ApiError {
+    ApiError::new(
+        ErrorCode::Internal,
+        "request routed to the call engine by mistake",
+    )
 }
