@@ -52,6 +52,13 @@ async fn host(
     (s, peer, reply["participant"].as_str().unwrap().to_string())
 }
 
+/// Waits (bounded) until `l` has received 99 % of the `sent` packets of `host`; the callers
+/// assert the ratio after.
+async fn drained(l: &AudioPeer, host: &str, sent: u64) {
+    let heard = || l.stats().slot_for(host).map_or(0, |s| s.packets);
+    eventually(SECS, || heard() as f64 >= sent as f64 * 0.99).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn host_tone_reaches_two_listeners_and_not_itself() {
     let server = start();
@@ -65,8 +72,7 @@ async fn host_tone_reaches_two_listeners_and_not_itself() {
     h.set_sending(false).await;
     let sent = h.stats().sent_packets;
     for l in [&l1, &l2] {
-        let heard = |l: &AudioPeer| l.stats().slot_for(&host_id).map_or(0, |s| s.packets);
-        eventually(SECS, || heard(l) as f64 >= sent as f64 * 0.99).await;
+        drained(l, &host_id, sent).await;
     }
     let sent = h.stats().sent_packets;
     for l in [&l1, &l2] {
@@ -177,8 +183,7 @@ async fn slow_listener_loses_only_its_own_packets() {
     // The fast listeners drain what was sent; the stalled one's loss can only shrink as late
     // packets arrive, so it is judged after them.
     for l in [&fast1, &fast2] {
-        let heard = |l: &AudioPeer| l.stats().slot_for(&host_id).map_or(0, |s| s.packets);
-        eventually(SECS, || heard(l) as f64 >= sent as f64 * 0.99).await;
+        drained(l, &host_id, sent).await;
     }
     for l in [&fast1, &fast2] {
         let got = l.stats().slot_for(&host_id).unwrap().packets;

@@ -447,30 +447,8 @@ impl Actor for CallActor {
         }
         // The rows are committed before the caller hears `ok`: an acknowledged call is on
         // disk. Nothing else runs in this actor until then.
-        let members: Vec<Identity> = self.call.legs().iter().map(|l| l.user().clone()).collect();
-        let opened: Vec<NewCallLog> = self
-            .call
-            .legs()
-            .iter()
-            .enumerate()
-            .map(|(i, leg)| NewCallLog {
-                call_id: self.call.id().clone(),
-                user: leg.user().clone(),
-                call_type: self.call.call_type(),
-                media: self.call.media(),
-                direction: if i == 0 {
-                    Direction::Outgoing
-                } else {
-                    Direction::Incoming
-                },
-                peers: members
-                    .iter()
-                    .filter(|u| *u != leg.user())
-                    .cloned()
-                    .collect(),
-                start_ms: self.call.unix_ms(self.requested_at),
-                ring_ms: None,
-            })
+        let opened: Vec<NewCallLog> = (0..self.call.legs().len())
+            .map(|i| self.log_row(i, self.requested_at))
             .collect();
         for leg in self.call.legs() {
             // Everyone starts as seen in the state they were created in, so the busy ones'

@@ -82,14 +82,21 @@ impl User {
 
     /// The first call event `name` that `pred` accepts, once it has arrived.
     async fn event_where(&self, name: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let wanted = |v: &Value| v["event"] == name && pred(v);
+        self.until(|u| u.find(wanted).is_some(), name).await;
+        self.find(wanted).unwrap()
+    }
+
+    /// Lets the actors run until `fact` holds of this user's frames.
+    async fn until(&self, fact: impl Fn(&User) -> bool, what: &str) {
         for _ in 0..5_000 {
-            if let Some(v) = self.find(|v| v["event"] == name && pred(v)) {
-                return v;
+            if fact(self) {
+                return;
             }
             settle().await;
         }
         panic!(
-            "{}: no {name}: {:?}",
+            "{}: no {what}: {:?}",
             self.identity,
             self.frames.lock().unwrap()
         );
@@ -140,6 +147,15 @@ async fn drop_bob(engine: &CallEngine, alice: &User, bob: &User) {
     assert_eq!(state["user"], "bob", "{state}");
 }
 
+/// Paused time, a call engine, and Alice and Bob online.
+fn start() -> (Config, Arc<CallEngine>, User, User) {
+    tokio::time::pause();
+    let (config, engine) = engine();
+    let alice = User::new(&engine, "alice");
+    let bob = User::new(&engine, "bob");
+    (config, engine, alice, bob)
+}
+
 fn engine() -> (Config, Arc<CallEngine>) {
     let mut config = Config::default();
     config.calls.database = ":memory:".into();
@@ -186,11 +202,8 @@ async fn connect(engine: &Arc<CallEngine>, alice: &User, bob: &User) -> String {
 
 #[actix_rt::test]
 async fn an_unanswered_call_rings_exactly_the_ring_timeout() {
-    tokio::time::pause();
-    let (config, engine) = engine();
+    let (config, engine, alice, bob) = start();
     let ring_timeout = config.calls.ring_timeout;
-    let alice = User::new(&engine, "alice");
-    let bob = User::new(&engine, "bob");
     ring(&engine, &alice, &bob).await;
 
     cross(ring_timeout, &alice, "call_ended").await;
@@ -201,11 +214,8 @@ async fn an_unanswered_call_rings_exactly_the_ring_timeout() {
 
 #[actix_rt::test]
 async fn a_dropped_member_keeps_its_place_for_the_reconnect_grace() {
-    tokio::time::pause();
-    let (config, engine) = engine();
+    let (config, engine, alice, bob) = start();
     let grace = config.calls.reconnect_grace;
-    let alice = User::new(&engine, "alice");
-    let bob = User::new(&engine, "bob");
     connect(&engine, &alice, &bob).await;
 
     drop_bob(&engine, &alice, &bob).await;
@@ -215,23 +225,18 @@ async fn a_dropped_member_keeps_its_place_for_the_reconnect_grace() {
 
 #[actix_rt::test]
 async fn a_member_back_within_the_grace_stays_in_the_call() {
-    tokio::time::pause();
-    let (config, engine) = engine();
+    let (config, engine, alice, bob) = start();
     let grace = config.calls.reconnect_grace;
-    let alice = User::new(&engine, "alice");
-    let bob = User::new(&engine, "bob");
     connect(&engine, &alice, &bob).await;
 
     drop_bob(&engine, &alice, &bob).await;
     tokio::time::advance(grace / 2).await;
     let _bob_again = User::new(&engine, "bob");
     // The second "connected, not reconnecting" state: the first came when the call connected.
-    for _ in 0..5_000 {
-        if alice.count(|v| v["event"] == "participant_state" && v["reconnecting"] == false) >= 2 {
-            break;
-        }
-        settle().await;
-    }
+    let back_again = |v: &Value| v["event"] == "participant_state" && v["reconnecting"] == false;
+    alice
+        .until(|u| u.count(back_again) >= 2, "second participant_state")
+        .await;
     let back = alice.frames.lock().unwrap().last().cloned().unwrap();
     assert_eq!(
         (back["event"].clone(), back["reconnecting"].clone()),
@@ -246,11 +251,8 @@ async fn a_member_back_within_the_grace_stays_in_the_call() {
 
 #[actix_rt::test]
 async fn an_unanswered_media_change_times_out_on_time() {
-    tokio::time::pause();
-    let (config, engine) = engine();
+    let (config, engine, alice, bob) = start();
     let timeout = config.calls.media_change_timeout;
-    let alice = User::new(&engine, "alice");
-    let bob = User::new(&engine, "bob");
     let id = connect(&engine, &alice, &bob).await;
     let call = super::call::CallId::parse(&id).unwrap();
     let mut op = CallOp::internal(

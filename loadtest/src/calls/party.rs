@@ -90,12 +90,16 @@ pub(super) struct Link {
 
 impl Link {
     pub(super) async fn request(&self, req: Request, within: Duration) -> Result<Value, Failure> {
-        let kind = req.kind();
+        // The request's type names a failure only; it is not worked out for every success.
         match tokio::time::timeout(within, self.signal.send(&req)).await {
-            Ok(r) => r.map_err(|e| Failure::client(&self.identity, &kind, e)),
+            Ok(r) => r.map_err(|e| Failure::client(&self.identity, &req.kind(), e)),
             Err(_) => Err(Failure::new(
                 FailureKind::Timeout,
-                format!("{}: {kind}: no reply within {within:?}", self.identity),
+                format!(
+                    "{}: {}: no reply within {within:?}",
+                    self.identity,
+                    req.kind()
+                ),
             )),
         }
     }

@@ -4,6 +4,31 @@
 use super::*;
 
 impl CallActor {
+    /// The log row the `i`th leg opens at `at`: the first leg is the caller's.
+    pub(super) fn log_row(&self, i: usize, at: Instant) -> NewCallLog {
+        let legs = self.call.legs();
+        let user = legs[i].user();
+        NewCallLog {
+            call_id: self.call.id().clone(),
+            user: user.clone(),
+            call_type: self.call.call_type(),
+            media: self.call.media(),
+            direction: if i == 0 {
+                Direction::Outgoing
+            } else {
+                Direction::Incoming
+            },
+            peers: legs
+                .iter()
+                .map(|l| l.user())
+                .filter(|u| *u != user)
+                .cloned()
+                .collect(),
+            start_ms: self.call.unix_ms(at),
+            ring_ms: None,
+        }
+    }
+
     pub(super) fn first_audio(&mut self, user: &Identity, now: Instant) {
         if !self.heard.insert(user.clone()) {
             return;
@@ -53,26 +78,12 @@ impl CallActor {
         let id = self.call.id().clone();
         let mut opened = Vec::new();
         let mut writes = Vec::new();
-        let members: Vec<Identity> = self.call.legs().iter().map(|l| l.user().clone()).collect();
         for (i, leg) in self.call.legs().iter().enumerate() {
             let user = leg.user().clone();
             let state = leg.state();
             let prev = self.seen.insert(user.clone(), state);
             if prev.is_none() {
-                opened.push(NewCallLog {
-                    call_id: id.clone(),
-                    user: user.clone(),
-                    call_type: self.call.call_type(),
-                    media: self.call.media(),
-                    direction: if i == 0 {
-                        Direction::Outgoing
-                    } else {
-                        Direction::Incoming
-                    },
-                    peers: members.iter().filter(|u| **u != user).cloned().collect(),
-                    start_ms: self.call.unix_ms(now),
-                    ring_ms: None,
-                });
+                opened.push(self.log_row(i, now));
             }
             if state == LegState::Connected
                 && self.call.connected_at().is_some()
