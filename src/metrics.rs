@@ -12,6 +12,8 @@ pub const INBOUND_JITTER: &str = "amphi_inbound_jitter_seconds";
 pub const PACKETS_FORWARDED: &str = "amphi_packets_forwarded_total";
 pub const PACKETS_DROPPED: &str = "amphi_packets_dropped_total";
 pub const PEERS: &str = "amphi_peers";
+pub const HANDOVERS: &str = "amphi_media_handovers_total";
+pub const PEER_MOVES: &str = "amphi_media_peer_moves_total";
 pub const CHANNELS: &str = "amphi_channels";
 pub const PARTICIPANTS: &str = "amphi_participants";
 pub const JOIN_LATENCY: &str = "amphi_join_latency_seconds";
@@ -140,6 +142,14 @@ fn describe() {
     describe_counter!(PACKETS_FORWARDED, "Packets written to listeners");
     describe_counter!(PACKETS_DROPPED, "Packets not forwarded, by reason");
     describe_gauge!(PEERS, "WebRTC peer connections");
+    describe_counter!(
+        HANDOVERS,
+        "Datagrams read by a media worker other than the one owning their peer"
+    );
+    describe_counter!(
+        PEER_MOVES,
+        "Peers moved to the media worker their nominated flow lands on"
+    );
     describe_gauge!(CHANNELS, "Live channels");
     describe_gauge!(PARTICIPANTS, "Participants in channels, by role");
 }
@@ -186,7 +196,10 @@ pub struct WorkerMetrics {
     forwarded: Counter,
     dropped: Vec<Counter>,
     peers: Gauge,
+    handovers: Counter,
+    moves: Counter,
     pending_forwarded: u64,
+    pending_handovers: u64,
     pending_dropped: [u64; 6],
 }
 
@@ -207,7 +220,10 @@ impl WorkerMetrics {
                 .map(|d| counter!(PACKETS_DROPPED, "reason" => d.label()))
                 .collect(),
             peers: gauge!(PEERS, "worker" => w),
+            handovers: counter!(HANDOVERS),
+            moves: counter!(PEER_MOVES),
             pending_forwarded: 0,
+            pending_handovers: 0,
             pending_dropped: [0; 6],
         }
     }
@@ -244,6 +260,14 @@ impl WorkerMetrics {
         self.inbound_jitter.record(seconds);
     }
 
+    pub fn handover(&mut self) {
+        self.pending_handovers += 1;
+    }
+
+    pub fn peer_moved(&self) {
+        self.moves.increment(1);
+    }
+
     pub fn peers(&self, delta: i32) {
         self.peers.increment(f64::from(delta));
     }
@@ -251,6 +275,8 @@ impl WorkerMetrics {
     pub fn flush(&mut self) {
         self.forwarded
             .increment(std::mem::take(&mut self.pending_forwarded));
+        self.handovers
+            .increment(std::mem::take(&mut self.pending_handovers));
         for (i, n) in self.pending_dropped.iter_mut().enumerate() {
             if *n > 0 {
                 self.dropped[i].increment(std::mem::take(n));

@@ -11,6 +11,9 @@ use serde_json::json;
 
 const SECS: Duration = Duration::from_secs(10);
 
+/// Held by the tests that count `not_permitted` drops: the counter is the process's.
+static NOT_PERMITTED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn signal(server: &amphi::ServerHandle, identity: &str, role: &str) -> Signal {
     Signal::connect(&server.http_url(), &token(identity, &[role]))
         .await
@@ -122,7 +125,45 @@ async fn audience_cannot_publish() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_on_an_m_line_offered_recvonly_reaches_nobody_and_is_counted() {
+    let _counting = NOT_PERMITTED.lock().await;
+    let server = start();
+    let (_ls, l) = listener(&server, "liar", "l").await;
+    let (_hs, _h, honest) = host(&server, "liar", "h", 440.0).await;
+    // A host (allowed to publish) that offers its microphone as recvonly and sends anyway.
+    let s = signal(&server, "liar", "host").await;
+    let liar = participant(&s.join("liar", "host").await.unwrap());
+    let dropping = "amphi_packets_dropped_total{reason=\"not_permitted\"}";
+    let before = metric(&server, dropping).await;
+    let opts = PeerOptions {
+        publish: Some(Box::new(Tone::new(880.0))),
+        slots: 1,
+        misreport_mic: true,
+        ..PeerOptions::default()
+    };
+    let p = AudioPeer::start(&s, "liar", opts).await.unwrap();
+    assert!(p.wait_connected(SECS).await);
+    // One second of its packets dropped and counted.
+    let dropped = wait_metric(&server, dropping, before + 50.0, SECS).await;
+    assert!(dropped >= before + 50.0, "counted {before} -> {dropped}");
+    assert!(p.stats().sent_packets >= 50);
+    let heard = l.stats();
+    assert!(heard.slot_for(&honest).map_or(0, |s| s.packets) > 0);
+    let from_liar = heard.slot_for(&liar).map_or(0, |s| s.packets);
+    assert_eq!(
+        from_liar, 0,
+        "the listener heard the misreported microphone"
+    );
+    assert_eq!(
+        heard.received_packets(),
+        heard.slot_for(&honest).unwrap().packets,
+        "every packet the listener got came from the honest host"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demoted_host_is_dropped_and_counted() {
+    let _counting = NOT_PERMITTED.lock().await;
     let server = start();
     let (hs, h, _) = host(&server, "demote", "h", 440.0).await;
     let (_ls, l) = listener(&server, "demote", "l").await;

@@ -139,3 +139,27 @@ fn token_command_mints_a_verifiable_token() {
     assert_eq!(grant.roles, vec!["host".to_string()]);
     assert_eq!(grant.channel.as_deref(), Some("c1"));
 }
+
+#[test]
+fn second_server_on_a_used_udp_port_refuses_to_start_and_names_the_port() {
+    // A free port, held by a running server (which binds it with SO_REUSEPORT).
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let first = start_with(|c| c.media.udp_port = port);
+    let out = Command::new(env!("CARGO_BIN_EXE_amphi"))
+        .args(["serve", "--dev", "--bind", "127.0.0.1:0", "--udp-port"])
+        .arg(port.to_string())
+        .env("AMPHI_CALLS_DATABASE", ":memory:")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the second server started");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("UDP port {port}")) && err.contains("already in use"),
+        "{err}"
+    );
+    first.shutdown().unwrap();
+}

@@ -37,6 +37,9 @@ pub struct PeerOptions {
     pub recv_buffer: Option<usize>,
     /// Decode received Opus (off for load generation: counting is enough).
     pub decode: bool,
+    /// Misbehave: offer the microphone m-line as `recvonly`, read the answer as if the server
+    /// had agreed to receive, and send on it anyway (to check that a server polices it).
+    pub misreport_mic: bool,
 }
 
 impl Default for PeerOptions {
@@ -47,6 +50,7 @@ impl Default for PeerOptions {
             keep_audio: false,
             recv_buffer: None,
             decode: true,
+            misreport_mic: false,
         }
     }
 }
@@ -149,6 +153,20 @@ pub struct AudioPeer {
     pub local_addr: SocketAddr,
 }
 
+/// Rewrites the direction attribute of the m-line `mid` in an SDP.
+fn set_direction(sdp: &str, mid: Mid, from: &str, to: &str) -> String {
+    let tag = format!("a=mid:{mid}\r\n");
+    sdp.split_inclusive("\r\nm=")
+        .map(|section| {
+            if section.contains(&tag) {
+                section.replace(&format!("a={from}\r\n"), &format!("a={to}\r\n"))
+            } else {
+                section.to_string()
+            }
+        })
+        .collect()
+}
+
 impl AudioPeer {
     /// Negotiates a peer for `channel` (already joined on `signal`) and starts driving it.
     pub async fn start(
@@ -179,14 +197,22 @@ impl AudioPeer {
             .apply()
             .ok_or_else(|| ClientError::Media("nothing to offer".into()))?;
         let media_events = signal.route_media(channel);
+        let mut sdp = offer.to_sdp_string();
+        let misreported = mic.filter(|_| opts.misreport_mic);
+        if let Some(mid) = misreported {
+            sdp = set_direction(&sdp, mid, "sendonly", "recvonly");
+        }
         let reply = signal
             .send(&Request::MediaOffer {
                 channel: channel.into(),
-                sdp: offer.to_sdp_string(),
+                sdp,
             })
             .await?;
-        let answer = SdpAnswer::from_sdp_string(reply["sdp"].as_str().unwrap_or_default())
-            .map_err(|e| media_err(&e))?;
+        let mut sdp = reply["sdp"].as_str().unwrap_or_default().to_string();
+        if let Some(mid) = misreported {
+            sdp = set_direction(&sdp, mid, "sendonly", "recvonly");
+        }
+        let answer = SdpAnswer::from_sdp_string(&sdp).map_err(|e| media_err(&e))?;
         rtc.sdp_api()
             .accept_answer(pending, answer)
             .map_err(|e| media_err(&e))?;

@@ -55,7 +55,11 @@ impl MediaPlane {
             n => n,
         }
         .min(64);
-        let first = bind(SocketAddr::new(config.bind_ip, config.udp_port), config)?;
+        let wanted = SocketAddr::new(config.bind_ip, config.udp_port);
+        if config.udp_port != 0 {
+            ensure_port_free(wanted)?;
+        }
+        let first = bind(wanted, config)?;
         let bound = first.local_addr()?;
         let mut sockets = vec![first];
         for _ in 1..workers {
@@ -180,7 +184,7 @@ impl MediaPlane {
         spec: PeerSpec,
         sdp: String,
     ) -> Result<oneshot::Receiver<Result<String, MediaError>>, MediaError> {
-        sdp::check_offer(&sdp, spec.can_publish)?;
+        let shape = sdp::check_offer(&sdp, spec.can_publish)?;
         let worker = self.worker_for(spec.key);
         let (reply, rx) = oneshot::channel();
         self.try_send(
@@ -188,6 +192,7 @@ impl MediaPlane {
             Command::Offer {
                 spec: Box::new(spec),
                 sdp,
+                sends: shape.sending > 0,
                 reply,
             },
         )?;
@@ -271,6 +276,29 @@ impl Drop for MediaPlane {
 fn init_crypto() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| str0m::crypto::from_feature_flags().install_process_default());
+}
+
+/// Every worker binds the port with SO_REUSEPORT, which would also let a second server (or
+/// anything else that asks for SO_REUSEPORT) share it silently: the kernel would then split
+/// each client's datagrams between two servers by address hash, and calls would hang at
+/// "connecting". A plain bind first proves nobody else holds the port.
+fn ensure_port_free(addr: SocketAddr) -> std::io::Result<()> {
+    match UdpSocket::bind(addr) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(std::io::Error::new(
+            e.kind(),
+            format!(
+                "UDP port {} on {} is already in use by another process (another amphi \
+                 server?); stop it or choose another port with --udp-port or media.udp_port",
+                addr.port(),
+                addr.ip()
+            ),
+        )),
+        Err(e) => Err(std::io::Error::new(
+            e.kind(),
+            format!("cannot bind UDP port {} on {}: {e}", addr.port(), addr.ip()),
+        )),
+    }
 }
 
 /// A non-blocking UDP socket with big kernel buffers, shareable by port with the other workers.

@@ -28,6 +28,9 @@ pub(crate) enum Command {
     Offer {
         spec: Box<PeerSpec>,
         sdp: String,
+        /// Whether the offer has an m-line that sends: RTP from a peer that offered none is
+        /// refused before decryption.
+        sends: bool,
         reply: oneshot::Sender<Result<String, MediaError>>,
     },
     Answer {

@@ -18,6 +18,10 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+mod steer;
+
+mod stats;
+
 use super::slots::{PeerKey, Slots};
 use super::types::{Command, MediaError, PeerSpec};
 use crate::channel::Publisher;
@@ -26,14 +30,13 @@ use crate::messages::ToSession;
 use crate::messages::{FirstAudio, SpeakerLevel};
 use crate::metrics::{Drop as DropReason, WorkerMetrics};
 use crate::protocol::MediaEvent;
+use stats::{Jitter, LevelWindow};
+use steer::{Demux, Outbox, Refused, Steer};
 
 /// How long a server offer waits for its answer before a new offer (the client's or the
 /// server's) replaces it. A client answers in milliseconds; ten seconds covers a stalled tab.
 const OFFER_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Remembered flows owned by other workers; past this the map starts over (each flow's next
-/// STUN request re-learns it), so it cannot grow without bound.
-const MAX_FOREIGN_FLOWS: usize = 65_536;
 /// Datagrams read per wake-up before the worker looks at its queues again.
 const READ_BATCH: usize = 256;
 /// How often str0m reports RTCP-derived stats per stream, and clients get quality events.
@@ -58,8 +61,16 @@ pub(crate) struct Shared {
 pub(crate) enum Remote {
     /// A host's packet for this worker's listeners in `channel`.
     Media { channel: ChannelId, packet: Packet },
-    /// A datagram of a peer this worker owns that the kernel delivered to another socket.
-    Datagram { source: SocketAddr, data: Vec<u8> },
+    /// A datagram of a peer this worker owns that the kernel delivered to worker `from`.
+    Datagram {
+        source: SocketAddr,
+        from: usize,
+        data: Vec<u8>,
+    },
+    /// A peer moving here, to the worker its packets land on.
+    Adopt(Box<Moving>),
+    /// A command for a peer that moved here, passed on by its home worker.
+    Command(Command),
 }
 
 /// One host packet as forwarded: the payload is shared, never copied per listener.
@@ -91,38 +102,32 @@ struct Peer {
     level: LevelWindow,
     created: Instant,
     first_audio: Option<Instant>,
+    /// Whether the peer's last offer had an m-line that sends.
+    offered_send: bool,
+    /// The worker the control plane addresses this peer's commands to.
+    home: usize,
 }
 
-/// RFC 3550 §6.4.1 inter-arrival jitter of one inbound track, in RTP ticks.
-#[derive(Default)]
-struct Jitter {
-    last_transit: Option<f64>,
-    jitter: f64,
-    packets: u32,
+/// A peer on its way to the worker its packets land on, with its flows (nominated first).
+pub(crate) struct Moving {
+    key: PeerKey,
+    peer: Peer,
+    addrs: Vec<SocketAddr>,
 }
 
-impl Jitter {
-    fn update(&mut self, arrived: Instant, epoch: Instant, ts: u64) -> f64 {
-        let arrival_ticks = arrived.saturating_duration_since(epoch).as_secs_f64() * 48_000.0;
-        let transit = arrival_ticks - ts as f64;
-        if let Some(last) = self.last_transit {
-            let d = (transit - last).abs();
-            // A jump of more than a second is a new stream, not jitter.
-            if d < 48_000.0 {
-                self.jitter += (d - self.jitter) / 16.0;
-            }
-        }
-        self.last_transit = Some(transit);
-        self.packets += 1;
-        self.jitter / 48_000.0
+impl Peer {
+    /// RTP this peer may send: with the publish permission, on an m-line it offered to send.
+    /// Anything else is dropped (and counted) before str0m spends a decryption on it; str0m
+    /// would drop RTP on a receive-only m-line silently.
+    fn may_send_rtp(&self) -> bool {
+        self.spec.can_publish && self.offered_send
     }
 }
 
-/// The loudest RFC 6464 level of one speaker over a housekeeping window.
-#[derive(Default)]
-struct LevelWindow {
-    loudest: Option<u8>,
-    voice: bool,
+/// RTP as opposed to RTCP, STUN or DTLS on a shared port (RFC 7983 first-byte ranges; RFC 5761
+/// payload types 64–95 with the marker bit are RTCP).
+fn is_rtp(data: &[u8]) -> bool {
+    data.len() >= 12 && (128..=191).contains(&data[0]) && !(64..=95).contains(&(data[1] & 0x7f))
 }
 
 struct ChannelRoute {
@@ -142,10 +147,9 @@ struct Worker {
     epoch: Instant,
     shared: Arc<Shared>,
     peers: HashMap<PeerKey, Peer>,
-    by_addr: HashMap<SocketAddr, PeerKey>,
-    by_ufrag: HashMap<String, PeerKey>,
-    /// Flows whose peer lives on another worker.
-    foreign: HashMap<SocketAddr, usize>,
+    demux: Demux,
+    /// Moves and passed-on commands waiting for room in another worker's queue.
+    outbox: Outbox<Remote>,
     timers: BTreeSet<(Instant, PeerKey)>,
     channels: HashMap<ChannelId, ChannelRoute>,
     masks: Arc<dashmap::DashMap<ChannelId, Arc<AtomicU64>>>,
@@ -170,6 +174,7 @@ pub(crate) fn run(
     rt.block_on(async move {
         let local = socket.local_addr().expect("bound socket");
         let socket = UdpSocket::from_std(socket).expect("non-blocking socket");
+        let workers = shared.remotes.len();
         let mut w = Worker {
             index,
             socket,
@@ -180,9 +185,8 @@ pub(crate) fn run(
             masks: shared.masks.clone(),
             shared,
             peers: HashMap::new(),
-            by_addr: HashMap::new(),
-            by_ufrag: HashMap::new(),
-            foreign: HashMap::new(),
+            demux: Demux::new(index),
+            outbox: Outbox::new(workers),
             timers: BTreeSet::new(),
             channels: HashMap::new(),
             metrics: WorkerMetrics::new(index),
@@ -190,7 +194,9 @@ pub(crate) fn run(
         };
         let mut buf = vec![0u8; 2048];
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+        let mut pruned = Instant::now();
         loop {
+            w.flush_outbox();
             let next = w
                 .timers
                 .first()
@@ -234,6 +240,10 @@ pub(crate) fn run(
                         break;
                     }
                     w.housekeeping();
+                    if pruned.elapsed() >= Duration::from_secs(5) {
+                        pruned = Instant::now();
+                        w.demux.prune(pruned);
+                    }
                 }
             }
         }
@@ -242,6 +252,13 @@ pub(crate) fn run(
             w.remove(key);
         }
     });
+}
+
+fn try_remote(tx: &mpsc::Sender<Remote>, msg: Remote) -> Result<(), Refused<Remote>> {
+    tx.try_send(msg).map_err(|e| match e {
+        mpsc::error::TrySendError::Full(m) => Refused::Full(m),
+        mpsc::error::TrySendError::Closed(_) => Refused::Closed,
+    })
 }
 
 /// Tells the peer's session about its own media; the session writes the wire frame.
@@ -255,9 +272,31 @@ fn session_event(peer: &PeerSpec, event: MediaEvent) {
 
 impl Worker {
     fn command(&mut self, cmd: Command) {
+        let peer = match &cmd {
+            Command::Offer { spec, .. } => Some(spec.key),
+            Command::Answer { key, .. }
+            | Command::Candidate { key, .. }
+            | Command::Permissions { key, .. }
+            | Command::Remove { key } => Some(*key),
+            _ => None,
+        };
+        if let Some(key) = peer {
+            let removing = matches!(cmd, Command::Remove { .. });
+            if let Some(to) = self.demux.moved_to(key, removing) {
+                let remotes = &self.shared.remotes;
+                let msg = Remote::Command(cmd);
+                self.outbox.post(to, msg, |w, m| try_remote(&remotes[w], m));
+                return;
+            }
+        }
         match cmd {
-            Command::Offer { spec, sdp, reply } => {
-                let _ = reply.send(self.offer(*spec, &sdp));
+            Command::Offer {
+                spec,
+                sdp,
+                sends,
+                reply,
+            } => {
+                let _ = reply.send(self.offer(*spec, &sdp, sends));
             }
             Command::Answer { key, sdp, reply } => {
                 let _ = reply.send(self.answer(key, &sdp));
@@ -345,7 +384,7 @@ impl Worker {
         }
     }
 
-    fn offer(&mut self, spec: PeerSpec, sdp: &str) -> Result<String, MediaError> {
+    fn offer(&mut self, spec: PeerSpec, sdp: &str, sends: bool) -> Result<String, MediaError> {
         let offer =
             SdpOffer::from_sdp_string(sdp).map_err(|e| MediaError::BadSdp(e.to_string()))?;
         let key = spec.key;
@@ -370,7 +409,7 @@ impl Worker {
                 .map_err(|e| MediaError::Negotiation(e.to_string()))?;
             rtc.add_local_candidate(candidate);
             let ufrag = rtc.direct_api().local_ice_credentials().ufrag.clone();
-            self.by_ufrag.insert(ufrag.clone(), key);
+            self.demux.add(key, &ufrag, Vec::new());
             self.shared.ufrags.insert(ufrag.clone(), self.index);
             let channel = spec.channel.clone();
             let subscribe = spec.can_subscribe;
@@ -388,6 +427,8 @@ impl Worker {
                     level: LevelWindow::default(),
                     created: Instant::now(),
                     first_audio: None,
+                    offered_send: sends,
+                    home: self.index,
                 },
             );
             if subscribe {
@@ -407,6 +448,7 @@ impl Worker {
             // An offer never answered (lost, or a client that ignores renegotiation) must not
             // block the client's own offers forever: dropping it rolls its changes back.
             peer.pending = None;
+            peer.offered_send = sends;
             peer.spec.can_publish = spec.can_publish;
             let (was, now) = (peer.spec.can_subscribe, spec.can_subscribe);
             peer.spec.can_subscribe = now;
@@ -507,14 +549,19 @@ impl Worker {
     }
 
     fn remove(&mut self, key: PeerKey) {
-        let Some(mut peer) = self.peers.remove(&key) else {
+        let Some(mut peer) = self.take_peer(key) else {
             return;
         };
+        self.demux.remove(key, &peer.ufrag);
         peer.rtc.disconnect();
-        self.timers.remove(&(peer.deadline, key));
-        self.by_ufrag.remove(&peer.ufrag);
         self.shared.ufrags.remove(&peer.ufrag);
-        self.by_addr.retain(|_, k| *k != key);
+    }
+
+    /// Takes a peer out of this worker's tables but the demultiplexer's, to be moved or
+    /// dropped.
+    fn take_peer(&mut self, key: PeerKey) -> Option<Peer> {
+        let peer = self.peers.remove(&key)?;
+        self.timers.remove(&(peer.deadline, key));
         self.remove_listener(&peer.spec.channel, key);
         if let Some(route) = self.channels.get(&peer.spec.channel) {
             if route.listeners.is_empty() && route.publishers.is_empty() {
@@ -522,45 +569,41 @@ impl Worker {
             }
         }
         self.metrics.peers(-1);
+        Some(peer)
     }
 
+    /// A datagram read from this worker's socket.
     fn datagram(&mut self, source: SocketAddr, data: &[u8]) {
-        let key = match self.by_addr.get(&source) {
-            Some(k) => *k,
-            None => {
-                // A STUN request names its peer: trust it over a remembered foreign flow,
-                // whose address may since have been reused by another client.
-                let Some(ufrag) = stun_local_ufrag(data) else {
-                    match self.foreign.get(&source) {
-                        Some(w) => self.hand_over(*w, source, data),
-                        None => self.metrics.drop(DropReason::UnknownSource, 1),
-                    }
-                    return;
-                };
-                if let Some(k) = self.by_ufrag.get(ufrag) {
-                    self.by_addr.insert(source, *k);
-                    *k
-                } else if let Some(w) = self.shared.ufrags.get(ufrag).map(|w| *w) {
-                    if self.foreign.len() >= MAX_FOREIGN_FLOWS {
-                        self.foreign.clear();
-                    }
-                    if w != self.index {
-                        self.foreign.insert(source, w);
-                        self.hand_over(w, source, data);
-                    }
-                    return;
-                } else {
-                    self.metrics.drop(DropReason::UnknownSource, 1);
-                    return;
+        let shared = &self.shared;
+        let owner_of = |ufrag: &str| shared.ufrags.get(ufrag).map(|w| *w);
+        match self.demux.read(source, data, Instant::now(), owner_of) {
+            Steer::Local(key) => self.input(key, source, data),
+            Steer::HandOver(w) => self.hand_over(w, source, data),
+            Steer::Unknown => self.metrics.drop(DropReason::UnknownSource, 1),
+        }
+    }
+
+    /// A datagram worker `from` read for a peer it believed is here.
+    fn handed_over(&mut self, source: SocketAddr, from: usize, data: &[u8]) {
+        let shared = &self.shared;
+        let owner_of = |ufrag: &str| shared.ufrags.get(ufrag).map(|w| *w);
+        match self.demux.handed_over(source, from, data, owner_of) {
+            (Steer::Local(key), nominated) => {
+                self.input(key, source, data);
+                if nominated {
+                    self.move_peer(key, from, source);
                 }
             }
-        };
-        self.input(key, source, data);
+            (Steer::HandOver(w), _) => self.hand_over(w, source, data),
+            (Steer::Unknown, _) => self.metrics.drop(DropReason::UnknownSource, 1),
+        }
     }
 
     fn hand_over(&mut self, worker: usize, source: SocketAddr, data: &[u8]) {
+        self.metrics.handover();
         let msg = Remote::Datagram {
             source,
+            from: self.index,
             data: data.to_vec(),
         };
         if self.shared.remotes[worker].try_send(msg).is_err() {
@@ -568,10 +611,67 @@ impl Worker {
         }
     }
 
+    /// Moves a peer whose nominated flow lands on worker `to`. A peer moves once, from its
+    /// home, so a command is passed on one hop at most and never back.
+    fn move_peer(&mut self, key: PeerKey, to: usize, flow: SocketAddr) {
+        let Some(peer) = self.peers.get(&key) else {
+            return;
+        };
+        // Moving behind queued messages would let a command overtake the move; moving into
+        // a full queue would strand the peer. Either way it stays, and the next nominating
+        // request handed over tries again.
+        if peer.home != self.index
+            || to == self.index
+            || !peer.rtc.is_alive()
+            || !self.outbox.is_empty_for(to)
+        {
+            return;
+        }
+        let shared = self.shared.clone();
+        let Ok(permit) = shared.remotes[to].try_reserve() else {
+            return;
+        };
+        let Some(peer) = self.take_peer(key) else {
+            return;
+        };
+        let addrs = self
+            .demux
+            .moved_away(key, &peer.ufrag, to, flow, Instant::now());
+        let ufrag = peer.ufrag.clone();
+        permit.send(Remote::Adopt(Box::new(Moving { key, peer, addrs })));
+        // After the move is queued: a datagram handed to `to` from now on finds it there.
+        shared.ufrags.insert(ufrag, to);
+        self.metrics.peer_moved();
+    }
+
+    /// A peer moved here by its home worker.
+    fn adopt(&mut self, moving: Moving) {
+        let Moving { key, peer, addrs } = moving;
+        self.demux.add(key, &peer.ufrag, addrs);
+        self.timers.insert((peer.deadline, key));
+        let (channel, listens) = (peer.spec.channel.clone(), peer.spec.can_subscribe);
+        self.peers.insert(key, peer);
+        self.metrics.peers(1);
+        if listens {
+            self.add_listener(&channel, key);
+        }
+        // The routes this worker holds may be newer than the ones the peer left with.
+        self.assign_slots(key);
+    }
+
+    fn flush_outbox(&mut self) {
+        let remotes = &self.shared.remotes;
+        self.outbox.flush(|w, m| try_remote(&remotes[w], m));
+    }
+
     fn input(&mut self, key: PeerKey, source: SocketAddr, data: &[u8]) {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
+        if !peer.may_send_rtp() && is_rtp(data) {
+            self.metrics.drop(DropReason::NotPermitted, 1);
+            return;
+        }
         let Ok(contents) = data.try_into() else {
             return;
         };
@@ -595,17 +695,9 @@ impl Worker {
     fn remote(&mut self, r: Remote) {
         match r {
             Remote::Media { channel, packet } => self.fan_out(&channel, &packet),
-            Remote::Datagram { source, data } => {
-                if let Some(key) = self.by_addr.get(&source).copied().or_else(|| {
-                    let k = stun_local_ufrag(&data).and_then(|u| self.by_ufrag.get(u).copied());
-                    if let Some(k) = k {
-                        self.by_addr.insert(source, k);
-                    }
-                    k
-                }) {
-                    self.input(key, source, &data);
-                }
-            }
+            Remote::Datagram { source, from, data } => self.handed_over(source, from, &data),
+            Remote::Adopt(moving) => self.adopt(*moving),
+            Remote::Command(cmd) => self.command(cmd),
         }
     }
 
@@ -688,10 +780,6 @@ impl Worker {
                 let Some(peer) = self.peers.get_mut(&key) else {
                     return;
                 };
-                if !peer.spec.can_publish {
-                    self.metrics.drop(DropReason::NotPermitted, 1);
-                    return;
-                }
                 let channel = peer.spec.channel.clone();
                 let jitter = peer
                     .jitter
@@ -913,11 +1001,24 @@ impl Worker {
     }
 }
 
-/// The server-side ufrag of a STUN binding request (USERNAME is "server:client").
-fn stun_local_ufrag(data: &[u8]) -> Option<&str> {
-    if data.is_empty() || data[0] > 3 {
-        return None;
+#[cfg(test)]
+mod tests {
+    use super::is_rtp;
+
+    #[test]
+    fn rtp_is_told_from_rtcp_stun_and_dtls() {
+        let mut rtp = [0u8; 12];
+        rtp[0] = 0x80;
+        rtp[1] = 111;
+        assert!(is_rtp(&rtp));
+        rtp[1] = 111 | 0x80; // the marker bit
+        assert!(is_rtp(&rtp));
+        rtp[1] = 201; // a receiver report
+        assert!(!is_rtp(&rtp));
+        rtp[1] = 200; // a sender report
+        assert!(!is_rtp(&rtp));
+        assert!(!is_rtp(&[0x00; 20]), "STUN");
+        assert!(!is_rtp(&[22; 20]), "DTLS");
+        assert!(!is_rtp(&[0x80, 111]), "too short");
     }
-    let msg = str0m::ice::StunMessage::parse(data).ok()?;
-    msg.username()?.split(':').next()
 }
