@@ -1,12 +1,16 @@
-//! A media worker: one thread, one socket (shared port), the `Rtc` of every peer placed on it.
+//! A media worker: one thread, one socket (shared port), the `Rtc` of every peer living on it.
 //!
 //! Per inbound packet from a host: one `Arc` of payload shared by every listener, a write and a
 //! drain per local listener, and one queue message per other worker that has listeners in the
 //! channel. No mailbox message, lock or allocation of ours per packet per listener.
+//!
+//! The IO-free parts live beside it: `steer` (which peer and worker a datagram is for; peers
+//! moving to the worker their packets land on), `router` (routes and fan-out plans),
+//! `timers` (peers' str0m deadlines), `stats` (jitter and levels).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::net::{SocketAddr, UdpSocket as StdUdpSocket};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,9 +22,10 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-mod steer;
-
+mod router;
 mod stats;
+mod steer;
+mod timers;
 
 use super::slots::{PeerKey, Slots};
 use super::types::{Command, MediaError, PeerSpec};
@@ -30,8 +35,11 @@ use crate::messages::ToSession;
 use crate::messages::{FirstAudio, SpeakerLevel};
 use crate::metrics::{Drop as DropReason, WorkerMetrics};
 use crate::protocol::MediaEvent;
+pub(crate) use router::Masks;
+use router::{RouteId, Router};
 use stats::{Jitter, LevelWindow};
 use steer::{Demux, Outbox, Refused, Steer};
+use timers::{Deadline, Timers};
 
 /// How long a server offer waits for its answer before a new offer (the client's or the
 /// server's) replaces it. A client answers in milliseconds; ten seconds covers a stalled tab.
@@ -52,9 +60,9 @@ pub(crate) struct Shared {
     /// Server ICE ufrag → worker owning the peer, for datagrams that land on another worker.
     pub ufrags: dashmap::DashMap<String, usize>,
     pub remotes: Vec<mpsc::Sender<Remote>>,
-    /// Which workers have listeners in which channel (one bit per worker), shared by this
-    /// plane's workers only: two planes in one process must not see each other's channels.
-    pub masks: Arc<dashmap::DashMap<ChannelId, Arc<std::sync::atomic::AtomicU64>>>,
+    /// Which workers have listeners in which channel, shared by this plane's workers only:
+    /// two planes in one process must not see each other's channels.
+    pub masks: Masks,
 }
 
 /// Work handed from one worker to another.
@@ -97,7 +105,9 @@ struct Peer {
     /// The server's renegotiation offer awaiting the client's answer: the pending changes,
     /// the slots it adds, and when it was sent.
     pending: Option<(SdpPendingOffer, Vec<Mid>, Instant)>,
-    deadline: Instant,
+    deadline: Deadline,
+    /// Its channel's route on this worker.
+    route: RouteId,
     jitter: Jitter,
     level: LevelWindow,
     created: Instant,
@@ -130,13 +140,28 @@ fn is_rtp(data: &[u8]) -> bool {
     data.len() >= 12 && (128..=191).contains(&data[0]) && !(64..=95).contains(&(data[1] & 0x7f))
 }
 
-struct ChannelRoute {
-    publishers: Arc<[Publisher]>,
-    /// This worker's subscribers in the channel.
-    listeners: Vec<PeerKey>,
-    /// Bit per worker that has listeners in the channel, shared by all workers.
-    mask: Arc<AtomicU64>,
+/// Peer keys are hashes of participant IDs already: hashing them again per packet per
+/// listener (SipHash, the default) buys nothing.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
+
+type PeerMap<V> = HashMap<PeerKey, V, BuildHasherDefault<KeyHasher>>;
 
 struct Worker {
     index: usize,
@@ -146,16 +171,17 @@ struct Worker {
     max_slots: usize,
     epoch: Instant,
     shared: Arc<Shared>,
-    peers: HashMap<PeerKey, Peer>,
+    peers: PeerMap<Peer>,
     demux: Demux,
     /// Moves and passed-on commands waiting for room in another worker's queue.
     outbox: Outbox<Remote>,
-    timers: BTreeSet<(Instant, PeerKey)>,
-    channels: HashMap<ChannelId, ChannelRoute>,
-    masks: Arc<dashmap::DashMap<ChannelId, Arc<AtomicU64>>>,
+    timers: Timers,
+    router: Router,
     metrics: WorkerMetrics,
     /// Events drained from one `Rtc`, handled once its borrow ends; reused.
     events: Vec<Event>,
+    /// Peers whose timeout is due, collected before any fires; reused.
+    due: Vec<PeerKey>,
 }
 
 pub(crate) fn run(
@@ -182,26 +208,44 @@ pub(crate) fn run(
             announced,
             max_slots,
             epoch: Instant::now(),
-            masks: shared.masks.clone(),
+            router: Router::new(index, shared.masks.clone()),
             shared,
-            peers: HashMap::new(),
+            peers: PeerMap::default(),
             demux: Demux::new(index),
             outbox: Outbox::new(workers),
-            timers: BTreeSet::new(),
-            channels: HashMap::new(),
+            timers: Timers::default(),
             metrics: WorkerMetrics::new(index),
             events: Vec::new(),
+            due: Vec::new(),
         };
         let mut buf = vec![0u8; 2048];
-        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
         let mut pruned = Instant::now();
+        let mut housekept = Instant::now();
         loop {
             w.flush_outbox();
+            // Fairness under saturation: the select below prefers commands, then other
+            // workers' packets, then the socket; due timers and housekeeping run after every
+            // batch whatever branch it came from.
+            let now = Instant::now();
+            if w.timers.next().is_some_and(|t| t <= now) {
+                w.timeouts(now);
+            }
+            if now.saturating_duration_since(housekept) >= HOUSEKEEPING {
+                housekept = now;
+                if w.shared.stopping.load(std::sync::atomic::Ordering::Acquire) {
+                    break;
+                }
+                w.housekeeping();
+                if now.saturating_duration_since(pruned) >= Duration::from_secs(5) {
+                    pruned = now;
+                    w.demux.prune(now);
+                }
+            }
             let next = w
                 .timers
-                .first()
-                .map(|(t, _)| *t)
-                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+                .next()
+                .unwrap_or_else(|| now + Duration::from_secs(1))
+                .min(housekept + HOUSEKEEPING);
             tokio::select! {
                 biased;
                 cmd = commands.recv() => match cmd {
@@ -234,17 +278,8 @@ pub(crate) fn run(
                         }
                     }
                 }
-                _ = tokio::time::sleep_until(next.into()) => w.timeouts(Instant::now()),
-                _ = housekeeping.tick() => {
-                    if w.shared.stopping.load(std::sync::atomic::Ordering::Acquire) {
-                        break;
-                    }
-                    w.housekeeping();
-                    if pruned.elapsed() >= Duration::from_secs(5) {
-                        pruned = Instant::now();
-                        w.demux.prune(pruned);
-                    }
-                }
+                // Timers and housekeeping run at the top of the loop.
+                _ = tokio::time::sleep_until(next.into()) => {}
             }
         }
         let keys: Vec<PeerKey> = w.peers.keys().copied().collect();
@@ -321,13 +356,8 @@ impl Worker {
                 peer.spec.can_publish = can_publish;
                 let was = peer.spec.can_subscribe;
                 peer.spec.can_subscribe = can_subscribe;
-                let channel = peer.spec.channel.clone();
                 if was != can_subscribe {
-                    if can_subscribe {
-                        self.add_listener(&channel, key);
-                    } else {
-                        self.remove_listener(&channel, key);
-                    }
+                    self.listen(key, can_subscribe);
                 }
                 self.assign_slots(key);
             }
@@ -336,51 +366,25 @@ impl Worker {
                 channel,
                 publishers,
             } => {
-                let route = self.route(&channel);
-                route.publishers = publishers;
-                let listeners = route.listeners.clone();
-                for key in listeners {
+                let listeners = self.router.set_publishers(&channel, publishers);
+                for &key in listeners.iter() {
                     self.assign_slots(key);
                 }
             }
-            Command::ChannelClosed { channel } => {
-                if let Some(route) = self.channels.get(&channel) {
-                    if route.listeners.is_empty() {
-                        self.channels.remove(&channel);
-                    }
-                }
-            }
+            Command::ChannelClosed { channel } => self.router.channel_closed(&channel),
             Command::Stop => {}
         }
     }
 
-    fn route(&mut self, channel: &ChannelId) -> &mut ChannelRoute {
-        let masks = &self.masks;
-        self.channels
-            .entry(channel.clone())
-            .or_insert_with(|| ChannelRoute {
-                publishers: Arc::from(Vec::new()),
-                listeners: Vec::new(),
-                mask: masks.entry(channel.clone()).or_default().clone(),
-            })
-    }
-
-    fn add_listener(&mut self, channel: &ChannelId, key: PeerKey) {
-        let bit = 1u64 << (self.index % 64);
-        let route = self.route(channel);
-        if !route.listeners.contains(&key) {
-            route.listeners.push(key);
-        }
-        route.mask.fetch_or(bit, Ordering::Relaxed);
-    }
-
-    fn remove_listener(&mut self, channel: &ChannelId, key: PeerKey) {
-        let bit = 1u64 << (self.index % 64);
-        if let Some(route) = self.channels.get_mut(channel) {
-            route.listeners.retain(|k| *k != key);
-            if route.listeners.is_empty() {
-                route.mask.fetch_and(!bit, Ordering::Relaxed);
-            }
+    /// Makes a peer one of its channel's listeners on this worker, or not.
+    fn listen(&mut self, key: PeerKey, on: bool) {
+        let Some(route) = self.peers.get(&key).map(|p| p.route) else {
+            return;
+        };
+        if on {
+            self.router.add_listener(route, key);
+        } else {
+            self.router.remove_listener(route, key);
         }
     }
 
@@ -411,7 +415,7 @@ impl Worker {
             let ufrag = rtc.direct_api().local_ice_credentials().ufrag.clone();
             self.demux.add(key, &ufrag, Vec::new());
             self.shared.ufrags.insert(ufrag.clone(), self.index);
-            let channel = spec.channel.clone();
+            let route = self.router.attach(&spec.channel);
             let subscribe = spec.can_subscribe;
             self.peers.insert(
                 key,
@@ -422,7 +426,8 @@ impl Worker {
                     slots: Slots::default(),
                     opus_pt: None,
                     pending: None,
-                    deadline: Instant::now(),
+                    deadline: Deadline::default(),
+                    route,
                     jitter: Jitter::default(),
                     level: LevelWindow::default(),
                     created: Instant::now(),
@@ -432,7 +437,7 @@ impl Worker {
                 },
             );
             if subscribe {
-                self.add_listener(&channel, key);
+                self.router.add_listener(route, key);
             }
             self.metrics.peers(1);
         } else if let Some(peer) = self.peers.get_mut(&key) {
@@ -452,13 +457,8 @@ impl Worker {
             peer.spec.can_publish = spec.can_publish;
             let (was, now) = (peer.spec.can_subscribe, spec.can_subscribe);
             peer.spec.can_subscribe = now;
-            let channel = peer.spec.channel.clone();
             if was != now {
-                if now {
-                    self.add_listener(&channel, key);
-                } else {
-                    self.remove_listener(&channel, key);
-                }
+                self.listen(key, now);
             }
         }
         let fresh = !self.peers.get(&key).is_some_and(|p| p.rtc.is_connected());
@@ -501,7 +501,7 @@ impl Worker {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
-        let publishers: Vec<&Publisher> = match self.channels.get(&peer.spec.channel) {
+        let publishers: Vec<&Publisher> = match self.router.get(peer.route) {
             Some(route) if peer.spec.can_subscribe => {
                 route.publishers.iter().filter(|p| p.key != key).collect()
             }
@@ -561,13 +561,8 @@ impl Worker {
     /// dropped.
     fn take_peer(&mut self, key: PeerKey) -> Option<Peer> {
         let peer = self.peers.remove(&key)?;
-        self.timers.remove(&(peer.deadline, key));
-        self.remove_listener(&peer.spec.channel, key);
-        if let Some(route) = self.channels.get(&peer.spec.channel) {
-            if route.listeners.is_empty() && route.publishers.is_empty() {
-                self.channels.remove(&peer.spec.channel);
-            }
-        }
+        // Its timer entry stays queued and finds nobody when it comes due.
+        self.router.detach(peer.route, key);
         self.metrics.peers(-1);
         Some(peer)
     }
@@ -646,14 +641,19 @@ impl Worker {
 
     /// A peer moved here by its home worker.
     fn adopt(&mut self, moving: Moving) {
-        let Moving { key, peer, addrs } = moving;
+        let Moving {
+            key,
+            mut peer,
+            addrs,
+        } = moving;
         self.demux.add(key, &peer.ufrag, addrs);
-        self.timers.insert((peer.deadline, key));
-        let (channel, listens) = (peer.spec.channel.clone(), peer.spec.can_subscribe);
+        self.timers.adopt(key, &mut peer.deadline);
+        peer.route = self.router.attach(&peer.spec.channel);
+        let (route, listens) = (peer.route, peer.spec.can_subscribe);
         self.peers.insert(key, peer);
         self.metrics.peers(1);
         if listens {
-            self.add_listener(&channel, key);
+            self.router.add_listener(route, key);
         }
         // The routes this worker holds may be newer than the ones the peer left with.
         self.assign_slots(key);
@@ -694,7 +694,11 @@ impl Worker {
 
     fn remote(&mut self, r: Remote) {
         match r {
-            Remote::Media { channel, packet } => self.fan_out(&channel, &packet),
+            Remote::Media { channel, packet } => {
+                if let Some(route) = self.router.find(&channel) {
+                    self.fan_out(route, &packet);
+                }
+            }
             Remote::Datagram { source, from, data } => self.handed_over(source, from, &data),
             Remote::Adopt(moving) => self.adopt(*moving),
             Remote::Command(cmd) => self.command(cmd),
@@ -704,22 +708,21 @@ impl Worker {
     fn timeouts(&mut self, now: Instant) {
         // Due peers are collected first: str0m may hand back the same deadline, which must
         // wait for the next pass rather than spin in this one.
-        let mut due = Vec::new();
-        while let Some(&(at, key)) = self.timers.first() {
-            if at > now {
-                break;
-            }
-            self.timers.pop_first();
-            due.push(key);
-        }
-        for key in due {
+        let mut due = std::mem::take(&mut self.due);
+        while let Some((at, key)) = self.timers.pop_due(now) {
             if let Some(peer) = self.peers.get_mut(&key) {
-                // Out of the timer set now: make `drain` put it back whatever it returns.
-                peer.deadline = now + Duration::from_secs(3600);
+                if self.timers.fire(key, &mut peer.deadline, at, now) {
+                    due.push(key);
+                }
+            }
+        }
+        for key in due.drain(..) {
+            if let Some(peer) = self.peers.get_mut(&key) {
                 let _ = peer.rtc.handle_input(Input::Timeout(now));
                 self.drain(key);
             }
         }
+        self.due = due;
     }
 
     /// Drains one peer's output (str0m's contract after every mutation), transmitting and
@@ -744,11 +747,7 @@ impl Worker {
                 }
             }
         };
-        if peer.deadline != deadline {
-            self.timers.remove(&(peer.deadline, key));
-            peer.deadline = deadline;
-            self.timers.insert((deadline, key));
-        }
+        self.timers.set(key, &mut peer.deadline, deadline);
         let alive = peer.rtc.is_alive();
         if !self.events.is_empty() {
             let mut events = std::mem::take(&mut self.events);
@@ -780,15 +779,15 @@ impl Worker {
                 let Some(peer) = self.peers.get_mut(&key) else {
                     return;
                 };
-                let channel = peer.spec.channel.clone();
+                let route = peer.route;
                 let jitter = peer
                     .jitter
                     .update(data.network_time, self.epoch, data.time.numer());
                 if peer.jitter.packets % 50 == 0 {
                     self.metrics.inbound_jitter(jitter);
                 }
-                let muted = match self.channels.get(&channel) {
-                    Some(route) => match route.publishers.iter().find(|p| p.key == key) {
+                let muted = match self.router.get(route) {
+                    Some(r) => match r.publishers.iter().find(|p| p.key == key) {
                         Some(p) => p.muted,
                         None => {
                             self.metrics.drop(DropReason::NotPermitted, 1);
@@ -821,8 +820,8 @@ impl Worker {
                     arrived: data.network_time,
                     data: data.data,
                 };
-                self.send_to_other_workers(&channel, &packet);
-                self.fan_out(&channel, &packet);
+                self.send_to_other_workers(route, &packet);
+                self.fan_out(route, &packet);
             }
             Event::MediaAdded(added) => {
                 let Some(peer) = self.peers.get_mut(&key) else {
@@ -886,16 +885,16 @@ impl Worker {
         }
     }
 
-    fn send_to_other_workers(&mut self, channel: &ChannelId, packet: &Packet) {
-        let Some(route) = self.channels.get(channel) else {
+    fn send_to_other_workers(&mut self, route: RouteId, packet: &Packet) {
+        let Some(plan) = self.router.plan(route) else {
             return;
         };
-        let mask = route.mask.load(Ordering::Relaxed) & !(1u64 << (self.index % 64));
-        if mask == 0 {
+        if plan.others == 0 {
             return;
         }
+        let channel = &self.router.get(route).expect("planned above").channel;
         for (w, tx) in self.shared.remotes.iter().enumerate() {
-            if w != self.index && mask & (1u64 << (w % 64)) != 0 {
+            if plan.others & (1u64 << (w % 64)) != 0 {
                 let msg = Remote::Media {
                     channel: channel.clone(),
                     packet: packet.clone(),
@@ -907,16 +906,16 @@ impl Worker {
         }
     }
 
-    /// Writes one packet to every local listener of `channel` but its publisher.
-    fn fan_out(&mut self, channel: &ChannelId, packet: &Packet) {
-        // The list is taken out while writing so peers can be borrowed; nothing allocates.
-        let listeners = match self.channels.get_mut(channel) {
-            Some(route) => std::mem::take(&mut route.listeners),
-            None => return,
+    /// Writes one packet to every local listener of the route but its publisher.
+    fn fan_out(&mut self, route: RouteId, packet: &Packet) {
+        // A snapshot: listeners that leave while it is walked are skipped, joiners wait for
+        // the next packet.
+        let Some(plan) = self.router.plan(route) else {
+            return;
         };
         let mut forwarded = 0u64;
         let mut no_slot = 0u64;
-        for &l in &listeners {
+        for &l in plan.listeners.iter() {
             if l == packet.publisher {
                 continue;
             }
@@ -941,15 +940,13 @@ impl Worker {
                 writer = writer.audio_level(level, voice);
             }
             if peer.first_audio.is_none() {
-                peer.first_audio = Some(Instant::now());
+                let now = Instant::now();
+                peer.first_audio = Some(now);
                 let _ = peer.spec.first_audio.try_send(FirstAudio {
                     participant: peer.spec.participant.clone(),
                 });
-                self.metrics.first_audio(
-                    peer.first_audio
-                        .unwrap()
-                        .saturating_duration_since(peer.created),
-                );
+                self.metrics
+                    .first_audio(now.saturating_duration_since(peer.created));
             }
             if writer
                 .write(pt, packet.arrived, time, packet.data.clone())
@@ -958,25 +955,6 @@ impl Worker {
                 forwarded += 1;
             }
             self.drain(l);
-        }
-        if let Some(route) = self.channels.get_mut(channel) {
-            let mut listeners = listeners;
-            // Listeners added while writing are kept; removed peers are not restored.
-            listeners.append(&mut route.listeners);
-            listeners.retain(|k| self.peers.contains_key(k));
-            // A peer removed while the list was taken out saw it empty and may have cleared
-            // this worker's bit; the restored list decides.
-            let bit = 1u64 << (self.index % 64);
-            let marked = route.mask.load(Ordering::Relaxed) & bit != 0;
-            // A load per packet; the write only when a removal got the bit wrong.
-            if marked == listeners.is_empty() {
-                if listeners.is_empty() {
-                    route.mask.fetch_and(!bit, Ordering::Relaxed);
-                } else {
-                    route.mask.fetch_or(bit, Ordering::Relaxed);
-                }
-            }
-            route.listeners = listeners;
         }
         self.metrics.forwarded(forwarded);
         self.metrics.drop(DropReason::NoSlot, no_slot);
