@@ -79,7 +79,11 @@ fn env(name: &str, default: u64) -> u64 {
 fn media_cpu() -> Duration {
     let ticks_per_s = 100.0; // USER_HZ on Linux
     let mut ticks = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
             continue;
         };
@@ -181,8 +185,14 @@ fn main() {
             started.elapsed().as_secs_f64()
         );
         println!("  packets written to listeners   {}", f1 - f0);
-        println!("  allocations per packet written {:.2}", (a1 - a0) as f64 / n);
-        println!("  bytes allocated per packet     {:.0}", (b1 - b0) as f64 / n);
+        println!(
+            "  allocations per packet written {:.2}",
+            (a1 - a0) as f64 / n
+        );
+        println!(
+            "  bytes allocated per packet     {:.0}",
+            (b1 - b0) as f64 / n
+        );
         println!(
             "  media worker CPU per packet    {:.2} µs (from /proc, 10 ms ticks)",
             (c1 - c0).as_secs_f64() * 1e6 / n

@@ -11,6 +11,16 @@ pub use crate::ids::PeerKey;
 /// Opus at 48 kHz, 20 ms frames: the timestamp step between consecutive packets.
 pub const OPUS_FRAME_TICKS: u64 = 960;
 
+/// RFC 3550 §5.1: a random first sequence number, in the first roll-over period (str0m
+/// expects a stream to start there).
+fn initial_seq() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish()
+        & 0x7fff
+}
+
 #[derive(Debug, Clone)]
 pub struct Slot {
     pub mid: Mid,
@@ -20,6 +30,9 @@ pub struct Slot {
     offset: Option<u64>,
     /// Last timestamp written on this slot, to continue from after a rebind.
     last_out: Option<u64>,
+    /// The next RTP sequence number written on this slot (extended; continuous across
+    /// rebinds, like the timeline).
+    seq: u64,
 }
 
 impl Slot {
@@ -29,7 +42,15 @@ impl Slot {
             publisher: None,
             offset: None,
             last_out: None,
+            seq: initial_seq(),
         }
+    }
+
+    /// The sequence number for the next packet written on this slot.
+    pub fn next_seq(&mut self) -> u64 {
+        let seq = self.seq;
+        self.seq += 1;
+        seq
     }
 
     /// Maps a publisher timestamp to this slot's timeline.

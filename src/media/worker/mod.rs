@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::media::{Direction, MediaKind, MediaTime, Mid, Pt};
+use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{AbsCaptureTime, Extension};
+use str0m::rtp::{AbsCaptureTime, Extension, ExtensionValues, RtpWrite, SeqNo};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -89,7 +89,10 @@ pub(crate) struct Packet {
     /// end-to-end latency on the sender's clock.
     capture: Option<AbsCaptureTime>,
     level: Option<(i8, bool)>,
-    time: MediaTime,
+    /// RTP timestamp, extended (48 kHz).
+    time: u64,
+    /// Start of a talk spurt (the RTP marker bit of audio).
+    marker: bool,
     arrived: Instant,
     data: Arc<[u8]>,
 }
@@ -398,7 +401,11 @@ impl Worker {
             // steers nothing for a fixed-rate voice codec, so it is not negotiated. Without
             // abs-send-time, str0m receivers delivered only a fifth of the frames (measured
             // with the forward bench), so that one stays.
+            // RTP mode: the server forwards packets as they arrive (no reordering buffer, no
+            // depacketizing and packetizing again) with its own sequence numbers and
+            // timestamps per slot, and the payload is shared by every listener.
             let mut rtc = Rtc::builder()
+                .set_rtp_mode(true)
                 .set_ice_lite(true)
                 .clear_codecs()
                 .enable_opus(true, false)
@@ -775,14 +782,14 @@ impl Worker {
 
     fn event(&mut self, key: PeerKey, e: Event) {
         match e {
-            Event::MediaData(data) => {
+            Event::RtpPacket(rtp) => {
                 let Some(peer) = self.peers.get_mut(&key) else {
                     return;
                 };
                 let route = peer.route;
                 let jitter = peer
                     .jitter
-                    .update(data.network_time, self.epoch, data.time.numer());
+                    .update(rtp.timestamp, self.epoch, rtp.time.numer());
                 if peer.jitter.packets % 50 == 0 {
                     self.metrics.inbound_jitter(jitter);
                 }
@@ -800,25 +807,24 @@ impl Worker {
                     self.metrics.drop(DropReason::Muted, 1);
                     return;
                 }
+                let ext = &rtp.header.ext_vals;
                 // Levels only from audio that is forwarded: a muted host is not speaking.
-                if let (Some(level), Some(peer)) =
-                    (data.ext_vals.audio_level, self.peers.get_mut(&key))
-                {
+                if let (Some(level), Some(peer)) = (ext.audio_level, self.peers.get_mut(&key)) {
                     let dbov = level.unsigned_abs().min(127);
                     let w = &mut peer.level;
                     w.loudest = Some(w.loudest.map_or(dbov, |l| l.min(dbov)));
-                    w.voice |= data.ext_vals.voice_activity.unwrap_or(dbov < 50);
+                    w.voice |= ext.voice_activity.unwrap_or(dbov < 50);
                 }
                 let packet = Packet {
                     publisher: key,
-                    capture: data.ext_vals.abs_capture_time,
-                    level: data
-                        .ext_vals
+                    capture: ext.abs_capture_time,
+                    level: ext
                         .audio_level
-                        .map(|l| (l, data.ext_vals.voice_activity.unwrap_or(false))),
-                    time: data.time,
-                    arrived: data.network_time,
-                    data: data.data,
+                        .map(|l| (l, ext.voice_activity.unwrap_or(false))),
+                    time: rtp.time.numer(),
+                    marker: rtp.header.marker,
+                    arrived: rtp.timestamp,
+                    data: rtp.payload,
                 };
                 self.send_to_other_workers(route, &packet);
                 self.fan_out(route, &packet);
@@ -831,12 +837,11 @@ impl Worker {
                     peer.slots.add(added.mid);
                 }
                 if peer.opus_pt.is_none() {
-                    if let Some(w) = peer.rtc.writer(added.mid) {
-                        peer.opus_pt = w
-                            .payload_params()
-                            .find(|p| p.spec().codec == str0m::format::Codec::Opus)
-                            .map(|p| p.pt());
-                    }
+                    peer.opus_pt = peer
+                        .rtc
+                        .codec_config()
+                        .find(|p| p.spec().codec == str0m::format::Codec::Opus)
+                        .map(|p| p.pt());
                 }
             }
             Event::IceConnectionStateChange(state) => {
@@ -927,18 +932,33 @@ impl Worker {
                 no_slot += 1;
                 continue;
             };
-            let mid = slot.mid;
-            let time = MediaTime::new(slot.map_time(packet.time.numer()), packet.time.frequency());
-            let Some(mut writer) = peer.rtc.writer(mid) else {
+            let (mid, seq) = (slot.mid, slot.next_seq());
+            let time = slot.map_time(packet.time);
+            let mut api = peer.rtc.direct_api();
+            let Some(stream) = api.stream_tx_by_mid(mid, None) else {
                 no_slot += 1;
                 continue;
             };
-            if let Some(c) = packet.capture {
-                writer = writer.abs_capture_time(c);
-            }
-            if let Some((level, voice)) = packet.level {
-                writer = writer.audio_level(level, voice);
-            }
+            let ext = ExtensionValues {
+                audio_level: packet.level.map(|l| l.0),
+                voice_activity: packet.level.map(|l| l.1),
+                abs_capture_time: packet.capture,
+                abs_send_time: Some(packet.arrived),
+                ..ExtensionValues::default()
+            };
+            // The server's own sequence numbers and timeline per slot: a listener sees one
+            // continuous stream per slot whoever speaks on it.
+            let write = RtpWrite::new(
+                pt,
+                SeqNo::from(seq),
+                time as u32,
+                packet.arrived,
+                packet.data.clone(),
+            )
+            .marker(packet.marker)
+            .ext_vals(ext);
+            stream.write_rtp(write);
+            forwarded += 1;
             if peer.first_audio.is_none() {
                 let now = Instant::now();
                 peer.first_audio = Some(now);
@@ -947,12 +967,6 @@ impl Worker {
                 });
                 self.metrics
                     .first_audio(now.saturating_duration_since(peer.created));
-            }
-            if writer
-                .write(pt, packet.arrived, time, packet.data.clone())
-                .is_ok()
-            {
-                forwarded += 1;
             }
             self.drain(l);
         }
