@@ -7,11 +7,13 @@
 //! - `error`      — `MediaError`, what the handle reports.
 //! - `types`      — what the handle and the workers exchange: `PeerSpec`, commands, `MediaError`.
 //! - `sdp`        — offer inspection (send directions) before anything is negotiated.
+//! - `udp`        — datagrams in batches (`sendmmsg`, `recvmmsg`).
 
 pub mod error;
 pub mod sdp;
 pub mod slots;
 mod types;
+pub mod udp;
 mod worker;
 
 use std::net::{SocketAddr, UdpSocket};

@@ -29,6 +29,7 @@ mod timers;
 
 use super::slots::{PeerKey, Slots};
 use super::types::{Command, MediaError, PeerSpec};
+use super::udp::{RecvBatch, SendBatch};
 use crate::channel::Publisher;
 use crate::ids::ChannelId;
 use crate::messages::ToSession;
@@ -47,6 +48,8 @@ const OFFER_ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Datagrams read per wake-up before the worker looks at its queues again.
 const READ_BATCH: usize = 256;
+/// Datagrams read per system call.
+const RECV_BATCH: usize = 32;
 /// How often str0m reports RTCP-derived stats per stream, and clients get quality events.
 const STATS_INTERVAL: Duration = Duration::from_secs(2);
 /// How often speaker levels go to channels and counters to Prometheus.
@@ -169,6 +172,9 @@ type PeerMap<V> = HashMap<PeerKey, V, BuildHasherDefault<KeyHasher>>;
 struct Worker {
     index: usize,
     socket: UdpSocket,
+    fd: std::os::fd::RawFd,
+    /// Datagrams to send, flushed at the end of every turn of the loop (or sooner when full).
+    out: SendBatch,
     local: SocketAddr,
     announced: SocketAddr,
     max_slots: usize,
@@ -204,9 +210,12 @@ pub(crate) fn run(
         let local = socket.local_addr().expect("bound socket");
         let socket = UdpSocket::from_std(socket).expect("non-blocking socket");
         let workers = shared.remotes.len();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
         let mut w = Worker {
             index,
             socket,
+            fd,
+            out: SendBatch::new(),
             local,
             announced,
             max_slots,
@@ -221,7 +230,7 @@ pub(crate) fn run(
             events: Vec::new(),
             due: Vec::new(),
         };
-        let mut buf = vec![0u8; 2048];
+        let mut recv = RecvBatch::new(RECV_BATCH, 2048);
         let mut pruned = Instant::now();
         let mut housekept = Instant::now();
         loop {
@@ -244,6 +253,7 @@ pub(crate) fn run(
                     w.demux.prune(now);
                 }
             }
+            w.flush_out();
             let next = w
                 .timers
                 .next()
@@ -269,9 +279,18 @@ pub(crate) fn run(
                 }
                 ready = w.socket.readable() => {
                     if ready.is_ok() {
-                        for _ in 0..READ_BATCH {
-                            match w.socket.try_recv_from(&mut buf) {
-                                Ok((n, source)) => w.datagram(source, &buf[..n]),
+                        for _ in 0..READ_BATCH / RECV_BATCH {
+                            // Through tokio, so that it learns when the socket runs dry.
+                            let fd = w.fd;
+                            let read = w.socket.try_io(tokio::io::Interest::READABLE, || {
+                                recv.recv(fd)
+                            });
+                            match read {
+                                Ok(_) => {
+                                    for (source, data) in recv.datagrams() {
+                                        w.datagram(source, data);
+                                    }
+                                }
                                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                                 Err(e) => {
                                     tracing::debug!(error = %e, "media socket read");
@@ -289,6 +308,7 @@ pub(crate) fn run(
         for key in keys {
             w.remove(key);
         }
+        w.flush_out();
     });
 }
 
@@ -666,6 +686,13 @@ impl Worker {
         self.assign_slots(key);
     }
 
+    /// Sends what the last turn produced, in one system call per `SendBatch::FLUSH_AT`.
+    fn flush_out(&mut self) {
+        let flushed = self.out.flush(self.fd);
+        self.metrics
+            .drop(DropReason::SocketFull, flushed.dropped as u64);
+    }
+
     fn flush_outbox(&mut self) {
         let remotes = &self.shared.remotes;
         self.outbox.flush(|w, m| try_remote(&remotes[w], m));
@@ -742,8 +769,10 @@ impl Worker {
             match peer.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => break t,
                 Ok(Output::Transmit(t)) => {
-                    if self.socket.try_send_to(&t.contents, t.destination).is_err() {
-                        self.metrics.drop(DropReason::SocketFull, 1);
+                    if self.out.push(t.destination, t.contents.into()) {
+                        let flushed = self.out.flush(self.fd);
+                        self.metrics
+                            .drop(DropReason::SocketFull, flushed.dropped as u64);
                     }
                 }
                 Ok(Output::Event(e)) => self.events.push(e),
