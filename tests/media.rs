@@ -306,3 +306,43 @@ async fn late_listener_with_enough_slots_is_not_renegotiated() {
         assert_ne!(e["event"], "media_offer", "no renegotiation needed: {e}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_herd_of_listeners_on_one_thread_hears_the_host() {
+    let server = start();
+    let herd = amphi_client::Herd::start("herd-test").unwrap();
+    let mut members = Vec::new();
+    for i in 0..20 {
+        let s = signal(&server, &format!("herd-{i}"), "audience").await;
+        s.join("herd", "audience").await.unwrap();
+        let p = herd.join(&s, "herd", 1).await.unwrap();
+        members.push((s, p));
+    }
+    let (_hs, h, host_id) = host(&server, "herd", "h", 440.0).await;
+    for (_, p) in &members {
+        assert!(
+            p.wait_packets(50, SECS).await,
+            "a herd member hears the host"
+        );
+    }
+    h.set_sending(false).await;
+    let sent = h.stats().sent_packets;
+    for (_, p) in &members {
+        let heard = || p.stats().slot_for(&host_id).map_or(0, |s| s.packets);
+        eventually(SECS, || heard() as f64 >= sent as f64 * 0.99).await;
+        let stats = p.stats();
+        let slot = stats
+            .slot_for(&host_id)
+            .expect("the track event named the slot");
+        assert!(
+            slot.packets as f64 >= sent as f64 * 0.99,
+            "{} of {sent}",
+            slot.packets
+        );
+        assert_eq!(slot.lost(), 0);
+        assert!(stats.latency_us.len() >= 50, "end-to-end latency measured");
+    }
+    for (_, p) in members.drain(..) {
+        p.close();
+    }
+}

@@ -3,12 +3,15 @@
 //! - `signal` — the signalling WebSocket: requests with replies, events.
 //! - `peer`   — one WebRTC audio peer (str0m) per joined channel: publishes Opus from a
 //!   `Source`, receives and decodes every slot.
+//! - `herd`   — many listening peers on one thread (load generation).
 //! - `audio`  — sources (tone, WAV), level and frequency analysis.
 
 pub mod audio;
+pub mod herd;
 pub mod peer;
 pub mod signal;
 
 pub use audio::{Source, Tone, Wav};
-pub use peer::{AudioPeer, PeerOptions, SlotStats};
+pub use herd::{Herd, HerdPeer};
+pub use peer::{AudioPeer, Meter, PeerOptions, PeerStats, SlotStats};
 pub use signal::{ClientError, Signal};

@@ -146,8 +146,69 @@ enum PeerCmd {
     Close,
 }
 
+/// What a peer has received so far, readable while it runs (`AudioPeer` and herd peers).
+#[derive(Clone, Default)]
+pub struct Meter(pub(crate) Arc<Mutex<PeerStats>>);
+
+impl Meter {
+    pub fn stats(&self) -> PeerStats {
+        self.0.lock().expect("not poisoned").clone()
+    }
+
+    /// Latency histogram and packet count since the previous call (for reports over time).
+    pub fn take_interval(&self) -> (hdrhistogram::Histogram<u64>, u64) {
+        let mut s = self.0.lock().expect("not poisoned");
+        let fresh = hdrhistogram::Histogram::new_from(&s.interval_latency_us);
+        let h = std::mem::replace(&mut s.interval_latency_us, fresh);
+        (h, std::mem::take(&mut s.interval_packets))
+    }
+
+    /// Packets received so far, without copying the stats (cheap enough to poll).
+    pub fn received_packets(&self) -> u64 {
+        self.0.lock().expect("not poisoned").received_packets()
+    }
+
+    /// When the first packet arrived, on any slot.
+    pub fn first_packet(&self) -> Option<Instant> {
+        let s = self.0.lock().expect("not poisoned");
+        s.slots.iter().filter_map(|x| x.first_packet).min()
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.0.lock().expect("not poisoned").connected
+    }
+
+    /// The end-to-end latency histogram so far (µs), copied.
+    pub fn latency(&self) -> hdrhistogram::Histogram<u64> {
+        self.0.lock().expect("not poisoned").latency_us.clone()
+    }
+
+    pub async fn wait_connected(&self, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            if self.is_connected() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    /// Waits until `n` packets arrived in all.
+    pub async fn wait_packets(&self, n: u64, wait: Duration) -> bool {
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            if self.received_packets() >= n {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+}
+
 pub struct AudioPeer {
-    stats: Arc<Mutex<PeerStats>>,
+    stats: Meter,
     cmd: mpsc::Sender<PeerCmd>,
     task: tokio::task::JoinHandle<()>,
     pub local_addr: SocketAddr,
@@ -165,6 +226,14 @@ fn set_direction(sdp: &str, mid: Mid, from: &str, to: &str) -> String {
             }
         })
         .collect()
+}
+
+impl std::ops::Deref for AudioPeer {
+    type Target = Meter;
+
+    fn deref(&self) -> &Meter {
+        &self.stats
+    }
 }
 
 impl AudioPeer {
@@ -216,7 +285,7 @@ impl AudioPeer {
         rtc.sdp_api()
             .accept_answer(pending, answer)
             .map_err(|e| media_err(&e))?;
-        let stats = Arc::new(Mutex::new(PeerStats::default()));
+        let stats = Meter::default();
         let (cmd, cmd_rx) = mpsc::channel(16);
         let driver = Driver {
             rtc,
@@ -224,7 +293,7 @@ impl AudioPeer {
             local_addr,
             signal: signal.clone(),
             channel: channel.to_string(),
-            stats: stats.clone(),
+            stats: stats.0.clone(),
             mic,
             source: opts.publish,
             sending: true,
@@ -243,61 +312,6 @@ impl AudioPeer {
             task,
             local_addr,
         })
-    }
-
-    pub fn stats(&self) -> PeerStats {
-        self.stats.lock().expect("not poisoned").clone()
-    }
-
-    /// Latency histogram and packet count since the previous call (for reports over time).
-    pub fn take_interval(&self) -> (hdrhistogram::Histogram<u64>, u64) {
-        let mut s = self.stats.lock().expect("not poisoned");
-        let fresh = hdrhistogram::Histogram::new_from(&s.interval_latency_us);
-        let h = std::mem::replace(&mut s.interval_latency_us, fresh);
-        (h, std::mem::take(&mut s.interval_packets))
-    }
-
-    /// Packets received so far, without copying the stats (cheap enough to poll).
-    pub fn received_packets(&self) -> u64 {
-        self.stats.lock().expect("not poisoned").received_packets()
-    }
-
-    /// When the first packet arrived, on any slot.
-    pub fn first_packet(&self) -> Option<Instant> {
-        let s = self.stats.lock().expect("not poisoned");
-        s.slots.iter().filter_map(|x| x.first_packet).min()
-    }
-
-    pub fn is_connected(&self) -> bool {
-        self.stats.lock().expect("not poisoned").connected
-    }
-
-    /// The end-to-end latency histogram so far (µs), copied.
-    pub fn latency(&self) -> hdrhistogram::Histogram<u64> {
-        self.stats.lock().expect("not poisoned").latency_us.clone()
-    }
-
-    pub async fn wait_connected(&self, wait: Duration) -> bool {
-        let deadline = Instant::now() + wait;
-        while Instant::now() < deadline {
-            if self.is_connected() {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        false
-    }
-
-    /// Waits until `n` packets arrived in all.
-    pub async fn wait_packets(&self, n: u64, wait: Duration) -> bool {
-        let deadline = Instant::now() + wait;
-        while Instant::now() < deadline {
-            if self.received_packets() >= n {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        false
     }
 
     /// Stops reading the socket for `d` (the kernel drops what does not fit).
@@ -436,7 +450,6 @@ impl Driver {
                 let mid = data.mid;
                 let now = Instant::now();
                 let (lo, hi) = (**data.seq_range.start(), **data.seq_range.end());
-                let packets = hi.wrapping_sub(lo) + 1;
                 let latency = data
                     .ext_vals
                     .abs_capture_time
@@ -449,30 +462,14 @@ impl Driver {
                     decoder.decode(&data.data, &mut pcm, false)
                 });
                 let mut s = self.stats.lock().expect("not poisoned");
-                if let Some(l) = latency {
-                    let us = (l.as_micros() as u64).clamp(1, 60_000_000);
-                    let _ = s.latency_us.record(us);
-                    let _ = s.interval_latency_us.record(us);
-                }
-                s.interval_packets += packets;
-                let epoch = self.epoch;
-                let slot = slot_mut(&mut s, mid);
-                slot.packets += packets;
-                slot.first_packet.get_or_insert(now);
-                slot.seq_range = Some(match slot.seq_range {
-                    None => (lo, hi),
-                    Some((a, b)) => (a.min(lo), b.max(hi)),
-                });
-                // RFC 3550 §6.4.1, in seconds.
-                let transit =
-                    now.saturating_duration_since(epoch).as_secs_f64() - data.time.as_seconds();
-                if let Some(last) = slot.last_transit {
-                    let d = (transit - last).abs();
-                    if d < 1.0 {
-                        slot.jitter += (d - slot.jitter) / 16.0;
-                    }
-                }
-                slot.last_transit = Some(transit);
+                let arrival = Arrival {
+                    mid,
+                    seq: (lo, hi),
+                    media_seconds: data.time.as_seconds(),
+                    latency,
+                    at: now,
+                };
+                let slot = s.record(&arrival, self.epoch);
                 match decoded {
                     Some(Ok(n)) => {
                         slot.decoded_frames += 1;
@@ -583,7 +580,50 @@ fn bind_udp(recv_buffer: Option<usize>) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(socket.into())
 }
 
-fn slot_mut(s: &mut PeerStats, mid: Mid) -> &mut SlotStats {
+/// One received packet (or a run of them), as the stats count it.
+pub(crate) struct Arrival {
+    pub mid: Mid,
+    /// First and last extended sequence numbers.
+    pub seq: (u64, u64),
+    /// RTP time in seconds (for jitter).
+    pub media_seconds: f64,
+    /// Sender capture → arrival, from abs-capture-time.
+    pub latency: Option<Duration>,
+    pub at: Instant,
+}
+
+impl PeerStats {
+    /// Counts an arrival on its slot; returns the slot.
+    pub(crate) fn record(&mut self, a: &Arrival, epoch: Instant) -> &mut SlotStats {
+        let (lo, hi) = a.seq;
+        let packets = hi.wrapping_sub(lo) + 1;
+        if let Some(l) = a.latency {
+            let us = (l.as_micros() as u64).clamp(1, 60_000_000);
+            let _ = self.latency_us.record(us);
+            let _ = self.interval_latency_us.record(us);
+        }
+        self.interval_packets += packets;
+        let slot = slot_mut(self, a.mid);
+        slot.packets += packets;
+        slot.first_packet.get_or_insert(a.at);
+        slot.seq_range = Some(match slot.seq_range {
+            None => (lo, hi),
+            Some((x, y)) => (x.min(lo), y.max(hi)),
+        });
+        // RFC 3550 §6.4.1, in seconds.
+        let transit = a.at.saturating_duration_since(epoch).as_secs_f64() - a.media_seconds;
+        if let Some(last) = slot.last_transit {
+            let d = (transit - last).abs();
+            if d < 1.0 {
+                slot.jitter += (d - slot.jitter) / 16.0;
+            }
+        }
+        slot.last_transit = Some(transit);
+        slot
+    }
+}
+
+pub(crate) fn slot_mut(s: &mut PeerStats, mid: Mid) -> &mut SlotStats {
     let key = mid.to_string();
     match s.slots.iter().position(|x| x.mid == key) {
         Some(i) => &mut s.slots[i],

@@ -54,6 +54,9 @@ struct Cli {
     /// Calls: pairs of users calling at once, each pair one call after another.
     #[arg(long)]
     concurrency: Option<usize>,
+    /// Threads driving the listeners, many peers each; 0: one task per listener.
+    #[arg(long)]
+    herd_threads: Option<usize>,
     /// HS256 key the server verifies tokens with (default: the --dev key).
     #[arg(long, env = "AMPHI_SWARM_SIGNING_KEY")]
     signing_key: Option<String>,
@@ -67,7 +70,8 @@ struct Cli {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
-    /// Also measure the bare SRTP protect + UDP send cost on this machine, for comparison.
+    /// Also measure the bare SRTP protect + UDP send cost on this machine (sendto, and
+    /// sendmmsg by 64), for comparison.
     #[arg(long)]
     probe: bool,
 }
@@ -103,6 +107,7 @@ fn main() -> ExitCode {
         slots,
         calls,
         concurrency,
+        herd_threads,
         signing_key
     );
     if cli.spawn_server || cli.server_bin.is_some() {
@@ -123,8 +128,10 @@ fn main() -> ExitCode {
     match result {
         Ok(mut report) => {
             if cli.probe {
-                let probe = amphi_swarm::probe::srtp_send(200_000);
-                report.server.probe_us_per_packet = Some(probe.as_secs_f64() * 1e6);
+                let probe = amphi_swarm::probe::measure(200_000);
+                report.server.probe_us_per_packet = Some(probe.sendto.as_secs_f64() * 1e6);
+                report.server.probe_batched_us_per_packet =
+                    Some(probe.sendmmsg.as_secs_f64() * 1e6);
             }
             print!("{}", report.table());
             if let Some(path) = &cli.json {

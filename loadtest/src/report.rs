@@ -48,10 +48,23 @@ pub struct Second {
     pub latency: Percentiles,
 }
 
+/// The load generator's own CPU: when it nears its cores, the client was the limit.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SwarmCost {
+    pub cpu_seconds: Option<f64>,
+    /// CPU seconds per second of the window: cores in use.
+    pub cores: Option<f64>,
+    /// Threads driving the listeners (0: a task per listener).
+    pub herd_threads: usize,
+    pub cpu_us_per_received_packet: Option<f64>,
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ServerCost {
-    /// Bare SRTP protect + UDP send of one packet on this machine, same run (µs CPU).
+    /// Bare SRTP protect + `sendto` of one packet on this machine, same run (µs CPU).
     pub probe_us_per_packet: Option<f64>,
+    /// Bare SRTP protect + a 64th of a `sendmmsg`, same run (µs CPU).
+    pub probe_batched_us_per_packet: Option<f64>,
     /// Server CPU per packet it forwarded, over the run.
     pub cpu_us_per_forwarded_packet: Option<f64>,
     pub forwarded_packets: Option<f64>,
@@ -151,6 +164,8 @@ pub struct Report {
     pub delivery: f64,
     pub errors: Vec<String>,
     pub server: ServerCost,
+    /// What the swarm itself spent over the same window as the server's cost.
+    pub swarm: SwarmCost,
     pub timeline: Vec<Second>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub calls: Option<CallsReport>,
@@ -202,14 +217,33 @@ impl Report {
             opt(self.server.cpu_us_per_forwarded_packet, "µs"),
             opt(self.server.rss_bytes_per_peer.map(|b| b / 1024.0), "KiB"),
         );
+        let ratio = |p: f64| {
+            self.server
+                .cpu_us_per_forwarded_packet
+                .map_or("n/a".to_string(), |c| format!("{:.2}x", c / p))
+        };
         if let Some(p) = self.server.probe_us_per_packet {
             out += &format!(
-                "bare cost        {p:.2} µs per SRTP protect + UDP send ({} of it per forward)\n",
-                self.server
-                    .cpu_us_per_forwarded_packet
-                    .map_or("n/a".to_string(), |c| format!("{:.2}x", c / p))
+                "bare cost        {p:.2} µs per SRTP protect + sendto (forward = {} of it)\n",
+                ratio(p)
             );
         }
+        if let Some(p) = self.server.probe_batched_us_per_packet {
+            out += &format!(
+                "                 {p:.2} µs per SRTP protect + sendmmsg/64 (forward = {} of it)\n",
+                ratio(p)
+            );
+        }
+        out += &format!(
+            "swarm            {} CPU ({} cores) over the same window, {} per received packet, {}\n",
+            opt(self.swarm.cpu_seconds, "s"),
+            opt(self.swarm.cores, ""),
+            opt(self.swarm.cpu_us_per_received_packet, "µs"),
+            match self.swarm.herd_threads {
+                0 => "a task per listener".to_string(),
+                n => format!("listeners on {n} thread(s)"),
+            }
+        );
         out
     }
 

@@ -6,11 +6,11 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use amphi_client::{AudioPeer, PeerOptions, Signal, Source, Tone, Wav};
+use amphi_client::{AudioPeer, Herd, HerdPeer, Meter, PeerOptions, Signal, Source, Tone, Wav};
 use hdrhistogram::Histogram;
 use tokio::sync::watch;
 
-use crate::report::{histogram, Percentiles, Report, Second, ServerCost};
+use crate::report::{histogram, Percentiles, Report, Second, ServerCost, SwarmCost};
 use crate::scenario::{Kind, Scenario};
 use crate::server;
 use crate::tokens::token;
@@ -36,7 +36,7 @@ fn source(spec: &str, index: usize) -> Result<Box<dyn Source>, String> {
 /// Shared between listener tasks and the sampler.
 #[derive(Default)]
 struct Shared {
-    active: Vec<(Arc<AudioPeer>, usize)>,
+    active: Vec<(Meter, usize)>,
     join: Option<Histogram<u64>>,
     first_audio: Option<Histogram<u64>>,
     latency: Option<Histogram<u64>>,
@@ -61,6 +61,34 @@ struct Ctx {
     url: String,
     scenario: Scenario,
     shared: Mutex<Shared>,
+    /// Listener threads (none: a task per listener).
+    herds: Vec<Herd>,
+}
+
+/// A listener as the swarm drives it.
+enum Listening {
+    Task(AudioPeer),
+    Herd(HerdPeer),
+}
+
+impl std::ops::Deref for Listening {
+    type Target = Meter;
+
+    fn deref(&self) -> &Meter {
+        match self {
+            Listening::Task(p) => p,
+            Listening::Herd(p) => p,
+        }
+    }
+}
+
+impl Listening {
+    async fn close(self) {
+        match self {
+            Listening::Task(p) => p.close().await,
+            Listening::Herd(p) => p.close(),
+        }
+    }
 }
 
 /// One listener's life: connect, join, negotiate, hear, stay, report.
@@ -78,14 +106,24 @@ async fn listener(ctx: Arc<Ctx>, index: usize, mut stop: watch::Receiver<bool>) 
             .await
             .map_err(|e| format!("{identity}: join: {e}"))?;
         let joined = Instant::now();
-        let opts = PeerOptions {
-            slots: s.slots.min(s.hosts).max(1),
-            decode: false,
-            ..PeerOptions::default()
-        };
-        let peer = AudioPeer::start(&signal, &channel, opts)
-            .await
-            .map_err(|e| format!("{identity}: media: {e}"))?;
+        let slots = s.slots.min(s.hosts).max(1);
+        let peer = match ctx.herds.get(index % ctx.herds.len().max(1)) {
+            Some(herd) => herd
+                .join(&signal, &channel, slots)
+                .await
+                .map(Listening::Herd),
+            None => {
+                let opts = PeerOptions {
+                    slots,
+                    decode: false,
+                    ..PeerOptions::default()
+                };
+                AudioPeer::start(&signal, &channel, opts)
+                    .await
+                    .map(Listening::Task)
+            }
+        }
+        .map_err(|e| format!("{identity}: media: {e}"))?;
         Ok::<_, String>((signal, peer, joined))
     }
     .await;
@@ -96,12 +134,11 @@ async fn listener(ctx: Arc<Ctx>, index: usize, mut stop: watch::Receiver<bool>) 
             return;
         }
     };
-    let peer = Arc::new(peer);
     let join_us = joined.duration_since(started).as_micros() as u64;
     {
         let mut sh = ctx.shared.lock().expect("not poisoned");
         let _ = sh.join.get_or_insert_with(histogram).record(join_us.max(1));
-        sh.active.push((peer.clone(), index));
+        sh.active.push(((*peer).clone(), index));
     }
     let heard = peer.wait_packets(1, FIRST_AUDIO_TIMEOUT).await;
     if heard {
@@ -155,9 +192,7 @@ async fn listener(ctx: Arc<Ctx>, index: usize, mut stop: watch::Receiver<bool>) 
             }
         }
     }
-    if let Ok(peer) = Arc::try_unwrap(peer) {
-        peer.close().await;
-    }
+    peer.close().await;
     signal.close().await;
 }
 
@@ -205,10 +240,15 @@ pub async fn run(
     let rss0 = pid.and_then(server::rss_bytes);
     let cpu0 = pid.and_then(server::cpu_seconds);
     let fwd0 = server::metric(&url, "amphi_packets_forwarded_total").await;
+    let herds = (0..scenario.herd_threads)
+        .map(|i| Herd::start(&format!("swarm-herd-{i}")))
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|e| format!("listener threads: {e}"))?;
     let ctx = Arc::new(Ctx {
         url: url.clone(),
         scenario: scenario.clone(),
         shared: Mutex::new(Shared::default()),
+        herds,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     let total = match scenario.kind {
@@ -262,12 +302,16 @@ pub async fn run(
     // Server cost is measured once every listener is in and hearing: joins and handshakes
     // are not forwarding.
     let mut steady: Option<(Option<f64>, Option<f64>)> = None;
+    let own = std::process::id();
+    // The swarm's own CPU over the same window, and what it received in it.
+    let mut swarm0 = (server::cpu_seconds(own), Instant::now(), 0u64);
+    let mut received_total = 0u64;
     loop {
         tokio::select! {
             () = &mut deadline => break,
             () = &mut stop => { interrupted = true; break; }
             _ = second.tick() => {
-                let active: Vec<Arc<AudioPeer>> = ctx
+                let active: Vec<Meter> = ctx
                     .shared
                     .lock()
                     .expect("not poisoned")
@@ -282,6 +326,7 @@ pub async fn run(
                     let (ph, n) = p.take_interval();
                     h.add(&ph).expect("same bounds");
                     received += n;
+                    received_total += n;
                     if p.received_packets() > 0 {
                         hearing += 1;
                     }
@@ -292,6 +337,7 @@ pub async fn run(
                         pid.and_then(server::cpu_seconds),
                         server::metric(&url, "amphi_packets_forwarded_total").await,
                     ));
+                    swarm0 = (server::cpu_seconds(own), Instant::now(), received_total);
                 }
                 let per_listener = scenario.slots.min(scenario.hosts).max(1) as f64;
                 let s = Second {
@@ -320,6 +366,20 @@ pub async fn run(
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu1 = pid.and_then(server::cpu_seconds);
+    let swarm_cpu = match (swarm0.0, server::cpu_seconds(own)) {
+        (Some(a), Some(b)) => Some(b - a),
+        _ => None,
+    };
+    let window = swarm0.1.elapsed().as_secs_f64();
+    let window_received = received_total - swarm0.2;
+    let swarm = SwarmCost {
+        cpu_seconds: swarm_cpu,
+        cores: swarm_cpu.filter(|_| window > 0.0).map(|c| c / window),
+        herd_threads: scenario.herd_threads,
+        cpu_us_per_received_packet: swarm_cpu
+            .filter(|_| window_received > 0)
+            .map(|c| c / window_received as f64 * 1e6),
+    };
     let fwd1 = server::metric(&url, "amphi_packets_forwarded_total").await;
     let (cpu0, fwd0) = match steady {
         Some((c, f)) if c.is_some() && f < fwd1 => (c, f),
@@ -388,6 +448,7 @@ pub async fn run(
         errors,
         server: ServerCost {
             probe_us_per_packet: None,
+            probe_batched_us_per_packet: None,
             cpu_us_per_forwarded_packet: match (cpu, forwarded) {
                 (Some(c), Some(f)) if f > 0.0 => Some(c / f * 1e6),
                 _ => None,
@@ -400,6 +461,7 @@ pub async fn run(
             },
             peak_rss_bytes: peak_rss,
         },
+        swarm,
         timeline,
         calls: None,
     })

@@ -48,6 +48,9 @@ pub struct Scenario {
     pub calls: usize,
     /// Calls: pairs of users calling at the same time, each pair one call after another.
     pub concurrency: usize,
+    /// Threads driving the listeners, each many peers (a socket each, one poll for all);
+    /// 0 runs every listener as its own task instead (as the tests' clients do).
+    pub herd_threads: usize,
 }
 
 impl Default for Scenario {
@@ -67,6 +70,7 @@ impl Default for Scenario {
             slots: 4,
             calls: 300,
             concurrency: 8,
+            herd_threads: 1,
         }
     }
 }

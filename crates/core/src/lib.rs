@@ -20,6 +20,7 @@ pub use amphi_proto::{error, ids, protocol};
 
 pub mod call;
 pub mod channel;
+pub mod deadlines;
 pub mod directory;
 pub mod levels;
 pub mod peer;

@@ -6,7 +6,7 @@
 //!
 //! The IO-free parts live beside it: `steer` (which peer and worker a datagram is for; peers
 //! moving to the worker their packets land on), `router` (routes and fan-out plans),
-//! `timers` (peers' str0m deadlines), `stats` (jitter and levels).
+//! `stats` (jitter and levels); peers' str0m deadlines are `amphi_core::deadlines`.
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
@@ -25,7 +25,6 @@ use tokio::sync::mpsc;
 mod router;
 mod stats;
 mod steer;
-mod timers;
 
 use super::slots::{PeerKey, Slots};
 use super::types::{Command, MediaError, PeerSpec};
@@ -36,11 +35,11 @@ use crate::messages::ToSession;
 use crate::messages::{FirstAudio, SpeakerLevel};
 use crate::metrics::{Drop as DropReason, WorkerMetrics};
 use crate::protocol::MediaEvent;
+use amphi_core::deadlines::{Deadline, Deadlines};
 pub(crate) use router::Masks;
 use router::{RouteId, Router};
 use stats::{Jitter, LevelWindow};
 use steer::{Demux, Outbox, Refused, Steer};
-use timers::{Deadline, Timers};
 
 /// How long a server offer waits for its answer before a new offer (the client's or the
 /// server's) replaces it. A client answers in milliseconds; ten seconds covers a stalled tab.
@@ -184,7 +183,7 @@ struct Worker {
     demux: Demux,
     /// Moves and passed-on commands waiting for room in another worker's queue.
     outbox: Outbox<Remote>,
-    timers: Timers,
+    timers: Deadlines<PeerKey>,
     router: Router,
     metrics: WorkerMetrics,
     /// Events drained from one `Rtc`, handled once its borrow ends; reused.
@@ -225,7 +224,7 @@ pub(crate) fn run(
             peers: PeerMap::default(),
             demux: Demux::new(index),
             outbox: Outbox::new(workers),
-            timers: Timers::default(),
+            timers: Deadlines::default(),
             metrics: WorkerMetrics::new(index),
             events: Vec::new(),
             due: Vec::new(),

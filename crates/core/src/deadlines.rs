@@ -1,6 +1,8 @@
-//! When each peer's `Rtc` wants its next timeout, without reordering anything per packet.
+//! When each of many state machines (WebRTC peers) wants its next timeout, without reordering
+//! anything per packet.
 //!
-//! str0m reports a deadline after every input and write, usually the same one or a later one.
+//! A sans-IO peer reports a deadline after every input and write, usually the same one or a
+//! later one.
 //! A queue entry is pushed only when a peer's deadline moves *earlier* than the entry it
 //! already has; a later deadline is noticed when the earlier entry comes due (the peer is
 //! then simply queued again). Entries that a newer, earlier one replaced are skipped.
@@ -9,25 +11,30 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::time::Instant;
 
-use crate::ids::PeerKey;
-
-/// One peer's side of the queue.
+/// One peer's side of the queue, kept with the peer.
 #[derive(Debug, Default, Clone, Copy)]
-pub(super) struct Deadline {
+pub struct Deadline {
     /// What the `Rtc` last asked for.
-    pub(super) wanted: Option<Instant>,
+    pub wanted: Option<Instant>,
     /// The live queue entry's time.
     queued: Option<Instant>,
 }
 
-#[derive(Default)]
-pub(super) struct Timers {
-    heap: BinaryHeap<Reverse<(Instant, PeerKey)>>,
+pub struct Deadlines<K> {
+    heap: BinaryHeap<Reverse<(Instant, K)>>,
 }
 
-impl Timers {
+impl<K> Default for Deadlines<K> {
+    fn default() -> Self {
+        Self {
+            heap: BinaryHeap::new(),
+        }
+    }
+}
+
+impl<K: Copy + Ord> Deadlines<K> {
     /// Records what a peer's `Rtc` wants; queues it only when that is earlier than its entry.
-    pub(super) fn set(&mut self, key: PeerKey, d: &mut Deadline, at: Instant) {
+    pub fn set(&mut self, key: K, d: &mut Deadline, at: Instant) {
         d.wanted = Some(at);
         if d.queued.is_none_or(|q| at < q) {
             d.queued = Some(at);
@@ -36,7 +43,7 @@ impl Timers {
     }
 
     /// A peer arriving with a deadline from elsewhere (moved from another worker).
-    pub(super) fn adopt(&mut self, key: PeerKey, d: &mut Deadline) {
+    pub fn adopt(&mut self, key: K, d: &mut Deadline) {
         d.queued = None;
         if let Some(at) = d.wanted {
             self.set(key, d, at);
@@ -44,12 +51,12 @@ impl Timers {
     }
 
     /// The earliest entry: when the worker must wake at the latest.
-    pub(super) fn next(&self) -> Option<Instant> {
+    pub fn next(&self) -> Option<Instant> {
         self.heap.peek().map(|Reverse((at, _))| *at)
     }
 
     /// The next entry due at `now`, taken off the queue; `fire` says what it means.
-    pub(super) fn pop_due(&mut self, now: Instant) -> Option<(Instant, PeerKey)> {
+    pub fn pop_due(&mut self, now: Instant) -> Option<(Instant, K)> {
         match self.heap.peek() {
             Some(&Reverse((at, key))) if at <= now => {
                 self.heap.pop();
@@ -61,13 +68,7 @@ impl Timers {
 
     /// Whether a popped entry (`at`) means the peer's timeout is due now. An entry a newer,
     /// earlier one replaced means nothing; a peer whose deadline moved later is queued again.
-    pub(super) fn fire(
-        &mut self,
-        key: PeerKey,
-        d: &mut Deadline,
-        at: Instant,
-        now: Instant,
-    ) -> bool {
+    pub fn fire(&mut self, key: K, d: &mut Deadline, at: Instant, now: Instant) -> bool {
         if d.queued != Some(at) {
             return false;
         }
@@ -82,9 +83,13 @@ impl Timers {
         }
     }
 
-    #[cfg(test)]
-    fn len(&self) -> usize {
+    /// Entries queued, replaced ones included.
+    pub fn len(&self) -> usize {
         self.heap.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
     }
 }
 
@@ -98,7 +103,7 @@ mod tests {
         base + Duration::from_millis(n)
     }
 
-    fn due(t: &mut Timers, peers: &mut HashMap<PeerKey, Deadline>, now: Instant) -> Vec<PeerKey> {
+    fn due(t: &mut Deadlines<u64>, peers: &mut HashMap<u64, Deadline>, now: Instant) -> Vec<u64> {
         let mut out = Vec::new();
         while let Some((at, key)) = t.pop_due(now) {
             if let Some(d) = peers.get_mut(&key) {
@@ -113,7 +118,7 @@ mod tests {
     #[test]
     fn a_later_deadline_costs_nothing_until_the_earlier_entry_is_due() {
         let base = Instant::now();
-        let mut t = Timers::default();
+        let mut t = Deadlines::<u64>::default();
         let mut peers = HashMap::from([(1, Deadline::default())]);
         t.set(1, peers.get_mut(&1).unwrap(), ms(base, 100));
         // A thousand writes, each pushing the deadline a little later: no new entries.
@@ -131,7 +136,7 @@ mod tests {
     #[test]
     fn an_earlier_deadline_replaces_the_entry_and_fires_once() {
         let base = Instant::now();
-        let mut t = Timers::default();
+        let mut t = Deadlines::<u64>::default();
         let mut peers = HashMap::from([(1, Deadline::default()), (2, Deadline::default())]);
         t.set(1, peers.get_mut(&1).unwrap(), ms(base, 500));
         t.set(2, peers.get_mut(&2).unwrap(), ms(base, 300));
@@ -151,7 +156,7 @@ mod tests {
     #[test]
     fn a_moved_peer_keeps_its_deadline() {
         let base = Instant::now();
-        let (mut from, mut to) = (Timers::default(), Timers::default());
+        let (mut from, mut to) = (Deadlines::<u64>::default(), Deadlines::<u64>::default());
         let mut d = Deadline::default();
         from.set(1, &mut d, ms(base, 40));
         to.adopt(1, &mut d);
