@@ -751,7 +751,7 @@ impl Worker {
         }
         for key in due.drain(..) {
             if let Some(peer) = self.peers.get_mut(&key) {
-                let _ = peer.rtc.handle_input(Input::Timeout(now));
+                let _ = peer.rtc.handle_input(Input::Timeout(Instant::now()));
                 self.drain(key);
             }
         }
@@ -764,9 +764,21 @@ impl Worker {
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
+        // str0m asks for a timeout "now" after each packet it sends (its pacer wants time to
+        // move before the next); giving it here, a couple of times at most, saves a timer
+        // entry and a wake-up per packet per listener.
+        let mut immediate = 0;
         let deadline = loop {
             match peer.rtc.poll_output() {
-                Ok(Output::Timeout(t)) => break t,
+                Ok(Output::Timeout(t)) => {
+                    let now = Instant::now();
+                    if t <= now && immediate < 2 && peer.rtc.is_alive() {
+                        immediate += 1;
+                        let _ = peer.rtc.handle_input(Input::Timeout(now));
+                        continue;
+                    }
+                    break t;
+                }
                 Ok(Output::Transmit(t)) => {
                     if self.out.push(t.destination, t.contents.into()) {
                         let flushed = self.out.flush(self.fd);
@@ -986,6 +998,9 @@ impl Worker {
             .marker(packet.marker)
             .ext_vals(ext);
             stream.write_rtp(write);
+            // str0m queues a written packet until time moves on: moving it now sends the
+            // packet in this turn instead of at a timer queued (and popped) per packet.
+            let _ = peer.rtc.handle_input(Input::Timeout(Instant::now()));
             forwarded += 1;
             if peer.first_audio.is_none() {
                 let now = Instant::now();
