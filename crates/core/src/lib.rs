@@ -23,6 +23,7 @@ pub mod channel;
 pub mod deadlines;
 pub mod directory;
 pub mod levels;
+pub mod mix;
 pub mod peer;
 pub mod roles;
 pub mod session;
