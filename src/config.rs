@@ -106,6 +106,22 @@ pub struct MediaConfig {
     /// Packets waiting in one worker's queue from the other workers; overflow is dropped
     /// and counted (`queue_full`).
     pub worker_queue: usize,
+    /// `forward`: every listener receives each speaker's own stream. `mix`: the server
+    /// decodes the speakers, and every listener receives one mixed stream (speakers the mix
+    /// without themselves).
+    pub mix_policy: MixPolicy,
+    /// Bit rate of the mixed stream.
+    pub mix_bitrate: i32,
+    /// Opus encoder complexity of the mix, 0 (cheapest) to 10.
+    pub mix_complexity: i32,
+}
+
+/// How a channel's audio reaches its listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MixPolicy {
+    Forward,
+    Mix,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -223,6 +239,9 @@ impl Default for MediaConfig {
             socket_buffer_bytes: 8 * 1024 * 1024,
             max_slots: 16,
             worker_queue: 4096,
+            mix_policy: MixPolicy::Forward,
+            mix_bitrate: 32_000,
+            mix_complexity: 5,
         }
     }
 }
@@ -313,6 +332,19 @@ impl Config {
     /// Checks every invariant the server relies on; `dev` relaxes the key requirement only.
     pub fn validate(&self, dev: bool) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
+        let m = &self.media;
+        if !(6_000..=510_000).contains(&m.mix_bitrate) {
+            return bad(format!(
+                "media.mix_bitrate is {}; Opus takes 6000 to 510000 bits per second",
+                m.mix_bitrate
+            ));
+        }
+        if !(0..=10).contains(&m.mix_complexity) {
+            return bad(format!(
+                "media.mix_complexity is {}; it goes from 0 to 10",
+                m.mix_complexity
+            ));
+        }
         let key_len = self.auth.signing_key.len();
         if !dev && key_len < MIN_SIGNING_KEY_BYTES {
             return bad(format!(

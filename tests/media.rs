@@ -346,3 +346,61 @@ async fn a_herd_of_listeners_on_one_thread_hears_the_host() {
         p.close();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixing_a_listener_hears_both_hosts_in_one_stream_and_each_host_only_the_other() {
+    use amphi_client::audio::goertzel;
+    let server = start_with(|c| c.media.mix_policy = amphi::config::MixPolicy::Mix);
+    let (_ls, l) = listener(&server, "mix", "l").await;
+    let mut hosts = Vec::new();
+    for (name, freq) in [("h1", 440.0), ("h2", 660.0)] {
+        let s = signal(&server, name, "host").await;
+        s.join("mix", "host").await.unwrap();
+        let opts = PeerOptions {
+            publish: Some(Box::new(Tone::new(freq))),
+            slots: 1,
+            keep_audio: true,
+            ..PeerOptions::default()
+        };
+        let p = AudioPeer::start(&s, "mix", opts).await.unwrap();
+        assert!(p.wait_connected(SECS).await, "{name} connected");
+        hosts.push((s, p));
+    }
+    // Two seconds of mix heard by everyone.
+    assert!(
+        l.wait_packets(100, SECS).await,
+        "the listener hears the mix"
+    );
+    for (_, h) in &hosts {
+        assert!(h.wait_packets(100, SECS).await, "a host hears the others");
+    }
+    let stats = l.stats();
+    let heard: Vec<_> = stats.slots.iter().filter(|s| s.packets > 0).collect();
+    assert_eq!(heard.len(), 1, "one stream carries the mix");
+    let mix = &heard[0];
+    assert_eq!(mix.decode_errors, 0);
+    let tail = &mix.samples[mix.samples.len().saturating_sub(24_000)..];
+    let (a, b, none) = (
+        goertzel(tail, 440.0),
+        goertzel(tail, 660.0),
+        goertzel(tail, 1000.0),
+    );
+    assert!(
+        a > 20.0 * none && b > 20.0 * none,
+        "both tones in the mix: {a} {b} {none}"
+    );
+    assert!(
+        a < 10.0 * b && b < 10.0 * a,
+        "neither drowns the other: {a} {b}"
+    );
+    for ((_, h), (own, other)) in hosts.iter().zip([(440.0, 660.0), (660.0, 440.0)]) {
+        let stats = h.stats();
+        let slot = stats.slots.iter().find(|s| s.packets > 0).unwrap();
+        let tail = &slot.samples[slot.samples.len().saturating_sub(24_000)..];
+        let (own_p, other_p) = (goertzel(tail, own), goertzel(tail, other));
+        assert!(
+            other_p > 50.0 * own_p,
+            "a host hears the other ({other_p}), not itself ({own_p})"
+        );
+    }
+}

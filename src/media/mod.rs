@@ -95,14 +95,22 @@ impl MediaPlane {
             .enumerate()
         {
             let shared = shared.clone();
-            let max_slots = config.max_slots;
+            let settings = worker::Settings {
+                announced,
+                max_slots: config.max_slots,
+                mix: (config.mix_policy == crate::config::MixPolicy::Mix).then_some(
+                    amphi_core::mix::codec::EncoderSettings {
+                        bitrate_bps: config.mix_bitrate,
+                        complexity: config.mix_complexity,
+                        ..Default::default()
+                    },
+                ),
+            };
             threads.push(
                 std::thread::Builder::new()
                     .name(format!("amphi-media-{index}"))
                     .spawn(move || {
-                        worker::run(
-                            index, socket, announced, max_slots, shared, commands, remotes,
-                        )
+                        worker::run(index, socket, settings, shared, commands, remotes)
                     })?,
             );
         }

@@ -22,6 +22,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+mod mixing;
 mod router;
 mod stats;
 mod steer;
@@ -36,6 +37,8 @@ use crate::messages::{FirstAudio, SpeakerLevel};
 use crate::metrics::{Drop as DropReason, WorkerMetrics};
 use crate::protocol::MediaEvent;
 use amphi_core::deadlines::{Deadline, Deadlines};
+use amphi_core::mix::codec::EncoderSettings;
+use mixing::{MixOut, Mixing};
 pub(crate) use router::Masks;
 use router::{RouteId, Router};
 use stats::{Jitter, LevelWindow};
@@ -71,6 +74,10 @@ pub(crate) struct Shared {
 pub(crate) enum Remote {
     /// A host's packet for this worker's listeners in `channel`.
     Media { channel: ChannelId, packet: Packet },
+    /// A speaker's packet for the mixer of `channel`, which runs here.
+    MixIn { channel: ChannelId, packet: Packet },
+    /// A speaker's mix-minus, for that speaker if it lives here.
+    MixMinus { speaker: PeerKey, packet: Packet },
     /// A datagram of a peer this worker owns that the kernel delivered to worker `from`.
     Datagram {
         source: SocketAddr,
@@ -93,6 +100,8 @@ pub(crate) struct Packet {
     level: Option<(i8, bool)>,
     /// RTP timestamp, extended (48 kHz).
     time: u64,
+    /// Extended sequence number (the mixer's jitter buffer orders by it).
+    seq: u64,
     /// Start of a talk spurt (the RTP marker bit of audio).
     marker: bool,
     arrived: Instant,
@@ -145,6 +154,21 @@ fn is_rtp(data: &[u8]) -> bool {
     data.len() >= 12 && (128..=191).contains(&data[0]) && !(64..=95).contains(&(data[1] & 0x7f))
 }
 
+/// The publisher a mixed packet comes from: no participant's key (those are hashes of IDs).
+const MIX_KEY: PeerKey = u64::MAX;
+
+/// The worker running `channel`'s mixer: the same on every worker, by a hash of the ID.
+fn mixer_worker(channel: &ChannelId, workers: usize) -> usize {
+    // FNV-1a: stable across processes and workers, unlike the std hasher's random keys.
+    let hash = channel
+        .as_str()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    (hash % workers.max(1) as u64) as usize
+}
+
 /// Peer keys are hashes of participant IDs already: hashing them again per packet per
 /// listener (SipHash, the default) buys nothing.
 #[derive(Default)]
@@ -171,6 +195,12 @@ type PeerMap<V> = HashMap<PeerKey, V, BuildHasherDefault<KeyHasher>>;
 struct Worker {
     index: usize,
     socket: UdpSocket,
+    /// Every channel mixes (the `mix` policy).
+    mix_all: bool,
+    /// The mixers of the channels this worker mixes for.
+    mixing: Mixing,
+    /// What the last mixer ticks produced; reused.
+    mix_out: Vec<MixOut>,
     fd: std::os::fd::RawFd,
     /// Datagrams to send, flushed at the end of every turn of the loop (or sooner when full).
     out: SendBatch,
@@ -192,11 +222,18 @@ struct Worker {
     due: Vec<PeerKey>,
 }
 
+/// What every worker of a plane is started with.
+pub(crate) struct Settings {
+    pub announced: SocketAddr,
+    pub max_slots: usize,
+    /// Channels mix (with these encoder settings) instead of forwarding.
+    pub mix: Option<EncoderSettings>,
+}
+
 pub(crate) fn run(
     index: usize,
     socket: StdUdpSocket,
-    announced: SocketAddr,
-    max_slots: usize,
+    settings: Settings,
     shared: Arc<Shared>,
     mut commands: mpsc::Receiver<Command>,
     mut remotes: mpsc::Receiver<Remote>,
@@ -210,11 +247,19 @@ pub(crate) fn run(
         let socket = UdpSocket::from_std(socket).expect("non-blocking socket");
         let workers = shared.remotes.len();
         let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
+        let Settings {
+            announced,
+            max_slots,
+            mix,
+        } = settings;
         let mut w = Worker {
             index,
             socket,
             fd,
             out: SendBatch::new(),
+            mix_all: mix.is_some(),
+            mixing: Mixing::new(mix.unwrap_or_default()),
+            mix_out: Vec::new(),
             local,
             announced,
             max_slots,
@@ -241,6 +286,9 @@ pub(crate) fn run(
             if w.timers.next().is_some_and(|t| t <= now) {
                 w.timeouts(now);
             }
+            if w.mixing.next_due().is_some_and(|t| t <= now) {
+                w.mix_ticks(now);
+            }
             if now.saturating_duration_since(housekept) >= HOUSEKEEPING {
                 housekept = now;
                 if w.shared.stopping.load(std::sync::atomic::Ordering::Acquire) {
@@ -257,7 +305,8 @@ pub(crate) fn run(
                 .timers
                 .next()
                 .unwrap_or_else(|| now + Duration::from_secs(1))
-                .min(housekept + HOUSEKEEPING);
+                .min(housekept + HOUSEKEEPING)
+                .min(w.mixing.next_due().unwrap_or(now + HOUSEKEEPING));
             tokio::select! {
                 biased;
                 cmd = commands.recv() => match cmd {
@@ -388,12 +437,24 @@ impl Worker {
                 channel,
                 publishers,
             } => {
-                let listeners = self.router.set_publishers(&channel, publishers);
+                let listeners = self.router.set_publishers(&channel, publishers.clone());
+                if let Some(route) = self.router.find(&channel) {
+                    self.mixing
+                        .retain_speakers(route, |k| publishers.iter().any(|p| p.key == k));
+                }
                 for &key in listeners.iter() {
                     self.assign_slots(key);
                 }
             }
-            Command::ChannelClosed { channel } => self.router.channel_closed(&channel),
+            Command::ChannelClosed { channel } => {
+                if let Some(route) = self.router.find(&channel) {
+                    if self.mixing.is_mixing(route) {
+                        self.mixing.stop(route);
+                        self.router.detach(route, MIX_KEY);
+                    }
+                }
+                self.router.channel_closed(&channel);
+            }
             Command::Stop => {}
         }
     }
@@ -533,7 +594,16 @@ impl Worker {
             }
             _ => Vec::new(),
         };
-        let keys: Vec<PeerKey> = publishers.iter().map(|p| p.key).collect();
+        // Mixing: one slot carries the mix (for a speaker, the mix without itself).
+        let keys: Vec<PeerKey> = if self.mix_all {
+            if publishers.is_empty() {
+                Vec::new()
+            } else {
+                vec![MIX_KEY]
+            }
+        } else {
+            publishers.iter().map(|p| p.key).collect()
+        };
         let changes = peer.slots.assign(&keys);
         for (mid, publisher) in &changes.rebound {
             let who = publisher.and_then(|k| publishers.iter().find(|p| p.key == k));
@@ -732,6 +802,17 @@ impl Worker {
                     self.fan_out(route, &packet);
                 }
             }
+            Remote::MixIn { channel, packet } => {
+                let route = match self.router.find(&channel) {
+                    Some(r) if self.mixing.is_mixing(r) => r,
+                    // The mixer holds the route open while it runs.
+                    _ => self.router.attach(&channel),
+                };
+                self.mix_here(route, &packet);
+            }
+            Remote::MixMinus { speaker, packet } => {
+                self.write(speaker, &packet);
+            }
             Remote::Datagram { source, from, data } => self.handed_over(source, from, &data),
             Remote::Adopt(moving) => self.adopt(*moving),
             Remote::Command(cmd) => self.command(cmd),
@@ -862,12 +943,17 @@ impl Worker {
                         .audio_level
                         .map(|l| (l, ext.voice_activity.unwrap_or(false))),
                     time: rtp.time.numer(),
+                    seq: *rtp.seq_no,
                     marker: rtp.header.marker,
                     arrived: rtp.timestamp,
                     data: rtp.payload,
                 };
-                self.send_to_other_workers(route, &packet);
-                self.fan_out(route, &packet);
+                if self.mix_all {
+                    self.mix_in(route, packet);
+                } else {
+                    self.send_to_other_workers(route, &packet);
+                    self.fan_out(route, &packet);
+                }
             }
             Event::MediaAdded(added) => {
                 let Some(peer) = self.peers.get_mut(&key) else {
@@ -958,60 +1044,21 @@ impl Worker {
         let Some(plan) = self.router.plan(route) else {
             return;
         };
-        let mut forwarded = 0u64;
-        let mut no_slot = 0u64;
+        // The mix goes to listeners; a speaker gets its own mix-minus instead.
+        let speakers = match (packet.publisher, self.router.get(route)) {
+            (MIX_KEY, Some(r)) => r.publishers.clone(),
+            _ => Arc::from(Vec::new()),
+        };
+        let (mut forwarded, mut no_slot) = (0u64, 0u64);
         for &l in plan.listeners.iter() {
-            if l == packet.publisher {
+            if l == packet.publisher || speakers.iter().any(|p| p.key == l) {
                 continue;
             }
-            let Some(peer) = self.peers.get_mut(&l) else {
-                continue;
-            };
-            let (Some(pt), Some(slot)) = (peer.opus_pt, peer.slots.for_publisher(packet.publisher))
-            else {
-                no_slot += 1;
-                continue;
-            };
-            let (mid, seq) = (slot.mid, slot.next_seq());
-            let time = slot.map_time(packet.time);
-            let mut api = peer.rtc.direct_api();
-            let Some(stream) = api.stream_tx_by_mid(mid, None) else {
-                no_slot += 1;
-                continue;
-            };
-            let ext = ExtensionValues {
-                audio_level: packet.level.map(|l| l.0),
-                voice_activity: packet.level.map(|l| l.1),
-                abs_capture_time: packet.capture,
-                abs_send_time: Some(packet.arrived),
-                ..ExtensionValues::default()
-            };
-            // The server's own sequence numbers and timeline per slot: a listener sees one
-            // continuous stream per slot whoever speaks on it.
-            let write = RtpWrite::new(
-                pt,
-                SeqNo::from(seq),
-                time as u32,
-                packet.arrived,
-                packet.data.clone(),
-            )
-            .marker(packet.marker)
-            .ext_vals(ext);
-            stream.write_rtp(write);
-            // str0m queues a written packet until time moves on: moving it now sends the
-            // packet in this turn instead of at a timer queued (and popped) per packet.
-            let _ = peer.rtc.handle_input(Input::Timeout(Instant::now()));
-            forwarded += 1;
-            if peer.first_audio.is_none() {
-                let now = Instant::now();
-                peer.first_audio = Some(now);
-                let _ = peer.spec.first_audio.try_send(FirstAudio {
-                    participant: peer.spec.participant.clone(),
-                });
-                self.metrics
-                    .first_audio(now.saturating_duration_since(peer.created));
+            match self.write(l, packet) {
+                Some(true) => forwarded += 1,
+                Some(false) => no_slot += 1,
+                None => {}
             }
-            self.drain(l);
         }
         self.metrics.forwarded(forwarded);
         self.metrics.drop(DropReason::NoSlot, no_slot);
@@ -1019,6 +1066,130 @@ impl Worker {
             self.metrics
                 .forward_latency(Instant::now().saturating_duration_since(packet.arrived));
         }
+    }
+
+    /// Writes one packet to listener `l` on the slot carrying its publisher: `None` when `l`
+    /// is not here, `Some(false)` when it has no such slot.
+    fn write(&mut self, l: PeerKey, packet: &Packet) -> Option<bool> {
+        let peer = self.peers.get_mut(&l)?;
+        let (Some(pt), Some(slot)) = (peer.opus_pt, peer.slots.for_publisher(packet.publisher))
+        else {
+            return Some(false);
+        };
+        let (mid, seq) = (slot.mid, slot.next_seq());
+        let time = slot.map_time(packet.time);
+        let mut api = peer.rtc.direct_api();
+        let stream = api.stream_tx_by_mid(mid, None)?;
+        let ext = ExtensionValues {
+            audio_level: packet.level.map(|l| l.0),
+            voice_activity: packet.level.map(|l| l.1),
+            abs_capture_time: packet.capture,
+            abs_send_time: Some(packet.arrived),
+            ..ExtensionValues::default()
+        };
+        // The server's own sequence numbers and timeline per slot: a listener sees one
+        // continuous stream per slot whoever speaks on it.
+        let write = RtpWrite::new(
+            pt,
+            SeqNo::from(seq),
+            time as u32,
+            packet.arrived,
+            packet.data.clone(),
+        )
+        .marker(packet.marker)
+        .ext_vals(ext);
+        stream.write_rtp(write);
+        // str0m queues a written packet until time moves on: moving it now sends the packet
+        // in this turn instead of at a timer queued (and popped) per packet.
+        let _ = peer.rtc.handle_input(Input::Timeout(Instant::now()));
+        if peer.first_audio.is_none() {
+            let now = Instant::now();
+            peer.first_audio = Some(now);
+            let _ = peer.spec.first_audio.try_send(FirstAudio {
+                participant: peer.spec.participant.clone(),
+            });
+            self.metrics
+                .first_audio(now.saturating_duration_since(peer.created));
+        }
+        self.drain(l);
+        Some(true)
+    }
+
+    /// A speaker's packet in a mixing channel: to the channel's mixer, here or on the worker
+    /// that runs it (one mixer per channel, so one encode of the mix).
+    fn mix_in(&mut self, route: RouteId, packet: Packet) {
+        let Some(channel) = self.router.get(route).map(|r| r.channel.clone()) else {
+            return;
+        };
+        let at = mixer_worker(&channel, self.shared.remotes.len());
+        if at == self.index {
+            self.mix_here(route, &packet);
+        } else if self.shared.remotes[at]
+            .try_send(Remote::MixIn { channel, packet })
+            .is_err()
+        {
+            self.metrics.drop(DropReason::QueueFull, 1);
+        }
+    }
+
+    fn mix_here(&mut self, route: RouteId, packet: &Packet) {
+        let arrival = packet.arrived.saturating_duration_since(self.epoch);
+        let capture = packet.capture.map(|c| c.capture_time);
+        self.mixing.push(
+            route,
+            packet.publisher,
+            packet.seq,
+            packet.time,
+            arrival,
+            &packet.data,
+            capture,
+            Instant::now(),
+        );
+    }
+
+    /// Runs the mixer ticks due and sends what they made: the mix to every listener (here and
+    /// on the other workers), each speaker's mix-minus to that speaker.
+    fn mix_ticks(&mut self, now: Instant) {
+        let mut outs = std::mem::take(&mut self.mix_out);
+        self.mixing.tick_due(now, &mut outs);
+        for out in outs.drain(..) {
+            let capture = out.capture.map(|capture_time| AbsCaptureTime {
+                capture_time,
+                clock_offset: None,
+            });
+            let packet = |data: Arc<[u8]>| Packet {
+                publisher: MIX_KEY,
+                capture,
+                level: Some((-(out.level.min(127) as i8), out.level < 50)),
+                time: out.time,
+                seq: 0,
+                marker: false,
+                arrived: now,
+                data,
+            };
+            let total = packet(out.total.clone());
+            self.send_to_other_workers(out.route, &total);
+            self.fan_out(out.route, &total);
+            let others = self.router.plan(out.route).map_or(0, |p| p.others);
+            for (speaker, data) in &out.minus {
+                let minus = packet(data.clone());
+                if self.write(*speaker, &minus).is_none() {
+                    // The speaker lives on another worker (with listeners in the channel).
+                    for (w, tx) in self.shared.remotes.iter().enumerate() {
+                        if others & (1u64 << (w % 64)) != 0 {
+                            let msg = Remote::MixMinus {
+                                speaker: *speaker,
+                                packet: minus.clone(),
+                            };
+                            if tx.try_send(msg).is_err() {
+                                self.metrics.drop(DropReason::QueueFull, 1);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.mix_out = outs;
     }
 
     fn housekeeping(&mut self) {

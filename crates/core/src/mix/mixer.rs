@@ -70,6 +70,8 @@ pub struct Mixer<D, E> {
     packet: [u8; MAX_PACKET],
     packet_len: usize,
     max_speakers: usize,
+    /// dBov of the last total.
+    level: u8,
 }
 
 impl<D: Decode, E: Encode> Mixer<D, E> {
@@ -85,6 +87,7 @@ impl<D: Decode, E: Encode> Mixer<D, E> {
             packet: [0; MAX_PACKET],
             packet_len: 0,
             max_speakers,
+            level: 127,
         }
     }
 
@@ -201,6 +204,16 @@ impl<D: Decode, E: Encode> Mixer<D, E> {
         })
     }
 
+    /// dBov of the last tick's total (127 when silent).
+    pub fn level(&self) -> u8 {
+        self.level
+    }
+
+    /// Removes the speakers `keep` refuses (they left the stage).
+    pub fn retain_speakers(&mut self, mut keep: impl FnMut(u64) -> bool) {
+        self.speakers.retain(|s| keep(s.key));
+    }
+
     /// Frames the total's limiter reduced, since creation.
     pub fn limited_frames(&self) -> u64 {
         self.limiter.engaged_frames
@@ -252,9 +265,11 @@ impl<D: Decode, E: Encode> Mixer<D, E> {
                 s.packet_len = 0;
             }
             tick.silent = true;
+            self.level = 127;
             return tick;
         }
         tick.limited = self.limiter.apply(&self.sum, &mut self.out);
+        self.level = dbov(&self.out);
         self.packet_len = self
             .encoder
             .encode(&self.out, &mut self.packet)

@@ -1,0 +1,185 @@
+//! The mixers one worker runs (one per mixing channel it is the mixer worker of), on a
+//! drift-free 20 ms tick: deadlines counted from a fixed origin, a late tick counted and run,
+//! and a silent channel not ticking at all until its next packet. No IO: the worker feeds
+//! packets in and writes what comes out.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use amphi_core::mix::codec::{EncoderSettings, OpusDecoder, OpusEncoder};
+use amphi_core::mix::mixer::Mixer;
+use amphi_core::mix::{FRAME_TICKS, MAX_PACKET};
+
+use super::router::RouteId;
+use crate::ids::PeerKey;
+
+const TICK: Duration = Duration::from_millis(20);
+/// Ticks run at once to catch up after a stall; beyond that the clock restarts.
+const MAX_CATCH_UP: u64 = 5;
+/// Speakers one mixer takes; more are left out of the mix.
+const MAX_SPEAKERS: usize = 32;
+
+struct MixState {
+    mixer: Mixer<OpusDecoder, OpusEncoder>,
+    origin: Instant,
+    ticks: u64,
+    running: bool,
+}
+
+/// What one tick of one channel's mixer produced.
+pub(super) struct MixOut {
+    pub route: RouteId,
+    /// RTP time of the mix (the mixer's own timeline, 48 kHz).
+    pub time: u64,
+    pub capture: Option<SystemTime>,
+    /// dBov of the mix.
+    pub level: u8,
+    /// The shared encode, for every mixed listener.
+    pub total: Arc<[u8]>,
+    /// Each speaker's mix without itself.
+    pub minus: Vec<(PeerKey, Arc<[u8]>)>,
+}
+
+/// Counters for the worker's metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct MixCounts {
+    pub ticks: u64,
+    pub late: u64,
+    pub encodes: u64,
+    pub decodes: u64,
+    pub concealed: u64,
+    pub fec: u64,
+}
+
+pub(super) struct Mixing {
+    settings: EncoderSettings,
+    mixers: HashMap<RouteId, MixState>,
+    pub counts: MixCounts,
+}
+
+impl Mixing {
+    pub(super) fn new(settings: EncoderSettings) -> Self {
+        Self {
+            settings,
+            mixers: HashMap::new(),
+            counts: MixCounts::default(),
+        }
+    }
+
+    /// A speaker's packet for the mixer of `route`.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn push(
+        &mut self,
+        route: RouteId,
+        speaker: PeerKey,
+        seq: u64,
+        rtp_time: u64,
+        arrival: Duration,
+        payload: &[u8],
+        capture: Option<SystemTime>,
+        now: Instant,
+    ) {
+        let settings = self.settings;
+        let state = self.mixers.entry(route).or_insert_with(|| MixState {
+            mixer: Mixer::new(OpusEncoder::new(settings), MAX_SPEAKERS),
+            origin: now,
+            ticks: 0,
+            running: false,
+        });
+        if !state
+            .mixer
+            .push(speaker, seq, rtp_time, arrival, payload, capture)
+            && state
+                .mixer
+                .add_speaker(speaker, OpusDecoder::new(), OpusEncoder::new(settings))
+        {
+            state
+                .mixer
+                .push(speaker, seq, rtp_time, arrival, payload, capture);
+        }
+        if !state.running {
+            // A silent mixer wakes: its clock starts now.
+            state.running = true;
+            state.origin = now;
+            state.ticks = 0;
+        }
+    }
+
+    /// Keeps in `route`'s mix only the speakers `on_stage` accepts.
+    pub(super) fn retain_speakers(&mut self, route: RouteId, on_stage: impl FnMut(u64) -> bool) {
+        if let Some(state) = self.mixers.get_mut(&route) {
+            state.mixer.retain_speakers(on_stage);
+        }
+    }
+
+    /// The route stopped mixing (or closed): its mixer goes.
+    pub(super) fn stop(&mut self, route: RouteId) {
+        self.mixers.remove(&route);
+    }
+
+    pub(super) fn is_mixing(&self, route: RouteId) -> bool {
+        self.mixers.contains_key(&route)
+    }
+
+    /// When the next tick is due, if any mixer runs.
+    pub(super) fn next_due(&self) -> Option<Instant> {
+        self.mixers
+            .values()
+            .filter(|s| s.running)
+            .map(|s| s.origin + TICK * (s.ticks + 1) as u32)
+            .min()
+    }
+
+    /// Runs every tick due at `now`, appending what they produced to `out`.
+    pub(super) fn tick_due(&mut self, now: Instant, out: &mut Vec<MixOut>) {
+        for (&route, state) in &mut self.mixers {
+            if !state.running {
+                continue;
+            }
+            let mut ran = 0;
+            while state.running && state.origin + TICK * (state.ticks + 1) as u32 <= now {
+                if ran == MAX_CATCH_UP {
+                    // Too far behind (a stalled thread): restart the clock from here.
+                    state.origin = now;
+                    state.ticks = 0;
+                    break;
+                }
+                if ran > 0 {
+                    self.counts.late += 1;
+                }
+                ran += 1;
+                state.ticks += 1;
+                self.counts.ticks += 1;
+                let tick = state.mixer.tick();
+                self.counts.encodes += u64::from(tick.encodes);
+                self.counts.decodes += u64::from(tick.decodes);
+                self.counts.concealed += u64::from(tick.concealed);
+                self.counts.fec += u64::from(tick.fec);
+                if tick.silent {
+                    if state.mixer.is_idle() {
+                        state.running = false;
+                    }
+                    continue;
+                }
+                let total: Arc<[u8]> = Arc::from(state.mixer.total());
+                let minus = state
+                    .mixer
+                    .speakers()
+                    .filter_map(|s| {
+                        let p = state.mixer.mix_minus(s.key)?;
+                        (!p.is_empty() && p.len() <= MAX_PACKET).then(|| (s.key, Arc::from(p)))
+                    })
+                    .collect();
+                out.push(MixOut {
+                    route,
+                    time: state.ticks * FRAME_TICKS,
+                    capture: tick.capture,
+                    level: state.mixer.level(),
+                    total,
+                    minus,
+                });
+            }
+        }
+    }
+}
