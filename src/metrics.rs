@@ -13,6 +13,16 @@ pub const PACKETS_FORWARDED: &str = "amphi_packets_forwarded_total";
 pub const PACKETS_DROPPED: &str = "amphi_packets_dropped_total";
 pub const PEERS: &str = "amphi_peers";
 pub const HANDOVERS: &str = "amphi_media_handovers_total";
+pub const MIXER_TICK: &str = "amphi_mixer_tick_seconds";
+pub const MIXER_TICKS: &str = "amphi_mixer_ticks_total";
+pub const MIXER_LATE_TICKS: &str = "amphi_mixer_late_ticks_total";
+pub const MIXER_ENCODES: &str = "amphi_mixer_encodes_total";
+pub const MIXER_DECODES: &str = "amphi_mixer_decodes_total";
+pub const MIXER_CONCEALED: &str = "amphi_mixer_concealed_frames_total";
+pub const MIXER_FEC: &str = "amphi_mixer_fec_frames_total";
+pub const MIXER_LIMITED: &str = "amphi_mixer_limited_frames_total";
+pub const MIXER_JITTER_BUFFER: &str = "amphi_mixer_jitter_buffer_frames";
+pub const MIXING_CHANNELS: &str = "amphi_mixing_channels";
 pub const PEER_MOVES: &str = "amphi_media_peer_moves_total";
 pub const CHANNELS: &str = "amphi_channels";
 pub const PARTICIPANTS: &str = "amphi_participants";
@@ -39,6 +49,14 @@ const LATENCY_BUCKETS: &[f64] = &[
 const JITTER_BUCKETS: &[f64] = &[
     0.000_1, 0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 1.0,
 ];
+
+/// A mixer tick: tens of microseconds per speaker; a tick near 20 ms is late.
+const MIXER_TICK_BUCKETS: &[f64] = &[
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.02,
+    0.05,
+];
+/// Frames waiting in a speaker's jitter buffer (its delay, 20 ms each; the target is 1–10).
+const JITTER_BUFFER_BUCKETS: &[f64] = &[0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0];
 
 /// Loss fractions from RTCP receiver reports: nothing, a trace, then what users hear.
 const LOSS_BUCKETS: &[f64] = &[0.0, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0];
@@ -79,6 +97,15 @@ pub fn prometheus() -> &'static PrometheusHandle {
             })
             .and_then(|b| {
                 b.set_buckets_for_metric(Matcher::Full(CALL_DURATION.into()), CALL_DURATION_BUCKETS)
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(Matcher::Full(MIXER_TICK.into()), MIXER_TICK_BUCKETS)
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full(MIXER_JITTER_BUFFER.into()),
+                    JITTER_BUFFER_BUCKETS,
+                )
             })
             .expect("static buckets are valid")
             .build_recorder();
@@ -142,6 +169,32 @@ fn describe() {
     describe_counter!(PACKETS_FORWARDED, "Packets written to listeners");
     describe_counter!(PACKETS_DROPPED, "Packets not forwarded, by reason");
     describe_gauge!(PEERS, "WebRTC peer connections");
+    describe_histogram!(
+        MIXER_TICK,
+        Unit::Seconds,
+        "One mixer tick (decode, sum, encode)"
+    );
+    describe_counter!(MIXER_TICKS, "Mixer ticks run");
+    describe_counter!(
+        MIXER_LATE_TICKS,
+        "Mixer ticks run after their 20 ms deadline had passed (catching up)"
+    );
+    describe_counter!(
+        MIXER_ENCODES,
+        "Opus encodes by mixers: one mix per tick plus one mix-minus per speaker"
+    );
+    describe_counter!(MIXER_DECODES, "Speaker frames decoded by mixers");
+    describe_counter!(MIXER_CONCEALED, "Lost speaker frames concealed by mixers");
+    describe_counter!(MIXER_FEC, "Lost speaker frames rebuilt from in-band FEC");
+    describe_counter!(MIXER_LIMITED, "Mix frames the limiter turned down");
+    describe_histogram!(
+        MIXER_JITTER_BUFFER,
+        "Frames waiting in speakers' jitter buffers, sampled four times a second"
+    );
+    describe_gauge!(
+        MIXING_CHANNELS,
+        "Channels with a running mixer, per media worker"
+    );
     describe_counter!(
         HANDOVERS,
         "Datagrams read by a media worker other than the one owning their peer"
@@ -186,6 +239,33 @@ impl Drop {
     }
 }
 
+/// What mixers did, as counts (cumulative in the worker, deltas when recorded).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MixerCounts {
+    pub ticks: u64,
+    pub late: u64,
+    pub encodes: u64,
+    pub decodes: u64,
+    pub concealed: u64,
+    pub fec: u64,
+    pub limited: u64,
+}
+
+impl MixerCounts {
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &MixerCounts) -> MixerCounts {
+        MixerCounts {
+            ticks: self.ticks - earlier.ticks,
+            late: self.late - earlier.late,
+            encodes: self.encodes - earlier.encodes,
+            decodes: self.decodes - earlier.decodes,
+            concealed: self.concealed - earlier.concealed,
+            fec: self.fec - earlier.fec,
+            limited: self.limited - earlier.limited,
+        }
+    }
+}
+
 pub struct WorkerMetrics {
     forward_latency: Histogram,
     first_audio: Histogram,
@@ -196,6 +276,10 @@ pub struct WorkerMetrics {
     forwarded: Counter,
     dropped: Vec<Counter>,
     peers: Gauge,
+    mixer_tick: Histogram,
+    mixer_buffer: Histogram,
+    mixing_channels: Gauge,
+    mixer: [Counter; 7],
     handovers: Counter,
     moves: Counter,
     pending_forwarded: u64,
@@ -219,7 +303,19 @@ impl WorkerMetrics {
                 .iter()
                 .map(|d| counter!(PACKETS_DROPPED, "reason" => d.label()))
                 .collect(),
-            peers: gauge!(PEERS, "worker" => w),
+            peers: gauge!(PEERS, "worker" => w.clone()),
+            mixer_tick: histogram!(MIXER_TICK),
+            mixer_buffer: histogram!(MIXER_JITTER_BUFFER),
+            mixing_channels: gauge!(MIXING_CHANNELS, "worker" => w),
+            mixer: [
+                counter!(MIXER_TICKS),
+                counter!(MIXER_LATE_TICKS),
+                counter!(MIXER_ENCODES),
+                counter!(MIXER_DECODES),
+                counter!(MIXER_CONCEALED),
+                counter!(MIXER_FEC),
+                counter!(MIXER_LIMITED),
+            ],
             handovers: counter!(HANDOVERS),
             moves: counter!(PEER_MOVES),
             pending_forwarded: 0,
@@ -258,6 +354,36 @@ impl WorkerMetrics {
 
     pub fn inbound_jitter(&self, seconds: f64) {
         self.inbound_jitter.record(seconds);
+    }
+
+    /// Mixer counters since the last call, in the order of `MixerCounts`.
+    pub fn mixer(&self, c: MixerCounts) {
+        let values = [
+            c.ticks,
+            c.late,
+            c.encodes,
+            c.decodes,
+            c.concealed,
+            c.fec,
+            c.limited,
+        ];
+        for (counter, v) in self.mixer.iter().zip(values) {
+            if v > 0 {
+                counter.increment(v);
+            }
+        }
+    }
+
+    pub fn mixer_tick(&self, d: Duration) {
+        self.mixer_tick.record(d.as_secs_f64());
+    }
+
+    pub fn mixer_buffer(&self, frames: usize) {
+        self.mixer_buffer.record(frames as f64);
+    }
+
+    pub fn mixing_channels(&self, n: usize) {
+        self.mixing_channels.set(n as f64);
     }
 
     pub fn handover(&mut self) {

@@ -393,6 +393,22 @@ async fn mixing_a_listener_hears_both_hosts_in_one_stream_and_each_host_only_the
         a < 10.0 * b && b < 10.0 * a,
         "neither drowns the other: {a} {b}"
     );
+    // One encode of the mix and one mix-minus per speaker each tick, whatever the audience.
+    let encodes = "amphi_mixer_encodes_total";
+    let ticks = "amphi_mixer_ticks_total";
+    // Both series from one scrape: workers publish them together.
+    let text = metrics_text(&server).await;
+    let (e0, t0) = (metric_in(&text, encodes), metric_in(&text, ticks));
+    let mark = l.received_packets();
+    assert!(l.wait_packets(mark + 50, SECS).await);
+    wait_metric(&server, ticks, t0 + 40.0, SECS).await;
+    let text = metrics_text(&server).await;
+    let (e1, t1) = (metric_in(&text, encodes), metric_in(&text, ticks));
+    assert!(t1 - t0 >= 40.0);
+    assert_eq!(e1 - e0, 3.0 * (t1 - t0), "speakers + 1 encodes per tick");
+    // A tick runs late only when the worker's thread was held off the CPU for 20 ms.
+    let late = metric_in(&text, "amphi_mixer_late_ticks_total");
+    assert!(late <= 0.05 * t1, "{late} late ticks of {t1}");
     for ((_, h), (own, other)) in hosts.iter().zip([(440.0, 660.0), (660.0, 440.0)]) {
         let stats = h.stats();
         let slot = stats.slots.iter().find(|s| s.packets > 0).unwrap();

@@ -233,12 +233,21 @@ pub fn participant(reply: &Value) -> String {
 
 /// The sum of the server's `/metrics` series whose line starts with `line_start`.
 pub async fn metric(server: &amphi::ServerHandle, line_start: &str) -> f64 {
-    let text = reqwest::get(format!("{}/metrics", server.http_url()))
+    metric_in(&metrics_text(server).await, line_start)
+}
+
+/// The server's `/metrics` text, once: for reading several series at the same moment.
+pub async fn metrics_text(server: &amphi::ServerHandle) -> String {
+    reqwest::get(format!("{}/metrics", server.http_url()))
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// The sum of the series in `text` whose line starts with `line_start`.
+pub fn metric_in(text: &str, line_start: &str) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(line_start))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

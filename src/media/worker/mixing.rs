@@ -13,6 +13,7 @@ use amphi_core::mix::{FRAME_TICKS, MAX_PACKET};
 
 use super::router::RouteId;
 use crate::ids::PeerKey;
+use crate::metrics::MixerCounts;
 
 const TICK: Duration = Duration::from_millis(20);
 /// Ticks run at once to catch up after a stall; beyond that the clock restarts.
@@ -41,21 +42,10 @@ pub(super) struct MixOut {
     pub minus: Vec<(PeerKey, Arc<[u8]>)>,
 }
 
-/// Counters for the worker's metrics.
-#[derive(Debug, Default, Clone, Copy)]
-pub(super) struct MixCounts {
-    pub ticks: u64,
-    pub late: u64,
-    pub encodes: u64,
-    pub decodes: u64,
-    pub concealed: u64,
-    pub fec: u64,
-}
-
 pub(super) struct Mixing {
     settings: EncoderSettings,
     mixers: HashMap<RouteId, MixState>,
-    pub counts: MixCounts,
+    pub counts: MixerCounts,
 }
 
 impl Mixing {
@@ -63,7 +53,7 @@ impl Mixing {
         Self {
             settings,
             mixers: HashMap::new(),
-            counts: MixCounts::default(),
+            counts: MixerCounts::default(),
         }
     }
 
@@ -118,6 +108,19 @@ impl Mixing {
         self.mixers.remove(&route);
     }
 
+    /// Channels whose mixer runs now.
+    pub(super) fn running(&self) -> usize {
+        self.mixers.values().filter(|s| s.running).count()
+    }
+
+    /// Frames waiting in each speaker's jitter buffer.
+    pub(super) fn buffer_delays(&self) -> impl Iterator<Item = usize> + '_ {
+        self.mixers
+            .values()
+            .filter(|s| s.running)
+            .flat_map(|s| s.mixer.speakers().map(|sp| sp.delay_frames))
+    }
+
     pub(super) fn is_mixing(&self, route: RouteId) -> bool {
         self.mixers.contains_key(&route)
     }
@@ -156,6 +159,7 @@ impl Mixing {
                 self.counts.decodes += u64::from(tick.decodes);
                 self.counts.concealed += u64::from(tick.concealed);
                 self.counts.fec += u64::from(tick.fec);
+                self.counts.limited += u64::from(tick.limited);
                 if tick.silent {
                     if state.mixer.is_idle() {
                         state.running = false;

@@ -34,7 +34,7 @@ use crate::channel::Publisher;
 use crate::ids::ChannelId;
 use crate::messages::ToSession;
 use crate::messages::{FirstAudio, SpeakerLevel};
-use crate::metrics::{Drop as DropReason, WorkerMetrics};
+use crate::metrics::{Drop as DropReason, MixerCounts, WorkerMetrics};
 use crate::protocol::MediaEvent;
 use amphi_core::deadlines::{Deadline, Deadlines};
 use amphi_core::mix::codec::EncoderSettings;
@@ -201,6 +201,8 @@ struct Worker {
     mixing: Mixing,
     /// What the last mixer ticks produced; reused.
     mix_out: Vec<MixOut>,
+    /// Mixer counts already published.
+    mix_published: MixerCounts,
     fd: std::os::fd::RawFd,
     /// Datagrams to send, flushed at the end of every turn of the loop (or sooner when full).
     out: SendBatch,
@@ -260,6 +262,7 @@ pub(crate) fn run(
             mix_all: mix.is_some(),
             mixing: Mixing::new(mix.unwrap_or_default()),
             mix_out: Vec::new(),
+            mix_published: MixerCounts::default(),
             local,
             announced,
             max_slots,
@@ -1151,7 +1154,13 @@ impl Worker {
     /// on the other workers), each speaker's mix-minus to that speaker.
     fn mix_ticks(&mut self, now: Instant) {
         let mut outs = std::mem::take(&mut self.mix_out);
+        let ticks = self.mixing.counts.ticks;
         self.mixing.tick_due(now, &mut outs);
+        let ran = self.mixing.counts.ticks - ticks;
+        if ran > 0 {
+            let spent = now.elapsed() / ran as u32;
+            self.metrics.mixer_tick(spent);
+        }
         for out in outs.drain(..) {
             let capture = out.capture.map(|capture_time| AbsCaptureTime {
                 capture_time,
@@ -1202,6 +1211,13 @@ impl Worker {
                     voice,
                 });
             }
+        }
+        let counts = self.mixing.counts;
+        self.metrics.mixer(counts.since(&self.mix_published));
+        self.mix_published = counts;
+        self.metrics.mixing_channels(self.mixing.running());
+        for frames in self.mixing.buffer_delays() {
+            self.metrics.mixer_buffer(frames);
         }
         self.metrics.flush();
     }
