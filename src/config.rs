@@ -106,23 +106,20 @@ pub struct MediaConfig {
     /// Packets waiting in one worker's queue from the other workers; overflow is dropped
     /// and counted (`queue_full`).
     pub worker_queue: usize,
-    /// `forward`: every listener receives each speaker's own stream. `mix`: the server
-    /// decodes the speakers, and every listener receives one mixed stream (speakers the mix
-    /// without themselves).
+    /// A new channel's policy. `forward`: every listener receives each speaker's own
+    /// stream. `mix`: the server decodes the speakers, and every listener receives one mixed
+    /// stream (speakers the mix without themselves). `auto`: forward while at most
+    /// `mix_auto_above` speakers are unmuted, mix above. Moderators change it per channel.
     pub mix_policy: MixPolicy,
+    /// The `auto` policy's threshold.
+    pub mix_auto_above: usize,
     /// Bit rate of the mixed stream.
     pub mix_bitrate: i32,
     /// Opus encoder complexity of the mix, 0 (cheapest) to 10.
     pub mix_complexity: i32,
 }
 
-/// How a channel's audio reaches its listeners.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MixPolicy {
-    Forward,
-    Mix,
-}
+pub use crate::protocol::MixPolicy;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -240,6 +237,7 @@ impl Default for MediaConfig {
             max_slots: 16,
             worker_queue: 4096,
             mix_policy: MixPolicy::Forward,
+            mix_auto_above: 3,
             mix_bitrate: 32_000,
             mix_complexity: 5,
         }

@@ -189,6 +189,9 @@ pub enum MemberOp {
         muted: bool,
         target: Option<ParticipantId>,
     },
+    SetMix {
+        policy: crate::protocol::MixPolicy,
+    },
     Kick {
         target: ParticipantId,
         reason: Option<String>,

@@ -32,6 +32,8 @@ fn compose(config: Config, media: Arc<MediaPlane>) -> Result<AppState, StoreErro
         max_metadata_bytes: config.limits.max_metadata_bytes,
         empty_grace: config.timeouts.empty_channel_grace,
         count_interval: config.timeouts.audience_count_interval,
+        mix_policy: config.media.mix_policy,
+        mix_auto_above: config.media.mix_auto_above,
     };
     let mailbox = config.limits.channel_queue;
     let plane = media.clone();

@@ -420,3 +420,78 @@ async fn mixing_a_listener_hears_both_hosts_in_one_stream_and_each_host_only_the
         );
     }
 }
+
+/// Waits until each slot whose packet count is in `marks` got `n` more; the slots' stats.
+async fn more_on(l: &AudioPeer, slots: &[usize], n: u64) -> Vec<amphi_client::SlotStats> {
+    let marks: Vec<u64> = {
+        let s = l.stats();
+        slots.iter().map(|&i| s.slots[i].packets).collect()
+    };
+    eventually(SECS, || {
+        let s = l.stats();
+        slots
+            .iter()
+            .zip(&marks)
+            .all(|(&i, m)| s.slots[i].packets >= m + n)
+    })
+    .await;
+    l.stats().slots
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moderator_switches_a_live_channel_to_the_mix_and_back() {
+    use amphi_client::audio::goertzel;
+    let server = start();
+    let (ls, l) = listener(&server, "live", "l").await;
+    let (h1s, _h1, _) = host(&server, "live", "h1", 440.0).await;
+    let (_h2s, _h2, _) = host(&server, "live", "h2", 660.0).await;
+    // Forwarded: two slots, one host each.
+    let slots = more_on(&l, &[0, 1], 50).await;
+    assert!(slots[0].packets >= 50 && slots[1].packets >= 50);
+    let err = ls
+        .request("set_mix", json!({"channel": "live", "policy": "mix"}))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("forbidden"), "{err}");
+    h1s.request("set_mix", json!({"channel": "live", "policy": "mix"}))
+        .await
+        .unwrap();
+    let ev = ls
+        .wait_event("mix_changed", SECS)
+        .await
+        .expect("mix_changed");
+    assert_eq!(
+        (ev["policy"].as_str(), ev["mixing"].as_bool()),
+        (Some("mix"), Some(true))
+    );
+    // Mixed: the first slot carries both tones; the second falls silent.
+    let before = l.stats().slots[1].packets;
+    let slots = more_on(&l, &[0], 100).await;
+    let tail = &slots[0].samples[slots[0].samples.len() - 24_000..];
+    let (a, b, none) = (
+        goertzel(tail, 440.0),
+        goertzel(tail, 660.0),
+        goertzel(tail, 1000.0),
+    );
+    assert!(
+        a > 20.0 * none && b > 20.0 * none,
+        "both tones in one slot: {a} {b} {none}"
+    );
+    assert!(slots[1].packets <= before + 5, "the second slot stopped");
+    // And back: each host on its own slot again.
+    h1s.request("set_mix", json!({"channel": "live", "policy": "forward"}))
+        .await
+        .unwrap();
+    let ev = ls
+        .wait_event("mix_changed", SECS)
+        .await
+        .expect("mix_changed");
+    assert_eq!(ev["mixing"].as_bool(), Some(false));
+    let slots = more_on(&l, &[0, 1], 100).await;
+    for s in &slots {
+        let tail = &s.samples[s.samples.len() - 24_000..];
+        let (a, b) = (goertzel(tail, 440.0), goertzel(tail, 660.0));
+        assert!(a > 50.0 * b || b > 50.0 * a, "one host per slot: {a} {b}");
+        assert_eq!(s.decode_errors, 0);
+    }
+}

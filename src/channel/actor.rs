@@ -34,6 +34,7 @@ pub struct ChannelActor {
     levels: Levels,
     /// What the media workers were last told is on stage.
     routed: Vec<Publisher>,
+    routed_mixing: bool,
     /// The reply path of the request being handled: the logic's one reply goes through it.
     replying: Option<(ParticipantId, ReplyTo)>,
 }
@@ -55,6 +56,7 @@ impl ChannelActor {
             timer: None,
             levels: Levels::default(),
             routed: Vec::new(),
+            routed_mixing: false,
             replying: None,
         }
     }
@@ -62,10 +64,12 @@ impl ChannelActor {
     /// Tells the media workers who is on stage, when that changed.
     fn update_routes(&mut self) {
         let publishers = self.channel.publishers();
-        if publishers != self.routed {
+        let mixing = self.channel.mixing();
+        if publishers != self.routed || mixing != self.routed_mixing {
             self.media
-                .routes(self.channel.id(), Arc::from(publishers.clone()));
+                .routes(self.channel.id(), Arc::from(publishers.clone()), mixing);
             self.routed = publishers;
+            self.routed_mixing = mixing;
         }
     }
 
@@ -163,6 +167,7 @@ impl ChannelActor {
     /// ever sees a silent gap, and its connection is closed.
     fn flush(&mut self, ctx: &mut Context<Self>) {
         loop {
+            self.channel.sync_mixing();
             let outputs: Vec<Output> = self.channel.drain().collect();
             if outputs.is_empty() {
                 break;
@@ -359,6 +364,7 @@ impl Handler<MemberRequest> for ChannelActor {
             MemberOp::SetRole { role, target } => ch.set_role(p, id, target.as_ref(), &role),
             MemberOp::RequestRole { role } => ch.request_role(p, id, &role),
             MemberOp::Mute { muted, target } => ch.mute(p, id, target.as_ref(), muted),
+            MemberOp::SetMix { policy } => ch.set_mix(p, id, policy),
             MemberOp::Kick { target, reason } => ch.kick(now, Some(p), id, &target, reason),
             MemberOp::Send { kind, content, to } => ch.send(p, id, kind, content, to),
             MemberOp::MediaOffer { .. }

@@ -98,13 +98,11 @@ impl MediaPlane {
             let settings = worker::Settings {
                 announced,
                 max_slots: config.max_slots,
-                mix: (config.mix_policy == crate::config::MixPolicy::Mix).then_some(
-                    amphi_core::mix::codec::EncoderSettings {
-                        bitrate_bps: config.mix_bitrate,
-                        complexity: config.mix_complexity,
-                        ..Default::default()
-                    },
-                ),
+                mix: amphi_core::mix::codec::EncoderSettings {
+                    bitrate_bps: config.mix_bitrate,
+                    complexity: config.mix_complexity,
+                    ..Default::default()
+                },
             };
             threads.push(
                 std::thread::Builder::new()
@@ -240,14 +238,15 @@ impl MediaPlane {
         }
     }
 
-    /// Tells every worker who is on stage in `channel`.
-    pub fn routes(&self, channel: &ChannelId, publishers: Arc<[Publisher]>) {
+    /// Tells every worker who is on stage in `channel`, and whether it mixes.
+    pub fn routes(&self, channel: &ChannelId, publishers: Arc<[Publisher]>, mixing: bool) {
         for w in 0..self.commands.len() {
             self.send_reliably(
                 w,
                 Command::Routes {
                     channel: channel.clone(),
                     publishers: publishers.clone(),
+                    mixing,
                 },
             );
         }

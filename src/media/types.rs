@@ -53,6 +53,7 @@ pub(crate) enum Command {
     Routes {
         channel: ChannelId,
         publishers: Arc<[Publisher]>,
+        mixing: bool,
     },
     ChannelClosed {
         channel: ChannelId,

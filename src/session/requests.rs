@@ -296,6 +296,7 @@ fn channel_op(req: Request) -> Result<(String, MemberOp), ApiError> {
                 target: participant(p)?,
             },
         ),
+        Request::SetMix { channel, policy } => (channel, MemberOp::SetMix { policy }),
         Request::Kick {
             channel,
             participant,

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ChannelId, Identity, ParticipantId};
-use crate::protocol::{self, ChannelEvent, LeaveReason, ParticipantInfo};
+use crate::protocol::{self, ChannelEvent, LeaveReason, MixPolicy, ParticipantInfo};
 use crate::roles::{RoleName, RoleSpec, RoleTable};
 
 /// A participant that is on stage in a channel, as the workers route it.
@@ -40,6 +40,10 @@ pub struct ChannelSettings {
     pub max_metadata_bytes: usize,
     pub empty_grace: Duration,
     pub count_interval: Duration,
+    /// A new channel's mix policy.
+    pub mix_policy: MixPolicy,
+    /// Under `auto`, the channel mixes when more speakers than this are unmuted.
+    pub mix_auto_above: usize,
 }
 
 /// Who receives a frame. Resolved against the membership by [`Channel::for_each_recipient`].
@@ -155,6 +159,9 @@ pub struct Channel {
     count: CountThrottle,
     empty_since: Option<Instant>,
     closed: bool,
+    mix_policy: MixPolicy,
+    /// Whether members were last told the channel mixes.
+    announced_mixing: bool,
     outbox: Vec<Output>,
 }
 
@@ -188,7 +195,6 @@ impl Channel {
         };
         Self {
             id,
-            settings,
             created_at: now,
             seq: 0,
             members: HashMap::new(),
@@ -199,6 +205,9 @@ impl Channel {
             count,
             empty_since: Some(now),
             closed: false,
+            mix_policy: settings.mix_policy,
+            announced_mixing: settings.mix_policy == MixPolicy::Mix,
+            settings,
             outbox: Vec::new(),
         }
     }

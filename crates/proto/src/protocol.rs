@@ -57,6 +57,11 @@ pub enum Request {
         #[serde(skip_serializing_if = "Option::is_none")]
         participant: Option<String>,
     },
+    /// How the channel's audio reaches its listeners (needs `stop` or `moderate`).
+    SetMix {
+        channel: String,
+        policy: MixPolicy,
+    },
     Kick {
         channel: String,
         participant: String,
@@ -200,6 +205,7 @@ const REQUEST_TYPES: &[&str] = &[
     "set_role",
     "request_role",
     "mute",
+    "set_mix",
     "kick",
     "send",
     "ping",
@@ -404,6 +410,18 @@ pub struct ParticipantInfo {
     pub metadata: Option<Value>,
 }
 
+/// How a channel's audio reaches its listeners.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MixPolicy {
+    /// Every listener receives each speaker's own stream.
+    Forward,
+    /// The server mixes: one stream for every listener, the mix without itself for a speaker.
+    Mix,
+    /// Forward while few speakers are unmuted, mix above (the threshold is the server's).
+    Auto,
+}
+
 /// Channel events; serialized once per event and shared by every receiver.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -432,6 +450,11 @@ pub enum ChannelEvent {
         muted: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
         by: Option<ParticipantId>,
+    },
+    /// The mix policy changed, or (under `auto`) whether the channel's mixer runs.
+    MixChanged {
+        policy: MixPolicy,
+        mixing: bool,
     },
     Left {
         reason: LeaveReason,

@@ -195,8 +195,6 @@ type PeerMap<V> = HashMap<PeerKey, V, BuildHasherDefault<KeyHasher>>;
 struct Worker {
     index: usize,
     socket: UdpSocket,
-    /// Every channel mixes (the `mix` policy).
-    mix_all: bool,
     /// The mixers of the channels this worker mixes for.
     mixing: Mixing,
     /// What the last mixer ticks produced; reused.
@@ -228,8 +226,8 @@ struct Worker {
 pub(crate) struct Settings {
     pub announced: SocketAddr,
     pub max_slots: usize,
-    /// Channels mix (with these encoder settings) instead of forwarding.
-    pub mix: Option<EncoderSettings>,
+    /// How mixers encode.
+    pub mix: EncoderSettings,
 }
 
 pub(crate) fn run(
@@ -259,8 +257,7 @@ pub(crate) fn run(
             socket,
             fd,
             out: SendBatch::new(),
-            mix_all: mix.is_some(),
-            mixing: Mixing::new(mix.unwrap_or_default()),
+            mixing: Mixing::new(mix),
             mix_out: Vec::new(),
             mix_published: MixerCounts::default(),
             local,
@@ -439,9 +436,17 @@ impl Worker {
             Command::Routes {
                 channel,
                 publishers,
+                mixing,
             } => {
-                let listeners = self.router.set_publishers(&channel, publishers.clone());
+                let listeners = self
+                    .router
+                    .set_publishers(&channel, publishers.clone(), mixing);
                 if let Some(route) = self.router.find(&channel) {
+                    if !mixing && self.mixing.is_mixing(route) {
+                        // Back to forwarding: the mixer and its hold on the route go.
+                        self.mixing.stop(route);
+                        self.router.detach(route, MIX_KEY);
+                    }
                     self.mixing
                         .retain_speakers(route, |k| publishers.iter().any(|p| p.key == k));
                 }
@@ -598,7 +603,8 @@ impl Worker {
             _ => Vec::new(),
         };
         // Mixing: one slot carries the mix (for a speaker, the mix without itself).
-        let keys: Vec<PeerKey> = if self.mix_all {
+        let mixing = self.router.get(peer.route).is_some_and(|r| r.mixing);
+        let keys: Vec<PeerKey> = if mixing {
             if publishers.is_empty() {
                 Vec::new()
             } else {
@@ -806,12 +812,9 @@ impl Worker {
                 }
             }
             Remote::MixIn { channel, packet } => {
-                let route = match self.router.find(&channel) {
-                    Some(r) if self.mixing.is_mixing(r) => r,
-                    // The mixer holds the route open while it runs.
-                    _ => self.router.attach(&channel),
-                };
-                self.mix_here(route, &packet);
+                if let Some(route) = self.router.find(&channel) {
+                    self.mix_here(route, &packet);
+                }
             }
             Remote::MixMinus { speaker, packet } => {
                 self.write(speaker, &packet);
@@ -951,7 +954,7 @@ impl Worker {
                     arrived: rtp.timestamp,
                     data: rtp.payload,
                 };
-                if self.mix_all {
+                if self.router.get(route).is_some_and(|r| r.mixing) {
                     self.mix_in(route, packet);
                 } else {
                     self.send_to_other_workers(route, &packet);
@@ -1136,6 +1139,20 @@ impl Worker {
     }
 
     fn mix_here(&mut self, route: RouteId, packet: &Packet) {
+        // Every worker learns who is on stage and whether the channel mixes: a packet that
+        // raced a switch back to forwarding is not mixed.
+        let Some(channel) = self
+            .router
+            .get(route)
+            .filter(|r| r.mixing)
+            .map(|r| r.channel.clone())
+        else {
+            return;
+        };
+        if !self.mixing.is_mixing(route) {
+            // The mixer holds the route while it runs.
+            self.router.attach(&channel);
+        }
         let arrival = packet.arrived.saturating_duration_since(self.epoch);
         let capture = packet.capture.map(|c| c.capture_time);
         self.mixing.push(

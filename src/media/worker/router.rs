@@ -25,6 +25,8 @@ pub(crate) type Masks = Arc<DashMap<ChannelId, Arc<AtomicU64>>>;
 pub(super) struct Route {
     pub(super) channel: ChannelId,
     pub(super) publishers: Arc<[Publisher]>,
+    /// The channel mixes: speakers' packets go to its mixer, listeners receive the mix.
+    pub(super) mixing: bool,
     listeners: Arc<[PeerKey]>,
     mask: Arc<AtomicU64>,
     /// This worker's peers in the channel (listening or not): the route lives while any is.
@@ -77,6 +79,7 @@ impl Router {
         let route = Route {
             channel: channel.clone(),
             publishers: Arc::from(Vec::new()),
+            mixing: false,
             listeners: Arc::from(Vec::new()),
             mask: self.masks.entry(channel.clone()).or_default().clone(),
             attached: 0,
@@ -115,15 +118,18 @@ impl Router {
         self.close_if_unused(id);
     }
 
-    /// Who is on stage; returns the local listeners, whose slots need binding again.
+    /// Who is on stage and whether the channel mixes; returns the local listeners, whose
+    /// slots need binding again.
     pub(super) fn set_publishers(
         &mut self,
         channel: &ChannelId,
         publishers: Arc<[Publisher]>,
+        mixing: bool,
     ) -> Arc<[PeerKey]> {
         let id = self.open(channel);
         let route = self.route_mut(id).expect("just opened");
         route.publishers = publishers;
+        route.mixing = mixing;
         let listeners = route.listeners.clone();
         self.close_if_unused(id);
         listeners
@@ -282,7 +288,7 @@ mod tests {
         w0.add_listener(id, 1);
         w1.attach(&c);
         let stage: Arc<[Publisher]> = vec![publisher(9)].into();
-        assert_eq!(&w0.set_publishers(&c, stage.clone())[..], &[1]);
+        assert_eq!(&w0.set_publishers(&c, stage.clone(), false)[..], &[1]);
         w0.detach(id, 1);
         assert!(w0.find(&c).is_some(), "a publisher is on stage");
         w0.channel_closed(&c);
@@ -309,7 +315,7 @@ mod tests {
             w0.add_listener(id, k);
         }
         let id = w0.find(&c).unwrap();
-        let again = w0.set_publishers(&c, vec![publisher(7), publisher(8)].into());
+        let again = w0.set_publishers(&c, vec![publisher(7), publisher(8)].into(), false);
         assert_eq!(&again[..], &[1, 2, 3]);
         let keys: Vec<PeerKey> = w0
             .get(id)

@@ -38,6 +38,74 @@ impl Channel {
             .collect()
     }
 
+    pub fn mix_policy(&self) -> MixPolicy {
+        self.mix_policy
+    }
+
+    /// Whether the channel mixes now: by policy, or under `auto` by how many speakers are
+    /// unmuted.
+    pub fn mixing(&self) -> bool {
+        match self.mix_policy {
+            MixPolicy::Forward => false,
+            MixPolicy::Mix => true,
+            MixPolicy::Auto => {
+                let unmuted = self
+                    .members
+                    .values()
+                    .filter(|m| m.spec.publish && !m.muted && m.paused.is_none())
+                    .count();
+                unmuted > self.settings.mix_auto_above
+            }
+        }
+    }
+
+    /// Sets the mix policy (`stop` or `moderate` permission).
+    pub fn set_mix(
+        &mut self,
+        actor: &ParticipantId,
+        request: Option<u64>,
+        policy: MixPolicy,
+    ) -> Result<(), ApiError> {
+        let me = self.require_member(actor)?;
+        if !me.spec.stop && !me.spec.moderate {
+            return Err(ApiError::forbidden(format!(
+                "the role '{}' cannot change how the channel is mixed",
+                me.role
+            )));
+        }
+        let changed = self.mix_policy != policy;
+        self.mix_policy = policy;
+        self.reply_ok(actor, request);
+        if changed {
+            self.announce_mix();
+        }
+        Ok(())
+    }
+
+    /// Tells everyone when the channel started or stopped mixing (under `auto`, a speaker
+    /// unmuting can do it); the actor calls it after every change.
+    pub fn sync_mixing(&mut self) {
+        if self.mixing() != self.announced_mixing && !self.closed {
+            self.announce_mix();
+        }
+    }
+
+    fn announce_mix(&mut self) {
+        let mixing = self.mixing();
+        self.announced_mixing = mixing;
+        self.emit(
+            Target::Group {
+                everyone: true,
+                also: None,
+                except: None,
+            },
+            &ChannelEvent::MixChanged {
+                policy: self.mix_policy,
+                mixing,
+            },
+        );
+    }
+
     /// Tells one member who is speaking now (a late joiner would otherwise wait for a change).
     pub fn tell_active_speaker(&mut self, to: &ParticipantId, speaker: ParticipantId) {
         self.emit(

@@ -30,6 +30,8 @@ fn settings() -> ChannelSettings {
         max_metadata_bytes: 256,
         empty_grace: GRACE,
         count_interval: COUNT_INTERVAL,
+        mix_policy: MixPolicy::Forward,
+        mix_auto_above: 1,
     }
 }
 
@@ -396,6 +398,54 @@ fn moderator_mute_locks_until_moderator_unmutes() {
         .map(|v| v["muted"].as_bool().unwrap())
         .collect();
     assert_eq!(aud, vec![true, false, true, false]);
+}
+
+#[test]
+fn moderators_set_the_mix_and_auto_follows_unmuted_speakers() {
+    let mut h = Harness::new();
+    h.join(0, "host", "host", &["host"]).unwrap();
+    h.join(0, "spk", "speaker", &["speaker"]).unwrap();
+    h.join(0, "aud", "audience", &[]).unwrap();
+    for who in ["host", "spk", "aud"] {
+        h.take(who);
+    }
+    let e =
+        h.ch.set_mix(&pid("aud"), Some(7), MixPolicy::Mix)
+            .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Forbidden);
+    assert!(!h.ch.mixing());
+    h.ch.set_mix(&pid("host"), Some(8), MixPolicy::Mix).unwrap();
+    h.pump();
+    assert!(h.ch.mixing());
+    let seen: Vec<Value> = h.take("aud");
+    let ev = seen.iter().find(|v| v["event"] == "mix_changed").unwrap();
+    assert_eq!(
+        (ev["policy"].as_str(), ev["mixing"].as_bool()),
+        (Some("mix"), Some(true))
+    );
+    // Setting it again changes nothing and says nothing.
+    h.ch.set_mix(&pid("host"), None, MixPolicy::Mix).unwrap();
+    h.pump();
+    assert!(!h.events("aud").contains(&"mix_changed".to_string()));
+    // Auto, above one unmuted speaker: two are unmuted, so it mixes; muting one stops it.
+    h.ch.set_mix(&pid("host"), None, MixPolicy::Auto).unwrap();
+    h.pump();
+    assert!(h.ch.mixing());
+    h.take("aud");
+    h.ch.mute(&pid("spk"), None, None, true).unwrap();
+    h.ch.sync_mixing();
+    h.pump();
+    assert!(!h.ch.mixing());
+    let seen = h.take("aud");
+    let ev = seen.iter().find(|v| v["event"] == "mix_changed").unwrap();
+    assert_eq!(
+        (ev["policy"].as_str(), ev["mixing"].as_bool()),
+        (Some("auto"), Some(false))
+    );
+    // Nothing changed since: nothing to announce.
+    h.ch.sync_mixing();
+    h.pump();
+    assert!(h.take("aud").is_empty());
 }
 
 #[test]
