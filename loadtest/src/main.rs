@@ -54,6 +54,9 @@ struct Cli {
     /// Calls: pairs of users calling at once, each pair one call after another.
     #[arg(long)]
     concurrency: Option<usize>,
+    /// The server mixes each channel (a host sends `set_mix`): one stream per listener.
+    #[arg(long)]
+    mix: bool,
     /// Threads driving the listeners, many peers each; 0: one task per listener.
     #[arg(long)]
     herd_threads: Option<usize>,
@@ -110,6 +113,7 @@ fn main() -> ExitCode {
         herd_threads,
         signing_key
     );
+    s.mix |= cli.mix;
     if cli.spawn_server || cli.server_bin.is_some() {
         s.spawn_server = Some(cli.server_bin.clone().unwrap_or_else(|| {
             std::env::current_exe()

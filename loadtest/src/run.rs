@@ -232,6 +232,15 @@ pub async fn run(
             if !peer.wait_connected(Duration::from_secs(10)).await {
                 return Err(format!("{identity}: media did not connect within 10 s"));
             }
+            if scenario.mix && h == 0 {
+                signal
+                    .request(
+                        "set_mix",
+                        serde_json::json!({"channel": channel, "policy": "mix"}),
+                    )
+                    .await
+                    .map_err(|e| format!("{identity}: set_mix: {e}"))?;
+            }
             hosts.push((signal, peer));
         }
     }
@@ -339,7 +348,11 @@ pub async fn run(
                     ));
                     swarm0 = (server::cpu_seconds(own), Instant::now(), received_total);
                 }
-                let per_listener = scenario.slots.min(scenario.hosts).max(1) as f64;
+                let per_listener = if scenario.mix {
+                    1.0
+                } else {
+                    scenario.slots.min(scenario.hosts).max(1) as f64
+                };
                 let s = Second {
                     t: started.elapsed().as_secs_f64(),
                     listeners: active.len(),

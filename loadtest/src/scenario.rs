@@ -51,6 +51,9 @@ pub struct Scenario {
     /// Threads driving the listeners, each many peers (a socket each, one poll for all);
     /// 0 runs every listener as its own task instead (as the tests' clients do).
     pub herd_threads: usize,
+    /// The server mixes: a host sets each channel's policy to `mix` before listeners join,
+    /// and every listener receives one stream.
+    pub mix: bool,
 }
 
 impl Default for Scenario {
@@ -71,6 +74,7 @@ impl Default for Scenario {
             calls: 300,
             concurrency: 8,
             herd_threads: 1,
+            mix: false,
         }
     }
 }
