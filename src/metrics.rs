@@ -184,8 +184,14 @@ fn describe() {
         "Opus encodes by mixers: one mix per tick plus one mix-minus per speaker"
     );
     describe_counter!(MIXER_DECODES, "Speaker frames decoded by mixers");
-    describe_counter!(MIXER_CONCEALED, "Lost speaker frames concealed by mixers");
-    describe_counter!(MIXER_FEC, "Lost speaker frames rebuilt from in-band FEC");
+    describe_counter!(
+        MIXER_CONCEALED,
+        "Lost speaker frames, concealed or rebuilt from in-band FEC by mixers"
+    );
+    describe_counter!(
+        MIXER_FEC,
+        "Lost speaker frames whose next packet was there for its in-band FEC"
+    );
     describe_counter!(MIXER_LIMITED, "Mix frames the limiter turned down");
     describe_histogram!(
         MIXER_JITTER_BUFFER,

@@ -13,6 +13,8 @@ const SECS: Duration = Duration::from_secs(10);
 
 /// Held by the tests that count `not_permitted` drops: the counter is the process's.
 static NOT_PERMITTED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// Held by the tests that read the mixer's counters.
+static MIXER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn signal(server: &amphi::ServerHandle, identity: &str, role: &str) -> Signal {
     Signal::connect(&server.http_url(), &token(identity, &[role]))
@@ -350,6 +352,7 @@ async fn a_herd_of_listeners_on_one_thread_hears_the_host() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixing_a_listener_hears_both_hosts_in_one_stream_and_each_host_only_the_other() {
     use amphi_client::audio::goertzel;
+    let _counting = MIXER.lock().await;
     let server = start_with(|c| c.media.mix_policy = amphi::config::MixPolicy::Mix);
     let (_ls, l) = listener(&server, "mix", "l").await;
     let mut hosts = Vec::new();
@@ -441,6 +444,7 @@ async fn more_on(l: &AudioPeer, slots: &[usize], n: u64) -> Vec<amphi_client::Sl
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moderator_switches_a_live_channel_to_the_mix_and_back() {
     use amphi_client::audio::goertzel;
+    let _counting = MIXER.lock().await;
     let server = start();
     let (ls, l) = listener(&server, "live", "l").await;
     let (h1s, _h1, _) = host(&server, "live", "h1", 440.0).await;
@@ -494,4 +498,49 @@ async fn a_moderator_switches_a_live_channel_to_the_mix_and_back() {
         assert!(a > 50.0 * b || b > 50.0 * a, "one host per slot: {a} {b}");
         assert_eq!(s.decode_errors, 0);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixing_conceals_a_lossy_speaker_and_the_mix_stays_continuous() {
+    use amphi_client::audio::goertzel;
+    let _counting = MIXER.lock().await;
+    let server = start_with(|c| c.media.mix_policy = amphi::config::MixPolicy::Mix);
+    let (_ls, l) = listener(&server, "lossy", "l").await;
+    let mut hosts = Vec::new();
+    // One host loses one packet in ten on its way to the server.
+    for (name, freq, drop_every) in [("h1", 440.0, 10), ("h2", 660.0, 0)] {
+        let s = signal(&server, name, "host").await;
+        s.join("lossy", "host").await.unwrap();
+        let opts = PeerOptions {
+            publish: Some(Box::new(Tone::new(freq))),
+            slots: 1,
+            drop_every,
+            ..PeerOptions::default()
+        };
+        let p = AudioPeer::start(&s, "lossy", opts).await.unwrap();
+        assert!(p.wait_connected(SECS).await, "{name} connected");
+        hosts.push((s, p));
+    }
+    assert!(l.wait_packets(50, SECS).await);
+    let concealed = "amphi_mixer_concealed_frames_total";
+    let before = metric(&server, concealed).await;
+    let mark = l.received_packets();
+    assert!(
+        l.wait_packets(mark + 100, SECS).await,
+        "two more seconds of mix"
+    );
+    let after = wait_metric(&server, concealed, before + 5.0, SECS).await;
+    assert!(
+        after >= before + 5.0,
+        "losses concealed: {before} -> {after}"
+    );
+    // What the listener decodes has no gap: every 20 ms of the mix arrived and decoded.
+    let stats = l.stats();
+    let mix = stats.slots.iter().find(|s| s.packets > 0).unwrap();
+    assert_eq!(mix.lost(), 0, "the mix stream lost nothing");
+    assert_eq!(mix.decode_errors, 0);
+    assert_eq!(mix.decoded_frames, mix.packets);
+    let tail = &mix.samples[mix.samples.len().saturating_sub(48_000)..];
+    let (a, b) = (goertzel(tail, 440.0), goertzel(tail, 660.0));
+    assert!(a > b / 10.0 && b > a / 10.0, "both still heard: {a} {b}");
 }

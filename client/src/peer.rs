@@ -40,6 +40,8 @@ pub struct PeerOptions {
     /// Misbehave: offer the microphone m-line as `recvonly`, read the answer as if the server
     /// had agreed to receive, and send on it anyway (to check that a server polices it).
     pub misreport_mic: bool,
+    /// A lossy uplink: one outgoing RTP packet in `drop_every` is not sent (0: none).
+    pub drop_every: u64,
 }
 
 impl Default for PeerOptions {
@@ -51,6 +53,7 @@ impl Default for PeerOptions {
             recv_buffer: None,
             decode: true,
             misreport_mic: false,
+            drop_every: 0,
         }
     }
 }
@@ -214,6 +217,11 @@ pub struct AudioPeer {
     pub local_addr: SocketAddr,
 }
 
+/// RTP (not RTCP, STUN or DTLS) on a shared port: RFC 7983 and RFC 5761.
+fn is_rtp(data: &[u8]) -> bool {
+    data.len() >= 12 && (128..=191).contains(&data[0]) && !(64..=95).contains(&(data[1] & 0x7f))
+}
+
 /// Rewrites the direction attribute of the m-line `mid` in an SDP.
 fn set_direction(sdp: &str, mid: Mid, from: &str, to: &str) -> String {
     let tag = format!("a=mid:{mid}\r\n");
@@ -303,6 +311,8 @@ impl AudioPeer {
             encoder: None,
             media_time: 0,
             stalled_until: None,
+            drop_every: opts.drop_every,
+            rtp_sent: 0,
             epoch: Instant::now(),
         };
         let task = tokio::spawn(driver.run(media_events, cmd_rx));
@@ -345,6 +355,8 @@ struct Driver {
     encoder: Option<(opus::Encoder, Pt)>,
     media_time: u64,
     stalled_until: Option<tokio::time::Instant>,
+    drop_every: u64,
+    rtp_sent: u64,
     epoch: Instant,
 }
 
@@ -407,6 +419,12 @@ impl Driver {
             match self.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => return Some(t),
                 Ok(Output::Transmit(t)) => {
+                    if self.drop_every > 0 && is_rtp(&t.contents) {
+                        self.rtp_sent += 1;
+                        if self.rtp_sent % self.drop_every == 0 {
+                            continue;
+                        }
+                    }
                     let _ = self.socket.try_send_to(&t.contents, t.destination);
                 }
                 Ok(Output::Event(e)) => self.event(e),

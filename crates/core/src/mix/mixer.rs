@@ -38,7 +38,9 @@ pub struct Tick {
     pub silent: bool,
     pub decodes: u32,
     pub encodes: u32,
+    /// Lost frames (concealed, or rebuilt from in-band FEC).
     pub concealed: u32,
+    /// Of those, the ones whose next packet was there to rebuild them from its FEC.
     pub fec: u32,
     /// The total needed the limiter.
     pub limited: bool,
@@ -231,6 +233,9 @@ impl<D: Decode, E: Encode> Mixer<D, E> {
                     Input::Packet(data)
                 }
                 Play::Fec(next) => {
+                    // Lost all the same: rebuilt from the next packet's FEC if it carries
+                    // some, concealed otherwise.
+                    tick.concealed += 1;
                     tick.fec += 1;
                     Input::Fec(next)
                 }
