@@ -192,6 +192,10 @@ pub enum MemberOp {
     SetMix {
         policy: crate::protocol::MixPolicy,
     },
+    SetVolume {
+        target: ParticipantId,
+        gain: f64,
+    },
     Kick {
         target: ParticipantId,
         reason: Option<String>,

@@ -447,7 +447,7 @@ async fn a_moderator_switches_a_live_channel_to_the_mix_and_back() {
     let _counting = MIXER.lock().await;
     let server = start();
     let (ls, l) = listener(&server, "live", "l").await;
-    let (h1s, _h1, _) = host(&server, "live", "h1", 440.0).await;
+    let (h1s, _h1, h1_id) = host(&server, "live", "h1", 440.0).await;
     let (_h2s, _h2, _) = host(&server, "live", "h2", 660.0).await;
     // Forwarded: two slots, one host each.
     let slots = more_on(&l, &[0, 1], 50).await;
@@ -482,6 +482,28 @@ async fn a_moderator_switches_a_live_channel_to_the_mix_and_back() {
         "both tones in one slot: {a} {b} {none}"
     );
     assert!(slots[1].packets <= before + 5, "the second slot stopped");
+    // A moderator turns the first host down to nothing in the mix.
+    let err = ls
+        .request(
+            "set_volume",
+            json!({"channel": "live", "participant": h1_id, "gain": 0.0}),
+        )
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("forbidden"), "{err}");
+    h1s.request(
+        "set_volume",
+        json!({"channel": "live", "participant": h1_id, "gain": 0.0}),
+    )
+    .await
+    .unwrap();
+    let slots = more_on(&l, &[0], 100).await;
+    let tail = &slots[0].samples[slots[0].samples.len() - 24_000..];
+    let (a, b) = (goertzel(tail, 440.0), goertzel(tail, 660.0));
+    assert!(
+        b > 100.0 * a,
+        "the silenced host is out of the mix: {a} {b}"
+    );
     // And back: each host on its own slot again.
     h1s.request("set_mix", json!({"channel": "live", "policy": "forward"}))
         .await

@@ -365,6 +365,7 @@ impl Handler<MemberRequest> for ChannelActor {
             MemberOp::RequestRole { role } => ch.request_role(p, id, &role),
             MemberOp::Mute { muted, target } => ch.mute(p, id, target.as_ref(), muted),
             MemberOp::SetMix { policy } => ch.set_mix(p, id, policy),
+            MemberOp::SetVolume { target, gain } => ch.set_volume(p, id, &target, gain),
             MemberOp::Kick { target, reason } => ch.kick(now, Some(p), id, &target, reason),
             MemberOp::Send { kind, content, to } => ch.send(p, id, kind, content, to),
             MemberOp::MediaOffer { .. }

@@ -297,6 +297,17 @@ fn channel_op(req: Request) -> Result<(String, MemberOp), ApiError> {
             },
         ),
         Request::SetMix { channel, policy } => (channel, MemberOp::SetMix { policy }),
+        Request::SetVolume {
+            channel,
+            participant,
+            gain,
+        } => (
+            channel,
+            MemberOp::SetVolume {
+                target: ParticipantId::parse(&participant)?,
+                gain,
+            },
+        ),
         Request::Kick {
             channel,
             participant,

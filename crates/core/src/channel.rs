@@ -29,6 +29,8 @@ pub struct Publisher {
     pub participant: ParticipantId,
     pub identity: Identity,
     pub muted: bool,
+    /// Level in the mix, in thousandths (1000 unchanged, 0 silent, at most 2000).
+    pub gain_permille: u16,
 }
 
 /// Per-channel settings, shared by every channel of a server.
@@ -101,6 +103,8 @@ pub struct Member {
     muted_by_moderator: bool,
     /// Publishing paused by the server: a host taken into a call from this channel.
     pub paused: Option<String>,
+    /// A moderator's volume for this member in the mix, in thousandths.
+    pub gain_permille: u16,
     pub metadata: Option<Value>,
     pub joined_at: Instant,
 }
@@ -348,6 +352,7 @@ impl Channel {
             muted: false,
             muted_by_moderator: false,
             paused: None,
+            gain_permille: 1000,
             metadata: spec.metadata,
             joined_at: now,
         };

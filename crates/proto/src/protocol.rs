@@ -62,6 +62,12 @@ pub enum Request {
         channel: String,
         policy: MixPolicy,
     },
+    /// A speaker's level in the mix, 0.0 (silent) to 2.0; 1.0 unchanged (needs `moderate`).
+    SetVolume {
+        channel: String,
+        participant: String,
+        gain: f64,
+    },
     Kick {
         channel: String,
         participant: String,
@@ -206,6 +212,7 @@ const REQUEST_TYPES: &[&str] = &[
     "request_role",
     "mute",
     "set_mix",
+    "set_volume",
     "kick",
     "send",
     "ping",

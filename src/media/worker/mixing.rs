@@ -12,6 +12,7 @@ use amphi_core::mix::mixer::Mixer;
 use amphi_core::mix::{FRAME_TICKS, MAX_PACKET};
 
 use super::router::RouteId;
+use crate::channel::Publisher;
 use crate::ids::PeerKey;
 use crate::metrics::MixerCounts;
 
@@ -63,6 +64,7 @@ impl Mixing {
         &mut self,
         route: RouteId,
         speaker: PeerKey,
+        gain_permille: u16,
         seq: u64,
         rtp_time: u64,
         arrival: Duration,
@@ -86,6 +88,9 @@ impl Mixing {
         {
             state
                 .mixer
+                .set_gain(speaker, f32::from(gain_permille) / 1000.0);
+            state
+                .mixer
                 .push(speaker, seq, rtp_time, arrival, payload, capture);
         }
         if !state.running {
@@ -100,6 +105,17 @@ impl Mixing {
     pub(super) fn retain_speakers(&mut self, route: RouteId, on_stage: impl FnMut(u64) -> bool) {
         if let Some(state) = self.mixers.get_mut(&route) {
             state.mixer.retain_speakers(on_stage);
+        }
+    }
+
+    /// Speakers' levels in the mix, as moderators set them.
+    pub(super) fn set_gains(&mut self, route: RouteId, publishers: &[Publisher]) {
+        if let Some(state) = self.mixers.get_mut(&route) {
+            for p in publishers {
+                state
+                    .mixer
+                    .set_gain(p.key, f32::from(p.gain_permille) / 1000.0);
+            }
         }
     }
 

@@ -449,6 +449,7 @@ impl Worker {
                     }
                     self.mixing
                         .retain_speakers(route, |k| publishers.iter().any(|p| p.key == k));
+                    self.mixing.set_gains(route, &publishers);
                 }
                 for &key in listeners.iter() {
                     self.assign_slots(key);
@@ -1141,12 +1142,10 @@ impl Worker {
     fn mix_here(&mut self, route: RouteId, packet: &Packet) {
         // Every worker learns who is on stage and whether the channel mixes: a packet that
         // raced a switch back to forwarding is not mixed.
-        let Some(channel) = self
-            .router
-            .get(route)
-            .filter(|r| r.mixing)
-            .map(|r| r.channel.clone())
-        else {
+        let Some((channel, gain)) = self.router.get(route).filter(|r| r.mixing).map(|r| {
+            let gain = r.publishers.iter().find(|p| p.key == packet.publisher);
+            (r.channel.clone(), gain.map_or(1000, |p| p.gain_permille))
+        }) else {
             return;
         };
         if !self.mixing.is_mixing(route) {
@@ -1158,6 +1157,7 @@ impl Worker {
         self.mixing.push(
             route,
             packet.publisher,
+            gain,
             packet.seq,
             packet.time,
             arrival,

@@ -222,6 +222,7 @@ mod tests {
             participant: crate::ids::ParticipantId::parse(&format!("p{key}")).unwrap(),
             identity: crate::ids::Identity::parse(&format!("i{key}")).unwrap(),
             muted: false,
+            gain_permille: 1000,
         }
     }
 

@@ -34,6 +34,7 @@ impl Channel {
                 participant: m.id.clone(),
                 identity: m.identity.clone(),
                 muted: m.muted || m.paused.is_some(),
+                gain_permille: m.gain_permille,
             })
             .collect()
     }
@@ -79,6 +80,33 @@ impl Channel {
         if changed {
             self.announce_mix();
         }
+        Ok(())
+    }
+
+    /// A moderator's volume for one member in the mix (0.0–2.0; 1.0 unchanged).
+    pub fn set_volume(
+        &mut self,
+        actor: &ParticipantId,
+        request: Option<u64>,
+        target: &ParticipantId,
+        gain: f64,
+    ) -> Result<(), ApiError> {
+        let me = self.require_member(actor)?;
+        if !me.spec.moderate {
+            return Err(ApiError::forbidden(format!(
+                "the role '{}' cannot set others' volume",
+                me.role
+            )));
+        }
+        if !gain.is_finite() || !(0.0..=2.0).contains(&gain) {
+            return Err(ApiError::bad_request(format!(
+                "gain is {gain}; it goes from 0.0 (silent) to 2.0, 1.0 leaves the level as it is"
+            )));
+        }
+        self.require_member(target)?;
+        let m = self.members.get_mut(target).expect("checked above");
+        m.gain_permille = (gain * 1000.0).round() as u16;
+        self.reply_ok(actor, request);
         Ok(())
     }
 

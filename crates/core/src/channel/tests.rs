@@ -449,6 +449,35 @@ fn moderators_set_the_mix_and_auto_follows_unmuted_speakers() {
 }
 
 #[test]
+fn moderators_set_a_speakers_volume_in_the_mix() {
+    let mut h = Harness::new();
+    h.join(0, "host", "host", &["host"]).unwrap();
+    h.join(0, "spk", "speaker", &["speaker"]).unwrap();
+    let e =
+        h.ch.set_volume(&pid("spk"), None, &pid("host"), 0.5)
+            .unwrap_err();
+    assert_eq!(e.code, ErrorCode::Forbidden);
+    for bad in [-0.1, 2.5, f64::NAN] {
+        let e =
+            h.ch.set_volume(&pid("host"), None, &pid("spk"), bad)
+                .unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest, "{bad}");
+    }
+    let e =
+        h.ch.set_volume(&pid("host"), None, &pid("nobody"), 1.0)
+            .unwrap_err();
+    assert_eq!(e.code, ErrorCode::NotFound);
+    h.ch.set_volume(&pid("host"), None, &pid("spk"), 0.25)
+        .unwrap();
+    let spk =
+        h.ch.publishers()
+            .into_iter()
+            .find(|p| p.participant == pid("spk"))
+            .unwrap();
+    assert_eq!(spk.gain_permille, 250);
+}
+
+#[test]
 fn stop_tells_everyone_but_stopper_and_closes() {
     let mut h = Harness::new();
     h.join(0, "host", "host", &["host"]).unwrap();
