@@ -421,7 +421,7 @@ impl Driver {
                 Ok(Output::Transmit(t)) => {
                     if self.drop_every > 0 && is_rtp(&t.contents) {
                         self.rtp_sent += 1;
-                        if self.rtp_sent % self.drop_every == 0 {
+                        if self.rtp_sent.is_multiple_of(self.drop_every) {
                             continue;
                         }
                     }
