@@ -233,3 +233,45 @@ async fn chromium_answers_a_call_from_a_rust_client_and_both_hear_each_other() {
     assert_eq!(report["ended"], true, "{report}");
     peer.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_hears_two_rust_hosts_mixed_in_one_stream() {
+    require_browser();
+    let server = start_with(|c| c.media.mix_policy = amphi::config::MixPolicy::Mix);
+    let url = server.http_url();
+    let mut hosts = Vec::new();
+    for (name, freq) in [("mix-a", 440.0), ("mix-b", 660.0)] {
+        let s = Signal::connect(&url, &token(name, &["host"]))
+            .await
+            .unwrap();
+        s.join("webmix", "host").await.unwrap();
+        let opts = PeerOptions {
+            publish: Some(Box::new(Tone::new(freq))),
+            slots: 1,
+            ..PeerOptions::default()
+        };
+        let p = AudioPeer::start(&s, "webmix", opts).await.unwrap();
+        assert!(p.wait_connected(SECS).await);
+        hosts.push((s, p));
+    }
+    let report = drive(&url, "webmix", "chrome-mix", "audience", 5).await;
+    assert_eq!(report["joined"], true, "{report}");
+    let inbound = report["inbound"].as_array().expect("inbound stats");
+    let carrying: Vec<&Value> = inbound
+        .iter()
+        .filter(|i| i["packetsReceived"].as_u64().unwrap_or(0) > 100)
+        .collect();
+    assert_eq!(
+        carrying.len(),
+        1,
+        "one inbound stream carries the mix: {report}"
+    );
+    assert!(
+        carrying[0]["totalAudioEnergy"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    // The Rust hosts hear each other through their mix-minus.
+    for (_, h) in &hosts {
+        assert!(h.wait_packets(50, SECS).await);
+    }
+}
