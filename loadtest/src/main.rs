@@ -57,6 +57,9 @@ struct Cli {
     /// The server mixes each channel (a host sends `set_mix`): one stream per listener.
     #[arg(long)]
     mix: bool,
+    /// Hosts connect their media and send nothing (what idle channels cost).
+    #[arg(long)]
+    silent_hosts: bool,
     /// Threads driving the listeners, many peers each; 0: one task per listener.
     #[arg(long)]
     herd_threads: Option<usize>,
@@ -114,6 +117,7 @@ fn main() -> ExitCode {
         signing_key
     );
     s.mix |= cli.mix;
+    s.silent_hosts |= cli.silent_hosts;
     if cli.spawn_server || cli.server_bin.is_some() {
         s.spawn_server = Some(cli.server_bin.clone().unwrap_or_else(|| {
             std::env::current_exe()

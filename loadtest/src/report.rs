@@ -71,6 +71,12 @@ pub struct ServerCost {
     pub cpu_seconds: Option<f64>,
     pub rss_bytes_per_peer: Option<f64>,
     pub peak_rss_bytes: Option<u64>,
+    /// Server CPU seconds per second over the window: cores in use.
+    pub cores: Option<f64>,
+    /// Datagrams read by a media worker other than their peer's, over the whole run.
+    pub handovers: Option<f64>,
+    /// Peers moved to the worker their packets land on, over the whole run.
+    pub peer_moves: Option<f64>,
 }
 
 /// Failed calls by the first thing that went wrong in each.
@@ -216,6 +222,16 @@ impl Report {
             "server           {} CPU per forwarded packet, {} per peer\n",
             opt(self.server.cpu_us_per_forwarded_packet, "µs"),
             opt(self.server.rss_bytes_per_peer.map(|b| b / 1024.0), "KiB"),
+        );
+        out += &format!(
+            "server cores     {} over the window; {} hand-overs, {} peer moves in the run\n",
+            opt(self.server.cores, ""),
+            self.server
+                .handovers
+                .map_or("n/a".into(), |h| format!("{h:.0}")),
+            self.server
+                .peer_moves
+                .map_or("n/a".into(), |m| format!("{m:.0}")),
         );
         let ratio = |p: f64| {
             self.server

@@ -241,6 +241,9 @@ pub async fn run(
                     .await
                     .map_err(|e| format!("{identity}: set_mix: {e}"))?;
             }
+            if scenario.silent_hosts {
+                peer.set_sending(false).await;
+            }
             hosts.push((signal, peer));
         }
     }
@@ -379,11 +382,15 @@ pub async fn run(
     }
     let elapsed = started.elapsed().as_secs_f64();
     let cpu1 = pid.and_then(server::cpu_seconds);
+    let handovers = server::metric(&url, "amphi_media_handovers_total").await;
+    let peer_moves = server::metric(&url, "amphi_media_peer_moves_total").await;
     let swarm_cpu = match (swarm0.0, server::cpu_seconds(own)) {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
     let window = swarm0.1.elapsed().as_secs_f64();
+    // The server's window starts where the swarm's does (all listeners hearing).
+    let steady_window = window;
     let window_received = received_total - swarm0.2;
     let swarm = SwarmCost {
         cpu_seconds: swarm_cpu,
@@ -473,6 +480,12 @@ pub async fn run(
                 _ => None,
             },
             peak_rss_bytes: peak_rss,
+            cores: match (cpu, steady_window) {
+                (Some(c), w) if w > 0.0 => Some(c / w),
+                _ => None,
+            },
+            handovers,
+            peer_moves,
         },
         swarm,
         timeline,

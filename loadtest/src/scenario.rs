@@ -54,6 +54,8 @@ pub struct Scenario {
     /// The server mixes: a host sets each channel's policy to `mix` before listeners join,
     /// and every listener receives one stream.
     pub mix: bool,
+    /// Hosts connect and stay silent (an idle-cost run).
+    pub silent_hosts: bool,
 }
 
 impl Default for Scenario {
@@ -75,6 +77,7 @@ impl Default for Scenario {
             concurrency: 8,
             herd_threads: 1,
             mix: false,
+            silent_hosts: false,
         }
     }
 }
