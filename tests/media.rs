@@ -352,23 +352,8 @@ async fn a_herd_of_listeners_on_one_thread_hears_the_host() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixing_a_listener_hears_both_hosts_in_one_stream_and_each_host_only_the_other() {
     use amphi_client::audio::goertzel;
-    let _counting = MIXER.lock().await;
-    let server = start_with(|c| c.media.mix_policy = amphi::config::MixPolicy::Mix);
-    let (_ls, l) = listener(&server, "mix", "l").await;
-    let mut hosts = Vec::new();
-    for (name, freq) in [("h1", 440.0), ("h2", 660.0)] {
-        let s = signal(&server, name, "host").await;
-        s.join("mix", "host").await.unwrap();
-        let opts = PeerOptions {
-            publish: Some(Box::new(Tone::new(freq))),
-            slots: 1,
-            keep_audio: true,
-            ..PeerOptions::default()
-        };
-        let p = AudioPeer::start(&s, "mix", opts).await.unwrap();
-        assert!(p.wait_connected(SECS).await, "{name} connected");
-        hosts.push((s, p));
-    }
+    let (_counting, server, (_ls, l)) = mixing("mix").await;
+    let hosts = tone_hosts(&server, "mix", &[("h1", 440.0, 0), ("h2", 660.0, 0)]).await;
     // Two seconds of mix heard by everyone.
     assert!(
         l.wait_packets(100, SECS).await,
@@ -382,16 +367,7 @@ async fn mixing_a_listener_hears_both_hosts_in_one_stream_and_each_host_only_the
     assert_eq!(heard.len(), 1, "one stream carries the mix");
     let mix = &heard[0];
     assert_eq!(mix.decode_errors, 0);
-    let tail = &mix.samples[mix.samples.len().saturating_sub(24_000)..];
-    let (a, b, none) = (
-        goertzel(tail, 440.0),
-        goertzel(tail, 660.0),
-        goertzel(tail, 1000.0),
-    );
-    assert!(
-        a > 20.0 * none && b > 20.0 * none,
-        "both tones in the mix: {a} {b} {none}"
-    );
+    let (a, b) = both_tones(&mix.samples);
     assert!(
         a < 10.0 * b && b < 10.0 * a,
         "neither drowns the other: {a} {b}"
@@ -422,6 +398,75 @@ async fn mixing_a_listener_hears_both_hosts_in_one_stream_and_each_host_only_the
             "a host hears the other ({other_p}), not itself ({own_p})"
         );
     }
+}
+
+/// `moderator` sets the policy of channel "live"; the `mix_changed` event `member` then sees.
+async fn set_mix(moderator: &Signal, member: &Signal, policy: &str) -> serde_json::Value {
+    moderator
+        .request("set_mix", json!({"channel": "live", "policy": policy}))
+        .await
+        .unwrap();
+    member
+        .wait_event("mix_changed", SECS)
+        .await
+        .expect("mix_changed")
+}
+
+/// A server whose channels mix, with a listener in `channel`; the guard keeps the other tests
+/// reading the mixer's counters out meanwhile.
+async fn mixing(
+    channel: &str,
+) -> (
+    tokio::sync::MutexGuard<'static, ()>,
+    amphi::ServerHandle,
+    (Signal, AudioPeer),
+) {
+    let guard = MIXER.lock().await;
+    let server = start_with(|c| c.media.mix_policy = amphi::config::MixPolicy::Mix);
+    let l = listener(&server, channel, "l").await;
+    (guard, server, l)
+}
+
+/// Hosts in `channel` publishing tones: (identity, frequency, one packet in N lost on the way
+/// or 0), each keeping the audio it hears.
+async fn tone_hosts(
+    server: &amphi::ServerHandle,
+    channel: &str,
+    hosts: &[(&str, f64, u64)],
+) -> Vec<(Signal, AudioPeer)> {
+    let mut out = Vec::new();
+    for &(name, freq, drop_every) in hosts {
+        let s = signal(server, name, "host").await;
+        s.join(channel, "host").await.unwrap();
+        let opts = PeerOptions {
+            publish: Some(Box::new(Tone::new(freq))),
+            slots: 1,
+            keep_audio: true,
+            drop_every,
+            ..PeerOptions::default()
+        };
+        let p = AudioPeer::start(&s, channel, opts).await.unwrap();
+        assert!(p.wait_connected(SECS).await, "{name} connected");
+        out.push((s, p));
+    }
+    out
+}
+
+/// The power of 440 and 660 Hz in the last half second of `samples`, both asserted well
+/// above the noise (at 1 kHz): the mix of the two hosts.
+fn both_tones(samples: &[i16]) -> (f64, f64) {
+    use amphi_client::audio::goertzel;
+    let tail = &samples[samples.len().saturating_sub(24_000)..];
+    let (a, b, none) = (
+        goertzel(tail, 440.0),
+        goertzel(tail, 660.0),
+        goertzel(tail, 1000.0),
+    );
+    assert!(
+        a > 20.0 * none && b > 20.0 * none,
+        "both tones in the mix: {a} {b} {none}"
+    );
+    (a, b)
 }
 
 /// Waits until each slot whose packet count is in `marks` got `n` more; the slots' stats.
@@ -457,13 +502,7 @@ async fn a_moderator_switches_a_live_channel_to_the_mix_and_back() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("forbidden"), "{err}");
-    h1s.request("set_mix", json!({"channel": "live", "policy": "mix"}))
-        .await
-        .unwrap();
-    let ev = ls
-        .wait_event("mix_changed", SECS)
-        .await
-        .expect("mix_changed");
+    let ev = set_mix(&h1s, &ls, "mix").await;
     assert_eq!(
         (ev["policy"].as_str(), ev["mixing"].as_bool()),
         (Some("mix"), Some(true))
@@ -471,16 +510,7 @@ async fn a_moderator_switches_a_live_channel_to_the_mix_and_back() {
     // Mixed: the first slot carries both tones; the second falls silent.
     let before = l.stats().slots[1].packets;
     let slots = more_on(&l, &[0], 100).await;
-    let tail = &slots[0].samples[slots[0].samples.len() - 24_000..];
-    let (a, b, none) = (
-        goertzel(tail, 440.0),
-        goertzel(tail, 660.0),
-        goertzel(tail, 1000.0),
-    );
-    assert!(
-        a > 20.0 * none && b > 20.0 * none,
-        "both tones in one slot: {a} {b} {none}"
-    );
+    both_tones(&slots[0].samples);
     assert!(slots[1].packets <= before + 5, "the second slot stopped");
     // A moderator turns the first host down to nothing in the mix.
     let err = ls
@@ -505,13 +535,7 @@ async fn a_moderator_switches_a_live_channel_to_the_mix_and_back() {
         "the silenced host is out of the mix: {a} {b}"
     );
     // And back: each host on its own slot again.
-    h1s.request("set_mix", json!({"channel": "live", "policy": "forward"}))
-        .await
-        .unwrap();
-    let ev = ls
-        .wait_event("mix_changed", SECS)
-        .await
-        .expect("mix_changed");
+    let ev = set_mix(&h1s, &ls, "forward").await;
     assert_eq!(ev["mixing"].as_bool(), Some(false));
     let slots = more_on(&l, &[0, 1], 100).await;
     for s in &slots {
@@ -525,24 +549,9 @@ async fn a_moderator_switches_a_live_channel_to_the_mix_and_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixing_conceals_a_lossy_speaker_and_the_mix_stays_continuous() {
     use amphi_client::audio::goertzel;
-    let _counting = MIXER.lock().await;
-    let server = start_with(|c| c.media.mix_policy = amphi::config::MixPolicy::Mix);
-    let (_ls, l) = listener(&server, "lossy", "l").await;
-    let mut hosts = Vec::new();
+    let (_counting, server, (_ls, l)) = mixing("lossy").await;
     // One host loses one packet in ten on its way to the server.
-    for (name, freq, drop_every) in [("h1", 440.0, 10), ("h2", 660.0, 0)] {
-        let s = signal(&server, name, "host").await;
-        s.join("lossy", "host").await.unwrap();
-        let opts = PeerOptions {
-            publish: Some(Box::new(Tone::new(freq))),
-            slots: 1,
-            drop_every,
-            ..PeerOptions::default()
-        };
-        let p = AudioPeer::start(&s, "lossy", opts).await.unwrap();
-        assert!(p.wait_connected(SECS).await, "{name} connected");
-        hosts.push((s, p));
-    }
+    let _hosts = tone_hosts(&server, "lossy", &[("h1", 440.0, 10), ("h2", 660.0, 0)]).await;
     assert!(l.wait_packets(50, SECS).await);
     let concealed = "amphi_mixer_concealed_frames_total";
     let before = metric(&server, concealed).await;

@@ -21,7 +21,6 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use serde_json::Value;
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, MediaKind, Mid};
-use str0m::net::{Protocol, Receive};
 use str0m::rtp::{Extension, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::oneshot;
@@ -395,21 +394,7 @@ impl Driver {
 
 impl Member {
     fn input(&mut self, source: SocketAddr, data: &[u8]) {
-        let Ok(contents) = data.try_into() else {
-            return;
-        };
-        let input = Input::Receive(
-            Instant::now(),
-            Receive {
-                proto: Protocol::Udp,
-                source,
-                destination: self.local,
-                contents,
-            },
-        );
-        if self.rtc.accepts(&input) {
-            let _ = self.rtc.handle_input(input);
-        }
+        crate::peer::receive(&mut self.rtc, self.local, source, data);
     }
 
     fn mid_of(&mut self, ssrc: Ssrc) -> Option<Mid> {

@@ -217,6 +217,25 @@ pub struct AudioPeer {
     pub local_addr: SocketAddr,
 }
 
+/// Gives `rtc` a datagram `local` received from `source`, if it is one of its own.
+pub(crate) fn receive(rtc: &mut Rtc, local: SocketAddr, source: SocketAddr, data: &[u8]) {
+    let Ok(contents) = data.try_into() else {
+        return;
+    };
+    let input = Input::Receive(
+        Instant::now(),
+        Receive {
+            proto: Protocol::Udp,
+            source,
+            destination: local,
+            contents,
+        },
+    );
+    if rtc.accepts(&input) {
+        let _ = rtc.handle_input(input);
+    }
+}
+
 /// RTP (not RTCP, STUN or DTLS) on a shared port: RFC 7983 and RFC 5761.
 fn is_rtp(data: &[u8]) -> bool {
     data.len() >= 12 && (128..=191).contains(&data[0]) && !(64..=95).contains(&(data[1] & 0x7f))
@@ -437,21 +456,7 @@ impl Driver {
     }
 
     fn input(&mut self, source: SocketAddr, data: &[u8]) {
-        let Ok(contents) = data.try_into() else {
-            return;
-        };
-        let input = Input::Receive(
-            Instant::now(),
-            Receive {
-                proto: Protocol::Udp,
-                source,
-                destination: self.local_addr,
-                contents,
-            },
-        );
-        if self.rtc.accepts(&input) {
-            let _ = self.rtc.handle_input(input);
-        }
+        receive(&mut self.rtc, self.local_addr, source, data);
     }
 
     fn event(&mut self, e: Event) {
