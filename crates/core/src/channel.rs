@@ -381,6 +381,8 @@ impl Channel {
                 .collect(),
             audience_count: self.audience_count(),
             participants: sees_all.then(|| self.members.values().map(Member::info).collect()),
+            mix: self.mix_policy,
+            mixing: self.mixing(),
         };
         let frame = protocol::ok(spec.request, &reply);
         self.outbox.push(Output::Reply {
@@ -528,4 +530,7 @@ struct JoinReply<'a> {
     audience_count: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     participants: Option<Vec<ParticipantInfo>>,
+    /// The channel's mix policy, and whether it mixes now (`mix_changed` follows changes).
+    mix: MixPolicy,
+    mixing: bool,
 }

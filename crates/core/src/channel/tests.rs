@@ -140,6 +140,10 @@ fn join_reply_then_events_with_increasing_seq() {
     assert_eq!(reply[0]["type"], "ok");
     assert_eq!(reply[0]["seq"], 1);
     assert_eq!(reply[0]["hosts"][0]["identity"], "alice");
+    assert_eq!(
+        (reply[0]["mix"].as_str(), reply[0]["mixing"].as_bool()),
+        (Some("forward"), Some(false))
+    );
     assert!(
         reply[0]["participants"].is_array(),
         "hosts see the full list"
