@@ -575,3 +575,76 @@ async fn mixing_conceals_a_lossy_speaker_and_the_mix_stays_continuous() {
     let (a, b) = (goertzel(tail, 440.0), goertzel(tail, 660.0));
     assert!(a > b / 10.0 && b > a / 10.0, "both still heard: {a} {b}");
 }
+
+/// Samples what `l` has received every 5 ms while `during` runs, then for `after` more: the
+/// longest stretch in which nothing new arrived, and what `during` returned.
+async fn longest_silence<T>(
+    l: &AudioPeer,
+    during: impl std::future::Future<Output = T>,
+    after: Duration,
+) -> (Duration, T) {
+    let mut last = (std::time::Instant::now(), l.received_packets());
+    let mut longest = Duration::ZERO;
+    let mut sample = |longest: &mut Duration| {
+        let now = std::time::Instant::now();
+        let n = l.received_packets();
+        if n > last.1 {
+            *longest = (*longest).max(now - last.0);
+            last = (now, n);
+        }
+    };
+    tokio::pin!(during);
+    let out = loop {
+        tokio::select! {
+            out = &mut during => break out,
+            _ = tokio::time::sleep(Duration::from_millis(5)) => sample(&mut longest),
+        }
+    };
+    let end = std::time::Instant::now() + after;
+    while std::time::Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        sample(&mut longest);
+    }
+    (longest, out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_mixes_from_the_third_unmuted_host_and_listeners_keep_hearing() {
+    let _counting = MIXER.lock().await;
+    let server = start_with(|c| {
+        c.media.mix_policy = amphi::config::MixPolicy::Auto;
+        c.media.mix_auto_above = 2;
+    });
+    let (ls, l) = listener(&server, "auto", "l").await;
+    let _two = tone_hosts(&server, "auto", &[("h1", 440.0, 0), ("h2", 660.0, 0)]).await;
+    assert!(l.wait_packets(100, SECS).await);
+    // Bound on a gap: the largest jitter buffer (10 frames) plus 100 ms.
+    let bound = Duration::from_millis(300);
+    // The third host joins, unmuted: the channel mixes, and the listener keeps hearing.
+    let third = async {
+        let h3 = tone_hosts(&server, "auto", &[("h3", 880.0, 0)]).await;
+        let ev = ls
+            .wait_event("mix_changed", SECS)
+            .await
+            .expect("mix_changed");
+        assert_eq!(ev["mixing"].as_bool(), Some(true), "{ev}");
+        h3
+    };
+    let (gap, h3) = longest_silence(&l, third, Duration::from_secs(1)).await;
+    assert!(gap <= bound, "silent for {gap:?} when mixing began");
+    // It mutes itself: back to forwarding, and again no long gap.
+    let mute = async {
+        h3[0]
+            .0
+            .request("mute", json!({"channel": "auto", "muted": true}))
+            .await
+            .unwrap();
+        let ev = ls
+            .wait_event("mix_changed", SECS)
+            .await
+            .expect("mix_changed");
+        assert_eq!(ev["mixing"].as_bool(), Some(false), "{ev}");
+    };
+    let (gap, ()) = longest_silence(&l, mute, Duration::from_secs(1)).await;
+    assert!(gap <= bound, "silent for {gap:?} when forwarding came back");
+}
