@@ -286,8 +286,10 @@ pub(crate) fn run(
             if w.timers.next().is_some_and(|t| t <= now) {
                 w.timeouts(now);
             }
-            if w.mixing.next_due().is_some_and(|t| t <= now) {
+            let mut mix_due = w.mixing.next_due();
+            if mix_due.is_some_and(|t| t <= now) {
                 w.mix_ticks(now);
+                mix_due = w.mixing.next_due();
             }
             if now.saturating_duration_since(housekept) >= HOUSEKEEPING {
                 housekept = now;
@@ -306,7 +308,7 @@ pub(crate) fn run(
                 .next()
                 .unwrap_or_else(|| now + Duration::from_secs(1))
                 .min(housekept + HOUSEKEEPING)
-                .min(w.mixing.next_due().unwrap_or(now + HOUSEKEEPING));
+                .min(mix_due.unwrap_or(now + HOUSEKEEPING));
             tokio::select! {
                 biased;
                 cmd = commands.recv() => match cmd {
@@ -1053,12 +1055,15 @@ impl Worker {
         };
         // The mix goes to listeners; a speaker gets its own mix-minus instead.
         let speakers = match (packet.publisher, self.router.get(route)) {
-            (MIX_KEY, Some(r)) => r.publishers.clone(),
-            _ => Arc::from(Vec::new()),
+            (MIX_KEY, Some(r)) => Some(r.publishers.clone()),
+            _ => None,
         };
         let (mut forwarded, mut no_slot) = (0u64, 0u64);
         for &l in plan.listeners.iter() {
-            if l == packet.publisher || speakers.iter().any(|p| p.key == l) {
+            let speaks = speakers
+                .as_ref()
+                .is_some_and(|s| s.iter().any(|p| p.key == l));
+            if l == packet.publisher || speaks {
                 continue;
             }
             match self.write(l, packet) {
@@ -1142,15 +1147,15 @@ impl Worker {
     fn mix_here(&mut self, route: RouteId, packet: &Packet) {
         // Every worker learns who is on stage and whether the channel mixes: a packet that
         // raced a switch back to forwarding is not mixed.
-        let Some((channel, gain)) = self.router.get(route).filter(|r| r.mixing).map(|r| {
-            let gain = r.publishers.iter().find(|p| p.key == packet.publisher);
-            (r.channel.clone(), gain.map_or(1000, |p| p.gain_permille))
+        let Some(gain) = self.router.get(route).filter(|r| r.mixing).map(|r| {
+            let speaker = r.publishers.iter().find(|p| p.key == packet.publisher);
+            speaker.map_or(1000, |p| p.gain_permille)
         }) else {
             return;
         };
         if !self.mixing.is_mixing(route) {
             // The mixer holds the route while it runs.
-            self.router.attach(&channel);
+            self.router.hold(route);
         }
         let arrival = packet.arrived.saturating_duration_since(self.epoch);
         let capture = packet.capture.map(|c| c.capture_time);

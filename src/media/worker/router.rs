@@ -108,6 +108,14 @@ impl Router {
         id
     }
 
+    /// Something of this worker's other than a peer (a mixer) keeps route `id` alive until it
+    /// calls `detach`.
+    pub(super) fn hold(&mut self, id: RouteId) {
+        if let Some(route) = self.route_mut(id) {
+            route.attached += 1;
+        }
+    }
+
     /// A peer leaves: no longer a listener, and the route goes once nobody is attached and
     /// nobody is on stage.
     pub(super) fn detach(&mut self, id: RouteId, key: PeerKey) {
