@@ -192,6 +192,9 @@ pub enum MemberOp {
     SetMix {
         policy: crate::protocol::MixPolicy,
     },
+    SetAudio {
+        audio: crate::protocol::AudioMode,
+    },
     SetVolume {
         target: ParticipantId,
         gain: f64,

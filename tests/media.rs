@@ -608,6 +608,127 @@ async fn longest_silence<T>(
     (longest, out)
 }
 
+/// Encodes and ticks of the mixers over at least 40 ticks (while `l` keeps receiving), both
+/// read from the same scrapes.
+async fn encodes_and_ticks(server: &amphi::ServerHandle, l: &AudioPeer) -> (f64, f64) {
+    let (encodes, ticks) = ("amphi_mixer_encodes_total", "amphi_mixer_ticks_total");
+    let text = metrics_text(server).await;
+    let (e0, t0) = (metric_in(&text, encodes), metric_in(&text, ticks));
+    let mark = l.received_packets();
+    assert!(l.wait_packets(mark + 50, SECS).await);
+    wait_metric(server, ticks, t0 + 40.0, SECS).await;
+    let text = metrics_text(server).await;
+    let (e1, t1) = (metric_in(&text, encodes), metric_in(&text, ticks));
+    assert!(t1 - t0 >= 40.0, "{t0} -> {t1} ticks");
+    (e1 - e0, t1 - t0)
+}
+
+/// Asserts that slots `slots` of `l` each carry one of the two hosts' tones, not both.
+async fn one_host_per_slot(l: &AudioPeer, slots: &[usize]) {
+    use amphi_client::audio::goertzel;
+    eventually(SECS, || {
+        l.stats().slots.len() > *slots.iter().max().unwrap()
+    })
+    .await;
+    let stats = more_on(l, slots, 100).await;
+    for &i in slots {
+        let s = &stats[i];
+        let tail = &s.samples[s.samples.len() - 24_000..];
+        let (a, b) = (goertzel(tail, 440.0), goertzel(tail, 660.0));
+        assert!(
+            a > 50.0 * b || b > 50.0 * a,
+            "one host on slot {i}: {a} {b}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_listener_picks_the_mix_or_the_speakers_streams_whatever_the_channel_does() {
+    use amphi_client::AudioMode;
+    let _counting = MIXER.lock().await;
+    let server = start();
+    // A listener on a weak network asks for one stream in a forwarding channel.
+    let ws = signal(&server, "weak", "audience").await;
+    let reply = ws
+        .join_with_audio("pick", "audience", AudioMode::Mixed)
+        .await
+        .unwrap();
+    assert_eq!(
+        (reply["audio"].as_str(), reply["mixing"].as_bool()),
+        (Some("mixed"), Some(false))
+    );
+    let opts = PeerOptions {
+        slots: 1,
+        keep_audio: true,
+        ..PeerOptions::default()
+    };
+    let weak = AudioPeer::start(&ws, "pick", opts).await.unwrap();
+    assert!(weak.wait_connected(SECS).await);
+    let (fs, f) = listener(&server, "pick", "f").await;
+    let hosts = tone_hosts(&server, "pick", &[("h1", 440.0, 0), ("h2", 660.0, 0)]).await;
+    // Its one slot carries both hosts; the other listener hears each host on its own slot.
+    let slots = more_on(&weak, &[0], 100).await;
+    both_tones(&slots[0].samples);
+    assert_eq!(slots[0].decode_errors, 0);
+    one_host_per_slot(&f, &[0, 1]).await;
+    // One shared encode a tick and no mix-minus: no speaker hears the mix.
+    let (encodes, ticks) = encodes_and_ticks(&server, &weak).await;
+    assert_eq!(encodes, ticks, "one encode per tick");
+    // Live switches: the weak listener takes the streams (one more slot, negotiated once),
+    // the other takes the mix on the slot it has.
+    ws.set_audio("pick", AudioMode::Forwarded).await.unwrap();
+    fs.set_audio("pick", AudioMode::Mixed).await.unwrap();
+    one_host_per_slot(&weak, &[0, 1]).await;
+    let slots = more_on(&f, &[0], 100).await;
+    both_tones(&slots[0].samples);
+    // The channel mixes: speakers hear the mix without themselves; the listener that asked
+    // for streams keeps them.
+    let (h1s, _) = &hosts[0];
+    h1s.request("set_mix", json!({"channel": "pick", "policy": "mix"}))
+        .await
+        .unwrap();
+    for (_, h) in &hosts {
+        let mark = h.received_packets();
+        assert!(
+            h.wait_packets(mark + 25, SECS).await,
+            "a host hears the mix"
+        );
+    }
+    let (encodes, ticks) = encodes_and_ticks(&server, &f).await;
+    assert_eq!(encodes, 3.0 * ticks, "the shared encode and two mix-minus");
+    one_host_per_slot(&weak, &[0, 1]).await;
+    assert!(ws.set_audio("nowhere", AudioMode::Mixed).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_mixing_speakers_levels_come_from_the_decoded_audio() {
+    let (_counting, server, (ls, l)) = mixing("levels").await;
+    // The host sends no audio-level extension: only the mixer can tell it speaks.
+    let s = signal(&server, "quiet-header", "host").await;
+    let reply = s.join("levels", "host").await.unwrap();
+    let id = reply["participant"].as_str().unwrap().to_string();
+    let opts = PeerOptions {
+        publish: Some(Box::new(Tone::new(440.0))),
+        slots: 1,
+        omit_levels: true,
+        ..PeerOptions::default()
+    };
+    let h = AudioPeer::start(&s, "levels", opts).await.unwrap();
+    assert!(h.wait_connected(SECS).await);
+    assert!(l.wait_packets(25, SECS).await);
+    let e = ls
+        .wait_event("active_speaker", SECS)
+        .await
+        .expect("active_speaker while mixing");
+    assert_eq!(e["participant"].as_str(), Some(id.as_str()));
+    let e = ls
+        .wait_event("audio_levels", SECS)
+        .await
+        .expect("audio_levels while mixing");
+    assert_eq!(e["speakers"][0]["participant"].as_str(), Some(id.as_str()));
+    assert!(e["speakers"][0]["volume"].as_u64().unwrap() > 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_mixes_from_the_third_unmuted_host_and_listeners_keep_hearing() {
     let _counting = MIXER.lock().await;

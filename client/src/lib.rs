@@ -14,4 +14,4 @@ pub mod signal;
 pub use audio::{Source, Tone, Wav};
 pub use herd::{Herd, HerdPeer};
 pub use peer::{AudioPeer, Meter, PeerOptions, PeerStats, SlotStats};
-pub use signal::{ClientError, Signal};
+pub use signal::{AudioMode, ClientError, Signal};

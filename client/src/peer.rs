@@ -42,6 +42,9 @@ pub struct PeerOptions {
     pub misreport_mic: bool,
     /// A lossy uplink: one outgoing RTP packet in `drop_every` is not sent (0: none).
     pub drop_every: u64,
+    /// Send no audio-level header extension (RFC 6464): the server learns levels only from
+    /// the audio itself.
+    pub omit_levels: bool,
 }
 
 impl Default for PeerOptions {
@@ -54,6 +57,7 @@ impl Default for PeerOptions {
             decode: true,
             misreport_mic: false,
             drop_every: 0,
+            omit_levels: false,
         }
     }
 }
@@ -331,6 +335,7 @@ impl AudioPeer {
             media_time: 0,
             stalled_until: None,
             drop_every: opts.drop_every,
+            omit_levels: opts.omit_levels,
             rtp_sent: 0,
             epoch: Instant::now(),
         };
@@ -375,6 +380,7 @@ struct Driver {
     media_time: u64,
     stalled_until: Option<tokio::time::Instant>,
     drop_every: u64,
+    omit_levels: bool,
     rtp_sent: u64,
     epoch: Instant,
 }
@@ -548,9 +554,13 @@ impl Driver {
             capture_time: SystemTime::now(),
             clock_offset: None,
         };
+        let writer = writer.abs_capture_time(capture);
+        let writer = if self.omit_levels {
+            writer
+        } else {
+            writer.audio_level(-(level as i8), level < 50)
+        };
         if writer
-            .abs_capture_time(capture)
-            .audio_level(-(level as i8), level < 50)
             .write(pt, Instant::now(), time, out[..n].to_vec())
             .is_ok()
         {

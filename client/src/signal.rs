@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub use amphi_proto::protocol::AudioMode;
 use amphi_proto::protocol::{encode_request, Request};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -161,6 +162,34 @@ impl Signal {
             uri: false,
             role: Some(role.into()),
             metadata: None,
+            audio: AudioMode::Auto,
+        })
+        .await
+    }
+
+    /// Joins asking to receive `audio` (the mix, each speaker's stream, or what the channel
+    /// does).
+    pub async fn join_with_audio(
+        &self,
+        channel: &str,
+        role: &str,
+        audio: AudioMode,
+    ) -> Result<Value, ClientError> {
+        self.send(&Request::Join {
+            channel: channel.into(),
+            uri: false,
+            role: Some(role.into()),
+            metadata: None,
+            audio,
+        })
+        .await
+    }
+
+    /// Switches what this member receives in `channel`, live.
+    pub async fn set_audio(&self, channel: &str, audio: AudioMode) -> Result<Value, ClientError> {
+        self.send(&Request::SetAudio {
+            channel: channel.into(),
+            audio,
         })
         .await
     }

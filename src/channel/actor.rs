@@ -9,7 +9,7 @@ use actix::prelude::*;
 use actix::SpawnHandle;
 use bytestring::ByteString;
 
-use super::{Channel, ChannelSettings, Output};
+use super::{Channel, ChannelSettings, Mixdown, Output};
 use crate::calls::call::channel_call;
 use crate::error::ApiError;
 use crate::ids::{ChannelId, ParticipantId};
@@ -34,7 +34,7 @@ pub struct ChannelActor {
     levels: Levels,
     /// What the media workers were last told is on stage.
     routed: Vec<Publisher>,
-    routed_mixing: bool,
+    routed_mix: Mixdown,
     /// The reply path of the request being handled: the logic's one reply goes through it.
     replying: Option<(ParticipantId, ReplyTo)>,
 }
@@ -56,20 +56,24 @@ impl ChannelActor {
             timer: None,
             levels: Levels::default(),
             routed: Vec::new(),
-            routed_mixing: false,
+            routed_mix: Mixdown::default(),
             replying: None,
         }
     }
 
     /// Tells the media workers who is on stage, when that changed.
-    fn update_routes(&mut self) {
+    fn update_routes(&mut self, ctx: &mut Context<Self>) {
         let publishers = self.channel.publishers();
-        let mixing = self.channel.mixing();
-        if publishers != self.routed || mixing != self.routed_mixing {
-            self.media
-                .routes(self.channel.id(), Arc::from(publishers.clone()), mixing);
+        let mix = self.channel.mixdown();
+        if publishers != self.routed || mix != self.routed_mix {
+            self.media.routes(
+                self.channel.id(),
+                Arc::from(publishers.clone()),
+                mix,
+                ctx.address().recipient(),
+            );
             self.routed = publishers;
-            self.routed_mixing = mixing;
+            self.routed_mix = mix;
         }
     }
 
@@ -100,6 +104,7 @@ impl ChannelActor {
                     channel: self.channel.id().clone(),
                     can_publish: Channel::can_publish(member),
                     can_subscribe: Channel::can_subscribe(member),
+                    audio: member.audio,
                     session: session.clone(),
                     levels: ctx.address().recipient(),
                     first_audio: ctx.address().recipient(),
@@ -203,6 +208,9 @@ impl ChannelActor {
                             });
                         }
                     }
+                    Output::Audio { participant, audio } => {
+                        self.media.audio(peer_key(&participant), audio)
+                    }
                     Output::Members { role, delta } => {
                         metrics::gauge!(crate::metrics::PARTICIPANTS, "role" => role.to_string())
                             .increment(delta as f64);
@@ -230,7 +238,7 @@ impl ChannelActor {
             }
         }
         if !self.channel.is_closed() {
-            self.update_routes();
+            self.update_routes(ctx);
         }
         self.schedule(ctx);
     }
@@ -365,6 +373,7 @@ impl Handler<MemberRequest> for ChannelActor {
             MemberOp::RequestRole { role } => ch.request_role(p, id, &role),
             MemberOp::Mute { muted, target } => ch.mute(p, id, target.as_ref(), muted),
             MemberOp::SetMix { policy } => ch.set_mix(p, id, policy),
+            MemberOp::SetAudio { audio } => ch.set_audio(p, id, audio),
             MemberOp::SetVolume { target, gain } => ch.set_volume(p, id, &target, gain),
             MemberOp::Kick { target, reason } => ch.kick(now, Some(p), id, &target, reason),
             MemberOp::Send { kind, content, to } => ch.send(p, id, kind, content, to),

@@ -24,11 +24,12 @@ use std::thread::JoinHandle;
 use dashmap::DashMap;
 use tokio::sync::{mpsc, oneshot};
 
-pub use crate::channel::Publisher;
+pub use crate::channel::{Mixdown, Publisher};
 use crate::config::MediaConfig;
 use crate::ids::ChannelId;
 pub use crate::ids::{peer_key, PeerKey};
 pub use crate::messages::{FirstAudio, SpeakerLevel};
+use crate::protocol::AudioMode;
 use types::Command;
 pub use types::{MediaError, PeerSpec};
 use worker::Shared;
@@ -238,15 +239,29 @@ impl MediaPlane {
         }
     }
 
-    /// Tells every worker who is on stage in `channel`, and whether it mixes.
-    pub fn routes(&self, channel: &ChannelId, publishers: Arc<[Publisher]>, mixing: bool) {
+    /// What a peer receives changed (`set_audio`).
+    pub fn audio(&self, key: PeerKey, audio: AudioMode) {
+        if let Some(worker) = self.owners.get(&key).map(|w| *w) {
+            self.send_reliably(worker, Command::Audio { key, audio });
+        }
+    }
+
+    /// Tells every worker who is on stage in `channel`, and how its audio is mixed.
+    pub fn routes(
+        &self,
+        channel: &ChannelId,
+        publishers: Arc<[Publisher]>,
+        mix: Mixdown,
+        levels: actix::Recipient<SpeakerLevel>,
+    ) {
         for w in 0..self.commands.len() {
             self.send_reliably(
                 w,
                 Command::Routes {
                     channel: channel.clone(),
                     publishers: publishers.clone(),
-                    mixing,
+                    mix,
+                    levels: levels.clone(),
                 },
             );
         }

@@ -6,9 +6,10 @@ use actix::Recipient;
 use tokio::sync::oneshot;
 
 pub use super::error::MediaError;
-use crate::channel::Publisher;
+use crate::channel::{Mixdown, Publisher};
 use crate::ids::{ChannelId, Identity, ParticipantId, PeerKey};
 use crate::messages::{FirstAudio, SpeakerLevel, ToSession};
+use crate::protocol::AudioMode;
 
 /// What a worker needs to create a peer.
 #[derive(Clone)]
@@ -19,6 +20,8 @@ pub struct PeerSpec {
     pub channel: ChannelId,
     pub can_publish: bool,
     pub can_subscribe: bool,
+    /// What the peer receives: the mix, each speaker's stream, or what its channel does.
+    pub audio: AudioMode,
     pub session: Recipient<ToSession>,
     pub levels: Recipient<SpeakerLevel>,
     pub first_audio: Recipient<FirstAudio>,
@@ -50,10 +53,16 @@ pub(crate) enum Command {
     Remove {
         key: PeerKey,
     },
+    Audio {
+        key: PeerKey,
+        audio: AudioMode,
+    },
     Routes {
         channel: ChannelId,
         publishers: Arc<[Publisher]>,
-        mixing: bool,
+        mix: Mixdown,
+        /// The channel, for speakers' levels measured by its mixer.
+        levels: Recipient<SpeakerLevel>,
     },
     ChannelClosed {
         channel: ChannelId,

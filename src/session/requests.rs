@@ -40,7 +40,8 @@ impl SessionActor {
                 uri,
                 role,
                 metadata,
-            } => return self.join(id, &channel, uri, role, metadata, ctx),
+                audio,
+            } => return self.join(id, &channel, uri, role, metadata, audio, ctx),
             Request::Send {
                 channel: None,
                 call_id: Some(call_id),
@@ -173,6 +174,7 @@ impl SessionActor {
         Ok((channel, role, allowed_roles))
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn join(
         &mut self,
         id: Option<u64>,
@@ -180,6 +182,7 @@ impl SessionActor {
         uri: bool,
         role: Option<String>,
         metadata: Option<serde_json::Value>,
+        audio: crate::protocol::AudioMode,
         ctx: &mut Context<Self>,
     ) -> Result<(), ApiError> {
         let (channel, role, allowed_roles) = self.admit_join(requested, uri, role)?;
@@ -205,6 +208,7 @@ impl SessionActor {
                 role,
                 allowed_roles,
                 metadata,
+                audio,
             },
             session: ctx.address().recipient(),
             received: crate::clock::now(),
@@ -297,6 +301,7 @@ fn channel_op(req: Request) -> Result<(String, MemberOp), ApiError> {
             },
         ),
         Request::SetMix { channel, policy } => (channel, MemberOp::SetMix { policy }),
+        Request::SetAudio { channel, audio } => (channel, MemberOp::SetAudio { audio }),
         Request::SetVolume {
             channel,
             participant,

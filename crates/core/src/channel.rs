@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ChannelId, Identity, ParticipantId};
-use crate::protocol::{self, ChannelEvent, LeaveReason, MixPolicy, ParticipantInfo};
+use crate::protocol::{self, AudioMode, ChannelEvent, LeaveReason, MixPolicy, ParticipantInfo};
 use crate::roles::{RoleName, RoleSpec, RoleTable};
 
 /// A participant that is on stage in a channel, as the workers route it.
@@ -81,6 +81,11 @@ pub enum Output {
         publish: bool,
         subscribe: bool,
     },
+    /// A member changed what it receives (`set_audio`): the media plane rebinds its slots.
+    Audio {
+        participant: ParticipantId,
+        audio: AudioMode,
+    },
     /// The number of members holding `role` changed by `delta` (the participants gauge).
     Members {
         role: RoleName,
@@ -105,6 +110,8 @@ pub struct Member {
     pub paused: Option<String>,
     /// A moderator's volume for this member in the mix, in thousandths.
     pub gain_permille: u16,
+    /// What the member asked to receive: the mix, each speaker's stream, or the channel's way.
+    pub audio: AudioMode,
     pub metadata: Option<Value>,
     pub joined_at: Instant,
 }
@@ -136,6 +143,18 @@ pub struct JoinSpec {
     pub role: Option<String>,
     pub allowed_roles: Arc<[String]>,
     pub metadata: Option<Value>,
+    pub audio: AudioMode,
+}
+
+/// How a channel's speakers reach its members, for the media plane.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Mixdown {
+    /// The channel mixes: members in `auto` receive the mix.
+    pub mixing: bool,
+    /// The mixer runs (the channel mixes, or a member asked for the mix).
+    pub mixer: bool,
+    /// Speakers' own streams are forwarded (the channel forwards, or a member asked for them).
+    pub forward: bool,
 }
 
 /// A summary for the admin API.
@@ -353,6 +372,7 @@ impl Channel {
             muted_by_moderator: false,
             paused: None,
             gain_permille: 1000,
+            audio: spec.audio,
             metadata: spec.metadata,
             joined_at: now,
         };
@@ -383,6 +403,7 @@ impl Channel {
             participants: sees_all.then(|| self.members.values().map(Member::info).collect()),
             mix: self.mix_policy,
             mixing: self.mixing(),
+            audio: spec.audio,
         };
         let frame = protocol::ok(spec.request, &reply);
         self.outbox.push(Output::Reply {
@@ -533,4 +554,6 @@ struct JoinReply<'a> {
     /// The channel's mix policy, and whether it mixes now (`mix_changed` follows changes).
     mix: MixPolicy,
     mixing: bool,
+    /// What this member asked to receive (`set_audio` changes it).
+    audio: AudioMode,
 }

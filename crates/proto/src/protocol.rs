@@ -34,6 +34,10 @@ pub enum Request {
         role: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         metadata: Option<Value>,
+        /// What this member receives: the mix, each speaker's own stream, or what the channel
+        /// does (the default).
+        #[serde(default, skip_serializing_if = "AudioMode::is_auto")]
+        audio: AudioMode,
     },
     Leave {
         channel: String,
@@ -61,6 +65,11 @@ pub enum Request {
     SetMix {
         channel: String,
         policy: MixPolicy,
+    },
+    /// What the requester receives: the mix, each speaker's stream, or what the channel does.
+    SetAudio {
+        channel: String,
+        audio: AudioMode,
     },
     /// A speaker's level in the mix, 0.0 (silent) to 2.0; 1.0 unchanged (needs `moderate`).
     SetVolume {
@@ -212,6 +221,7 @@ const REQUEST_TYPES: &[&str] = &[
     "request_role",
     "mute",
     "set_mix",
+    "set_audio",
     "set_volume",
     "kick",
     "send",
@@ -427,6 +437,36 @@ pub enum MixPolicy {
     Mix,
     /// Forward while few speakers are unmuted, mix above (the threshold is the server's).
     Auto,
+}
+
+/// What one member receives, whatever the channel's policy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AudioMode {
+    /// One stream: the mix (for a speaker, the mix without itself), even in a forwarding
+    /// channel — what a client on a weak network asks for.
+    Mixed,
+    /// Each speaker's own stream, even in a mixing channel.
+    Forwarded,
+    /// Whatever the channel does now.
+    #[default]
+    Auto,
+}
+
+impl AudioMode {
+    pub fn is_auto(&self) -> bool {
+        *self == AudioMode::Auto
+    }
+
+    /// Whether a member in this mode receives the mix while the channel does (`mixing`) or
+    /// does not.
+    pub fn receives_mix(self, mixing: bool) -> bool {
+        match self {
+            AudioMode::Mixed => true,
+            AudioMode::Forwarded => false,
+            AudioMode::Auto => mixing,
+        }
+    }
 }
 
 /// Channel events; serialized once per event and shared by every receiver.
@@ -674,7 +714,8 @@ mod tests {
                 channel: "c1".into(),
                 uri: false,
                 role: Some("host".into()),
-                metadata: None
+                metadata: None,
+                audio: AudioMode::Auto,
             }
         );
     }

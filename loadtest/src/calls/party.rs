@@ -116,6 +116,7 @@ impl Link {
             uri: false,
             role: Some("host".into()),
             metadata: None,
+            audio: Default::default(),
         };
         self.request(join, to.step).await?;
         let opts = PeerOptions {

@@ -27,6 +27,8 @@ struct MixState {
     origin: Instant,
     ticks: u64,
     running: bool,
+    /// Each speaker's loudest decoded frame since the levels were last taken (-dBov).
+    loudest: Vec<(PeerKey, u8)>,
 }
 
 /// What one tick of one channel's mixer produced.
@@ -65,6 +67,7 @@ impl Mixing {
         route: RouteId,
         speaker: PeerKey,
         gain_permille: u16,
+        minus: bool,
         seq: u64,
         rtp_time: u64,
         arrival: Duration,
@@ -78,6 +81,7 @@ impl Mixing {
             origin: now,
             ticks: 0,
             running: false,
+            loudest: Vec::with_capacity(MAX_SPEAKERS),
         });
         if !state
             .mixer
@@ -93,6 +97,7 @@ impl Mixing {
                 .mixer
                 .push(speaker, seq, rtp_time, arrival, payload, capture);
         }
+        state.mixer.set_minus(speaker, minus);
         if !state.running {
             // A silent mixer wakes: its clock starts now.
             state.running = true;
@@ -115,6 +120,16 @@ impl Mixing {
                 state
                     .mixer
                     .set_gain(p.key, f32::from(p.gain_permille) / 1000.0);
+            }
+        }
+    }
+
+    /// Each speaker's loudest decoded level (-dBov) since the last call, per route: what
+    /// drives `active_speaker` and `audio_levels` while the mixer runs.
+    pub(super) fn take_levels(&mut self, mut level: impl FnMut(RouteId, PeerKey, u8)) {
+        for (&route, state) in &mut self.mixers {
+            for (key, dbov) in state.loudest.drain(..) {
+                level(route, key, dbov);
             }
         }
     }
@@ -176,6 +191,12 @@ impl Mixing {
                 self.counts.concealed += u64::from(tick.concealed);
                 self.counts.fec += u64::from(tick.fec);
                 self.counts.limited += u64::from(tick.limited);
+                for s in state.mixer.speakers().filter(|s| s.active) {
+                    match state.loudest.iter_mut().find(|(k, _)| *k == s.key) {
+                        Some((_, l)) => *l = (*l).min(s.level),
+                        None => state.loudest.push((s.key, s.level)),
+                    }
+                }
                 if tick.silent {
                     if state.mixer.is_idle() {
                         state.running = false;

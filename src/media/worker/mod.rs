@@ -74,8 +74,13 @@ pub(crate) struct Shared {
 pub(crate) enum Remote {
     /// A host's packet for this worker's listeners in `channel`.
     Media { channel: ChannelId, packet: Packet },
-    /// A speaker's packet for the mixer of `channel`, which runs here.
-    MixIn { channel: ChannelId, packet: Packet },
+    /// A speaker's packet for the mixer of `channel`, which runs here; `minus`: the speaker
+    /// receives the mix (without itself), so its mix-minus is encoded.
+    MixIn {
+        channel: ChannelId,
+        packet: Packet,
+        minus: bool,
+    },
     /// A speaker's mix-minus, for that speaker if it lives here.
     MixMinus { speaker: PeerKey, packet: Packet },
     /// A datagram of a peer this worker owns that the kernel delivered to worker `from`.
@@ -128,6 +133,9 @@ struct Peer {
     first_audio: Option<Instant>,
     /// Whether the peer's last offer had an m-line that sends.
     offered_send: bool,
+    /// Its slot carries the mix (for a speaker, the mix without itself) rather than each
+    /// speaker's own stream; set when its slots are bound.
+    mixed: bool,
     /// The worker the control plane addresses this peer's commands to.
     home: usize,
 }
@@ -152,6 +160,18 @@ impl Peer {
 /// payload types 64–95 with the marker bit are RTCP).
 fn is_rtp(data: &[u8]) -> bool {
     data.len() >= 12 && (128..=191).contains(&data[0]) && !(64..=95).contains(&(data[1] & 0x7f))
+}
+
+/// What became of one packet for one listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Written {
+    Sent,
+    /// The listener has no slot for the packet's publisher (yet).
+    NoSlot,
+    /// The listener lives on another worker.
+    NotHere,
+    /// The listener receives the mix and the packet is a speaker's own, or the reverse.
+    NotWanted,
 }
 
 /// The publisher a mixed packet comes from: no participant's key (those are hashes of IDs).
@@ -385,6 +405,7 @@ impl Worker {
             Command::Answer { key, .. }
             | Command::Candidate { key, .. }
             | Command::Permissions { key, .. }
+            | Command::Audio { key, .. }
             | Command::Remove { key } => Some(*key),
             _ => None,
         };
@@ -435,16 +456,23 @@ impl Worker {
                 self.assign_slots(key);
             }
             Command::Remove { key } => self.remove(key),
+            Command::Audio { key, audio } => {
+                if let Some(peer) = self.peers.get_mut(&key) {
+                    peer.spec.audio = audio;
+                    self.assign_slots(key);
+                }
+            }
             Command::Routes {
                 channel,
                 publishers,
-                mixing,
+                mix,
+                levels,
             } => {
-                let listeners = self
-                    .router
-                    .set_publishers(&channel, publishers.clone(), mixing);
+                let listeners =
+                    self.router
+                        .set_publishers(&channel, publishers.clone(), mix, Some(levels));
                 if let Some(route) = self.router.find(&channel) {
-                    if !mixing && self.mixing.is_mixing(route) {
+                    if !mix.mixer && self.mixing.is_mixing(route) {
                         // Back to forwarding: the mixer and its hold on the route go.
                         self.mixing.stop(route);
                         self.router.detach(route, MIX_KEY);
@@ -531,6 +559,7 @@ impl Worker {
                     created: Instant::now(),
                     first_audio: None,
                     offered_send: sends,
+                    mixed: false,
                     home: self.index,
                 },
             );
@@ -605,9 +634,13 @@ impl Worker {
             }
             _ => Vec::new(),
         };
-        // Mixing: one slot carries the mix (for a speaker, the mix without itself).
-        let mixing = self.router.get(peer.route).is_some_and(|r| r.mixing);
-        let keys: Vec<PeerKey> = if mixing {
+        // The mix: one slot carries it (for a speaker, the mix without itself).
+        let mixed = self
+            .router
+            .get(peer.route)
+            .is_some_and(|r| peer.spec.audio.receives_mix(r.mix.mixing));
+        peer.mixed = mixed;
+        let keys: Vec<PeerKey> = if mixed {
             if publishers.is_empty() {
                 Vec::new()
             } else {
@@ -814,9 +847,13 @@ impl Worker {
                     self.fan_out(route, &packet);
                 }
             }
-            Remote::MixIn { channel, packet } => {
+            Remote::MixIn {
+                channel,
+                packet,
+                minus,
+            } => {
                 if let Some(route) = self.router.find(&channel) {
-                    self.mix_here(route, &packet);
+                    self.mix_here(route, &packet, minus);
                 }
             }
             Remote::MixMinus { speaker, packet } => {
@@ -923,9 +960,10 @@ impl Worker {
                 if peer.jitter.packets % 50 == 0 {
                     self.metrics.inbound_jitter(jitter);
                 }
-                let muted = match self.router.get(route) {
+                let hears_mix = peer.mixed;
+                let (muted, mix) = match self.router.get(route) {
                     Some(r) => match r.publishers.iter().find(|p| p.key == key) {
-                        Some(p) => p.muted,
+                        Some(p) => (p.muted, r.mix),
                         None => {
                             self.metrics.drop(DropReason::NotPermitted, 1);
                             return;
@@ -938,8 +976,11 @@ impl Worker {
                     return;
                 }
                 let ext = &rtp.header.ext_vals;
-                // Levels only from audio that is forwarded: a muted host is not speaking.
-                if let (Some(level), Some(peer)) = (ext.audio_level, self.peers.get_mut(&key)) {
+                // Levels only from audio that is forwarded (a muted host is not speaking), and
+                // from the mixer's decoded audio while it runs (it measures what it mixes).
+                if let (false, Some(level), Some(peer)) =
+                    (mix.mixer, ext.audio_level, self.peers.get_mut(&key))
+                {
                     let dbov = level.unsigned_abs().min(127);
                     let w = &mut peer.level;
                     w.loudest = Some(w.loudest.map_or(dbov, |l| l.min(dbov)));
@@ -957,11 +998,12 @@ impl Worker {
                     arrived: rtp.timestamp,
                     data: rtp.payload,
                 };
-                if self.router.get(route).is_some_and(|r| r.mixing) {
-                    self.mix_in(route, packet);
-                } else {
+                if mix.forward {
                     self.send_to_other_workers(route, &packet);
                     self.fan_out(route, &packet);
+                }
+                if mix.mixer {
+                    self.mix_in(route, packet, hears_mix);
                 }
             }
             Event::MediaAdded(added) => {
@@ -1067,9 +1109,9 @@ impl Worker {
                 continue;
             }
             match self.write(l, packet) {
-                Some(true) => forwarded += 1,
-                Some(false) => no_slot += 1,
-                None => {}
+                Written::Sent => forwarded += 1,
+                Written::NoSlot => no_slot += 1,
+                Written::NotHere | Written::NotWanted => {}
             }
         }
         self.metrics.forwarded(forwarded);
@@ -1080,18 +1122,25 @@ impl Worker {
         }
     }
 
-    /// Writes one packet to listener `l` on the slot carrying its publisher: `None` when `l`
-    /// is not here, `Some(false)` when it has no such slot.
-    fn write(&mut self, l: PeerKey, packet: &Packet) -> Option<bool> {
-        let peer = self.peers.get_mut(&l)?;
+    /// Writes one packet to listener `l` on the slot carrying its publisher.
+    fn write(&mut self, l: PeerKey, packet: &Packet) -> Written {
+        let Some(peer) = self.peers.get_mut(&l) else {
+            return Written::NotHere;
+        };
+        if peer.mixed != (packet.publisher == MIX_KEY) {
+            // It receives the mix and this is a speaker's own stream, or the other way round.
+            return Written::NotWanted;
+        }
         let (Some(pt), Some(slot)) = (peer.opus_pt, peer.slots.for_publisher(packet.publisher))
         else {
-            return Some(false);
+            return Written::NoSlot;
         };
         let (mid, seq) = (slot.mid, slot.next_seq());
         let time = slot.map_time(packet.time);
         let mut api = peer.rtc.direct_api();
-        let stream = api.stream_tx_by_mid(mid, None)?;
+        let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+            return Written::NoSlot;
+        };
         let ext = ExtensionValues {
             audio_level: packet.level.map(|l| l.0),
             voice_activity: packet.level.map(|l| l.1),
@@ -1124,30 +1173,34 @@ impl Worker {
                 .first_audio(now.saturating_duration_since(peer.created));
         }
         self.drain(l);
-        Some(true)
+        Written::Sent
     }
 
     /// A speaker's packet in a mixing channel: to the channel's mixer, here or on the worker
     /// that runs it (one mixer per channel, so one encode of the mix).
-    fn mix_in(&mut self, route: RouteId, packet: Packet) {
+    fn mix_in(&mut self, route: RouteId, packet: Packet, minus: bool) {
         let Some(channel) = self.router.get(route).map(|r| r.channel.clone()) else {
             return;
         };
         let at = mixer_worker(&channel, self.shared.remotes.len());
         if at == self.index {
-            self.mix_here(route, &packet);
+            self.mix_here(route, &packet, minus);
         } else if self.shared.remotes[at]
-            .try_send(Remote::MixIn { channel, packet })
+            .try_send(Remote::MixIn {
+                channel,
+                packet,
+                minus,
+            })
             .is_err()
         {
             self.metrics.drop(DropReason::QueueFull, 1);
         }
     }
 
-    fn mix_here(&mut self, route: RouteId, packet: &Packet) {
-        // Every worker learns who is on stage and whether the channel mixes: a packet that
-        // raced a switch back to forwarding is not mixed.
-        let Some(gain) = self.router.get(route).filter(|r| r.mixing).map(|r| {
+    fn mix_here(&mut self, route: RouteId, packet: &Packet, minus: bool) {
+        // Every worker learns who is on stage and whether the mixer runs: a packet that raced
+        // a switch back to forwarding is not mixed.
+        let Some(gain) = self.router.get(route).filter(|r| r.mix.mixer).map(|r| {
             let speaker = r.publishers.iter().find(|p| p.key == packet.publisher);
             speaker.map_or(1000, |p| p.gain_permille)
         }) else {
@@ -1163,6 +1216,7 @@ impl Worker {
             route,
             packet.publisher,
             gain,
+            minus,
             packet.seq,
             packet.time,
             arrival,
@@ -1204,7 +1258,7 @@ impl Worker {
             let others = self.router.plan(out.route).map_or(0, |p| p.others);
             for (speaker, data) in &out.minus {
                 let minus = packet(data.clone());
-                if self.write(*speaker, &minus).is_none() {
+                if self.write(*speaker, &minus) == Written::NotHere {
                     // The speaker lives on another worker (with listeners in the channel).
                     for (w, tx) in self.shared.remotes.iter().enumerate() {
                         if others & (1u64 << (w % 64)) != 0 {
@@ -1234,6 +1288,22 @@ impl Worker {
                 });
             }
         }
+        let router = &self.router;
+        self.mixing.take_levels(|route, key, dbov| {
+            let Some(r) = router.get(route) else {
+                return;
+            };
+            let (Some(levels), Some(p)) = (&r.levels, r.publishers.iter().find(|p| p.key == key))
+            else {
+                return;
+            };
+            let _ = levels.try_send(SpeakerLevel {
+                participant: p.participant.clone(),
+                dbov,
+                // What a sender's voice-activity flag would say, read from the level.
+                voice: dbov < 50,
+            });
+        });
         let counts = self.mixing.counts;
         self.metrics.mixer(counts.since(&self.mix_published));
         self.mix_published = counts;

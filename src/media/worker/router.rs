@@ -12,8 +12,11 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 
-use crate::channel::Publisher;
+use actix::Recipient;
+
+use crate::channel::{Mixdown, Publisher};
 use crate::ids::{ChannelId, PeerKey};
+use crate::messages::SpeakerLevel;
 
 /// Index of a route in one worker's table; valid while a peer of this worker is attached.
 pub(super) type RouteId = usize;
@@ -25,8 +28,10 @@ pub(crate) type Masks = Arc<DashMap<ChannelId, Arc<AtomicU64>>>;
 pub(super) struct Route {
     pub(super) channel: ChannelId,
     pub(super) publishers: Arc<[Publisher]>,
-    /// The channel mixes: speakers' packets go to its mixer, listeners receive the mix.
-    pub(super) mixing: bool,
+    /// Whether the channel mixes, its mixer runs, speakers are forwarded.
+    pub(super) mix: Mixdown,
+    /// The channel, for speakers' levels measured by the mixer (set with the first stage).
+    pub(super) levels: Option<Recipient<SpeakerLevel>>,
     listeners: Arc<[PeerKey]>,
     mask: Arc<AtomicU64>,
     /// This worker's peers in the channel (listening or not): the route lives while any is.
@@ -79,7 +84,8 @@ impl Router {
         let route = Route {
             channel: channel.clone(),
             publishers: Arc::from(Vec::new()),
-            mixing: false,
+            mix: Mixdown::default(),
+            levels: None,
             listeners: Arc::from(Vec::new()),
             mask: self.masks.entry(channel.clone()).or_default().clone(),
             attached: 0,
@@ -132,12 +138,16 @@ impl Router {
         &mut self,
         channel: &ChannelId,
         publishers: Arc<[Publisher]>,
-        mixing: bool,
+        mix: Mixdown,
+        levels: Option<Recipient<SpeakerLevel>>,
     ) -> Arc<[PeerKey]> {
         let id = self.open(channel);
         let route = self.route_mut(id).expect("just opened");
         route.publishers = publishers;
-        route.mixing = mixing;
+        route.mix = mix;
+        if levels.is_some() {
+            route.levels = levels;
+        }
         let listeners = route.listeners.clone();
         self.close_if_unused(id);
         listeners
@@ -297,7 +307,10 @@ mod tests {
         w0.add_listener(id, 1);
         w1.attach(&c);
         let stage: Arc<[Publisher]> = vec![publisher(9)].into();
-        assert_eq!(&w0.set_publishers(&c, stage.clone(), false)[..], &[1]);
+        assert_eq!(
+            &w0.set_publishers(&c, stage.clone(), Mixdown::default(), None)[..],
+            &[1]
+        );
         w0.detach(id, 1);
         assert!(w0.find(&c).is_some(), "a publisher is on stage");
         w0.channel_closed(&c);
@@ -324,7 +337,12 @@ mod tests {
             w0.add_listener(id, k);
         }
         let id = w0.find(&c).unwrap();
-        let again = w0.set_publishers(&c, vec![publisher(7), publisher(8)].into(), false);
+        let again = w0.set_publishers(
+            &c,
+            vec![publisher(7), publisher(8)].into(),
+            Mixdown::default(),
+            None,
+        );
         assert_eq!(&again[..], &[1, 2, 3]);
         let keys: Vec<PeerKey> = w0
             .get(id)

@@ -83,6 +83,41 @@ impl Channel {
         Ok(())
     }
 
+    /// What the media plane does with speakers' audio now: whether the channel mixes, whether
+    /// its mixer runs (also for members that asked for the mix in a forwarding channel), and
+    /// whether speakers' own streams are forwarded (also to members that asked for them in a
+    /// mixing channel).
+    pub fn mixdown(&self) -> Mixdown {
+        let mixing = self.mixing();
+        let listening = || self.members.values().filter(|m| m.spec.subscribe);
+        Mixdown {
+            mixing,
+            mixer: mixing || listening().any(|m| m.audio == AudioMode::Mixed),
+            forward: !mixing || listening().any(|m| m.audio == AudioMode::Forwarded),
+        }
+    }
+
+    /// What the requester receives from now on.
+    pub fn set_audio(
+        &mut self,
+        actor: &ParticipantId,
+        request: Option<u64>,
+        audio: AudioMode,
+    ) -> Result<(), ApiError> {
+        self.require_member(actor)?;
+        let m = self.members.get_mut(actor).expect("checked above");
+        let changed = m.audio != audio;
+        m.audio = audio;
+        self.reply_ok(actor, request);
+        if changed {
+            self.outbox.push(Output::Audio {
+                participant: actor.clone(),
+                audio,
+            });
+        }
+        Ok(())
+    }
+
     /// A moderator's volume for one member in the mix (0.0–2.0; 1.0 unchanged).
     pub fn set_volume(
         &mut self,

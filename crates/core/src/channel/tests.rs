@@ -42,6 +42,7 @@ struct Harness {
     inbox: HashMap<String, Vec<Value>>,
     detached: Vec<String>,
     permissions: Vec<(String, bool)>,
+    audio: Vec<(String, AudioMode)>,
     closed: bool,
 }
 
@@ -54,6 +55,7 @@ impl Harness {
             inbox: HashMap::new(),
             detached: Vec::new(),
             permissions: Vec::new(),
+            audio: Vec::new(),
             closed: false,
         }
     }
@@ -81,6 +83,9 @@ impl Harness {
                 Output::Detach(p) => self.detached.push(p.to_string()),
                 Output::Close => self.closed = true,
                 Output::Members { .. } => {}
+                Output::Audio { participant, audio } => {
+                    self.audio.push((participant.to_string(), audio))
+                }
                 Output::Permissions {
                     participant,
                     publish,
@@ -103,6 +108,7 @@ impl Harness {
                 .collect::<Vec<_>>()
                 .into(),
             metadata: None,
+            audio: AudioMode::Auto,
         };
         let r = self.ch.join(self.at(ms), spec);
         self.pump();
@@ -305,6 +311,7 @@ fn role_and_channel_capacity() {
                 role: Some(role.into()),
                 allowed_roles: vec!["*".to_string()].into(),
                 metadata: None,
+                audio: AudioMode::Auto,
             },
         )
     };
@@ -325,6 +332,7 @@ fn role_and_channel_capacity() {
         role: Some("audience".into()),
         allowed_roles: vec!["*".to_string()].into(),
         metadata: None,
+        audio: AudioMode::Auto,
     };
     ch.join(t0, spec_c.clone()).unwrap();
     assert_eq!(ch.len(), 3);
@@ -360,6 +368,7 @@ fn replaced_identity_gets_left_and_others_see_it() {
         role: Some("host".into()),
         allowed_roles: vec!["host".to_string()].into(),
         metadata: None,
+        audio: AudioMode::Auto,
     };
     h.ch.join(h.at(5), spec).unwrap();
     h.pump();
@@ -499,4 +508,64 @@ fn stop_tells_everyone_but_stopper_and_closes() {
     assert_eq!(aud[0]["reason"], "channel_stopped");
     assert!(h.closed);
     assert_eq!(h.detached.len(), 2);
+}
+
+#[test]
+fn the_mixer_runs_for_whoever_asks_for_the_mix_and_speakers_are_forwarded_to_whoever_asks() {
+    let mut h = Harness::new();
+    h.join(0, "host", "host", &["host"]).unwrap();
+    h.join(0, "weak", "audience", &[]).unwrap();
+    let forwarding = Mixdown {
+        mixing: false,
+        mixer: false,
+        forward: true,
+    };
+    assert_eq!(h.ch.mixdown(), forwarding);
+    // A listener asks for the mix in a forwarding channel: the mixer runs for it.
+    h.ch.set_audio(&pid("weak"), Some(2), AudioMode::Mixed)
+        .unwrap();
+    h.pump();
+    assert_eq!(h.take("weak")[0]["type"], "ok");
+    assert_eq!(h.audio, vec![("p-weak".to_string(), AudioMode::Mixed)]);
+    assert_eq!(
+        h.ch.mixdown(),
+        Mixdown {
+            mixer: true,
+            ..forwarding
+        }
+    );
+    // Asking again changes nothing the media plane must hear of.
+    h.ch.set_audio(&pid("weak"), Some(3), AudioMode::Mixed)
+        .unwrap();
+    h.pump();
+    assert_eq!(h.audio.len(), 1);
+    // The channel mixes; a listener asking for streams keeps forwarding on.
+    h.ch.set_mix(&pid("host"), Some(4), MixPolicy::Mix).unwrap();
+    h.ch.set_audio(&pid("weak"), Some(5), AudioMode::Forwarded)
+        .unwrap();
+    h.pump();
+    assert_eq!(
+        h.ch.mixdown(),
+        Mixdown {
+            mixing: true,
+            mixer: true,
+            forward: true
+        }
+    );
+    h.ch.set_audio(&pid("weak"), Some(6), AudioMode::Auto)
+        .unwrap();
+    h.pump();
+    assert_eq!(
+        h.ch.mixdown(),
+        Mixdown {
+            mixing: true,
+            mixer: true,
+            forward: false
+        }
+    );
+    // Only members can ask.
+    assert!(h
+        .ch
+        .set_audio(&pid("stranger"), Some(7), AudioMode::Mixed)
+        .is_err());
 }

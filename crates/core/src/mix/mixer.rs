@@ -21,6 +21,9 @@ struct Speaker<D, E> {
     encoder: E,
     gain: f32,
     muted: bool,
+    /// The speaker receives the mix without itself (false: it hears each speaker's own
+    /// stream, and its mix-minus is not encoded).
+    minus: bool,
     pcm: Pcm,
     /// Decoded audio this tick (not filling or idle).
     active: bool,
@@ -110,6 +113,7 @@ impl<D: Decode, E: Encode> Mixer<D, E> {
             encoder,
             gain: 1.0,
             muted: false,
+            minus: true,
             pcm: [0; FRAME],
             active: false,
             level: 127,
@@ -164,6 +168,15 @@ impl<D: Decode, E: Encode> Mixer<D, E> {
         } else {
             1.0
         };
+        true
+    }
+
+    /// Whether speaker `key` receives its mix-minus (encoded only then).
+    pub fn set_minus(&mut self, key: u64, minus: bool) -> bool {
+        let Some(i) = self.find(key) else {
+            return false;
+        };
+        self.speakers[i].minus = minus;
         true
     }
 
@@ -281,6 +294,10 @@ impl<D: Decode, E: Encode> Mixer<D, E> {
             .unwrap_or(0);
         tick.encodes += 1;
         for s in &mut self.speakers {
+            if !s.minus {
+                s.packet_len = 0;
+                continue;
+            }
             // Everyone but this speaker, at the gains everyone else has.
             self.scratch.copy_from_slice(&self.sum);
             if s.active && !s.muted {
