@@ -160,13 +160,16 @@ export class AmphiClient extends EventTarget {
    * Joins a channel. Resolves with the join reply.
    * @param {string} channel a channel ID, or a URI with `{uri: true}`
    * @param {string} [role] the server's default role when omitted
-   * @param {{metadata?: any, uri?: boolean}} [options]
+   * @param {{metadata?: any, uri?: boolean, audio?: "auto"|"mixed"|"forwarded"}} [options]
+   *   `audio`: what this member receives — the server's mix on one track, each speaker's own
+   *   track, or what the channel does (the default)
    */
-  async join(channel, role, { metadata, uri = false } = {}) {
+  async join(channel, role, { metadata, uri = false, audio } = {}) {
     const params = { channel };
     if (role) params.role = role;
     if (uri) params.uri = true;
     if (metadata !== undefined) params.metadata = metadata;
+    if (audio && audio !== "auto") params.audio = audio;
     const reply = await this.request("join", params);
     const self = [...reply.hosts, ...(reply.participants ?? [])]
       .find((p) => p.participant === reply.participant);
@@ -203,6 +206,24 @@ export class AmphiClient extends EventTarget {
     const state = this.channels.get(channel);
     if (state) state.muted = muted;
     if (!muted) audio?.setMicEnabled(true);
+  }
+
+  /**
+   * What you receive from now on: "mixed" (one track, the server's mix), "forwarded" (a track
+   * per speaker) or "auto" (what the channel does). The server rebinds your tracks by itself.
+   */
+  setAudio(channel, audio) {
+    return this.request("set_audio", { channel, audio });
+  }
+
+  /** How the channel's audio reaches listeners: "forward", "mix" or "auto" (moderators). */
+  setMix(channel, policy) {
+    return this.request("set_mix", { channel, policy });
+  }
+
+  /** A speaker's level in the mix, 0.0 (silent) to 2.0; 1.0 unchanged (moderators). */
+  setVolume(channel, participant, gain) {
+    return this.request("set_volume", { channel, participant, gain });
   }
 
   /** Asks the channel's moderators for a role ("raise hand"). */

@@ -28,7 +28,21 @@ fn require_browser() {
 
 /// Runs the page as one participant for `seconds`; returns what it reported.
 async fn drive(url: &str, channel: &str, identity: &str, role: &str, seconds: u32) -> Value {
+    drive_hearing(url, channel, identity, role, "auto", seconds).await
+}
+
+/// `drive`, with the page asking to receive `audio` (`auto`, `mixed` or `forwarded`).
+async fn drive_hearing(
+    url: &str,
+    channel: &str,
+    identity: &str,
+    role: &str,
+    audio: &str,
+    seconds: u32,
+) -> Value {
     run_driver(vec![
+        "--audio".into(),
+        audio.into(),
         "--url".into(),
         url.into(),
         "--channel".into(),
@@ -236,8 +250,19 @@ async fn chromium_answers_a_call_from_a_rust_client_and_both_hear_each_other() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_hears_two_rust_hosts_mixed_in_one_stream() {
+    chromium_hears_the_mix(amphi::config::MixPolicy::Mix, "auto").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_asks_for_the_mix_in_a_forwarding_channel() {
+    chromium_hears_the_mix(amphi::config::MixPolicy::Forward, "mixed").await;
+}
+
+/// Two Rust hosts with tones in a channel of `policy`; a Chromium page, asking to receive
+/// `audio`, hears them both on one inbound stream.
+async fn chromium_hears_the_mix(policy: amphi::config::MixPolicy, audio: &str) {
     require_browser();
-    let server = start_with(|c| c.media.mix_policy = amphi::config::MixPolicy::Mix);
+    let server = start_with(|c| c.media.mix_policy = policy);
     let url = server.http_url();
     let mut hosts = Vec::new();
     for (name, freq) in [("mix-a", 440.0), ("mix-b", 660.0)] {
@@ -254,7 +279,7 @@ async fn chromium_hears_two_rust_hosts_mixed_in_one_stream() {
         assert!(p.wait_connected(SECS).await);
         hosts.push((s, p));
     }
-    let report = drive(&url, "webmix", "chrome-mix", "audience", 5).await;
+    let report = drive_hearing(&url, "webmix", "chrome-mix", "audience", audio, 5).await;
     assert_eq!(report["joined"], true, "{report}");
     let inbound = report["inbound"].as_array().expect("inbound stats");
     let carrying: Vec<&Value> = inbound

@@ -59,7 +59,7 @@ function fail(message, code = 1) {
 
 function usage(message) {
   fail(`${message}; usage: node drive.mjs --url http://127.0.0.1:PORT --channel C --identity I ` +
-    "--role host|audience --seconds N [--screenshot out.png]", 2);
+    "--role host|audience [--audio auto|mixed|forwarded] --seconds N [--screenshot out.png]", 2);
 }
 
 function parseOptions() {
@@ -71,6 +71,7 @@ function parseOptions() {
         channel: { type: "string" },
         identity: { type: "string" },
         role: { type: "string", default: "host" },
+        audio: { type: "string", default: "auto" },
         seconds: { type: "string", default: "5" },
         screenshot: { type: "string" },
         "answer-call": { type: "boolean", default: false },
@@ -84,6 +85,9 @@ function parseOptions() {
     if (!values[name]) return usage(`--${name} is required`);
   }
   if (!["host", "audience"].includes(values.role)) return usage("--role must be host or audience");
+  if (!["auto", "mixed", "forwarded"].includes(values.audio)) {
+    return usage("--audio must be auto, mixed or forwarded");
+  }
   const seconds = Number(values.seconds);
   if (!Number.isFinite(seconds) || seconds < 0) return usage("--seconds must be a number ≥ 0");
   return { ...values, seconds };
@@ -196,6 +200,7 @@ async function run(opts) {
     await page.fill("#channel", opts.channel);
     await page.fill("#identity", opts.identity);
     await page.selectOption("#role", opts.role);
+    await page.selectOption("#audio", opts.audio);
     await page.click("#join");
 
     const state = await page.waitForFunction(
