@@ -7,11 +7,13 @@
 //! - `jitter` — one speaker's adaptive jitter buffer: reordering, loss, target delay.
 //! - `mixer`  — the tick: decode, sum, limit, mix-minus, encode.
 //! - `limiter` — keeps a sum of loud speakers inside 16 bits without wrapping.
+//! - `ogg`    — Ogg Opus pages out (recording the mix) and in (playing a file).
 
 pub mod codec;
 pub mod jitter;
 pub mod limiter;
 pub mod mixer;
+pub mod ogg;
 
 /// Opus at 48 kHz, mono.
 pub const SAMPLE_RATE: u32 = 48_000;
