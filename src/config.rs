@@ -117,6 +117,21 @@ pub struct MediaConfig {
     pub mix_bitrate: i32,
     /// Opus encoder complexity of the mix, 0 (cheapest) to 10.
     pub mix_complexity: i32,
+    /// Where recordings of channels' mixes are written (created when missing).
+    pub recordings_dir: std::path::PathBuf,
+    /// A recording stops (reason `limit`) at this size…
+    pub max_recording_bytes: u64,
+    /// …or after this long.
+    #[serde(with = "humantime_serde")]
+    pub max_recording_duration: Duration,
+    /// Recordings running at once, across channels.
+    pub max_recordings: usize,
+    /// Where files to play into channels are looked up (by name; nothing outside it).
+    pub playback_dir: std::path::PathBuf,
+    /// Largest file that can be played (it is held in memory while it plays).
+    pub max_playback_bytes: u64,
+    /// Playbacks running at once, across channels.
+    pub max_playbacks: usize,
 }
 
 pub use crate::protocol::MixPolicy;
@@ -240,6 +255,14 @@ impl Default for MediaConfig {
             mix_auto_above: 3,
             mix_bitrate: 32_000,
             mix_complexity: 5,
+            recordings_dir: "recordings".into(),
+            // About 17 hours of the mix at 32 kb/s, or the duration below, whichever is first.
+            max_recording_bytes: 256 * 1024 * 1024,
+            max_recording_duration: Duration::from_secs(4 * 3600),
+            max_recordings: 16,
+            playback_dir: "media".into(),
+            max_playback_bytes: 16 * 1024 * 1024,
+            max_playbacks: 16,
         }
     }
 }

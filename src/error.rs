@@ -30,6 +30,8 @@ impl From<MediaError> for ApiError {
             MediaError::Busy => ErrorCode::RateLimited,
             MediaError::OfferPending => ErrorCode::Conflict,
             MediaError::Negotiation(_) => ErrorCode::BadRequest,
+            MediaError::TooMany(..) => ErrorCode::Busy,
+            MediaError::Io(_) => ErrorCode::Internal,
         };
         ApiError::new(code, e.to_string())
     }

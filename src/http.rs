@@ -13,6 +13,7 @@ use crate::messages::{AdminKick, AdminStop, Inspect};
 use crate::protocol::PROTOCOL_VERSION;
 use crate::session::SessionActor;
 use crate::state::AppState;
+use crate::streams;
 use crate::token::{Grant, TokenError, GRANT_ADMIN};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -26,6 +27,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/channels/{id}", web::get().to(get_channel))
         .route("/api/channels/{id}/stop", web::post().to(stop_channel))
         .route("/api/channels/{id}/kick", web::post().to(kick))
+        .route("/api/channels/{id}/record", web::post().to(record))
+        .route(
+            "/api/channels/{id}/record/stop",
+            web::post().to(stop_recording),
+        )
+        .route("/api/channels/{id}/play", web::post().to(play))
+        .route("/api/channels/{id}/play/stop", web::post().to(stop_playing))
         .default_service(web::to(not_found));
 }
 
@@ -255,4 +263,42 @@ async fn kick(
     }
     .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "kicked": kicked })))
+}
+
+async fn record(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
+    admin(&req, &state)?;
+    streams::record(&path, &body, &state).await
+}
+
+async fn stop_recording(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
+    admin(&req, &state)?;
+    streams::stop_recording(&path, &state).await
+}
+
+async fn play(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
+    admin(&req, &state)?;
+    streams::play(&path, &body, &state).await
+}
+
+async fn stop_playing(
+    req: HttpRequest,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
+    admin(&req, &state)?;
+    streams::stop_playing(&path, &state).await
 }

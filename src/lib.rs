@@ -34,6 +34,7 @@
 //! - `state`       — shared state: channel registry, session directory, shutdown sequence.
 //! - `ws`          — the signalling WebSocket's transport: early frame limits, bounded output.
 //! - `http`        — HTTP routes: `/ws`, `/healthz`, the admin API.
+//! - `streams`     — the admin API's recordings and playbacks: file names, files, checks.
 //! - `server`      — `run` (inside an actix system) and `spawn` (on a thread of its own).
 
 pub mod calls;
@@ -53,6 +54,7 @@ pub mod roles;
 pub mod server;
 pub mod session;
 pub mod state;
+pub mod streams;
 pub mod token;
 pub mod ws;
 

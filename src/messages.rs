@@ -263,6 +263,42 @@ pub struct PausePublisher {
 #[rtype(result = "()")]
 pub struct Shutdown;
 
+/// An admin starts (with the file's name and the file, created) or stops recording a
+/// channel's mix. The result describes the recording.
+#[derive(Message)]
+#[rtype(result = "Result<Value, ApiError>")]
+pub enum AdminRecord {
+    Start { name: String, file: std::fs::File },
+    Stop,
+}
+
+/// An admin plays a file's Opus packets (20 ms each) into a channel, or stops it.
+#[derive(Message)]
+#[rtype(result = "Result<Value, ApiError>")]
+pub enum AdminPlay {
+    Start {
+        name: String,
+        packets: std::sync::Arc<[std::sync::Arc<[u8]>]>,
+    },
+    Stop,
+}
+
+/// The media plane finished recording `file`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RecordingDone {
+    pub file: String,
+    pub end: amphi_core::channel::RecordingEnd,
+}
+
+/// A file stopped playing into the channel as `participant`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct PlaybackDone {
+    pub participant: ParticipantId,
+    pub reason: crate::protocol::StreamEnd,
+}
+
 /// Where a channel's messages go: one recipient per message, so nothing above the channel
 /// actor names its type.
 #[derive(Clone)]
@@ -273,6 +309,8 @@ pub struct ChannelHandle {
     pub inspect: Recipient<Inspect>,
     pub stop: Recipient<AdminStop>,
     pub kick: Recipient<AdminKick>,
+    pub record: Recipient<AdminRecord>,
+    pub play: Recipient<AdminPlay>,
     pub pause: Recipient<PausePublisher>,
     pub shutdown: Recipient<Shutdown>,
 }
@@ -287,6 +325,8 @@ impl ChannelHandle {
             + Handler<Inspect>
             + Handler<AdminStop>
             + Handler<AdminKick>
+            + Handler<AdminRecord>
+            + Handler<AdminPlay>
             + Handler<PausePublisher>
             + Handler<Shutdown>,
     {
@@ -297,6 +337,8 @@ impl ChannelHandle {
             inspect: addr.clone().recipient(),
             stop: addr.clone().recipient(),
             kick: addr.clone().recipient(),
+            record: addr.clone().recipient(),
+            play: addr.clone().recipient(),
             pause: addr.clone().recipient(),
             shutdown: addr.recipient(),
         }
@@ -338,6 +380,8 @@ to_channel! {
     Inspect => inspect,
     AdminStop => stop,
     AdminKick => kick,
+    AdminRecord => record,
+    AdminPlay => play,
     PausePublisher => pause,
     Shutdown => shutdown,
 }
@@ -457,4 +501,55 @@ impl CallHandle {
 pub trait CallDirectory: Send + Sync {
     fn is_connected_member(&self, call: &CallId, user: &Identity) -> bool;
     fn route(&self, call: &CallId, op: CallOp) -> Result<(), ApiError>;
+}
+
+/// Queues a signed webhook event about `subject` (a call, a channel); the sender delivers a
+/// subject's events in order.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WebhookPush {
+    pub subject: amphi_core::webhook::Subject,
+    pub event: amphi_core::webhook::WebhookEvent,
+}
+
+/// The subject will push nothing more; its state goes once its events are done.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WebhookFinish {
+    pub subject: amphi_core::webhook::Subject,
+}
+
+/// Where webhook events go, for actors that are not the sender.
+#[derive(Clone)]
+pub struct WebhookSink {
+    pub push: Recipient<WebhookPush>,
+    pub finish: Recipient<WebhookFinish>,
+}
+
+impl WebhookSink {
+    pub fn new<A>(addr: Addr<A>) -> Self
+    where
+        A: Actor<Context = Context<A>> + Handler<WebhookPush> + Handler<WebhookFinish>,
+    {
+        Self {
+            push: addr.clone().recipient(),
+            finish: addr.recipient(),
+        }
+    }
+
+    pub fn push(&self, subject: amphi_core::webhook::Subject, kind: &'static str, data: Value) {
+        self.push.do_send(WebhookPush {
+            subject,
+            event: amphi_core::webhook::WebhookEvent::new(
+                kind,
+                crate::clock::now_unix_ms() as i64,
+                data,
+            ),
+        });
+    }
+
+    /// `subject` pushes nothing more.
+    pub fn finish(&self, subject: amphi_core::webhook::Subject) {
+        self.finish.do_send(WebhookFinish { subject });
+    }
 }

@@ -11,13 +11,14 @@ use actix::Actor;
 use actix_web::{web, App, HttpServer};
 
 use crate::calls::actor::CallActor;
+use crate::calls::delivery::WebhookActor;
 use crate::calls::engine::CallEngine;
 use crate::calls::store::StoreError;
 use crate::channel::actor::ChannelActor;
 use crate::channel::ChannelSettings;
 use crate::config::Config;
 use crate::media::MediaPlane;
-use crate::messages::{CallDirectory, CallHandle, ChannelHandle};
+use crate::messages::{CallDirectory, CallHandle, ChannelHandle, WebhookSink};
 use crate::registry::ChannelRegistry;
 use crate::state::AppState;
 
@@ -37,6 +38,9 @@ fn compose(config: Config, media: Arc<MediaPlane>) -> Result<AppState, StoreErro
     };
     let mailbox = config.limits.channel_queue;
     let plane = media.clone();
+    // One signed sender for calls' and channels' events.
+    let webhooks = WebhookActor::start_configured(&config.calls);
+    let channel_webhooks = webhooks.clone().map(WebhookSink::new);
     let channels = Arc::new(ChannelRegistry::new(Box::new(move |id, registry| {
         let actor = ChannelActor::new(
             id.clone(),
@@ -44,12 +48,14 @@ fn compose(config: Config, media: Arc<MediaPlane>) -> Result<AppState, StoreErro
             registry,
             plane.clone(),
             mailbox,
-        );
+        )
+        .with_webhooks(channel_webhooks.clone());
         ChannelHandle::new(actor.start())
     })));
     let calls = CallEngine::start(
         &config.calls,
         channels.clone(),
+        webhooks,
         Box::new(|engine, call, placement| {
             CallHandle::new(CallActor::new(engine, call, placement).start())
         }),

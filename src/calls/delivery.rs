@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use actix::prelude::*;
 use reqwest::header::CONTENT_TYPE;
 
-use super::call::CallId;
 use super::webhook::{self, Delivery, DeliveryId, Failure, WebhookQueue};
+pub use crate::messages::{WebhookFinish, WebhookPush};
 
 #[cfg(test)]
 mod tests;
@@ -54,6 +54,27 @@ pub struct WebhookActor {
 }
 
 impl WebhookActor {
+    /// The sender the configuration asks for, started; `None` when no URL is set.
+    pub fn start_configured(config: &crate::config::CallsConfig) -> Option<Addr<Self>> {
+        if config.webhook_url.is_empty() {
+            return None;
+        }
+        let queue = webhook::WebhookConfig {
+            capacity: config.webhook_queue,
+            max_attempts: config.webhook_attempts,
+            ..webhook::WebhookConfig::default()
+        };
+        Some(
+            Self::new(
+                config.webhook_url.clone(),
+                config.webhook_secret.clone().into_bytes(),
+                queue,
+                config.webhook_timeout,
+            )
+            .start(),
+        )
+    }
+
     /// `url`: http:// or https:// endpoint receiving POSTs (TLS via the system's OpenSSL and
     /// trust store). `secret`: HMAC key. `timeout`: per attempt.
     pub fn new(
@@ -108,7 +129,7 @@ impl WebhookActor {
     fn send(&mut self, delivery: Delivery, ctx: &mut Context<Self>) {
         let Delivery {
             id,
-            call_id,
+            subject,
             seq,
             body,
             attempt,
@@ -144,14 +165,14 @@ impl WebhookActor {
                 Ok(status) => Some(format!("status {status}")),
                 Err(e) => Some(error_chain(&e.without_url())),
             };
-            act.report(id, &call_id, seq, attempt, error, ctx);
+            act.report(id, &subject, seq, attempt, error, ctx);
         }));
     }
 
     fn report(
         &mut self,
         id: DeliveryId,
-        call_id: &CallId,
+        subject: &webhook::Subject,
         seq: u64,
         attempt: u32,
         error: Option<String>,
@@ -172,14 +193,14 @@ impl WebhookActor {
                 }
                 match failure {
                     Failure::Retry { at } => tracing::debug!(
-                        %call_id, seq, attempt, %error,
+                        %subject, seq, attempt, %error,
                         retry_in = ?at.saturating_duration_since(crate::clock::now()),
                         "webhook attempt failed"
                     ),
                     Failure::GaveUp => {
                         metrics::counter!(GIVEN_UP).increment(1);
                         tracing::warn!(
-                            %call_id, seq, attempt, %error,
+                            %subject, seq, attempt, %error,
                             "webhook given up after its last attempt"
                         );
                     }
@@ -245,21 +266,6 @@ impl Actor for WebhookActor {
     }
 }
 
-/// Queues an event of `call_id` and sends it as soon as order and the in-flight limit allow.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Push {
-    pub call_id: CallId,
-    pub event: webhook::WebhookEvent,
-}
-
-/// The call ended and will push nothing more; its state goes once its events are done.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Finish {
-    pub call_id: CallId,
-}
-
 #[derive(Message)]
 #[rtype(result = "WebhookStats")]
 pub struct Stats;
@@ -277,26 +283,26 @@ pub struct WebhookStats {
     pub given_up: u64,
 }
 
-impl Handler<Push> for WebhookActor {
+impl Handler<WebhookPush> for WebhookActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Push, ctx: &mut Context<Self>) {
+    fn handle(&mut self, msg: WebhookPush, ctx: &mut Context<Self>) {
         if let Err(dropped) = self
             .queue
-            .push(&msg.call_id, msg.event, crate::clock::now())
+            .push(&msg.subject, msg.event, crate::clock::now())
         {
             metrics::counter!(DROPPED).increment(1);
-            tracing::warn!(call_id = %msg.call_id, seq = dropped.seq, "{dropped}");
+            tracing::warn!(subject = %msg.subject, seq = dropped.seq, "{dropped}");
         }
         self.pump(ctx);
     }
 }
 
-impl Handler<Finish> for WebhookActor {
+impl Handler<WebhookFinish> for WebhookActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Finish, _ctx: &mut Context<Self>) {
-        self.queue.finish(&msg.call_id);
+    fn handle(&mut self, msg: WebhookFinish, _ctx: &mut Context<Self>) {
+        self.queue.finish(&msg.subject);
     }
 }
 

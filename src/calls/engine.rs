@@ -13,10 +13,10 @@ use bytestring::ByteString;
 use serde_json::{json, Value};
 
 use super::call::{call_channel, Call, CallId, CallSetup, LegState, Media};
-use super::delivery::{Push, WebhookActor};
+use super::delivery::WebhookActor;
 use super::logs::CallLogActor;
 use super::store::{SqliteStore, StoreError};
-use super::webhook::{WebhookConfig, WebhookEvent};
+use super::webhook::WebhookEvent;
 use crate::clock::unix_ms;
 use crate::config::CallsConfig;
 use crate::error::{ApiError, ErrorCode};
@@ -24,8 +24,10 @@ use crate::ids::{ChannelId, Identity, SessionId};
 use crate::messages::{
     CallDirectory, CallHandle, CallOp, Op, Placement, ReplyTo, Terminate, ToSession,
 };
+use crate::messages::{WebhookFinish, WebhookPush};
 use crate::registry::ChannelRegistry;
 use amphi_core::directory::{self, Decision};
+use amphi_core::webhook::Subject;
 
 /// Starts a call's actor and returns its handle.
 pub type CallFactory = Box<dyn Fn(Arc<CallEngine>, Call, Placement) -> CallHandle + Send + Sync>;
@@ -122,6 +124,7 @@ impl CallEngine {
     pub fn start(
         config: &CallsConfig,
         channels: Arc<ChannelRegistry>,
+        webhooks: Option<Addr<WebhookActor>>,
         factory: CallFactory,
     ) -> Result<Arc<Self>, StoreError> {
         use super::store::CallLogStore;
@@ -141,20 +144,6 @@ impl CallEngine {
                 .take()
                 .expect("one log thread");
             CallLogActor::new(Box::new(store))
-        });
-        let webhooks = (!config.webhook_url.is_empty()).then(|| {
-            let wh = WebhookConfig {
-                capacity: config.webhook_queue,
-                max_attempts: config.webhook_attempts,
-                ..WebhookConfig::default()
-            };
-            WebhookActor::new(
-                config.webhook_url.clone(),
-                config.webhook_secret.clone().into_bytes(),
-                wh,
-                config.webhook_timeout,
-            )
-            .start()
         });
         Ok(Arc::new(Self {
             config: config.clone(),
@@ -374,8 +363,8 @@ impl CallEngine {
 
     pub fn webhook(&self, call: &CallId, event: WebhookEvent) {
         if let Some(w) = &self.webhooks {
-            w.do_send(Push {
-                call_id: call.clone(),
+            w.do_send(WebhookPush {
+                subject: Subject::CallId(call.clone()),
                 event,
             });
         }
@@ -383,8 +372,8 @@ impl CallEngine {
 
     pub fn webhook_finish(&self, call: &CallId) {
         if let Some(w) = &self.webhooks {
-            w.do_send(super::delivery::Finish {
-                call_id: call.clone(),
+            w.do_send(WebhookFinish {
+                subject: Subject::CallId(call.clone()),
             });
         }
     }

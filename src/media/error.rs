@@ -16,4 +16,8 @@ pub enum MediaError {
     Busy,
     #[error("negotiation failed: {0}")]
     Negotiation(String),
+    #[error("{1} {0} are running, the most media.max_{0} allows; stop one first")]
+    TooMany(&'static str, usize),
+    #[error("the server could not start it: {0}")]
+    Io(String),
 }

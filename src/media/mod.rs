@@ -10,6 +10,7 @@
 //! - `udp`        — datagrams in batches (`sendmmsg`, `recvmmsg`).
 
 pub mod error;
+pub mod record;
 pub mod sdp;
 pub mod slots;
 mod types;
@@ -31,7 +32,16 @@ pub use crate::ids::{peer_key, PeerKey};
 pub use crate::messages::{FirstAudio, SpeakerLevel};
 use crate::protocol::AudioMode;
 use types::Command;
-pub use types::{MediaError, PeerSpec};
+pub use types::{MediaError, PeerSpec, PlaybackDone};
+
+/// Takes one of `max` places in `count`; false when all are taken.
+fn take_place(count: &AtomicUsize, max: usize) -> bool {
+    count
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        })
+        .is_ok()
+}
 use worker::Shared;
 
 pub struct MediaPlane {
@@ -46,6 +56,10 @@ pub struct MediaPlane {
     next: AtomicUsize,
     addr: SocketAddr,
     threads: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    limits: MediaConfig,
+    /// Recordings and playbacks running, each held to its configured maximum.
+    recordings: Arc<AtomicUsize>,
+    playbacks: Arc<AtomicUsize>,
 }
 
 impl MediaPlane {
@@ -122,6 +136,9 @@ impl MediaPlane {
             next: AtomicUsize::new(0),
             addr: announced,
             threads: std::sync::Mutex::new(threads),
+            limits: config.clone(),
+            recordings: Arc::default(),
+            playbacks: Arc::default(),
         }))
     }
 
@@ -265,6 +282,97 @@ impl MediaPlane {
                 },
             );
         }
+    }
+
+    /// Starts recording `channel`'s mix to `file` (created by the caller, named `name`);
+    /// `done` hears how it ended. Refused when `media.max_recordings` are running.
+    pub fn record(
+        &self,
+        channel: &ChannelId,
+        name: &str,
+        file: std::fs::File,
+        done: record::RecordingDone,
+    ) -> Result<(), MediaError> {
+        if !take_place(&self.recordings, self.limits.max_recordings) {
+            return Err(MediaError::TooMany(
+                "recordings",
+                self.limits.max_recordings,
+            ));
+        }
+        let limits = record::RecordLimits {
+            max_bytes: self.limits.max_recording_bytes,
+            max_duration: self.limits.max_recording_duration,
+        };
+        let recorder = record::Recorder::start(name, file, limits, self.recordings.clone(), done)
+            .inspect_err(|_| {
+                self.recordings.fetch_sub(1, Ordering::AcqRel);
+            })
+            .map_err(|e| MediaError::Io(e.to_string()))?;
+        let at = self.mixer_worker(channel);
+        self.send_reliably(
+            at,
+            Command::Record {
+                channel: channel.clone(),
+                recorder: Some(recorder),
+            },
+        );
+        Ok(())
+    }
+
+    /// Stops recording `channel`'s mix; the file is finished and `done` hears of it.
+    pub fn stop_recording(&self, channel: &ChannelId) {
+        let at = self.mixer_worker(channel);
+        self.send_reliably(
+            at,
+            Command::Record {
+                channel: channel.clone(),
+                recorder: None,
+            },
+        );
+    }
+
+    /// Plays `packets` (20 ms Opus frames) into `channel` as the speaker `key`, which the
+    /// channel puts on stage. `done` hears when it ends. Refused when `media.max_playbacks`
+    /// are running.
+    pub fn play(
+        &self,
+        channel: &ChannelId,
+        key: PeerKey,
+        packets: Arc<[Arc<[u8]>]>,
+        done: PlaybackDone,
+    ) -> Result<(), MediaError> {
+        if !take_place(&self.playbacks, self.limits.max_playbacks) {
+            return Err(MediaError::TooMany("playbacks", self.limits.max_playbacks));
+        }
+        let playbacks = self.playbacks.clone();
+        let done: PlaybackDone = Box::new(move |end| {
+            playbacks.fetch_sub(1, Ordering::AcqRel);
+            done(end);
+        });
+        let at = self.mixer_worker(channel);
+        self.send_reliably(
+            at,
+            Command::Play {
+                channel: channel.clone(),
+                play: Some((key, packets, done)),
+            },
+        );
+        Ok(())
+    }
+
+    pub fn stop_playing(&self, channel: &ChannelId) {
+        let at = self.mixer_worker(channel);
+        self.send_reliably(
+            at,
+            Command::Play {
+                channel: channel.clone(),
+                play: None,
+            },
+        );
+    }
+
+    fn mixer_worker(&self, channel: &ChannelId) -> usize {
+        worker::mixer_worker(channel, self.commands.len())
     }
 
     pub fn channel_closed(&self, channel: &ChannelId) {

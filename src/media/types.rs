@@ -27,6 +27,9 @@ pub struct PeerSpec {
     pub first_audio: Recipient<FirstAudio>,
 }
 
+/// Called once when a playback ends (the file ran out, or it was stopped or dropped).
+pub type PlaybackDone = Box<dyn FnOnce(crate::protocol::StreamEnd) + Send>;
+
 pub(crate) enum Command {
     Offer {
         spec: Box<PeerSpec>,
@@ -66,6 +69,16 @@ pub(crate) enum Command {
     },
     ChannelClosed {
         channel: ChannelId,
+    },
+    /// Starts (`Some`) or stops recording the channel's mix; for its mixer's worker.
+    Record {
+        channel: ChannelId,
+        recorder: Option<super::record::Recorder>,
+    },
+    /// Plays packets into the channel as speaker `key` (`None`: stops); for its mixer's worker.
+    Play {
+        channel: ChannelId,
+        play: Option<(PeerKey, Arc<[Arc<[u8]>]>, PlaybackDone)>,
     },
     Stop,
 }

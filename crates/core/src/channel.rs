@@ -6,8 +6,11 @@ mod admission;
 mod lifecycle;
 mod media;
 mod moderation;
+mod streams;
 #[cfg(test)]
 mod tests;
+
+pub use streams::{recording_stopped, Playback, Recording, RecordingEnd};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -80,6 +83,11 @@ pub enum Output {
         participant: ParticipantId,
         publish: bool,
         subscribe: bool,
+    },
+    /// A webhook for the channel (`kind`, `data`): recordings and playbacks.
+    Webhook {
+        kind: &'static str,
+        data: Value,
     },
     /// A member changed what it receives (`set_audio`): the media plane rebinds its slots.
     Audio {
@@ -185,6 +193,8 @@ pub struct Channel {
     mix_policy: MixPolicy,
     /// Whether members were last told the channel mixes.
     announced_mixing: bool,
+    recording: Option<Recording>,
+    playback: Option<Playback>,
     outbox: Vec<Output>,
 }
 
@@ -230,6 +240,8 @@ impl Channel {
             closed: false,
             mix_policy: settings.mix_policy,
             announced_mixing: settings.mix_policy == MixPolicy::Mix,
+            recording: None,
+            playback: None,
             settings,
             outbox: Vec::new(),
         }
@@ -404,6 +416,7 @@ impl Channel {
             mix: self.mix_policy,
             mixing: self.mixing(),
             audio: spec.audio,
+            recording: self.recording.as_ref().map(|r| r.file.as_str()),
         };
         let frame = protocol::ok(spec.request, &reply);
         self.outbox.push(Output::Reply {
@@ -536,6 +549,7 @@ impl Channel {
     }
 
     fn close(&mut self) {
+        self.end_streams();
         self.closed = true;
         self.outbox.push(Output::Close);
     }
@@ -556,4 +570,7 @@ struct JoinReply<'a> {
     mixing: bool,
     /// What this member asked to receive (`set_audio` changes it).
     audio: AudioMode,
+    /// The file the channel's mix is being recorded to, if it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recording: Option<&'a str>,
 }

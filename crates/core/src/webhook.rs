@@ -1,6 +1,6 @@
 //! Signed webhooks to the app's backend, logic only: signing, verification, and a bounded
-//! queue that keeps each call's events in order and retries with exponential backoff under
-//! injected time. An HTTP driver pulls [`Delivery`]s from [`WebhookQueue::next_due`], signs
+//! queue that keeps each call's (or channel's) events in order and retries with exponential
+//! backoff under injected time. An HTTP driver pulls [`Delivery`]s from [`WebhookQueue::next_due`], signs
 //! each attempt with [`sign`], and reports back with `delivered` or `failed`.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use crate::call::{Call, CallId};
-use crate::ids::Identity;
+use crate::ids::{ChannelId, Identity};
 
 #[cfg(test)]
 mod tests;
@@ -69,7 +69,7 @@ pub fn verify(
         .map_err(|_| VerifyError::Mismatch)
 }
 
-/// An event before it is queued: the queue adds `call_id` and `seq`.
+/// An event before it is queued: the queue adds its subject (`call_id` or `channel`) and `seq`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebhookEvent {
     pub kind: &'static str,
@@ -109,11 +109,30 @@ impl WebhookEvent {
     }
 }
 
+/// What a webhook event is about; its events are delivered in order, each with its own `seq`.
+/// In the body: `"call_id": …` or `"channel": …`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Subject {
+    CallId(CallId),
+    Channel(ChannelId),
+}
+
+impl std::fmt::Display for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Subject::CallId(id) => write!(f, "call {id}"),
+            Subject::Channel(id) => write!(f, "channel {id}"),
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct Body<'a> {
     #[serde(rename = "type")]
     kind: &'a str,
-    call_id: &'a CallId,
+    #[serde(flatten)]
+    subject: &'a Subject,
     seq: u64,
     timestamp_ms: i64,
     data: &'a Value,
@@ -164,7 +183,7 @@ pub struct DeliveryId(u64);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     pub id: DeliveryId,
-    pub call_id: CallId,
+    pub subject: Subject,
     pub seq: u64,
     pub body: Arc<str>,
     /// 1 for the first attempt.
@@ -175,7 +194,7 @@ pub struct Delivery {
 pub enum Failure {
     /// The event goes out again at `at`.
     Retry { at: Instant },
-    /// Out of attempts; the call's next event is released.
+    /// Out of attempts; the subject's next event is released.
     GaveUp,
     /// No delivery with that ID is in flight.
     Unknown,
@@ -199,7 +218,7 @@ struct Queued {
 }
 
 #[derive(Debug, Default)]
-struct CallQueue {
+struct SubjectQueue {
     next_seq: u64,
     events: VecDeque<Queued>,
     in_flight: bool,
@@ -207,15 +226,16 @@ struct CallQueue {
     finished: bool,
 }
 
-/// Per call, only the head event is ever eligible, so a call's events arrive in order; calls
-/// do not wait for each other. Gaps in a call's `seq` mean events were dropped or given up.
+/// Per subject (a call, a channel), only the head event is ever eligible, so its events
+/// arrive in order; subjects do not wait for each other. Gaps in a subject's `seq` mean events
+/// were dropped or given up.
 #[derive(Debug)]
 pub struct WebhookQueue {
     config: WebhookConfig,
-    calls: HashMap<CallId, CallQueue>,
+    subjects: HashMap<Subject, SubjectQueue>,
     /// The head of every call that has one waiting (not in flight), by due time then age.
-    ready: BTreeSet<(Instant, DeliveryId, CallId)>,
-    in_flight: HashMap<DeliveryId, CallId>,
+    ready: BTreeSet<(Instant, DeliveryId, Subject)>,
+    in_flight: HashMap<DeliveryId, Subject>,
     len: usize,
     next_id: u64,
     dropped: u64,
@@ -226,7 +246,7 @@ impl WebhookQueue {
     pub fn new(config: WebhookConfig) -> Self {
         Self {
             config,
-            calls: HashMap::new(),
+            subjects: HashMap::new(),
             ready: BTreeSet::new(),
             in_flight: HashMap::new(),
             len: 0,
@@ -254,25 +274,25 @@ impl WebhookQueue {
         self.given_up
     }
 
-    /// Queues `event` for `call_id`, due at `now`; returns its `seq`. When the queue is full
+    /// Queues `event` for `subject`, due at `now`; returns its `seq`. When the queue is full
     /// the new event is the one dropped: what is queued already is older and further along.
     pub fn push(
         &mut self,
-        call_id: &CallId,
+        subject: &Subject,
         event: WebhookEvent,
         now: Instant,
     ) -> Result<u64, Dropped> {
-        let queue = self.calls.entry(call_id.clone()).or_default();
+        let queue = self.subjects.entry(subject.clone()).or_default();
         queue.next_seq += 1;
         let seq = queue.next_seq;
         if self.len >= self.config.capacity {
             self.dropped += 1;
-            self.forget_if_done(call_id);
+            self.forget_if_done(subject);
             return Err(Dropped { seq });
         }
         let body = serde_json::to_string(&Body {
             kind: event.kind,
-            call_id,
+            subject,
             seq,
             timestamp_ms: event.timestamp_ms,
             data: &event.data,
@@ -288,7 +308,7 @@ impl WebhookQueue {
         };
         let head = queue.events.is_empty() && !queue.in_flight;
         if head {
-            self.ready.insert((now, queued.id, call_id.clone()));
+            self.ready.insert((now, queued.id, subject.clone()));
         }
         queue.events.push_back(queued);
         self.len += 1;
@@ -297,11 +317,11 @@ impl WebhookQueue {
 
     /// The call will push no more events; its state goes once its queue drains. Without this
     /// a pushed-again call would restart at `seq` 1, so call it only when the call has ended.
-    pub fn finish(&mut self, call_id: &CallId) {
-        if let Some(queue) = self.calls.get_mut(call_id) {
+    pub fn finish(&mut self, subject: &Subject) {
+        if let Some(queue) = self.subjects.get_mut(subject) {
             queue.finished = true;
         }
-        self.forget_if_done(call_id);
+        self.forget_if_done(subject);
     }
 
     /// The next delivery due at `now`, oldest first, or `None` when nothing is due or
@@ -314,14 +334,14 @@ impl WebhookQueue {
         if first.0 > now {
             return None;
         }
-        let (_, id, call_id) = self.ready.pop_first()?;
-        let queue = self.calls.get_mut(&call_id)?;
+        let (_, id, subject) = self.ready.pop_first()?;
+        let queue = self.subjects.get_mut(&subject)?;
         let head = queue.events.front()?;
         queue.in_flight = true;
-        self.in_flight.insert(id, call_id.clone());
+        self.in_flight.insert(id, subject.clone());
         Some(Delivery {
             id,
-            call_id,
+            subject,
             seq: head.seq,
             body: head.body.clone(),
             attempt: head.failures + 1,
@@ -330,19 +350,19 @@ impl WebhookQueue {
 
     /// The receiver acknowledged delivery `id`. Returns false for an ID not in flight.
     pub fn delivered(&mut self, id: DeliveryId) -> bool {
-        let Some(call_id) = self.in_flight.remove(&id) else {
+        let Some(subject) = self.in_flight.remove(&id) else {
             return false;
         };
-        self.complete(&call_id);
+        self.complete(&subject);
         true
     }
 
     /// Delivery `id` failed at `now`: retried after a backoff, or given up.
     pub fn failed(&mut self, id: DeliveryId, now: Instant) -> Failure {
-        let Some(call_id) = self.in_flight.remove(&id) else {
+        let Some(subject) = self.in_flight.remove(&id) else {
             return Failure::Unknown;
         };
-        let Some(queue) = self.calls.get_mut(&call_id) else {
+        let Some(queue) = self.subjects.get_mut(&subject) else {
             return Failure::Unknown;
         };
         let Some(head) = queue.events.front_mut() else {
@@ -351,13 +371,13 @@ impl WebhookQueue {
         head.failures += 1;
         if head.failures >= self.config.max_attempts {
             self.given_up += 1;
-            self.complete(&call_id);
+            self.complete(&subject);
             return Failure::GaveUp;
         }
         let at = now + self.config.backoff(head.failures);
         head.due = at;
         queue.in_flight = false;
-        self.ready.insert((at, head.id, call_id));
+        self.ready.insert((at, head.id, subject));
         Failure::Retry { at }
     }
 
@@ -371,9 +391,9 @@ impl WebhookQueue {
         self.ready.first().map(|(at, _, _)| *at)
     }
 
-    /// The head of `call_id` is done with: release the next event.
-    fn complete(&mut self, call_id: &CallId) {
-        let Some(queue) = self.calls.get_mut(call_id) else {
+    /// The head of `subject` is done with: release the next event.
+    fn complete(&mut self, subject: &Subject) {
+        let Some(queue) = self.subjects.get_mut(subject) else {
             return;
         };
         queue.in_flight = false;
@@ -381,18 +401,18 @@ impl WebhookQueue {
             self.len -= 1;
         }
         if let Some(next) = queue.events.front() {
-            self.ready.insert((next.due, next.id, call_id.clone()));
+            self.ready.insert((next.due, next.id, subject.clone()));
         }
-        self.forget_if_done(call_id);
+        self.forget_if_done(subject);
     }
 
-    fn forget_if_done(&mut self, call_id: &CallId) {
+    fn forget_if_done(&mut self, subject: &Subject) {
         let done = self
-            .calls
-            .get(call_id)
+            .subjects
+            .get(subject)
             .is_some_and(|q| q.finished && q.events.is_empty() && !q.in_flight);
         if done {
-            self.calls.remove(call_id);
+            self.subjects.remove(subject);
         }
     }
 }

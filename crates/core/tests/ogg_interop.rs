@@ -66,7 +66,11 @@ fn another_ogg_reader_and_libopus_play_what_the_writer_wrote() {
         last = Some((p.absgp_page(), p.last_in_stream()));
     }
     assert_eq!(heard.len(), 150 * FRAME);
-    assert_eq!(last, Some((312 + 150 * 960, true)), "granule and end of stream");
+    assert_eq!(
+        last,
+        Some((312 + 150 * 960, true)),
+        "granule and end of stream"
+    );
     let tail = &heard[heard.len() / 2..];
     assert!(power(tail, 440.0) > 100.0 * power(tail, 1000.0));
 }

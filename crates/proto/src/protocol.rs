@@ -414,6 +414,34 @@ impl LeaveReason {
     }
 }
 
+/// Why a recording or a playback ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamEnd {
+    /// Stopped by an admin request.
+    Stopped,
+    /// A playback reached the end of its file.
+    Finished,
+    /// A recording reached the configured size or duration.
+    Limit,
+    /// Writing the file failed (the server's log says why).
+    Error,
+    /// The channel ended.
+    ChannelEnded,
+}
+
+impl StreamEnd {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamEnd::Stopped => "stopped",
+            StreamEnd::Finished => "finished",
+            StreamEnd::Limit => "limit",
+            StreamEnd::Error => "error",
+            StreamEnd::ChannelEnded => "channel_ended",
+        }
+    }
+}
+
 /// A participant as other participants see it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ParticipantInfo {
@@ -502,6 +530,26 @@ pub enum ChannelEvent {
     MixChanged {
         policy: MixPolicy,
         mixing: bool,
+    },
+    /// The channel's mix is being recorded (to `file`, in the server's recordings directory).
+    RecordingStarted {
+        file: String,
+    },
+    RecordingStopped {
+        file: String,
+        reason: StreamEnd,
+        bytes: u64,
+        duration_ms: u64,
+    },
+    /// A file plays into the channel as a speaker (`participant`, not a member).
+    PlaybackStarted {
+        file: String,
+        participant: ParticipantId,
+    },
+    PlaybackStopped {
+        file: String,
+        participant: ParticipantId,
+        reason: StreamEnd,
     },
     Left {
         reason: LeaveReason,

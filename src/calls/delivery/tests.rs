@@ -176,8 +176,8 @@ fn start(url: &str, config: WebhookConfig) -> Addr<WebhookActor> {
 
 async fn push(actor: &Addr<WebhookActor>, call_id: &CallId, n: u64) {
     actor
-        .send(Push {
-            call_id: call_id.clone(),
+        .send(WebhookPush {
+            subject: Subject::CallId(call_id.clone()),
             event: event(n),
         })
         .await
@@ -328,7 +328,12 @@ async fn a_finished_call_is_forgotten_once_drained() {
     let a = call(1);
     push(&actor, &a, 1).await;
     push(&actor, &a, 2).await;
-    actor.send(Finish { call_id: a.clone() }).await.unwrap();
+    actor
+        .send(WebhookFinish {
+            subject: Subject::CallId(a.clone()),
+        })
+        .await
+        .unwrap();
     wait_for(&actor, |s| s.delivered == 2).await;
 
     // Pushing again starts the call afresh: its state went with `Finish`.

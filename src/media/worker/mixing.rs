@@ -14,6 +14,7 @@ use amphi_core::mix::{FRAME_TICKS, MAX_PACKET};
 use super::router::RouteId;
 use crate::channel::Publisher;
 use crate::ids::PeerKey;
+use crate::media::record::Recorder;
 use crate::metrics::MixerCounts;
 
 const TICK: Duration = Duration::from_millis(20);
@@ -29,6 +30,30 @@ struct MixState {
     running: bool,
     /// Each speaker's loudest decoded frame since the levels were last taken (-dBov).
     loudest: Vec<(PeerKey, u8)>,
+    /// The mix being recorded: every tick's shared encode goes to it too.
+    recorder: Option<Recorder>,
+}
+
+impl MixState {
+    fn new(settings: EncoderSettings) -> Self {
+        Self {
+            mixer: Mixer::new(OpusEncoder::new(settings), MAX_SPEAKERS),
+            origin: Instant::now(),
+            ticks: 0,
+            running: false,
+            loudest: Vec::with_capacity(MAX_SPEAKERS),
+            recorder: None,
+        }
+    }
+
+    fn wake(&mut self, now: Instant) {
+        if !self.running {
+            // A silent mixer wakes: its clock starts now.
+            self.running = true;
+            self.origin = now;
+            self.ticks = 0;
+        }
+    }
 }
 
 /// What one tick of one channel's mixer produced.
@@ -76,13 +101,10 @@ impl Mixing {
         now: Instant,
     ) {
         let settings = self.settings;
-        let state = self.mixers.entry(route).or_insert_with(|| MixState {
-            mixer: Mixer::new(OpusEncoder::new(settings), MAX_SPEAKERS),
-            origin: now,
-            ticks: 0,
-            running: false,
-            loudest: Vec::with_capacity(MAX_SPEAKERS),
-        });
+        let state = self
+            .mixers
+            .entry(route)
+            .or_insert_with(|| MixState::new(settings));
         if !state
             .mixer
             .push(speaker, seq, rtp_time, arrival, payload, capture)
@@ -98,12 +120,23 @@ impl Mixing {
                 .push(speaker, seq, rtp_time, arrival, payload, capture);
         }
         state.mixer.set_minus(speaker, minus);
-        if !state.running {
-            // A silent mixer wakes: its clock starts now.
-            state.running = true;
-            state.origin = now;
-            state.ticks = 0;
+        state.wake(now);
+    }
+
+    /// Starts (`Some`) or stops recording `route`'s mix. A recorded mixer ticks through
+    /// silence, so the file keeps time.
+    pub(super) fn record(&mut self, route: RouteId, recorder: Option<Recorder>, now: Instant) {
+        let settings = self.settings;
+        let state = self
+            .mixers
+            .entry(route)
+            .or_insert_with(|| MixState::new(settings));
+        state.mixer.set_always_encode(recorder.is_some());
+        if recorder.is_some() {
+            state.wake(now);
         }
+        // The old recorder, if any, is dropped here: its file is finished.
+        state.recorder = recorder;
     }
 
     /// Keeps in `route`'s mix only the speakers `on_stage` accepts.
@@ -204,6 +237,13 @@ impl Mixing {
                     continue;
                 }
                 let total: Arc<[u8]> = Arc::from(state.mixer.total());
+                if let Some(rec) = &mut state.recorder {
+                    if !rec.push(&total) {
+                        // It ended by itself (a limit, a write error) and has reported so.
+                        state.recorder = None;
+                        state.mixer.set_always_encode(false);
+                    }
+                }
                 let minus = state
                     .mixer
                     .speakers()

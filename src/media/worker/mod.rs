@@ -23,6 +23,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 mod mixing;
+mod player;
 mod router;
 mod stats;
 mod steer;
@@ -39,6 +40,7 @@ use crate::protocol::MediaEvent;
 use amphi_core::deadlines::{Deadline, Deadlines};
 use amphi_core::mix::codec::EncoderSettings;
 use mixing::{MixOut, Mixing};
+use player::Players;
 pub(crate) use router::Masks;
 use router::{RouteId, Router};
 use stats::{Jitter, LevelWindow};
@@ -177,8 +179,13 @@ enum Written {
 /// The publisher a mixed packet comes from: no participant's key (those are hashes of IDs).
 const MIX_KEY: PeerKey = u64::MAX;
 
+/// What a file playing into a channel holds its route as (no participant's key).
+const PLAYER_KEY: PeerKey = u64::MAX - 1;
+/// A playback's first packet waits this long, for listeners' slots to be bound to it.
+const PLAY_DELAY: Duration = Duration::from_millis(60);
+
 /// The worker running `channel`'s mixer: the same on every worker, by a hash of the ID.
-fn mixer_worker(channel: &ChannelId, workers: usize) -> usize {
+pub(crate) fn mixer_worker(channel: &ChannelId, workers: usize) -> usize {
     // FNV-1a: stable across processes and workers, unlike the std hasher's random keys.
     let hash = channel
         .as_str()
@@ -219,6 +226,9 @@ struct Worker {
     mixing: Mixing,
     /// What the last mixer ticks produced; reused.
     mix_out: Vec<MixOut>,
+    /// Files playing into the channels this worker mixes for.
+    players: Players,
+    play_out: Vec<player::Due>,
     /// Mixer counts already published.
     mix_published: MixerCounts,
     fd: std::os::fd::RawFd,
@@ -279,6 +289,8 @@ pub(crate) fn run(
             out: SendBatch::new(),
             mixing: Mixing::new(mix),
             mix_out: Vec::new(),
+            players: Players::default(),
+            play_out: Vec::new(),
             mix_published: MixerCounts::default(),
             local,
             announced,
@@ -306,6 +318,11 @@ pub(crate) fn run(
             if w.timers.next().is_some_and(|t| t <= now) {
                 w.timeouts(now);
             }
+            let mut play_due = w.players.next_due();
+            if play_due.is_some_and(|t| t <= now) {
+                w.play_due(now);
+                play_due = w.players.next_due();
+            }
             let mut mix_due = w.mixing.next_due();
             if mix_due.is_some_and(|t| t <= now) {
                 w.mix_ticks(now);
@@ -328,7 +345,8 @@ pub(crate) fn run(
                 .next()
                 .unwrap_or_else(|| now + Duration::from_secs(1))
                 .min(housekept + HOUSEKEEPING)
-                .min(mix_due.unwrap_or(now + HOUSEKEEPING));
+                .min(mix_due.unwrap_or(now + HOUSEKEEPING))
+                .min(play_due.unwrap_or(now + HOUSEKEEPING));
             tokio::select! {
                 biased;
                 cmd = commands.recv() => match cmd {
@@ -488,14 +506,93 @@ impl Worker {
             Command::ChannelClosed { channel } => {
                 if let Some(route) = self.router.find(&channel) {
                     if self.mixing.is_mixing(route) {
+                        // A recording of it is finished here.
                         self.mixing.stop(route);
                         self.router.detach(route, MIX_KEY);
+                    }
+                    if self.players.is_playing(route) {
+                        self.players.stop(route);
+                        self.router.detach(route, PLAYER_KEY);
                     }
                 }
                 self.router.channel_closed(&channel);
             }
+            Command::Record { channel, recorder } => {
+                let route = match (self.router.find(&channel), &recorder) {
+                    (Some(route), _) => route,
+                    (None, Some(_)) => self.router.open(&channel),
+                    (None, None) => return,
+                };
+                if !self.mixing.is_mixing(route) {
+                    if recorder.is_none() {
+                        return;
+                    }
+                    // The mixer holds the route while it runs.
+                    self.router.hold(route);
+                }
+                self.mixing.record(route, recorder, Instant::now());
+            }
+            Command::Play { channel, play } => match play {
+                Some((key, packets, done)) => {
+                    let route = match self.router.find(&channel) {
+                        Some(route) => route,
+                        None => self.router.open(&channel),
+                    };
+                    if !self.players.is_playing(route) {
+                        self.router.hold(route);
+                    }
+                    let start = Instant::now() + PLAY_DELAY;
+                    self.players.play(route, key, packets, start, done);
+                }
+                None => {
+                    if let Some(route) = self.router.find(&channel) {
+                        if self.players.is_playing(route) {
+                            self.players.stop(route);
+                            self.router.detach(route, PLAYER_KEY);
+                        }
+                    }
+                }
+            },
             Command::Stop => {}
         }
+    }
+
+    /// Sends the packets of files playing into channels that are due: to the listeners
+    /// (forwarded) and to the mixer, as the channel's mixdown says.
+    fn play_due(&mut self, now: Instant) {
+        let mut out = std::mem::take(&mut self.play_out);
+        let mut ended = Vec::new();
+        self.players.due(now, &mut out, &mut ended);
+        for d in out.drain(..) {
+            let Some(mix) = self.router.get(d.route).map(|r| r.mix) else {
+                continue;
+            };
+            let packet = Packet {
+                publisher: d.key,
+                capture: Some(AbsCaptureTime {
+                    capture_time: std::time::SystemTime::now(),
+                    clock_offset: None,
+                }),
+                level: None,
+                time: player::time_of(d.index),
+                seq: d.index,
+                marker: d.index == 0,
+                arrived: now,
+                data: d.data,
+            };
+            if mix.forward {
+                self.send_to_other_workers(d.route, &packet);
+                self.fan_out(d.route, &packet);
+            }
+            if mix.mixer {
+                // Players run on their channel's mixer worker: the mixer is here.
+                self.mix_here(d.route, &packet, false);
+            }
+        }
+        for route in ended {
+            self.router.detach(route, PLAYER_KEY);
+        }
+        self.play_out = out;
     }
 
     /// Makes a peer one of its channel's listeners on this worker, or not.

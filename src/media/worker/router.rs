@@ -77,7 +77,7 @@ impl Router {
         self.routes.get_mut(id)?.as_mut()
     }
 
-    fn open(&mut self, channel: &ChannelId) -> RouteId {
+    pub(super) fn open(&mut self, channel: &ChannelId) -> RouteId {
         if let Some(id) = self.find(channel) {
             return id;
         }

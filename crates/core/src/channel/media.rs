@@ -27,7 +27,7 @@ impl Channel {
     pub fn publishers(&self) -> Vec<Publisher> {
         let mut on_stage: Vec<&Member> = self.members.values().filter(|m| m.spec.publish).collect();
         on_stage.sort_by(|a, b| a.joined_at.cmp(&b.joined_at).then(a.id.cmp(&b.id)));
-        on_stage
+        let mut publishers: Vec<Publisher> = on_stage
             .into_iter()
             .map(|m| Publisher {
                 key: crate::peer::peer_key(&m.id),
@@ -36,7 +36,18 @@ impl Channel {
                 muted: m.muted || m.paused.is_some(),
                 gain_permille: m.gain_permille,
             })
-            .collect()
+            .collect();
+        // A file playing into the channel speaks last.
+        if let Some(p) = &self.playback {
+            publishers.push(Publisher {
+                key: crate::peer::peer_key(&p.participant),
+                participant: p.participant.clone(),
+                identity: p.identity.clone(),
+                muted: false,
+                gain_permille: 1000,
+            });
+        }
+        publishers
     }
 
     pub fn mix_policy(&self) -> MixPolicy {
@@ -54,7 +65,8 @@ impl Channel {
                     .members
                     .values()
                     .filter(|m| m.spec.publish && !m.muted && m.paused.is_none())
-                    .count();
+                    .count()
+                    + usize::from(self.playback.is_some());
                 unmuted > self.settings.mix_auto_above
             }
         }
@@ -92,7 +104,10 @@ impl Channel {
         let listening = || self.members.values().filter(|m| m.spec.subscribe);
         Mixdown {
             mixing,
-            mixer: mixing || listening().any(|m| m.audio == AudioMode::Mixed),
+            // A recording is of the mix: the mixer runs for it too.
+            mixer: mixing
+                || self.recording.is_some()
+                || listening().any(|m| m.audio == AudioMode::Mixed),
             forward: !mixing || listening().any(|m| m.audio == AudioMode::Forwarded),
         }
     }

@@ -43,6 +43,7 @@ struct Harness {
     detached: Vec<String>,
     permissions: Vec<(String, bool)>,
     audio: Vec<(String, AudioMode)>,
+    webhooks: Vec<(&'static str, Value)>,
     closed: bool,
 }
 
@@ -56,6 +57,7 @@ impl Harness {
             detached: Vec::new(),
             permissions: Vec::new(),
             audio: Vec::new(),
+            webhooks: Vec::new(),
             closed: false,
         }
     }
@@ -83,6 +85,7 @@ impl Harness {
                 Output::Detach(p) => self.detached.push(p.to_string()),
                 Output::Close => self.closed = true,
                 Output::Members { .. } => {}
+                Output::Webhook { kind, data } => self.webhooks.push((kind, data)),
                 Output::Audio { participant, audio } => {
                     self.audio.push((participant.to_string(), audio))
                 }

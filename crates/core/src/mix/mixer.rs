@@ -77,6 +77,8 @@ pub struct Mixer<D, E> {
     max_speakers: usize,
     /// dBov of the last total.
     level: u8,
+    /// Encode every tick, silence too (a recording is continuous).
+    always_encode: bool,
 }
 
 impl<D: Decode, E: Encode> Mixer<D, E> {
@@ -93,6 +95,7 @@ impl<D: Decode, E: Encode> Mixer<D, E> {
             packet_len: 0,
             max_speakers,
             level: 127,
+            always_encode: false,
         }
     }
 
@@ -171,6 +174,12 @@ impl<D: Decode, E: Encode> Mixer<D, E> {
         true
     }
 
+    /// Whether silent ticks are encoded too (and the mixer never idles): while the mix is
+    /// recorded, so that the file keeps time.
+    pub fn set_always_encode(&mut self, on: bool) {
+        self.always_encode = on;
+    }
+
     /// Whether speaker `key` receives its mix-minus (encoded only then).
     pub fn set_minus(&mut self, key: u64, minus: bool) -> bool {
         let Some(i) = self.find(key) else {
@@ -190,9 +199,11 @@ impl<D: Decode, E: Encode> Mixer<D, E> {
 
     /// No speaker has anything buffered or playing: ticking can stop until a packet comes.
     pub fn is_idle(&self) -> bool {
-        self.speakers
-            .iter()
-            .all(|s| !s.buffer.is_playing() && s.buffer.delay_frames() == 0)
+        !self.always_encode
+            && self
+                .speakers
+                .iter()
+                .all(|s| !s.buffer.is_playing() && s.buffer.delay_frames() == 0)
     }
 
     /// The last tick's shared encode of the total, for every mixed listener.
@@ -277,7 +288,7 @@ impl<D: Decode, E: Encode> Mixer<D, E> {
                 }
             }
         }
-        if !any {
+        if !any && !self.always_encode {
             self.packet_len = 0;
             for s in &mut self.speakers {
                 s.packet_len = 0;

@@ -122,8 +122,7 @@ impl OggOpusWriter {
     }
 
     fn add_lacing(&mut self, len: usize) {
-        self.lacing
-            .extend(std::iter::repeat_n(255u8, len / 255));
+        self.lacing.extend(std::iter::repeat_n(255u8, len / 255));
         self.lacing.push((len % 255) as u8);
     }
 
@@ -254,7 +253,9 @@ pub fn read_ogg_opus(data: &[u8]) -> Result<OggOpus, OggError> {
             .ok_or(OggError::Truncated { offset: at })?;
         let body_len: usize = lacing.iter().map(|&l| usize::from(l)).sum();
         let end = at + HEADER + count + body_len;
-        let page = data.get(at..end).ok_or(OggError::Truncated { offset: at })?;
+        let page = data
+            .get(at..end)
+            .ok_or(OggError::Truncated { offset: at })?;
         // The checksum is over the page with its own field zeroed.
         let sum = crc_update(crc_update(crc(&page[..22]), &[0; 4]), &page[26..]);
         if sum != stored {
@@ -360,7 +361,10 @@ mod tests {
         for _ in 0..=PAGE_PACKETS {
             w.packet(&frame(0, 10), 960, &mut out);
         }
-        assert!(out.len() > headers, "a full page is written with the next packet");
+        assert!(
+            out.len() > headers,
+            "a full page is written with the next packet"
+        );
         let granule = u64::from_le_bytes(out[headers + 6..headers + 14].try_into().unwrap());
         assert_eq!(granule, 312 + 960 * PAGE_PACKETS as u64);
     }

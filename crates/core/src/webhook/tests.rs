@@ -10,8 +10,8 @@ use crate::call::{CallSetup, Media};
 const SECRET: &[u8] = b"whsec_test";
 const TOLERANCE: Duration = Duration::from_secs(300);
 
-fn call(n: u8) -> CallId {
-    CallId::parse(&format!("c-{n:016x}")).unwrap()
+fn call(n: u8) -> Subject {
+    Subject::CallId(CallId::parse(&format!("c-{n:016x}")).unwrap())
 }
 
 fn event(n: u64) -> WebhookEvent {
@@ -84,7 +84,7 @@ fn bodies_carry_type_call_seq_time_and_data() {
     assert_eq!(q.push(&call(1), event(7), now), Ok(1));
     assert_eq!(q.next_deadline(), Some(now));
     let d = q.next_due(now).unwrap();
-    assert_eq!((d.seq, d.attempt, d.call_id.clone()), (1, 1, call(1)));
+    assert_eq!((d.seq, d.attempt, d.subject.clone()), (1, 1, call(1)));
     assert_eq!(
         body(&d),
         json!({"type": "test", "call_id": "c-0000000000000001", "seq": 1,
@@ -103,8 +103,8 @@ fn a_call_waits_for_its_previous_event_while_other_calls_flow() {
 
     let a1 = q.next_due(now).unwrap();
     let b1 = q.next_due(now).unwrap();
-    assert_eq!((a1.call_id.clone(), a1.seq), (a.clone(), 1));
-    assert_eq!((b1.call_id.clone(), b1.seq), (b.clone(), 1));
+    assert_eq!((a1.subject.clone(), a1.seq), (a.clone(), 1));
+    assert_eq!((b1.subject.clone(), b1.seq), (b.clone(), 1));
     assert_eq!(
         q.next_due(now),
         None,
@@ -122,7 +122,7 @@ fn a_call_waits_for_its_previous_event_while_other_calls_flow() {
     q.push(&b, event(4), now).unwrap();
     let b2 = q.next_due(now).unwrap();
     assert_eq!(
-        (b2.call_id.clone(), b2.seq),
+        (b2.subject.clone(), b2.seq),
         (b, 2),
         "b is not held up by a's retry"
     );
@@ -135,7 +135,7 @@ fn a_call_waits_for_its_previous_event_while_other_calls_flow() {
     assert_eq!(again.body, a1.body, "a retry resends the same body");
     assert!(q.delivered(again.id));
     let a2 = q.next_due(later).unwrap();
-    assert_eq!((a2.call_id, a2.seq), (a, 2));
+    assert_eq!((a2.subject, a2.seq), (a, 2));
 }
 
 #[test]
@@ -233,7 +233,7 @@ fn in_flight_deliveries_are_bounded() {
     assert_eq!(q.next_due(now), None);
     assert_eq!(q.next_deadline(), None, "nothing to wait for but a report");
     assert!(q.delivered(first.id));
-    assert_eq!(q.next_due(now).unwrap().call_id, call(2));
+    assert_eq!(q.next_due(now).unwrap().subject, call(2));
 }
 
 #[test]
@@ -257,9 +257,12 @@ fn a_finished_call_keeps_its_sequence_until_drained() {
     q.push(&call(1), event(1), now).unwrap();
     let d = q.next_due(now).unwrap();
     q.finish(&call(1));
-    assert!(q.calls.contains_key(&call(1)), "in flight: still tracked");
+    assert!(
+        q.subjects.contains_key(&call(1)),
+        "in flight: still tracked"
+    );
     assert!(q.delivered(d.id));
-    assert!(q.calls.is_empty(), "drained and finished: forgotten");
+    assert!(q.subjects.is_empty(), "drained and finished: forgotten");
     q.push(&call(2), event(2), now).unwrap();
     let d = q.next_due(now).unwrap();
     assert!(q.delivered(d.id));
@@ -276,7 +279,7 @@ fn an_offline_invitee_event_carries_the_push_config() {
     let alice = Identity::parse("alice").unwrap();
     let bob = Identity::parse("bob").unwrap();
     let setup = CallSetup {
-        id: call(9),
+        id: CallId::parse("c-0000000000000009").unwrap(),
         caller: alice,
         callees: vec![bob.clone()],
         media: Media::Video,
@@ -290,7 +293,7 @@ fn an_offline_invitee_event_carries_the_push_config() {
     let push = json!({"title": "Alice is calling", "sound": "ring.caf"});
     let e = WebhookEvent::invite_offline(&c, &bob, push.clone(), 1_700_000_000_123);
     let mut q = WebhookQueue::new(WebhookConfig::default());
-    q.push(c.id(), e, now).unwrap();
+    q.push(&Subject::CallId(c.id().clone()), e, now).unwrap();
     let d = q.next_due(now).unwrap();
     assert_eq!(
         body(&d),
@@ -300,4 +303,19 @@ fn an_offline_invitee_event_carries_the_push_config() {
                         "call_type": "one_to_one", "media": "video",
                         "extra": {"room": "r1"}, "push": push}})
     );
+}
+
+#[test]
+fn a_channel_event_names_its_channel_and_counts_its_own_seq() {
+    let now = Instant::now();
+    let mut q = WebhookQueue::new(WebhookConfig::default());
+    let channel = Subject::Channel(crate::ids::ChannelId::parse("room1").unwrap());
+    q.push(&call(1), event(1), now).unwrap();
+    assert_eq!(q.push(&channel, event(2), now), Ok(1));
+    let _ = q.next_due(now).unwrap();
+    let d = q.next_due(now).unwrap();
+    let body: Value = serde_json::from_str(&d.body).unwrap();
+    assert_eq!(body["channel"], "room1");
+    assert!(body.get("call_id").is_none());
+    assert_eq!(body["seq"], 1);
 }
