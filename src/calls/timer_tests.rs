@@ -165,6 +165,7 @@ fn engine() -> (Config, Arc<CallEngine>) {
     let engine = CallEngine::start(
         &config.calls,
         registry,
+        None,
         Box::new(|engine, call, placement| {
             CallHandle::new(CallActor::new(engine, call, placement).start())
         }),

@@ -30,6 +30,9 @@ pub struct PeerSpec {
 /// Called once when a playback ends (the file ran out, or it was stopped or dropped).
 pub type PlaybackDone = Box<dyn FnOnce(crate::protocol::StreamEnd) + Send>;
 
+/// A file's Opus packets (20 ms each), shared, played as the speaker `.0`.
+pub(crate) type Playback = (PeerKey, Arc<[Arc<[u8]>]>, PlaybackDone);
+
 pub(crate) enum Command {
     Offer {
         spec: Box<PeerSpec>,
@@ -78,7 +81,7 @@ pub(crate) enum Command {
     /// Plays packets into the channel as speaker `key` (`None`: stops); for its mixer's worker.
     Play {
         channel: ChannelId,
-        play: Option<(PeerKey, Arc<[Arc<[u8]>]>, PlaybackDone)>,
+        play: Option<Playback>,
     },
     Stop,
 }

@@ -12,6 +12,8 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod webhooks;
+
 pub const WAIT: Duration = Duration::from_secs(5);
 
 /// Starts the `amphi` binary (`serve --dev` on free loopback ports, call log in memory unless

@@ -9,6 +9,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use super::*;
+use crate::calls::call::CallId;
+use crate::calls::webhook::Subject;
 use crate::calls::webhook::{
     verify, VerifyError, WebhookConfig, WebhookEvent, SIGNATURE_HEADER, TIMESTAMP_HEADER,
 };

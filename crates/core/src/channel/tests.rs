@@ -572,3 +572,80 @@ fn the_mixer_runs_for_whoever_asks_for_the_mix_and_speakers_are_forwarded_to_who
         .set_audio(&pid("stranger"), Some(7), AudioMode::Mixed)
         .is_err());
 }
+
+#[test]
+fn a_recording_runs_the_mixer_and_a_playback_speaks_until_it_ends() {
+    use crate::protocol::StreamEnd;
+    let mut h = Harness::new();
+    h.join(0, "host", "host", &["host"]).unwrap();
+    h.join(0, "fan", "audience", &[]).unwrap();
+    h.take("fan");
+    h.ch.start_recording(h.at(10), "r.ogg".into()).unwrap();
+    h.pump();
+    assert!(h.ch.mixdown().mixer, "the mixer runs for the recording");
+    assert!(!h.ch.mixdown().mixing, "the channel still forwards");
+    assert!(h
+        .ch
+        .start_recording(h.at(11), "other.ogg".into())
+        .is_err_and(|e| e.code == ErrorCode::Conflict));
+    assert_eq!(h.ch.stop_recording().unwrap(), "r.ogg");
+    // The media plane reports the end: the reason is whoever asked.
+    let end = RecordingEnd {
+        reason: None,
+        bytes: 4096,
+        duration_ms: 2000,
+    };
+    h.ch.recording_ended("r.ogg", end);
+    h.pump();
+    let fan = h.take("fan");
+    assert_eq!(fan[0]["event"], "recording_started");
+    assert_eq!(
+        (fan[1]["event"].as_str(), fan[1]["reason"].as_str()),
+        (Some("recording_stopped"), Some("stopped"))
+    );
+    assert!(!h.ch.mixdown().mixer);
+    // A file plays as a speaker after the members on stage, and leaves the stage when done.
+    let player = pid("player");
+    h.ch.start_playback(
+        h.at(20),
+        "a.ogg".into(),
+        player.clone(),
+        Identity::parse("amphi-player").unwrap(),
+    )
+    .unwrap();
+    let stage: Vec<String> =
+        h.ch.publishers()
+            .iter()
+            .map(|p| p.participant.to_string())
+            .collect();
+    assert_eq!(stage, vec!["p-host".to_string(), "p-player".to_string()]);
+    h.ch.playback_ended(&player, StreamEnd::Finished);
+    h.pump();
+    assert_eq!(h.ch.publishers().len(), 1);
+    let kinds: Vec<&str> = h.webhooks.iter().map(|(k, _)| *k).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "recording_started",
+            "recording_stopped",
+            "playback_started",
+            "playback_stopped"
+        ]
+    );
+    assert_eq!(h.webhooks[1].1["bytes"], 4096);
+    // A channel that ends takes its playback with it.
+    h.ch.start_playback(
+        h.at(30),
+        "b.ogg".into(),
+        player.clone(),
+        Identity::parse("amphi-player").unwrap(),
+    )
+    .unwrap();
+    h.ch.end(h.at(40), LeaveReason::ChannelStopped, None);
+    h.pump();
+    let (kind, data) = h.webhooks.last().unwrap();
+    assert_eq!(
+        (*kind, data["reason"].as_str()),
+        ("playback_stopped", Some("channel_ended"))
+    );
+}
