@@ -157,6 +157,17 @@ impl Mixing {
         }
     }
 
+    /// Sizes each running mixer's FEC to what its listeners report (`loss` gives a route's
+    /// expected loss in percent); never below the configured expectation.
+    pub(super) fn set_expected_loss(&mut self, mut loss: impl FnMut(RouteId) -> Option<i32>) {
+        let floor = self.settings.expected_loss_percent;
+        for (&route, state) in &mut self.mixers {
+            if let (true, Some(percent)) = (state.running, loss(route)) {
+                state.mixer.set_expected_loss(percent.max(floor));
+            }
+        }
+    }
+
     /// Each speaker's loudest decoded level (-dBov) since the last call, per route: what
     /// drives `active_speaker` and `audio_levels` while the mixer runs.
     pub(super) fn take_levels(&mut self, mut level: impl FnMut(RouteId, PeerKey, u8)) {

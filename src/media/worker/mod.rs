@@ -1134,6 +1134,12 @@ impl Worker {
                 let jitter = st.remote.as_ref().map(|r| f64::from(r.jitter) / 48_000.0);
                 self.metrics.receiver_report(st.rtt, st.loss, jitter);
                 if let Some(peer) = self.peers.get(&key) {
+                    if let (true, Some(loss), Some(route)) =
+                        (peer.mixed, st.loss, self.router.get(peer.route))
+                    {
+                        // The mix's encoder learns what its listeners lose.
+                        route.bits.report_loss(loss);
+                    }
                     session_event(
                         &peer.spec,
                         MediaEvent::Quality {
@@ -1386,6 +1392,8 @@ impl Worker {
             }
         }
         let router = &self.router;
+        self.mixing
+            .set_expected_loss(|route| router.get(route).map(|r| r.bits.expected_loss_percent()));
         self.mixing.take_levels(|route, key, dbov| {
             let Some(r) = router.get(route) else {
                 return;

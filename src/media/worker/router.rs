@@ -7,7 +7,7 @@
 //! fan-out needs no repair afterwards (the walk skips peers that are gone).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use dashmap::DashMap;
@@ -21,9 +21,40 @@ use crate::messages::SpeakerLevel;
 /// Index of a route in one worker's table; valid while a peer of this worker is attached.
 pub(super) type RouteId = usize;
 
-/// Which workers have listeners in which channel (one bit per worker), shared by one
-/// plane's workers.
-pub(crate) type Masks = Arc<DashMap<ChannelId, Arc<AtomicU64>>>;
+/// What one plane's workers share per channel: which of them have listeners in it (one bit
+/// per worker), and how much its mixed listeners lose (from their receiver reports), which
+/// the mixer's encoder sizes its in-band FEC for.
+#[derive(Debug, Default)]
+pub(crate) struct ChannelBits {
+    pub mask: AtomicU64,
+    /// Smoothed loss reported by mixed listeners, in thousandths.
+    pub loss_permille: AtomicU32,
+}
+
+impl ChannelBits {
+    /// One receiver report's loss (0.0–1.0) from a listener of the mix: a moving average
+    /// over reports, so that the typical listener, not the worst one, sizes the shared FEC.
+    pub fn report_loss(&self, loss: f32) {
+        let sample = (loss.clamp(0.0, 1.0) * 1000.0) as u32;
+        let _ = self
+            .loss_permille
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |old| {
+                Some(if sample >= old {
+                    old + (sample - old).div_ceil(16)
+                } else {
+                    old - (old - sample).div_ceil(16)
+                })
+            });
+    }
+
+    /// The expected loss the mix's encoder is told, in percent.
+    pub fn expected_loss_percent(&self) -> i32 {
+        (self.loss_permille.load(Ordering::Relaxed) / 10) as i32
+    }
+}
+
+/// Per channel, what one plane's workers share.
+pub(crate) type Masks = Arc<DashMap<ChannelId, Arc<ChannelBits>>>;
 
 pub(super) struct Route {
     pub(super) channel: ChannelId,
@@ -33,7 +64,7 @@ pub(super) struct Route {
     /// The channel, for speakers' levels measured by the mixer (set with the first stage).
     pub(super) levels: Option<Recipient<SpeakerLevel>>,
     listeners: Arc<[PeerKey]>,
-    mask: Arc<AtomicU64>,
+    pub(super) bits: Arc<ChannelBits>,
     /// This worker's peers in the channel (listening or not): the route lives while any is.
     attached: usize,
 }
@@ -87,7 +118,7 @@ impl Router {
             mix: Mixdown::default(),
             levels: None,
             listeners: Arc::from(Vec::new()),
-            mask: self.masks.entry(channel.clone()).or_default().clone(),
+            bits: self.masks.entry(channel.clone()).or_default().clone(),
             attached: 0,
         };
         let id = match self.free.pop() {
@@ -173,8 +204,8 @@ impl Router {
         let route = self.routes[id].take().expect("checked above");
         self.ids.remove(&route.channel);
         self.free.push(id);
-        let Route { channel, mask, .. } = route;
-        drop(mask);
+        let Route { channel, bits, .. } = route;
+        drop(bits);
         // The last worker to let go of a channel's bits removes them; the shard lock makes
         // the count exact against a worker opening the channel at the same time.
         self.masks
@@ -193,7 +224,7 @@ impl Router {
         next.extend_from_slice(&route.listeners);
         next.push(key);
         route.listeners = next.into();
-        route.mask.fetch_or(bit, Ordering::Relaxed);
+        route.bits.mask.fetch_or(bit, Ordering::Relaxed);
     }
 
     pub(super) fn remove_listener(&mut self, id: RouteId, key: PeerKey) {
@@ -211,7 +242,7 @@ impl Router {
             .filter(|k| *k != key)
             .collect();
         if next.is_empty() {
-            route.mask.fetch_and(!bit, Ordering::Relaxed);
+            route.bits.mask.fetch_and(!bit, Ordering::Relaxed);
         }
         route.listeners = next.into();
     }
@@ -221,7 +252,7 @@ impl Router {
         let route = self.get(id)?;
         Some(Plan {
             listeners: route.listeners.clone(),
-            others: route.mask.load(Ordering::Relaxed) & !self.bit,
+            others: route.bits.mask.load(Ordering::Relaxed) & !self.bit,
         })
     }
 }
@@ -352,5 +383,30 @@ mod tests {
             .map(|p| p.key)
             .collect();
         assert_eq!(keys, vec![7, 8]);
+    }
+}
+
+#[cfg(test)]
+mod loss_tests {
+    use super::ChannelBits;
+
+    #[test]
+    fn the_expected_loss_follows_the_reports_smoothly() {
+        let bits = ChannelBits::default();
+        assert_eq!(bits.expected_loss_percent(), 0);
+        bits.report_loss(0.2);
+        let after_one = bits.expected_loss_percent();
+        assert!(
+            (1..=2).contains(&after_one),
+            "one report moves it a sixteenth: {after_one}"
+        );
+        for _ in 0..100 {
+            bits.report_loss(0.2);
+        }
+        assert_eq!(bits.expected_loss_percent(), 20);
+        for _ in 0..100 {
+            bits.report_loss(0.0);
+        }
+        assert_eq!(bits.expected_loss_percent(), 0, "and back down");
     }
 }

@@ -26,6 +26,9 @@ pub trait Decode {
 pub trait Encode {
     /// Encodes one frame into `out`; the packet's length.
     fn encode(&mut self, pcm: &Pcm, out: &mut [u8]) -> Result<usize, CodecError>;
+
+    /// The loss the receivers report, in percent: an encoder with in-band FEC sizes it to it.
+    fn set_expected_loss(&mut self, _percent: i32) {}
 }
 
 /// Encoder settings.
@@ -104,16 +107,16 @@ impl OpusEncoder {
         inner.packet_loss_perc = settings.expected_loss_percent;
         Self { inner }
     }
-
-    /// Expected loss from the listeners' receiver reports: more loss, more FEC.
-    pub fn set_expected_loss(&mut self, percent: i32) {
-        self.inner.packet_loss_perc = percent.clamp(0, 100);
-    }
 }
 
 impl Encode for OpusEncoder {
     fn encode(&mut self, pcm: &Pcm, out: &mut [u8]) -> Result<usize, CodecError> {
         self.inner.encode_i16(pcm, FRAME, out).map_err(CodecError)
+    }
+
+    /// More loss, more FEC (within the bit rate: Opus takes it from the audio).
+    fn set_expected_loss(&mut self, percent: i32) {
+        self.inner.packet_loss_perc = percent.clamp(0, 100);
     }
 }
 

@@ -174,6 +174,14 @@ impl<D: Decode, E: Encode> Mixer<D, E> {
         true
     }
 
+    /// The loss listeners report, in percent: the encoders' in-band FEC is sized to it.
+    pub fn set_expected_loss(&mut self, percent: i32) {
+        self.encoder.set_expected_loss(percent);
+        for s in &mut self.speakers {
+            s.encoder.set_expected_loss(percent);
+        }
+    }
+
     /// Whether silent ticks are encoded too (and the mixer never idles): while the mix is
     /// recorded, so that the file keeps time.
     pub fn set_always_encode(&mut self, on: bool) {
