@@ -23,6 +23,7 @@ pub const MIXER_FEC: &str = "amphi_mixer_fec_frames_total";
 pub const MIXER_LIMITED: &str = "amphi_mixer_limited_frames_total";
 pub const MIXER_JITTER_BUFFER: &str = "amphi_mixer_jitter_buffer_frames";
 pub const MIXING_CHANNELS: &str = "amphi_mixing_channels";
+pub const MIXED_LISTENERS: &str = "amphi_mixed_listeners";
 pub const PEER_MOVES: &str = "amphi_media_peer_moves_total";
 pub const CHANNELS: &str = "amphi_channels";
 pub const PARTICIPANTS: &str = "amphi_participants";
@@ -201,6 +202,10 @@ fn describe() {
         MIXING_CHANNELS,
         "Channels with a running mixer, per media worker"
     );
+    describe_gauge!(
+        MIXED_LISTENERS,
+        "Peers receiving a mix (or a mix-minus) rather than speakers' own streams, per media worker"
+    );
     describe_counter!(
         HANDOVERS,
         "Datagrams read by a media worker other than the one owning their peer"
@@ -285,6 +290,7 @@ pub struct WorkerMetrics {
     mixer_tick: Histogram,
     mixer_buffer: Histogram,
     mixing_channels: Gauge,
+    mixed_listeners: Gauge,
     mixer: [Counter; 7],
     handovers: Counter,
     moves: Counter,
@@ -312,7 +318,8 @@ impl WorkerMetrics {
             peers: gauge!(PEERS, "worker" => w.clone()),
             mixer_tick: histogram!(MIXER_TICK),
             mixer_buffer: histogram!(MIXER_JITTER_BUFFER),
-            mixing_channels: gauge!(MIXING_CHANNELS, "worker" => w),
+            mixing_channels: gauge!(MIXING_CHANNELS, "worker" => w.clone()),
+            mixed_listeners: gauge!(MIXED_LISTENERS, "worker" => w),
             mixer: [
                 counter!(MIXER_TICKS),
                 counter!(MIXER_LATE_TICKS),
@@ -390,6 +397,10 @@ impl WorkerMetrics {
 
     pub fn mixing_channels(&self, n: usize) {
         self.mixing_channels.set(n as f64);
+    }
+
+    pub fn mixed_listeners(&self, n: usize) {
+        self.mixed_listeners.set(n as f64);
     }
 
     pub fn handover(&mut self) {

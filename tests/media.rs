@@ -727,6 +727,21 @@ async fn while_mixing_speakers_levels_come_from_the_decoded_audio() {
         .expect("audio_levels while mixing");
     assert_eq!(e["speakers"][0]["participant"].as_str(), Some(id.as_str()));
     assert!(e["speakers"][0]["volume"].as_u64().unwrap() > 0);
+    // Silence costs nothing: once the host stops, the mixer stops ticking (its jitter buffer
+    // drained) and nothing more is sent.
+    h.set_sending(false).await;
+    let ticks = "amphi_mixer_ticks_total";
+    let mut settled = false;
+    let deadline = std::time::Instant::now() + SECS;
+    while !settled && std::time::Instant::now() < deadline {
+        let before = metric(&server, ticks).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        settled = metric(&server, ticks).await == before;
+    }
+    assert!(settled, "the mixer of a silent channel stops ticking");
+    let heard = l.received_packets();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(l.received_packets(), heard, "and sends nothing");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1381,7 +1381,9 @@ impl Worker {
     }
 
     fn housekeeping(&mut self) {
+        let mut mixed = 0;
         for peer in self.peers.values_mut() {
+            mixed += usize::from(peer.mixed && peer.spec.can_subscribe);
             if let Some(dbov) = peer.level.loudest.take() {
                 let voice = std::mem::take(&mut peer.level.voice);
                 let _ = peer.spec.levels.try_send(SpeakerLevel {
@@ -1413,6 +1415,7 @@ impl Worker {
         self.metrics.mixer(counts.since(&self.mix_published));
         self.mix_published = counts;
         self.metrics.mixing_channels(self.mixing.running());
+        self.metrics.mixed_listeners(mixed);
         for frames in self.mixing.buffer_delays() {
             self.metrics.mixer_buffer(frames);
         }
