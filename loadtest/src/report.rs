@@ -77,6 +77,20 @@ pub struct ServerCost {
     pub handovers: Option<f64>,
     /// Peers moved to the worker their packets land on, over the whole run.
     pub peer_moves: Option<f64>,
+    /// The mixers over the steady window, when the server mixed.
+    pub mixer: Option<MixerCost>,
+}
+
+/// The mixers' work over a window, from the server's metrics.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MixerCost {
+    pub ticks: f64,
+    /// One shared encode plus one mix-minus per speaker hearing the mix, whatever the audience.
+    pub encodes_per_tick: f64,
+    pub late_ticks: f64,
+    /// Upper bounds of the histogram buckets holding the median and the 99th percentile.
+    pub tick_p50_ms_at_most: Option<f64>,
+    pub tick_p99_ms_at_most: Option<f64>,
 }
 
 /// Failed calls by the first thing that went wrong in each.
@@ -233,6 +247,16 @@ impl Report {
                 .peer_moves
                 .map_or("n/a".into(), |m| format!("{m:.0}")),
         );
+        if let Some(m) = &self.server.mixer {
+            out += &format!(
+                "mixer            {:.0} ticks, {:.2} encodes per tick, {:.0} late; tick p50 ≤ {} p99 ≤ {}\n",
+                m.ticks,
+                m.encodes_per_tick,
+                m.late_ticks,
+                opt(m.tick_p50_ms_at_most, "ms"),
+                opt(m.tick_p99_ms_at_most, "ms"),
+            );
+        }
         let ratio = |p: f64| {
             self.server
                 .cpu_us_per_forwarded_packet

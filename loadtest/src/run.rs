@@ -314,6 +314,7 @@ pub async fn run(
     // Server cost is measured once every listener is in and hearing: joins and handshakes
     // are not forwarding.
     let mut steady: Option<(Option<f64>, Option<f64>)> = None;
+    let mut mixer0: Option<server::MixerSnapshot> = None;
     let own = std::process::id();
     // The swarm's own CPU over the same window, and what it received in it.
     let mut swarm0 = (server::cpu_seconds(own), Instant::now(), 0u64);
@@ -349,6 +350,7 @@ pub async fn run(
                         pid.and_then(server::cpu_seconds),
                         server::metric(&url, "amphi_packets_forwarded_total").await,
                     ));
+                    mixer0 = server::mixer_snapshot(&url).await;
                     swarm0 = (server::cpu_seconds(own), Instant::now(), received_total);
                 }
                 let per_listener = if scenario.mix {
@@ -401,6 +403,10 @@ pub async fn run(
             .map(|c| c / window_received as f64 * 1e6),
     };
     let fwd1 = server::metric(&url, "amphi_packets_forwarded_total").await;
+    let mixer = match (mixer0, server::mixer_snapshot(&url).await) {
+        (Some(a), Some(b)) => b.since(&a),
+        _ => None,
+    };
     let (cpu0, fwd0) = match steady {
         Some((c, f)) if c.is_some() && f < fwd1 => (c, f),
         _ => (cpu0, fwd0),
@@ -486,6 +492,7 @@ pub async fn run(
             },
             handovers,
             peer_moves,
+            mixer,
         },
         swarm,
         timeline,

@@ -140,3 +140,118 @@ pub async fn scrape(url: &str) -> Option<String> {
         .ok()?;
     Some(body)
 }
+
+/// The mixers' counters at one moment, from one scrape.
+#[derive(Debug, Clone, Default)]
+pub struct MixerSnapshot {
+    pub ticks: f64,
+    pub late: f64,
+    pub encodes: f64,
+    /// The tick-duration histogram: (upper bound in seconds, cumulative count).
+    pub buckets: Vec<(f64, f64)>,
+}
+
+pub async fn mixer_snapshot(url: &str) -> Option<MixerSnapshot> {
+    let text = scrape(url).await?;
+    Some(mixer_in(&text))
+}
+
+pub fn mixer_in(text: &str) -> MixerSnapshot {
+    let mut buckets: Vec<(f64, f64)> = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("amphi_mixer_tick_seconds_bucket{") else {
+            continue;
+        };
+        let le = rest
+            .split("le=\"")
+            .nth(1)
+            .and_then(|v| v.split('"').next())
+            .and_then(|v| {
+                if v == "+Inf" {
+                    Some(f64::INFINITY)
+                } else {
+                    v.parse().ok()
+                }
+            });
+        let count = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
+        if let (Some(le), Some(count)) = (le, count) {
+            match buckets.iter_mut().find(|(b, _)| *b == le) {
+                Some((_, c)) => *c += count,
+                None => buckets.push((le, count)),
+            }
+        }
+    }
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    MixerSnapshot {
+        ticks: sum_metric(text, "amphi_mixer_ticks_total"),
+        late: sum_metric(text, "amphi_mixer_late_ticks_total"),
+        encodes: sum_metric(text, "amphi_mixer_encodes_total"),
+        buckets,
+    }
+}
+
+impl MixerSnapshot {
+    /// What happened between `earlier` and `self`; `None` when no tick ran.
+    pub fn since(&self, earlier: &MixerSnapshot) -> Option<crate::report::MixerCost> {
+        let ticks = self.ticks - earlier.ticks;
+        if ticks <= 0.0 {
+            return None;
+        }
+        let counts: Vec<(f64, f64)> = self
+            .buckets
+            .iter()
+            .map(|&(le, c)| {
+                let before = earlier
+                    .buckets
+                    .iter()
+                    .find(|(b, _)| *b == le)
+                    .map_or(0.0, |(_, c)| *c);
+                (le, c - before)
+            })
+            .collect();
+        // A quantile's bucket bound: an upper limit of the tick's duration.
+        let quantile = |q: f64| {
+            let total = counts.last().map_or(0.0, |(_, c)| *c);
+            counts
+                .iter()
+                .find(|(_, c)| *c >= q * total && total > 0.0)
+                .map(|(le, _)| le * 1000.0)
+        };
+        Some(crate::report::MixerCost {
+            ticks,
+            encodes_per_tick: (self.encodes - earlier.encodes) / ticks,
+            late_ticks: self.late - earlier.late,
+            tick_p50_ms_at_most: quantile(0.5),
+            tick_p99_ms_at_most: quantile(0.99),
+        })
+    }
+}
+
+#[cfg(test)]
+mod mixer_tests {
+    use super::mixer_in;
+
+    #[test]
+    fn mixer_work_over_a_window_comes_from_two_scrapes() {
+        let at = |ticks: f64, fast: f64| {
+            format!(
+                "amphi_mixer_ticks_total {ticks}\n\
+                 amphi_mixer_encodes_total {}\n\
+                 amphi_mixer_late_ticks_total 1\n\
+                 amphi_mixer_tick_seconds_bucket{{le=\"0.001\"}} {fast}\n\
+                 amphi_mixer_tick_seconds_bucket{{le=\"0.005\"}} {ticks}\n\
+                 amphi_mixer_tick_seconds_bucket{{le=\"+Inf\"}} {ticks}\n",
+                ticks * 11.0
+            )
+        };
+        let a = mixer_in(&at(100.0, 100.0));
+        let b = mixer_in(&at(300.0, 250.0));
+        let cost = b.since(&a).unwrap();
+        assert_eq!(cost.ticks, 200.0);
+        assert_eq!(cost.encodes_per_tick, 11.0);
+        assert_eq!(cost.late_ticks, 0.0);
+        assert_eq!(cost.tick_p50_ms_at_most, Some(1.0));
+        assert_eq!(cost.tick_p99_ms_at_most, Some(5.0));
+        assert!(a.since(&a).is_none(), "no tick, no figures");
+    }
+}
