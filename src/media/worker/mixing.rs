@@ -48,9 +48,10 @@ impl MixState {
 
     fn wake(&mut self, now: Instant) {
         if !self.running {
-            // A silent mixer wakes: its clock starts now.
+            // A silent mixer wakes on a packet: its first tick comes half a frame later, so
+            // that ticks fall between that speaker's arrivals, not on them.
             self.running = true;
-            self.origin = now;
+            self.origin = now.checked_sub(TICK / 2).unwrap_or(now);
             self.ticks = 0;
         }
     }

@@ -19,6 +19,8 @@ const IDLE_AFTER: u32 = 5;
 /// `EXCESS_TICKS` (a burst is played out, a standing excess is not kept).
 const EXCESS: usize = 2;
 const EXCESS_TICKS: u32 = 25;
+/// Ticks without a late packet after which a frame added for lateness is taken back (10 s).
+const CALM_TICKS: u32 = 500;
 
 struct Slot {
     seq: Option<u64>,
@@ -68,6 +70,12 @@ pub struct JitterBuffer {
     bounds: (usize, usize),
     /// RFC 3550 §6.4.1 inter-arrival jitter, seconds.
     jitter: f64,
+    /// The target the jitter alone asks for.
+    for_jitter: usize,
+    /// Frames added because packets came too late to play (the tick's phase against the
+    /// arrivals can be worse than the jitter suggests), taken back one by one in calm spells.
+    for_lateness: usize,
+    calm: u32,
     last_transit: Option<f64>,
     stats: JitterStats,
 }
@@ -103,6 +111,9 @@ impl JitterBuffer {
             target: (MIN_TARGET + 1).clamp(min, max),
             bounds: (min, max),
             jitter: 0.0,
+            for_jitter: MIN_TARGET + 1,
+            for_lateness: 0,
+            calm: 0,
             last_transit: None,
             stats: JitterStats::default(),
         }
@@ -149,6 +160,12 @@ impl JitterBuffer {
         match self.next {
             Some(next) if self.playing && seq < next => {
                 self.stats.late += 1;
+                if self.calm > 0 {
+                    // One more frame of delay per spell of lateness, not per late packet.
+                    self.for_lateness = (self.for_lateness + 1).min(MAX_TARGET);
+                    self.calm = 0;
+                    self.retarget();
+                }
                 return;
             }
             Some(next) if seq >= next + CAPACITY as u64 => {
@@ -190,8 +207,14 @@ impl JitterBuffer {
         }
         self.last_transit = Some(transit);
         let frame = FRAME_TICKS as f64 / f64::from(SAMPLE_RATE);
-        // Enough frames to cover three times the mean deviation, plus the frame in play.
-        let wanted = 1 + (3.0 * self.jitter / frame).ceil() as usize;
+        // Enough frames to cover three times the mean deviation, counting the half frame by
+        // which the mixer's tick follows arrivals (it starts half a frame after the first).
+        self.for_jitter = ((3.0 * self.jitter + frame / 2.0) / frame).ceil() as usize;
+        self.retarget();
+    }
+
+    fn retarget(&mut self) {
+        let wanted = self.for_jitter.max(MIN_TARGET) + self.for_lateness;
         self.target = wanted.clamp(self.bounds.0, self.bounds.1);
     }
 
@@ -204,6 +227,12 @@ impl JitterBuffer {
         let Some(mut next) = self.next else {
             return Play::Silent;
         };
+        self.calm = self.calm.saturating_add(1);
+        if self.calm >= CALM_TICKS && self.for_lateness > 0 {
+            self.for_lateness -= 1;
+            self.calm = 1;
+            self.retarget();
+        }
         if !self.playing {
             if self.delay_frames() < self.target {
                 return Play::Silent;
@@ -327,12 +356,34 @@ mod tests {
         }
         assert_eq!(b.stats().dropped, 0);
         // Kept up for longer, the excess is shed one frame at a time.
-        for seq in 20..100 {
+        for seq in 20..200 {
             push(&mut b, seq, seq * 20);
             b.pop();
         }
         assert!(b.stats().dropped >= 1);
         assert!(b.delay_frames() <= b.target() + EXCESS + 1);
+    }
+
+    #[test]
+    fn lateness_adds_a_frame_and_a_calm_spell_takes_it_back() {
+        let mut b = JitterBuffer::new();
+        // Steady arrivals: one frame of delay.
+        for seq in 0..50 {
+            push(&mut b, seq, seq * 20);
+            b.pop();
+        }
+        assert_eq!(b.target(), 1);
+        // A packet that comes after its tick: one more frame of delay.
+        b.pop();
+        push(&mut b, 50, 50 * 20);
+        assert_eq!(b.stats().late, 1);
+        assert_eq!(b.target(), 2);
+        // Ten calm seconds later it is taken back.
+        for seq in 51..51 + u64::from(CALM_TICKS) + 10 {
+            push(&mut b, seq, seq * 20);
+            b.pop();
+        }
+        assert_eq!(b.target(), 1);
     }
 
     #[test]
