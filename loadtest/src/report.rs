@@ -88,6 +88,8 @@ pub struct MixerCost {
     /// One shared encode plus one mix-minus per speaker hearing the mix, whatever the audience.
     pub encodes_per_tick: f64,
     pub late_ticks: f64,
+    /// Speaker frames concealed (lost, late) of those decoded.
+    pub concealed_share: Option<f64>,
     /// Upper bounds of the histogram buckets holding the median and the 99th percentile.
     pub tick_p50_ms_at_most: Option<f64>,
     pub tick_p99_ms_at_most: Option<f64>,
@@ -249,10 +251,11 @@ impl Report {
         );
         if let Some(m) = &self.server.mixer {
             out += &format!(
-                "mixer            {:.0} ticks, {:.2} encodes per tick, {:.0} late; tick p50 ≤ {} p99 ≤ {}\n",
+                "mixer            {:.0} ticks, {:.2} encodes per tick, {:.0} late, {} of speaker frames concealed; tick p50 ≤ {} p99 ≤ {}\n",
                 m.ticks,
                 m.encodes_per_tick,
                 m.late_ticks,
+                opt(m.concealed_share.map(|c| c * 100.0), "%"),
                 opt(m.tick_p50_ms_at_most, "ms"),
                 opt(m.tick_p99_ms_at_most, "ms"),
             );

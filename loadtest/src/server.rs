@@ -147,6 +147,8 @@ pub struct MixerSnapshot {
     pub ticks: f64,
     pub late: f64,
     pub encodes: f64,
+    pub decodes: f64,
+    pub concealed: f64,
     /// The tick-duration histogram: (upper bound in seconds, cumulative count).
     pub buckets: Vec<(f64, f64)>,
 }
@@ -186,6 +188,8 @@ pub fn mixer_in(text: &str) -> MixerSnapshot {
         ticks: sum_metric(text, "amphi_mixer_ticks_total"),
         late: sum_metric(text, "amphi_mixer_late_ticks_total"),
         encodes: sum_metric(text, "amphi_mixer_encodes_total"),
+        decodes: sum_metric(text, "amphi_mixer_decodes_total"),
+        concealed: sum_metric(text, "amphi_mixer_concealed_frames_total"),
         buckets,
     }
 }
@@ -221,6 +225,10 @@ impl MixerSnapshot {
             ticks,
             encodes_per_tick: (self.encodes - earlier.encodes) / ticks,
             late_ticks: self.late - earlier.late,
+            concealed_share: {
+                let decodes = self.decodes - earlier.decodes;
+                (decodes > 0.0).then(|| (self.concealed - earlier.concealed) / decodes)
+            },
             tick_p50_ms_at_most: quantile(0.5),
             tick_p99_ms_at_most: quantile(0.99),
         })

@@ -16,11 +16,16 @@ pub const MAX_TARGET: usize = 10;
 /// talking, DTX, or gone) rather than losing packets: no more concealment.
 const IDLE_AFTER: u32 = 5;
 /// Delay above target (in frames) that is shed by dropping a frame, once it has lasted
-/// `EXCESS_TICKS` (a burst is played out, a standing excess is not kept).
-const EXCESS: usize = 2;
+/// `EXCESS_TICKS` (a burst is played out, a standing excess is not kept): one frame of slack
+/// for the jitter the target did not foresee, no more, since every frame kept is 20 ms of
+/// latency for every listener.
+const EXCESS: usize = 1;
 const EXCESS_TICKS: u32 = 25;
-/// Ticks without a late packet after which a frame added for lateness is taken back (10 s).
-const CALM_TICKS: u32 = 500;
+/// Ticks without a late packet after which a frame added for lateness is taken back (5 s).
+const CALM_TICKS: u32 = 250;
+/// Frames of delay lateness may add: beyond that, concealing a rare late frame is better for
+/// live audio than holding everyone's back.
+const MAX_FOR_LATENESS: usize = 2;
 
 struct Slot {
     seq: Option<u64>,
@@ -73,7 +78,8 @@ pub struct JitterBuffer {
     /// The target the jitter alone asks for.
     for_jitter: usize,
     /// Frames added because packets came too late to play (the tick's phase against the
-    /// arrivals can be worse than the jitter suggests), taken back one by one in calm spells.
+    /// arrivals can be worse than the jitter suggests): as late as the latest was, at most
+    /// `MAX_FOR_LATENESS`, taken back one by one in calm spells.
     for_lateness: usize,
     calm: u32,
     last_transit: Option<f64>,
@@ -160,12 +166,12 @@ impl JitterBuffer {
         match self.next {
             Some(next) if self.playing && seq < next => {
                 self.stats.late += 1;
-                if self.calm > 0 {
-                    // One more frame of delay per spell of lateness, not per late packet.
-                    self.for_lateness = (self.for_lateness + 1).min(MAX_TARGET);
-                    self.calm = 0;
-                    self.retarget();
-                }
+                // As much more delay as this packet was late by (it would have played then),
+                // within bounds; more late packets by as much add nothing.
+                let behind = (next - seq) as usize;
+                self.for_lateness = self.for_lateness.max(behind).min(MAX_FOR_LATENESS);
+                self.calm = 0;
+                self.retarget();
                 return;
             }
             Some(next) if seq >= next + CAPACITY as u64 => {
@@ -378,7 +384,7 @@ mod tests {
         push(&mut b, 50, 50 * 20);
         assert_eq!(b.stats().late, 1);
         assert_eq!(b.target(), 2);
-        // Ten calm seconds later it is taken back.
+        // Five calm seconds later it is taken back.
         for seq in 51..51 + u64::from(CALM_TICKS) + 10 {
             push(&mut b, seq, seq * 20);
             b.pop();
