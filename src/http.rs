@@ -27,6 +27,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/channels/{id}", web::get().to(get_channel))
         .route("/api/channels/{id}/stop", web::post().to(stop_channel))
         .route("/api/channels/{id}/kick", web::post().to(kick))
+        .route("/api/channels/{id}/mix", web::post().to(mix))
         .route("/api/channels/{id}/record", web::post().to(record))
         .route(
             "/api/channels/{id}/record/stop",
@@ -301,4 +302,14 @@ async fn stop_playing(
 ) -> Result<HttpResponse, HttpError> {
     admin(&req, &state)?;
     streams::stop_playing(&path, &state).await
+}
+
+async fn mix(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
+    admin(&req, &state)?;
+    streams::mix(&path, &body, &state).await
 }

@@ -283,6 +283,11 @@ pub enum AdminPlay {
     Stop,
 }
 
+/// An admin sets a channel's mix policy; the result is whether the channel mixes now.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub struct AdminMix(pub crate::protocol::MixPolicy);
+
 /// The media plane finished recording `file`.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -310,6 +315,7 @@ pub struct ChannelHandle {
     pub stop: Recipient<AdminStop>,
     pub kick: Recipient<AdminKick>,
     pub record: Recipient<AdminRecord>,
+    pub mix: Recipient<AdminMix>,
     pub play: Recipient<AdminPlay>,
     pub pause: Recipient<PausePublisher>,
     pub shutdown: Recipient<Shutdown>,
@@ -326,6 +332,7 @@ impl ChannelHandle {
             + Handler<AdminStop>
             + Handler<AdminKick>
             + Handler<AdminRecord>
+            + Handler<AdminMix>
             + Handler<AdminPlay>
             + Handler<PausePublisher>
             + Handler<Shutdown>,
@@ -338,6 +345,7 @@ impl ChannelHandle {
             stop: addr.clone().recipient(),
             kick: addr.clone().recipient(),
             record: addr.clone().recipient(),
+            mix: addr.clone().recipient(),
             play: addr.clone().recipient(),
             pause: addr.clone().recipient(),
             shutdown: addr.recipient(),
@@ -381,6 +389,7 @@ to_channel! {
     AdminStop => stop,
     AdminKick => kick,
     AdminRecord => record,
+    AdminMix => mix,
     AdminPlay => play,
     PausePublisher => pause,
     Shutdown => shutdown,

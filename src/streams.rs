@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::error::{ApiError, HttpError};
 use crate::ids::ChannelId;
-use crate::messages::{AdminPlay, AdminRecord};
+use crate::messages::{AdminMix, AdminPlay, AdminRecord};
 use crate::state::AppState;
 
 #[derive(Deserialize, Default)]
@@ -61,6 +61,28 @@ fn channel_handle(
 
 fn gone(id: &ChannelId) -> ApiError {
     ApiError::not_found(format!("channel '{id}' has ended"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MixBody {
+    policy: crate::protocol::MixPolicy,
+}
+
+/// `POST /api/channels/{id}/mix`: sets the channel's mix policy, announced like a moderator's.
+pub async fn mix(path: &str, bytes: &[u8], state: &AppState) -> Result<HttpResponse, HttpError> {
+    let id = ChannelId::parse(path).map_err(ApiError::from)?;
+    let channel = channel_handle(state, &id)?;
+    let body: MixBody = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body must be JSON {{\"policy\": \"forward\" | \"mix\" | \"auto\"}}: {e}"
+        ))
+    })?;
+    let mixing = channel
+        .send(AdminMix(body.policy))
+        .await
+        .map_err(|_| gone(&id))?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "policy": body.policy, "mixing": mixing })))
 }
 
 /// `POST /api/channels/{id}/record`: records the channel's mix to `file` (default

@@ -217,15 +217,31 @@ async fn a_recorded_mix_decodes_to_both_speakers_and_plays_back_into_another_cha
         "the file heard: {a} {b} {none}"
     );
 
-    // Played into a mixing channel: the file goes through the mixer like a speaker.
-    let ms = signal(&server, "m", "host").await;
-    ms.join("mixplay", "host").await.unwrap();
-    ms.request("set_mix", json!({"channel": "mixplay", "policy": "mix"}))
-        .await
-        .unwrap();
+    // Played into a channel the admin API turns to mixing: the file goes through the mixer
+    // like a speaker.
     let qs = signal(&server, "q", "audience").await;
     let reply = qs.join("mixplay", "audience").await.unwrap();
-    assert_eq!(reply["mixing"], true);
+    assert_eq!(reply["mixing"], false);
+    let (status, body) = admin(
+        &server,
+        "/api/channels/mixplay/mix",
+        json!({"policy": "mix"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["mixing"].as_bool()),
+        (200, Some(true)),
+        "{body}"
+    );
+    let e = qs.wait_event("mix_changed", SECS).await.expect("announced");
+    assert_eq!(e["policy"], "mix");
+    let (status, _) = admin(
+        &server,
+        "/api/channels/mixplay/mix",
+        json!({"policy": "loud"}),
+    )
+    .await;
+    assert_eq!(status, 400);
     let q = peer(&qs, "mixplay", None).await;
     let (status, body) = admin(
         &server,

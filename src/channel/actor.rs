@@ -18,7 +18,7 @@ use crate::media::{
     peer_key, FirstAudio, MediaError, MediaPlane, PeerSpec, Publisher, SpeakerLevel,
 };
 use crate::messages::{
-    AdminKick, AdminPlay, AdminRecord, AdminStop, CallOp, ChannelDetails, ChannelHandle,
+    AdminKick, AdminMix, AdminPlay, AdminRecord, AdminStop, CallOp, ChannelDetails, ChannelHandle,
     Disconnected, Inspect, Join, MemberOp, MemberRequest, Op, PausePublisher, PlaybackDone,
     RecordingDone, ReplyTo, Shutdown, ToSession, WebhookSink,
 };
@@ -556,6 +556,16 @@ impl ChannelActor {
         self.channel
             .start_recording(crate::clock::now(), name.clone())?;
         Ok(serde_json::json!({ "file": name }))
+    }
+}
+
+impl Handler<AdminMix> for ChannelActor {
+    type Result = bool;
+
+    fn handle(&mut self, msg: AdminMix, ctx: &mut Self::Context) -> bool {
+        self.channel.set_mix_admin(msg.0);
+        self.flush(ctx);
+        self.channel.mixing()
     }
 }
 

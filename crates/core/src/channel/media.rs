@@ -86,13 +86,21 @@ impl Channel {
                 me.role
             )));
         }
-        let changed = self.mix_policy != policy;
-        self.mix_policy = policy;
         self.reply_ok(actor, request);
-        if changed {
+        self.apply_mix(policy);
+        Ok(())
+    }
+
+    /// Sets the mix policy for the server's operator (the admin API): no member asks.
+    pub fn set_mix_admin(&mut self, policy: MixPolicy) {
+        self.apply_mix(policy);
+    }
+
+    fn apply_mix(&mut self, policy: MixPolicy) {
+        if self.mix_policy != policy && !self.closed {
+            self.mix_policy = policy;
             self.announce_mix();
         }
-        Ok(())
     }
 
     /// What the media plane does with speakers' audio now: whether the channel mixes, whether
