@@ -179,6 +179,10 @@ pub struct TimeoutsConfig {
     pub empty_channel_grace: Duration,
     #[serde(with = "humantime_serde")]
     pub audience_count_interval: Duration,
+    /// A connection that has joined no channel this long after it opened is closed (1008),
+    /// unless its token lets it take or place calls (it may wait to be called).
+    #[serde(with = "humantime_serde")]
+    pub join_timeout: Duration,
 }
 
 impl Default for Config {
@@ -293,6 +297,7 @@ impl Default for TimeoutsConfig {
             heartbeat_timeout: Duration::from_secs(15),
             empty_channel_grace: Duration::from_secs(30),
             audience_count_interval: Duration::from_secs(1),
+            join_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -373,6 +378,15 @@ impl Config {
                  (set it in the config file or AMPHI_AUTH_SIGNING_KEY, or run with --dev)"
             ));
         }
+        if !dev && self.auth.signing_key == DEV_SIGNING_KEY {
+            return bad(
+                "auth.signing_key is the published development key: anyone could mint \
+                 tokens for this server, admin tokens included. Set a secret of your own (for \
+                 example `openssl rand -hex 32`) in the config file or AMPHI_AUTH_SIGNING_KEY, or \
+                 run with --dev on loopback"
+                    .into(),
+            );
+        }
         if dev && !self.server.bind.ip().is_loopback() {
             return bad(format!(
                 "--dev serves on loopback only, but server.bind is {}; use 127.0.0.1 or ::1",
@@ -410,6 +424,9 @@ impl Config {
                  ({:?}), which must be above 0",
                 t.heartbeat_timeout, t.heartbeat_interval
             ));
+        }
+        if t.join_timeout.is_zero() {
+            return bad("timeouts.join_timeout must be above 0".into());
         }
         if t.audience_count_interval.is_zero() {
             return bad("timeouts.audience_count_interval must be above 0".into());
@@ -602,6 +619,15 @@ mod tests {
         config.validate(true).unwrap();
         config.auth.signing_key = "k".repeat(32);
         config.validate(false).unwrap();
+    }
+
+    #[test]
+    fn the_published_development_key_refuses_outside_dev() {
+        let mut config = Config::default();
+        config.auth.signing_key = DEV_SIGNING_KEY.into();
+        let err = config.validate(false).unwrap_err().to_string();
+        assert!(err.contains("published development key"), "{err}");
+        config.validate(true).unwrap();
     }
 
     #[test]

@@ -362,3 +362,24 @@ async fn a_client_that_does_not_read_its_socket_is_closed_as_too_slow() {
     // Reading at last, the client finds what was queued, then the reason it was closed.
     assert_eq!(deaf.close_code().await, Some(1008));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_joins_nothing_is_closed_but_one_waiting_for_calls_is_not() {
+    let server = start_with(|c| c.timeouts.join_timeout = Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let mut idle = Client::as_(&server, "idle", &["audience"]).await;
+    assert_eq!(idle.closed().await, Some(1008));
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    // Joining in time keeps a connection.
+    let mut member = Client::as_(&server, "member", &["audience"]).await;
+    member.join("c", "audience").await;
+    // A token that may be called waits for calls as long as it likes.
+    let token = token_with("callee", &[], &["call"]);
+    let mut callee = Client::connect(&server, &token).await;
+    // Past the timeout, by a request of each: both still answer.
+    while started.elapsed() < Duration::from_millis(900) {
+        callee.ok("ping", json!({})).await;
+        member.ok("ping", json!({})).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -116,6 +116,18 @@ fn serve_without_key_refuses_to_start_with_a_clear_message() {
 }
 
 #[test]
+fn serve_with_the_development_key_outside_dev_refuses_to_start() {
+    let out = Command::new(env!("CARGO_BIN_EXE_amphi"))
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("AMPHI_AUTH_SIGNING_KEY", amphi::config::DEV_SIGNING_KEY)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("published development key"), "{err}");
+}
+
+#[test]
 fn token_command_mints_a_verifiable_token() {
     let out = Command::new(env!("CARGO_BIN_EXE_amphi"))
         .args([

@@ -64,6 +64,8 @@ pub struct SessionActor {
     state: Arc<AppState>,
     limiter: RateLimiter,
     heartbeat: Heartbeat,
+    /// Whether this connection has sent a `join` (the join timeout closes it otherwise).
+    joined_once: bool,
     channels: HashMap<ChannelId, Membership>,
     /// A fragmented text message being reassembled, bounded by `max_frame_bytes`.
     fragments: Option<Vec<u8>>,
@@ -96,6 +98,7 @@ impl SessionActor {
             state,
             limiter,
             heartbeat,
+            joined_once: false,
             channels: HashMap::new(),
             fragments: None,
             queued: VecDeque::new(),
@@ -268,6 +271,15 @@ impl Actor for SessionActor {
             protocol::welcome(self.session.as_str(), &self.grant.identity),
             ctx,
         );
+        // A connection that can only join channels must join one: an idle authenticated
+        // socket is a cost to the server and nothing to its owner.
+        if !self.grant.has(GRANT_CALL) && !self.grant.has(GRANT_PROXY) {
+            ctx.run_later(self.state.config.timeouts.join_timeout, |act, ctx| {
+                if !act.joined_once {
+                    act.close(ctx, CloseCode::Policy, "no channel joined in time");
+                }
+            });
+        }
         let interval = self.state.config.timeouts.heartbeat_interval;
         ctx.run_interval(interval, |act, ctx| {
             act.check_reply_deadline(ctx);

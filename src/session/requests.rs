@@ -186,6 +186,7 @@ impl SessionActor {
         ctx: &mut Context<Self>,
     ) -> Result<(), ApiError> {
         let (channel, role, allowed_roles) = self.admit_join(requested, uri, role)?;
+        self.joined_once = true;
         let participant = ParticipantId::random();
         self.channels.insert(
             channel.clone(),

@@ -245,11 +245,97 @@ const REQUEST_TYPES: &[&str] = &[
     "ongoing_calls",
 ];
 
+/// JSON with every key once: a request that repeats a key (two `type`s, say) is refused, since
+/// a proxy reading the first and the server reading the last would disagree about it.
+mod strict {
+    use std::fmt;
+
+    use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+    use serde_json::{Map, Number, Value};
+
+    pub struct Strict(pub Value);
+
+    impl<'de> Deserialize<'de> for Strict {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(StrictVisitor).map(Strict)
+        }
+    }
+
+    struct StrictVisitor;
+
+    impl<'de> Visitor<'de> for StrictVisitor {
+        type Value = Value;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(Value::Number(v.into()))
+        }
+
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(Value::Number(v.into()))
+        }
+
+        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+            Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+        }
+
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_string()))
+        }
+
+        fn visit_string<E>(self, v: String) -> Result<Value, E> {
+            Ok(Value::String(v))
+        }
+
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+
+        fn visit_none<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            Strict::deserialize(d).map(|s| s.0)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(Strict(v)) = seq.next_element()? {
+                out.push(v);
+            }
+            Ok(Value::Array(out))
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut out = Map::new();
+            while let Some(key) = map.next_key::<String>()? {
+                let Strict(v) = map.next_value()?;
+                if out.contains_key(&key) {
+                    return Err(de::Error::custom(format_args!(
+                        "the key \"{}\" appears twice; each key may appear once",
+                        key.chars().take(64).collect::<String>()
+                    )));
+                }
+                out.insert(key, v);
+            }
+            Ok(Value::Object(out))
+        }
+    }
+}
+
 /// Parses one text frame. The `id` is returned whenever it could be read, so that even a
 /// malformed request gets a reply the client can match.
 pub fn parse_request(text: &str) -> (Option<u64>, Result<Request, ApiError>) {
-    let value: Value = match serde_json::from_str(text) {
-        Ok(v) => v,
+    let value: Value = match serde_json::from_str::<strict::Strict>(text) {
+        Ok(v) => v.0,
         Err(e) => {
             return (
                 None,
@@ -786,6 +872,32 @@ mod tests {
         assert_eq!(r.unwrap_err().code, ErrorCode::BadRequest);
         let (id, r) = parse_request(r#"{"id":-1,"type":"ping"}"#);
         assert_eq!((id, r.unwrap_err().code), (None, ErrorCode::BadRequest));
+    }
+
+    #[test]
+    fn a_repeated_key_is_refused_at_any_depth() {
+        let (_, r) = parse_request(r#"{"id":1,"type":"ping","type":"join","channel":"c"}"#);
+        let e = r.unwrap_err();
+        assert_eq!(e.code, ErrorCode::BadRequest);
+        assert!(
+            e.message.contains("\"type\" appears twice"),
+            "{}",
+            e.message
+        );
+        let (_, r) =
+            parse_request(r#"{"id":2,"type":"join","channel":"c","metadata":{"a":1,"a":2}}"#);
+        assert!(r.unwrap_err().message.contains("appears twice"));
+        // The same keys in different objects are fine; values keep their types.
+        let (_, r) = parse_request(
+            r#"{"id":3,"type":"join","channel":"c","metadata":{"id":[1,2.5,null,true,{"id":"x"}]}}"#,
+        );
+        let Request::Join { metadata, .. } = r.unwrap() else {
+            panic!("a join");
+        };
+        assert_eq!(
+            metadata.unwrap(),
+            serde_json::json!({"id": [1, 2.5, null, true, {"id": "x"}]})
+        );
     }
 
     #[test]
