@@ -179,6 +179,10 @@ pub struct TimeoutsConfig {
     pub empty_channel_grace: Duration,
     #[serde(with = "humantime_serde")]
     pub audience_count_interval: Duration,
+    /// How long a kick keeps the kicked identity out of the channel; 0: until the token it
+    /// joined with expires.
+    #[serde(with = "humantime_serde")]
+    pub kick_ban: Duration,
     /// A connection that has joined no channel this long after it opened is closed (1008),
     /// unless its token lets it take or place calls (it may wait to be called).
     #[serde(with = "humantime_serde")]
@@ -298,6 +302,7 @@ impl Default for TimeoutsConfig {
             empty_channel_grace: Duration::from_secs(30),
             audience_count_interval: Duration::from_secs(1),
             join_timeout: Duration::from_secs(10),
+            kick_ban: Duration::ZERO,
         }
     }
 }

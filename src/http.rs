@@ -28,6 +28,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/channels/{id}/stop", web::post().to(stop_channel))
         .route("/api/channels/{id}/kick", web::post().to(kick))
         .route("/api/channels/{id}/mix", web::post().to(mix))
+        .route("/api/channels/{id}/unban", web::post().to(unban))
+        .route("/api/tokens/revoke", web::post().to(revoke))
         .route("/api/channels/{id}/record", web::post().to(record))
         .route(
             "/api/channels/{id}/record/stop",
@@ -58,7 +60,13 @@ fn bearer(req: &HttpRequest) -> Option<String> {
 
 fn authenticate(state: &AppState, token: Option<String>) -> Result<Grant, ApiError> {
     let token = token.ok_or(TokenError::Missing)?;
-    Ok(state.keys.verify(&token)?)
+    let grant = state.keys.verify(&token)?;
+    if let Some(jti) = &grant.jti {
+        if state.bans.is_revoked(jti, crate::clock::now_unix_ms()) {
+            return Err(TokenError::Revoked.into());
+        }
+    }
+    Ok(grant)
 }
 
 async fn websocket(
@@ -312,4 +320,64 @@ async fn mix(
 ) -> Result<HttpResponse, HttpError> {
     admin(&req, &state)?;
     streams::mix(&path, &body, &state).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnbanBody {
+    identity: String,
+}
+
+/// Lets a kicked identity back into a channel (whether or not the channel exists now).
+async fn unban(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
+    admin(&req, &state)?;
+    let id = channel_id(&path)?;
+    let body: UnbanBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!("the body must be JSON {{\"identity\": ID}}: {e}"))
+    })?;
+    let identity = Identity::parse(&body.identity).map_err(ApiError::from)?;
+    let was = state.bans.lift(&id, &identity);
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "channel": id,
+        "identity": identity,
+        "was_banned": was,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    jti: String,
+    /// The token's `exp` (unix seconds), when known: the revocation is kept until then.
+    exp: Option<u64>,
+}
+
+/// How long a revocation is kept when the token's expiry is not given: longer than any token
+/// the `amphi token` command mints.
+const REVOCATION_DEFAULT: u64 = 366 * 24 * 3600;
+
+/// Refuses every token carrying `jti` from now on (new connections and admin requests).
+async fn revoke(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
+    admin(&req, &state)?;
+    let body: RevokeBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "the body must be JSON {{\"jti\": ID, \"exp\": unix seconds (optional)}}: {e}"
+        ))
+    })?;
+    if body.jti.is_empty() || body.jti.len() > 256 {
+        return Err(ApiError::bad_request("jti must be 1 to 256 characters").into());
+    }
+    let now_s = crate::clock::now_unix_ms() / 1000;
+    let until_s = body.exp.unwrap_or(now_s + REVOCATION_DEFAULT);
+    state.bans.revoke(&body.jti, until_s.saturating_mul(1000));
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "revoked": body.jti, "until": until_s })))
 }

@@ -203,6 +203,9 @@ pub enum MemberOp {
         target: ParticipantId,
         reason: Option<String>,
     },
+    Unban {
+        identity: Identity,
+    },
     Send {
         kind: String,
         content: Value,

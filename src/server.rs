@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use actix::Actor;
 use actix_web::{web, App, HttpServer};
 
+use crate::bans::Bans;
 use crate::calls::actor::CallActor;
 use crate::calls::delivery::WebhookActor;
 use crate::calls::engine::CallEngine;
@@ -37,6 +38,12 @@ fn compose(config: Config, media: Arc<MediaPlane>) -> Result<AppState, StoreErro
         mix_auto_above: config.media.mix_auto_above,
     };
     let mailbox = config.limits.channel_queue;
+    let bans = Arc::new(
+        Bans::open(&config.calls.database, crate::clock::now_unix_ms())
+            .map_err(StoreError::Sqlite)?,
+    );
+    let kick_ban = (!config.timeouts.kick_ban.is_zero()).then_some(config.timeouts.kick_ban);
+    let channel_bans = bans.clone();
     let plane = media.clone();
     // One signed sender for calls' and channels' events.
     let webhooks = WebhookActor::start_configured(&config.calls);
@@ -49,7 +56,8 @@ fn compose(config: Config, media: Arc<MediaPlane>) -> Result<AppState, StoreErro
             plane.clone(),
             mailbox,
         )
-        .with_webhooks(channel_webhooks.clone());
+        .with_webhooks(channel_webhooks.clone())
+        .with_bans(channel_bans.clone(), kick_ban);
         ChannelHandle::new(actor.start())
     })));
     let calls = CallEngine::start(
@@ -62,7 +70,7 @@ fn compose(config: Config, media: Arc<MediaPlane>) -> Result<AppState, StoreErro
     )?;
     let directory: Arc<dyn CallDirectory> = calls.clone();
     channels.set_calls(Arc::downgrade(&directory));
-    Ok(AppState::new(config, media, channels, calls))
+    Ok(AppState::new(config, media, channels, calls, bans))
 }
 
 /// Serves on `listener` until `shutdown` resolves, then shuts down gracefully: every

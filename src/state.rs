@@ -25,6 +25,8 @@ pub struct AppState {
     pub keys: TokenKeys,
     pub channels: Arc<ChannelRegistry>,
     pub calls: Arc<CallEngine>,
+    /// Kicks that hold and revoked tokens.
+    pub bans: Arc<crate::bans::Bans>,
     /// Every live WebSocket session, for shutdown (and, later, call routing).
     pub sessions: DashMap<SessionId, Recipient<ToSession>>,
     shutting_down: AtomicBool,
@@ -38,6 +40,7 @@ impl AppState {
         media: Arc<MediaPlane>,
         channels: Arc<ChannelRegistry>,
         calls: Arc<CallEngine>,
+        bans: Arc<crate::bans::Bans>,
     ) -> Self {
         let keys = TokenKeys::new(config.auth.signing_key.as_bytes(), config.auth.leeway);
         Self {
@@ -46,6 +49,7 @@ impl AppState {
             keys,
             channels,
             calls,
+            bans,
             sessions: DashMap::new(),
             shutting_down: AtomicBool::new(false),
         }

@@ -32,6 +32,9 @@ pub struct Claims {
     pub exp: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
+    /// The token's ID: the admin API can revoke it (`POST /api/tokens/revoke`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
 }
 
 /// A token that passed verification.
@@ -42,6 +45,9 @@ pub struct Grant {
     pub channel: Option<String>,
     pub roles: Vec<String>,
     pub grants: Vec<String>,
+    pub jti: Option<String>,
+    /// Unix seconds.
+    pub expires_at: u64,
 }
 
 impl Grant {
@@ -80,6 +86,8 @@ pub enum TokenError {
     NotYetValid,
     #[error("the token is malformed: {0}")]
     Malformed(String),
+    #[error("the token was revoked; mint a new one")]
+    Revoked,
 }
 
 impl TokenError {
@@ -144,6 +152,8 @@ impl TokenKeys {
             channel: c.channel,
             roles: c.roles,
             grants: c.grants,
+            jti: c.jti,
+            expires_at: c.exp,
         })
     }
 }
@@ -166,6 +176,11 @@ pub fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
+/// A fresh token ID: 128 random bits, hex.
+pub fn new_jti() -> String {
+    amphi_proto::ids::random_hex128()
+}
+
 /// Claims for `identity` valid for `ttl` from now.
 pub fn claims_for(identity: &str, ttl: Duration) -> Claims {
     let now = now_unix();
@@ -177,6 +192,7 @@ pub fn claims_for(identity: &str, ttl: Duration) -> Claims {
         grants: Vec::new(),
         exp: now + ttl.as_secs(),
         iat: Some(now),
+        jti: Some(new_jti()),
     }
 }
 

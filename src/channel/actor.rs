@@ -42,6 +42,10 @@ pub struct ChannelActor {
     replying: Option<(ParticipantId, ReplyTo)>,
     /// Where the channel's webhooks go (none configured: nowhere).
     webhooks: Option<WebhookSink>,
+    /// Who is kept out of which channel, shared with the sessions that check joins.
+    bans: Arc<crate::bans::Bans>,
+    /// How long a kick keeps its identity out; `None`: until its token expires.
+    kick_ban: Option<std::time::Duration>,
 }
 
 impl ChannelActor {
@@ -64,7 +68,20 @@ impl ChannelActor {
             routed_mix: Mixdown::default(),
             replying: None,
             webhooks: None,
+            bans: Arc::new(crate::bans::Bans::in_memory()),
+            kick_ban: None,
         }
+    }
+
+    /// Kicks are kept in `bans`, for `kick_ban` (or until the kicked token expires).
+    pub fn with_bans(
+        mut self,
+        bans: Arc<crate::bans::Bans>,
+        kick_ban: Option<std::time::Duration>,
+    ) -> Self {
+        self.bans = bans;
+        self.kick_ban = kick_ban;
+        self
     }
 
     pub fn with_webhooks(mut self, webhooks: Option<WebhookSink>) -> Self {
@@ -226,6 +243,22 @@ impl ChannelActor {
                         }
                     }
                     Output::Webhook { kind, data } => self.webhook(kind, data),
+                    Output::Ban {
+                        identity,
+                        token_expires_s,
+                    } => {
+                        let now = crate::clock::now_unix_ms();
+                        let until = match (self.kick_ban, token_expires_s) {
+                            (Some(t), _) => now + t.as_millis() as u64,
+                            (None, Some(exp)) => exp * 1000,
+                            // A kicked member always has a token; an hour if it did not.
+                            (None, None) => now + 3_600_000,
+                        };
+                        self.bans.ban(self.channel.id(), &identity, until);
+                    }
+                    Output::Unban { identity } => {
+                        self.bans.lift(self.channel.id(), &identity);
+                    }
                     Output::Audio { participant, audio } => {
                         self.media.audio(peer_key(&participant), audio)
                     }
@@ -395,6 +428,7 @@ impl Handler<MemberRequest> for ChannelActor {
             MemberOp::Mute { muted, target } => ch.mute(p, id, target.as_ref(), muted),
             MemberOp::SetMix { policy } => ch.set_mix(p, id, policy),
             MemberOp::SetAudio { audio } => ch.set_audio(p, id, audio),
+            MemberOp::Unban { identity } => ch.unban(p, id, identity),
             MemberOp::SetVolume { target, gain } => ch.set_volume(p, id, &target, gain),
             MemberOp::Kick { target, reason } => ch.kick(now, Some(p), id, &target, reason),
             MemberOp::Send { kind, content, to } => ch.send(p, id, kind, content, to),

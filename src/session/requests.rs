@@ -132,6 +132,18 @@ impl SessionActor {
                 "your token does not allow channel '{requested}'"
             )));
         }
+        let now_ms = crate::clock::now_unix_ms();
+        if let Some(until) = self
+            .state
+            .bans
+            .banned_until(&channel, &self.grant.identity, now_ms)
+        {
+            return Err(ApiError::forbidden(format!(
+                "you were removed from channel '{channel}'; you may join it again in {} s, or \
+                 when a moderator lets you back in",
+                (until - now_ms).div_ceil(1000)
+            )));
+        }
         if self.channels.contains_key(&channel) {
             return Err(ApiError::new(
                 ErrorCode::Conflict,
@@ -210,6 +222,7 @@ impl SessionActor {
                 allowed_roles,
                 metadata,
                 audio,
+                token_expires_s: Some(self.grant.expires_at),
             },
             session: ctx.address().recipient(),
             received: crate::clock::now(),
@@ -312,6 +325,12 @@ fn channel_op(req: Request) -> Result<(String, MemberOp), ApiError> {
             MemberOp::SetVolume {
                 target: ParticipantId::parse(&participant)?,
                 gain,
+            },
+        ),
+        Request::Unban { channel, identity } => (
+            channel,
+            MemberOp::Unban {
+                identity: crate::ids::Identity::parse(&identity)?,
             },
         ),
         Request::Kick {

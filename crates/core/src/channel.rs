@@ -84,6 +84,16 @@ pub enum Output {
         publish: bool,
         subscribe: bool,
     },
+    /// A member was kicked: keep its identity out (until its token expires, or as the server
+    /// configures; `token_expires_s` in unix seconds when known).
+    Ban {
+        identity: Identity,
+        token_expires_s: Option<u64>,
+    },
+    /// A moderator let `identity` back in.
+    Unban {
+        identity: Identity,
+    },
     /// A webhook for the channel (`kind`, `data`): recordings and playbacks.
     Webhook {
         kind: &'static str,
@@ -122,6 +132,8 @@ pub struct Member {
     pub audio: AudioMode,
     pub metadata: Option<Value>,
     pub joined_at: Instant,
+    /// When the member's token expires (unix seconds): a kick keeps it out until then.
+    pub token_expires_s: Option<u64>,
 }
 
 impl Member {
@@ -152,6 +164,8 @@ pub struct JoinSpec {
     pub allowed_roles: Arc<[String]>,
     pub metadata: Option<Value>,
     pub audio: AudioMode,
+    /// When the joining token expires (unix seconds).
+    pub token_expires_s: Option<u64>,
 }
 
 /// How a channel's speakers reach its members, for the media plane.
@@ -387,6 +401,7 @@ impl Channel {
             audio: spec.audio,
             metadata: spec.metadata,
             joined_at: now,
+            token_expires_s: spec.token_expires_s,
         };
         let info = member.info();
         let on_stage = member.spec.publish;

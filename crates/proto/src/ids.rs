@@ -145,6 +145,11 @@ impl ParticipantId {
     }
 }
 
+/// 128 random bits as 32 hex digits: token IDs and other unguessable names.
+pub fn random_hex128() -> String {
+    format!("{:032x}", rand::rng().random::<u128>())
+}
+
 impl SessionId {
     pub fn random() -> Self {
         Self(format!("s-{:016x}", rand::rng().random::<u64>()).into())

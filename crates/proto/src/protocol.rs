@@ -83,6 +83,11 @@ pub enum Request {
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
+    /// Lets a kicked identity back into the channel (needs `moderate`).
+    Unban {
+        channel: String,
+        identity: String,
+    },
     /// To a channel (`channel`) or to the other members of a call (`call_id`).
     Send {
         #[serde(skip_serializing_if = "Option::is_none")]
@@ -224,6 +229,7 @@ const REQUEST_TYPES: &[&str] = &[
     "set_audio",
     "set_volume",
     "kick",
+    "unban",
     "send",
     "ping",
     "media_offer",

@@ -162,11 +162,36 @@ impl Channel {
                 return Err(ApiError::bad_request("use leave to leave the channel"));
             }
         }
-        self.require_member(target)?;
+        let kicked = self.require_member(target)?;
+        let ban = Output::Ban {
+            identity: kicked.identity.clone(),
+            token_expires_s: kicked.token_expires_s,
+        };
         if let Some(actor) = actor {
             self.reply_ok(actor, request);
         }
+        // Kept out before it is out: a rejoin racing the kick finds the ban.
+        self.outbox.push(ban);
         self.remove(now, target, LeaveReason::Kicked, message, true);
+        Ok(())
+    }
+
+    /// A moderator lets a kicked identity back in.
+    pub fn unban(
+        &mut self,
+        actor: &ParticipantId,
+        request: Option<u64>,
+        identity: Identity,
+    ) -> Result<(), ApiError> {
+        let me = self.require_member(actor)?;
+        if !me.spec.moderate {
+            return Err(ApiError::forbidden(format!(
+                "the role '{}' cannot let kicked members back in",
+                me.role
+            )));
+        }
+        self.reply_ok(actor, request);
+        self.outbox.push(Output::Unban { identity });
         Ok(())
     }
 

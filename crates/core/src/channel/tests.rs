@@ -44,6 +44,7 @@ struct Harness {
     permissions: Vec<(String, bool)>,
     audio: Vec<(String, AudioMode)>,
     webhooks: Vec<(&'static str, Value)>,
+    bans: Vec<String>,
     closed: bool,
 }
 
@@ -58,6 +59,7 @@ impl Harness {
             permissions: Vec::new(),
             audio: Vec::new(),
             webhooks: Vec::new(),
+            bans: Vec::new(),
             closed: false,
         }
     }
@@ -86,6 +88,8 @@ impl Harness {
                 Output::Close => self.closed = true,
                 Output::Members { .. } => {}
                 Output::Webhook { kind, data } => self.webhooks.push((kind, data)),
+                Output::Ban { identity, .. } => self.bans.push(identity.to_string()),
+                Output::Unban { identity } => self.bans.retain(|b| b != identity.as_str()),
                 Output::Audio { participant, audio } => {
                     self.audio.push((participant.to_string(), audio))
                 }
@@ -112,6 +116,7 @@ impl Harness {
                 .into(),
             metadata: None,
             audio: AudioMode::Auto,
+            token_expires_s: Some(4_000_000_000),
         };
         let r = self.ch.join(self.at(ms), spec);
         self.pump();
@@ -315,6 +320,7 @@ fn role_and_channel_capacity() {
                 allowed_roles: vec!["*".to_string()].into(),
                 metadata: None,
                 audio: AudioMode::Auto,
+                token_expires_s: None,
             },
         )
     };
@@ -336,6 +342,7 @@ fn role_and_channel_capacity() {
         allowed_roles: vec!["*".to_string()].into(),
         metadata: None,
         audio: AudioMode::Auto,
+        token_expires_s: None,
     };
     ch.join(t0, spec_c.clone()).unwrap();
     assert_eq!(ch.len(), 3);
@@ -372,6 +379,7 @@ fn replaced_identity_gets_left_and_others_see_it() {
         allowed_roles: vec!["host".to_string()].into(),
         metadata: None,
         audio: AudioMode::Auto,
+        token_expires_s: None,
     };
     h.ch.join(h.at(5), spec).unwrap();
     h.pump();
@@ -648,4 +656,24 @@ fn a_recording_runs_the_mixer_and_a_playback_speaks_until_it_ends() {
         (*kind, data["reason"].as_str()),
         ("playback_stopped", Some("channel_ended"))
     );
+}
+
+#[test]
+fn a_kick_keeps_the_identity_out_and_a_moderator_lets_it_back() {
+    let mut h = Harness::new();
+    h.join(0, "mod", "moderator", &["moderator"]).unwrap();
+    h.join(0, "bob", "audience", &[]).unwrap();
+    h.ch.kick(h.at(5), Some(&pid("mod")), Some(3), &pid("bob"), None)
+        .unwrap();
+    h.pump();
+    assert_eq!(h.bans, vec!["bob".to_string()]);
+    h.join(6, "eve", "audience", &[]).unwrap();
+    assert!(h
+        .ch
+        .unban(&pid("eve"), Some(4), Identity::parse("bob").unwrap())
+        .is_err_and(|e| e.code == ErrorCode::Forbidden));
+    h.ch.unban(&pid("mod"), Some(5), Identity::parse("bob").unwrap())
+        .unwrap();
+    h.pump();
+    assert!(h.bans.is_empty());
 }
