@@ -22,6 +22,7 @@
 //! - `roles`       — the role table: role name → permissions.
 //! - `protocol`    — the signalling wire format: request parsing, replies, events.
 //! - `levels`      — active speaker and audio levels from RFC 6464 values (plain logic).
+//! - `log_limit`   — warnings and errors rate-limited per source line (no log flooding).
 //! - `metrics`     — the server's Prometheus handles (media, calls, signalling).
 //! - `messages`    — every actor message type and reply path (`ToSession`, `ReplyTo`).
 //! - `channel`     — `Channel` logic (membership, roles, events, `seq`) and its `ChannelActor`.
@@ -47,6 +48,7 @@ pub mod error;
 pub mod http;
 pub mod ids;
 pub mod levels;
+pub mod log_limit;
 pub mod media;
 pub mod messages;
 pub mod metrics;

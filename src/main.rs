@@ -87,14 +87,19 @@ impl Common {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AMPHI_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        use tracing_subscriber::Layer;
+        let filter = tracing_subscriber::EnvFilter::try_from_env("AMPHI_LOG")
+            .unwrap_or_else(|_| "info".into());
+        let log = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_filter(amphi::log_limit::RateLimit::new())
+            .with_filter(filter);
+        tracing_subscriber::registry().with(log).init();
+    }
     let result = match cli.command {
         Command::Serve {
             common,
