@@ -55,11 +55,15 @@ impl Grant {
         self.grants.iter().any(|g| g == grant)
     }
 
-    /// `requested` is what the client sent (ID or URI); `resolved` the channel it maps to.
-    pub fn allows_channel(&self, requested: &str, resolved: &ChannelId) -> bool {
+    /// Whether the token opens `resolved`, the channel a join maps to (by ID or by URI).
+    /// A claim that reads as a channel ID names that channel only: a claim "room1" does not
+    /// open the URI channel derived from "room1". A URI channel is granted by its URI (when
+    /// that is not also a channel ID) or its `uri-…` ID.
+    pub fn allows_channel(&self, resolved: &ChannelId) -> bool {
         match self.channel.as_deref() {
             None | Some("*") => true,
-            Some(c) => c == requested || c == resolved.as_str(),
+            Some(c) if ChannelId::parse(c).is_ok() => c == resolved.as_str(),
+            Some(c) => ChannelId::from_uri(c).is_ok_and(|id| &id == resolved),
         }
     }
 
@@ -214,8 +218,19 @@ mod tests {
         assert!(grant.allows_role("host", "audience"));
         assert!(!grant.allows_role("audience", "audience"));
         let c1 = ChannelId::parse("c1").unwrap();
-        assert!(grant.allows_channel("c1", &c1));
-        assert!(!grant.allows_channel("c2", &ChannelId::parse("c2").unwrap()));
+        assert!(grant.allows_channel(&c1));
+        assert!(!grant.allows_channel(&ChannelId::parse("c2").unwrap()));
+        // The URI channel of "c1" is another channel.
+        let uri_c1 = ChannelId::from_uri("c1").unwrap();
+        assert!(!grant.allows_channel(&uri_c1));
+        // A URI claim opens its URI channel (by URI or by ID) and nothing else.
+        let url = "https://live.example.test/rooms/42";
+        let mut claims = claims_for("bob", Duration::from_secs(600));
+        claims.channel = Some(url.into());
+        let grant = keys().verify(&keys().mint(&claims)).unwrap();
+        let room = ChannelId::from_uri(url).unwrap();
+        assert!(grant.allows_channel(&room));
+        assert!(!grant.allows_channel(&c1));
     }
 
     #[test]

@@ -127,7 +127,7 @@ impl SessionActor {
         } else {
             ChannelId::parse(requested)?
         };
-        if !self.grant.allows_channel(requested, &channel) {
+        if !self.grant.allows_channel(&channel) {
             return Err(ApiError::forbidden(format!(
                 "your token does not allow channel '{requested}'"
             )));
