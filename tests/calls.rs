@@ -127,8 +127,17 @@ async fn answering_on_one_device_stops_the_others_and_audio_stays_audio() {
     b2.err("accept", json!({"call_id": id}), "conflict").await;
     // Strangers learn nothing about the call.
     let mut eve = user(&server, "eve").await;
-    eve.err("accept", json!({"call_id": id}), "not_found").await;
+    let live = eve.err("accept", json!({"call_id": id}), "not_found").await;
     eve.err("hangup", json!({"call_id": id}), "not_found").await;
+    // Not even by the wording: a live call and a made-up ID read the same.
+    let made_up = eve
+        .err(
+            "accept",
+            json!({"call_id": "c-0123456789abcdef"}),
+            "not_found",
+        )
+        .await;
+    assert_eq!(live["message"], made_up["message"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

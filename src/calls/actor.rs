@@ -500,10 +500,7 @@ impl Handler<CallOp> for CallActor {
     fn handle(&mut self, msg: CallOp, ctx: &mut Self::Context) {
         if self.finished {
             if let Some(r) = msg.reply {
-                r.error(&ApiError::not_found(format!(
-                    "call '{}' has ended",
-                    self.call.id()
-                )));
+                r.error(&ApiError::not_found(amphi_core::call::NO_SUCH_CALL));
             }
             return;
         }

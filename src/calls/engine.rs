@@ -322,13 +322,13 @@ impl CallEngine {
             .calls
             .get(call)
             .map(|e| e.handle.clone())
-            .ok_or_else(|| ApiError::not_found(format!("no call '{call}' is in progress")))?;
+            .ok_or_else(|| ApiError::not_found(amphi_core::call::NO_SUCH_CALL))?;
         handle.op.try_send(op).map_err(|e| match e {
             SendError::Full(_) => ApiError::new(
                 ErrorCode::RateLimited,
                 format!("call '{call}' is busy; retry shortly"),
             ),
-            SendError::Closed(_) => ApiError::not_found(format!("call '{call}' has ended")),
+            SendError::Closed(_) => ApiError::not_found(amphi_core::call::NO_SUCH_CALL),
         })
     }
 

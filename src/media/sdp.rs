@@ -110,3 +110,33 @@ mod tests {
         assert!(shape("hello").is_err());
     }
 }
+
+/// An SDP parse error as a client may see it: the parser's text without the positions it
+/// gives as memory addresses (`PointerOffset(0x…)`), which say nothing to the client and too
+/// much about the server.
+pub fn parse_error(e: &dyn std::fmt::Display) -> MediaError {
+    let mut text = e.to_string();
+    while let Some(start) = text.find("PointerOffset(") {
+        let end = text[start..]
+            .find(')')
+            .map_or(text.len(), |i| start + i + 1);
+        text.replace_range(start..end, "");
+    }
+    let text: String = text.chars().take(300).collect();
+    MediaError::BadSdp(text.trim().to_string())
+}
+
+#[cfg(test)]
+mod parse_error_tests {
+    use super::*;
+
+    #[test]
+    fn no_memory_address_reaches_the_client() {
+        let e = parse_error(&"Parse error at PointerOffset(0x7f3a1c2b4d10)\nUnexpected `x`");
+        let MediaError::BadSdp(text) = e else {
+            panic!("a bad SDP");
+        };
+        assert!(!text.contains("0x7f"), "{text}");
+        assert!(text.contains("Unexpected"), "{text}");
+    }
+}

@@ -37,7 +37,7 @@ use types::PendingChange;
 pub use types::{
     call_channel, channel_call, glare_winner, CallError, CallEvent, CallId, CallType, EndReason,
     LegState, Media, MediaChangeResult, Output, RejectReason, Survivor, TransactionId,
-    CALL_CHANNEL_PREFIX, MAX_MEMBERS,
+    CALL_CHANNEL_PREFIX, MAX_MEMBERS, NO_SUCH_CALL,
 };
 
 /// How long the other side has to answer a media change request, by default. A person reads

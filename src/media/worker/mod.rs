@@ -28,6 +28,7 @@ mod router;
 mod stats;
 mod steer;
 
+use super::sdp;
 use super::slots::{PeerKey, Slots};
 use super::types::{Command, MediaError, PeerSpec};
 use super::udp::{RecvBatch, SendBatch};
@@ -608,8 +609,7 @@ impl Worker {
     }
 
     fn offer(&mut self, spec: PeerSpec, sdp: &str, sends: bool) -> Result<String, MediaError> {
-        let offer =
-            SdpOffer::from_sdp_string(sdp).map_err(|e| MediaError::BadSdp(e.to_string()))?;
+        let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| sdp::parse_error(&e))?;
         let key = spec.key;
         if !self.peers.contains_key(&key) {
             // Audio only: level (speaking events), mid (demultiplexing) and absolute send time.
@@ -703,8 +703,7 @@ impl Worker {
     }
 
     fn answer(&mut self, key: PeerKey, sdp: &str) -> Result<(), MediaError> {
-        let answer =
-            SdpAnswer::from_sdp_string(sdp).map_err(|e| MediaError::BadSdp(e.to_string()))?;
+        let answer = SdpAnswer::from_sdp_string(sdp).map_err(|e| sdp::parse_error(&e))?;
         let peer = self.peers.get_mut(&key).ok_or(MediaError::NoPeer)?;
         let (pending, mids, _) = peer.pending.take().ok_or(MediaError::NoPendingOffer)?;
         peer.rtc

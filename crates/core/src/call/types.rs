@@ -71,9 +71,14 @@ pub struct Output {
     pub event: CallEvent,
 }
 
+/// What anyone outside a call hears about it, whether or not it exists.
+pub const NO_SUCH_CALL: &str = "no call with that ID is in progress for you";
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {
-    #[error("{0} is not a member of this call")]
+    /// Worded like a call that does not exist (`NO_SUCH_CALL`): a stranger must not learn
+    /// whether a call ID is live.
+    #[error("{NO_SUCH_CALL}")]
     NotInCall(Identity),
     #[error("{0}")]
     WrongState(&'static str),
