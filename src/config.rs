@@ -85,6 +85,9 @@ pub struct LimitsConfig {
     pub max_metadata_bytes: usize,
     pub outbound_queue: usize,
     pub channel_queue: usize,
+    /// Channel events a session keeps (shared frames, a reference each) for its client to
+    /// get back what it missed when it resumes.
+    pub resume_buffer: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -179,6 +182,10 @@ pub struct TimeoutsConfig {
     pub empty_channel_grace: Duration,
     #[serde(with = "humantime_serde")]
     pub audience_count_interval: Duration,
+    /// How long a session whose connection dropped keeps its memberships and peers for the
+    /// client to resume it (`resume`); 0 turns resuming off.
+    #[serde(with = "humantime_serde")]
+    pub resume_window: Duration,
     /// How long a kick keeps the kicked identity out of the channel; 0: until the token it
     /// joined with expires.
     #[serde(with = "humantime_serde")]
@@ -241,6 +248,7 @@ impl Default for LimitsConfig {
             // A host sees one event per join; bursts of hundreds of joins within a few
             // milliseconds are normal when a show starts. The queue costs nothing when empty.
             outbound_queue: 1024,
+            resume_buffer: 256,
             // Requests queued for one channel; joins of thousands arrive in bursts.
             channel_queue: 8192,
         }
@@ -303,6 +311,7 @@ impl Default for TimeoutsConfig {
             audience_count_interval: Duration::from_secs(1),
             join_timeout: Duration::from_secs(10),
             kick_ban: Duration::ZERO,
+            resume_window: Duration::from_secs(20),
         }
     }
 }

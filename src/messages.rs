@@ -565,3 +565,47 @@ impl WebhookSink {
         self.finish.do_send(WebhookFinish { subject });
     }
 }
+
+// ---- Resuming a session on a new connection ----
+
+/// A new connection asks the parked session to take it as its transport.
+#[derive(Message)]
+#[rtype(result = "Result<Resumed, ApiError>")]
+pub struct ResumeSession {
+    pub resume_token: String,
+    pub identity: Identity,
+    pub last_seq: std::collections::HashMap<String, u64>,
+    /// Where the resumed session writes its frames from now on.
+    pub relay: Recipient<RelayOut>,
+}
+
+/// What a resumed session hands its new connection.
+pub struct Resumed {
+    /// The channels the session is still in.
+    pub channels: Vec<ChannelId>,
+    /// Frames the client missed, in order.
+    pub missed: Vec<ByteString>,
+    /// Channels whose missed events are gone: the client rejoins them.
+    pub resync: Vec<String>,
+    /// The token for the next resume (each is good once).
+    pub resume_token: String,
+    /// Where the connection sends the client's frames.
+    pub inbound: Recipient<RelayIn>,
+}
+
+/// From a resumed session to the connection carrying it.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum RelayOut {
+    Frame(ByteString),
+    Close { code: u16, reason: String },
+}
+
+/// From the connection carrying a resumed session to the session.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub enum RelayIn {
+    Text(String),
+    /// The connection is gone: the session waits for another.
+    Lost,
+}

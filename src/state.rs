@@ -29,6 +29,8 @@ pub struct AppState {
     pub bans: Arc<crate::bans::Bans>,
     /// Every live WebSocket session, for shutdown (and, later, call routing).
     pub sessions: DashMap<SessionId, Recipient<ToSession>>,
+    /// Sessions whose connection dropped, waiting (within the resume window) to be resumed.
+    pub parked: DashMap<SessionId, Recipient<crate::messages::ResumeSession>>,
     shutting_down: AtomicBool,
 }
 
@@ -51,6 +53,7 @@ impl AppState {
             calls,
             bans,
             sessions: DashMap::new(),
+            parked: DashMap::new(),
             shutting_down: AtomicBool::new(false),
         }
     }

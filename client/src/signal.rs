@@ -44,6 +44,8 @@ pub struct Signal {
     media: MediaRoutes,
     next_id: Arc<AtomicU64>,
     events: Arc<tokio::sync::Mutex<mpsc::Receiver<Value>>>,
+    /// The connection's reader and writer, for `sever`.
+    tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
     pub welcome: Value,
 }
 
@@ -72,7 +74,7 @@ impl Signal {
         let pending: Pending = Arc::default();
         let media: MediaRoutes = Arc::default();
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
-        tokio::spawn(async move {
+        let writer = tokio::spawn(async move {
             while let Some(m) = out_rx.recv().await {
                 if sink.send(m).await.is_err() {
                     break;
@@ -81,7 +83,7 @@ impl Signal {
             let _ = sink.close().await;
         });
         let (p, m) = (pending.clone(), media.clone());
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             while let Some(Ok(msg)) = stream.next().await {
                 let Message::Text(text) = msg else { continue };
                 let Ok(v) = serde_json::from_str::<Value>(&text) else {
@@ -112,8 +114,20 @@ impl Signal {
             media,
             next_id: Arc::new(AtomicU64::new(1)),
             events: Arc::new(tokio::sync::Mutex::new(events_rx)),
+            tasks: Arc::new(Mutex::new(vec![
+                reader.abort_handle(),
+                writer.abort_handle(),
+            ])),
             welcome,
         })
+    }
+
+    /// Drops the connection without a goodbye, as a network that fails would: the server
+    /// keeps the session for a resume.
+    pub fn sever(&self) {
+        for task in self.tasks.lock().expect("not poisoned").drain(..) {
+            task.abort();
+        }
     }
 
     /// Sends a request of the wire crate's [`Request`] and waits for its `ok` result.

@@ -3,6 +3,7 @@
 
 mod calls;
 mod requests;
+mod resume;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use crate::protocol;
 use crate::state::AppState;
 use crate::token::{Grant, GRANT_CALL, GRANT_PROXY};
 use crate::ws::{CloseCode, Item, WsError, WsSink};
-pub use amphi_core::session::{Admit, Heartbeat, RateLimiter};
+pub use amphi_core::session::{Admit, Heartbeat, RateLimiter, Replay};
 
 /// Requests read but not yet dispatched, while an earlier one waits for its reply. The rate
 /// limit (40 requests of burst by default) keeps it far below this; past it the client is
@@ -76,12 +77,38 @@ pub struct SessionActor {
     next_token: u64,
     /// The token of the reply path handed out by the request being dispatched.
     issued: Option<(u64, Option<u64>)>,
-    /// Frames to the client, through a bounded queue.
-    out: WsSink,
+    /// Where frames to the client go: its socket, nowhere yet (parked), or the connection
+    /// that resumed this session.
+    link: Link,
+    /// What was sent lately, for a client that resumes.
+    replay: Replay,
+    /// The secret a `resume` of this session must present; a new one after each resume.
+    resume_token: String,
+    /// This connection carries another session (it resumed it): frames go there.
+    carrying: Option<Carrying>,
+    /// When this session parked (its resume window counts from then).
+    parked_at: Option<Instant>,
+}
+
+/// Where a session's frames go.
+enum Link {
+    Socket(WsSink),
+    /// The socket dropped; the session waits for a resume until the window passes.
+    Parked,
+    /// Resumed on another connection, which relays.
+    Relay(Recipient<crate::messages::RelayOut>),
+}
+
+/// A connection that resumed another session: the client's frames go to it, its frames come
+/// back (held until the resume's reply is out, so that the reply comes first).
+struct Carrying {
+    to: Option<Recipient<crate::messages::RelayIn>>,
+    held: Option<Vec<ByteString>>,
 }
 
 impl SessionActor {
     pub fn new(grant: Grant, state: Arc<AppState>, out: WsSink) -> Self {
+        let replay = Replay::new(state.config.limits.resume_buffer);
         let now = crate::clock::now();
         let limits = &state.config.limits;
         let limiter = RateLimiter::new(
@@ -105,21 +132,50 @@ impl SessionActor {
             in_flight: None,
             next_token: 0,
             issued: None,
-            out,
+            link: Link::Socket(out),
+            replay,
+            resume_token: crate::token::new_jti(),
+            carrying: None,
+            parked_at: None,
         }
     }
 
     fn close(&mut self, ctx: &mut Context<Self>, code: CloseCode, reason: &str) {
-        self.out.close(code, reason);
+        match &mut self.link {
+            Link::Socket(out) => out.close(code, reason),
+            Link::Relay(to) => to.do_send(crate::messages::RelayOut::Close {
+                code: code.into(),
+                reason: reason.to_string(),
+            }),
+            Link::Parked => {}
+        }
         ctx.stop();
     }
 
     /// Writes a frame to the client. A client whose queue is full is not reading: it is
     /// closed (the queue keeps room for the close frame).
     fn text(&mut self, frame: impl Into<ByteString>, ctx: &mut Context<Self>) {
-        if self.out.text(frame).is_err() {
+        let frame = frame.into();
+        let attached = !matches!(self.link, Link::Parked);
+        if self.resumable() {
+            self.replay.record(&frame, attached);
+        }
+        let full = match &mut self.link {
+            Link::Socket(out) => out.text(frame).is_err(),
+            Link::Relay(to) => to
+                .try_send(crate::messages::RelayOut::Frame(frame))
+                .is_err(),
+            Link::Parked => false,
+        };
+        if full {
             self.too_slow(ctx);
         }
+    }
+
+    /// Whether this session would wait for a resume if its connection dropped: it is in a
+    /// channel and resuming is on.
+    fn resumable(&self) -> bool {
+        !self.channels.is_empty() && !self.state.config.timeouts.resume_window.is_zero()
     }
 
     fn too_slow(&mut self, ctx: &mut Context<Self>) {
@@ -268,7 +324,11 @@ impl Actor for SessionActor {
                 .register_proxy(&self.session, ctx.address().recipient());
         }
         self.text(
-            protocol::welcome(self.session.as_str(), &self.grant.identity),
+            protocol::welcome(
+                self.session.as_str(),
+                &self.grant.identity,
+                &self.resume_token,
+            ),
             ctx,
         );
         // A connection that can only join channels must join one: an idle authenticated
@@ -283,10 +343,15 @@ impl Actor for SessionActor {
         let interval = self.state.config.timeouts.heartbeat_interval;
         ctx.run_interval(interval, |act, ctx| {
             act.check_reply_deadline(ctx);
+            // Only a session's own socket is watched; a relaying connection watches its own.
+            let Link::Socket(out) = &mut act.link else {
+                return;
+            };
             if act.heartbeat.expired(crate::clock::now()) {
                 tracing::debug!(session = %act.session, "heartbeat timed out");
-                act.close(ctx, CloseCode::Away, "heartbeat timeout");
-            } else if act.out.ping().is_err() {
+                out.close(CloseCode::Away, "heartbeat timeout");
+                act.connection_lost(ctx);
+            } else if out.ping().is_err() {
                 act.too_slow(ctx);
             }
         });
@@ -294,6 +359,10 @@ impl Actor for SessionActor {
 
     fn stopped(&mut self, _: &mut Self::Context) {
         self.state.sessions.remove(&self.session);
+        self.state.parked.remove(&self.session);
+        if let Some(to) = self.carrying.as_mut().and_then(|c| c.to.take()) {
+            to.do_send(crate::messages::RelayIn::Lost);
+        }
         self.state
             .calls
             .unregister(&self.grant.identity, &self.session);
@@ -349,7 +418,7 @@ impl StreamHandler<Result<Frame, WsError>> for SessionActor {
                 match e.close_code() {
                     Some(code) => self.close(ctx, code, e.close_reason()),
                     // The peer went away mid-frame: nobody is left to tell.
-                    None => ctx.stop(),
+                    None => self.connection_lost(ctx),
                 }
                 return;
             }
@@ -357,7 +426,7 @@ impl StreamHandler<Result<Frame, WsError>> for SessionActor {
         self.heartbeat.seen(crate::clock::now());
         match frame {
             Frame::Text(bytes) => match String::from_utf8(bytes.to_vec()) {
-                Ok(text) => self.on_text(text, ctx),
+                Ok(text) => self.on_client_text(text, ctx),
                 Err(_) => self.close(ctx, CloseCode::Invalid, "text message is not UTF-8"),
             },
             Frame::Binary(_) => {
@@ -369,20 +438,27 @@ impl StreamHandler<Result<Frame, WsError>> for SessionActor {
             }
             Frame::Continuation(item) => self.on_fragment(item, ctx),
             Frame::Ping(p) => {
-                if self.out.pong(p).is_err() {
-                    self.too_slow(ctx);
+                if let Link::Socket(out) = &mut self.link {
+                    if out.pong(p).is_err() {
+                        self.too_slow(ctx);
+                    }
                 }
             }
             Frame::Pong(_) => {}
             Frame::Close(reason) => {
-                self.out.close_echo(reason);
+                // A goodbye, not a loss: the session ends.
+                if let Link::Socket(out) = &mut self.link {
+                    out.close_echo(reason);
+                }
                 ctx.stop();
             }
         }
     }
 
     fn finished(&mut self, ctx: &mut Self::Context) {
-        ctx.stop();
+        if matches!(self.link, Link::Socket(_)) {
+            self.connection_lost(ctx);
+        }
     }
 }
 
@@ -413,7 +489,7 @@ impl SessionActor {
         if last {
             let buf = self.fragments.take().unwrap_or_default();
             match String::from_utf8(buf) {
-                Ok(text) => self.on_text(text, ctx),
+                Ok(text) => self.on_client_text(text, ctx),
                 Err(_) => self.close(ctx, CloseCode::Invalid, "text message is not UTF-8"),
             }
         }

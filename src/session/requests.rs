@@ -25,6 +25,11 @@ impl SessionActor {
         ctx: &mut Context<Self>,
     ) -> Result<(), ApiError> {
         let (channel, op) = match req {
+            Request::Resume {
+                session,
+                resume_token,
+                last_seq,
+            } => return self.resume(id, session, resume_token, last_seq, ctx),
             Request::Ping {} => {
                 self.text(
                     protocol::ok(

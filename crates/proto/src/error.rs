@@ -19,6 +19,8 @@ pub enum ErrorCode {
     TooLarge,
     Unsupported,
     Internal,
+    /// A `resume` found no session to take over: join afresh.
+    SessionGone,
 }
 
 impl ErrorCode {
@@ -37,6 +39,7 @@ impl ErrorCode {
             ErrorCode::TooLarge => "too_large",
             ErrorCode::Unsupported => "unsupported",
             ErrorCode::Internal => "internal",
+            ErrorCode::SessionGone => "session_gone",
         }
     }
 
@@ -52,6 +55,7 @@ impl ErrorCode {
             ErrorCode::TooLarge => 413,
             ErrorCode::Unsupported => 400,
             ErrorCode::Internal => 500,
+            ErrorCode::SessionGone => 404,
         }
     }
 }

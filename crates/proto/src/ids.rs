@@ -151,6 +151,11 @@ pub fn random_hex128() -> String {
 }
 
 impl SessionId {
+    pub fn parse(value: &str) -> Result<Self, IdError> {
+        check("session ID", value, 64, is_id_char, "A-Z a-z 0-9 _ - . :")?;
+        Ok(Self(value.into()))
+    }
+
     pub fn random() -> Self {
         Self(format!("s-{:016x}", rand::rng().random::<u64>()).into())
     }

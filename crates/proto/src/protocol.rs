@@ -100,6 +100,15 @@ pub enum Request {
         to: Vec<String>,
     },
     Ping {},
+    /// Takes over a session whose WebSocket dropped (docs/protocol.md §Resume): its
+    /// memberships, its peer connections, and the events it missed.
+    Resume {
+        session: String,
+        resume_token: String,
+        /// Per channel, the last event `seq` the client saw.
+        #[serde(default)]
+        last_seq: std::collections::HashMap<String, u64>,
+    },
     MediaOffer {
         channel: String,
         sdp: String,
@@ -232,6 +241,7 @@ const REQUEST_TYPES: &[&str] = &[
     "unban",
     "send",
     "ping",
+    "resume",
     "media_offer",
     "media_answer",
     "media_candidate",
@@ -440,14 +450,25 @@ fn to_frame(value: &impl Serialize) -> ByteString {
     ByteString::from(serde_json::to_string(value).expect("protocol types always serialize"))
 }
 
-pub fn welcome(session: &str, identity: &Identity) -> ByteString {
+pub fn welcome(session: &str, identity: &Identity, resume_token: &str) -> ByteString {
     to_frame(&serde_json::json!({
         "type": "welcome",
         "protocol": PROTOCOL_VERSION,
         "session": session,
         "identity": identity,
         "server": SERVER_NAME,
+        "resume_token": resume_token,
     }))
+}
+
+/// The channel and `seq` of a channel event frame written by [`channel_event`] (`None` for
+/// any other frame), read without parsing it: they are its second and third keys.
+pub fn event_position(frame: &str) -> Option<(&str, u64)> {
+    let rest = frame.strip_prefix(r#"{"type":"event","channel":""#)?;
+    let (channel, rest) = rest.split_once('"')?;
+    let seq = rest.strip_prefix(r#","seq":"#)?;
+    let end = seq.find(|c: char| !c.is_ascii_digit()).unwrap_or(seq.len());
+    Some((channel, seq[..end].parse().ok()?))
 }
 
 /// `{"id":…,"type":"ok",…result}`; `result` must serialize to an object (or `()`).
@@ -878,6 +899,19 @@ mod tests {
         assert_eq!(r.unwrap_err().code, ErrorCode::BadRequest);
         let (id, r) = parse_request(r#"{"id":-1,"type":"ping"}"#);
         assert_eq!((id, r.unwrap_err().code), (None, ErrorCode::BadRequest));
+    }
+
+    #[test]
+    fn an_event_frame_says_its_channel_and_seq_without_a_parse() {
+        let c = ChannelId::parse("room1").unwrap();
+        let frame = channel_event(&c, 42, &ChannelEvent::AudienceCount { count: 3 });
+        assert_eq!(event_position(&frame), Some(("room1", 42)));
+        assert_eq!(event_position(&ok(Some(1), ())), None);
+        assert_eq!(
+            event_position(r#"{"type":"event","event":"call_ended","seq":3,"channel":"x"}"#),
+            None,
+            "call events are not channel events"
+        );
     }
 
     #[test]

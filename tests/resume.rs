@@ -1,0 +1,180 @@
+//! Resume: a listener's WebSocket is cut while its peer connection is up. Its audio keeps
+//! arriving; a new connection resumes the session, gets every event sent meanwhile once and
+//! in order, and the session carries on through it. A stale or late resume is refused.
+
+mod common;
+
+use std::time::Duration;
+
+use amphi_client::{AudioPeer, PeerOptions, Signal, Tone};
+use common::*;
+use serde_json::{json, Value};
+
+const SECS: Duration = Duration::from_secs(10);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_listener_resumes_without_missing_audio_or_events() {
+    let server = start();
+    let url = server.http_url();
+    let token_l = token("lis", &["audience"]);
+    let ls = Signal::connect(&url, &token_l).await.unwrap();
+    ls.join("r", "audience").await.unwrap();
+    let opts = PeerOptions {
+        slots: 1,
+        ..PeerOptions::default()
+    };
+    let l = AudioPeer::start(&ls, "r", opts).await.unwrap();
+    assert!(l.wait_connected(SECS).await);
+    let hs = Signal::connect(&url, &token("h", &["host"])).await.unwrap();
+    let reply = hs.join("r", "host").await.unwrap();
+    let host_id = reply["participant"].as_str().unwrap().to_string();
+    let opts = PeerOptions {
+        publish: Some(Box::new(Tone::new(440.0))),
+        slots: 1,
+        ..PeerOptions::default()
+    };
+    let _h = AudioPeer::start(&hs, "r", opts).await.unwrap();
+    assert!(
+        l.wait_packets(25, SECS).await,
+        "the listener hears the host"
+    );
+    let seen = ls
+        .wait_event("participant_joined", SECS)
+        .await
+        .expect("the host's join")["seq"]
+        .as_u64()
+        .unwrap();
+    let session = ls.welcome["session"].as_str().unwrap().to_string();
+    let resume_token = ls.welcome["resume_token"].as_str().unwrap().to_string();
+
+    // The network fails: no goodbye.
+    ls.sever();
+    // Meanwhile: the host mutes and unmutes, a second host joins.
+    hs.request("mute", json!({"channel": "r", "muted": true}))
+        .await
+        .unwrap();
+    hs.request("mute", json!({"channel": "r", "muted": false}))
+        .await
+        .unwrap();
+    let h2 = Signal::connect(&url, &token("h2", &["host"]))
+        .await
+        .unwrap();
+    h2.join("r", "host").await.unwrap();
+    // Audio never stopped: the peer connection is the session's, not the socket's.
+    let mark = l.received_packets();
+    assert!(l.wait_packets(mark + 25, SECS).await, "audio while cut off");
+
+    // A stale token and a stranger are refused; the rightful client resumes.
+    let mut wrong = Client::connect(&server, &token_l).await;
+    let e = wrong
+        .err(
+            "resume",
+            json!({"session": session, "resume_token": "not-it", "last_seq": {}}),
+            "session_gone",
+        )
+        .await;
+    assert!(
+        e["message"].as_str().unwrap().contains("join afresh"),
+        "{e}"
+    );
+    let mut stranger = Client::as_(&server, "mallory", &["audience"]).await;
+    stranger
+        .err(
+            "resume",
+            json!({"session": session, "resume_token": resume_token, "last_seq": {}}),
+            "session_gone",
+        )
+        .await;
+    let mut back = Client::connect(&server, &token_l).await;
+    let (reply, after) = back
+        .request(
+            "resume",
+            json!({"session": session, "resume_token": resume_token, "last_seq": {"r": seen}}),
+        )
+        .await;
+    assert_eq!(reply["type"], "ok", "{reply}");
+    assert_eq!(reply["channels"], json!(["r"]));
+    assert_eq!(reply["resync"], json!([]));
+    let next_token = reply["resume_token"].as_str().unwrap().to_string();
+    assert_ne!(next_token, resume_token, "each token is good once");
+    // The missed events, once each, in seq order: two mutes and a join (among the speaking
+    // events of the hosts and the media negotiation for the new host's slot).
+    let membership = |e: &Value| {
+        matches!(
+            e["event"].as_str(),
+            Some("mute_changed" | "participant_joined" | "participant_left")
+        )
+    };
+    let mut frames: Vec<Value> = after;
+    while frames.iter().filter(|e| membership(e)).count() < 3 {
+        frames.push(back.recv().await);
+    }
+    let channel_events: Vec<&Value> = frames
+        .iter()
+        .filter(|e| e["type"] == "event" && e["channel"] == "r" && e["seq"].is_u64())
+        .collect();
+    let seqs: Vec<u64> = channel_events
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]) && seqs[0] > seen,
+        "once each, in order, none seen before: {seqs:?}"
+    );
+    let missed: Vec<&&Value> = channel_events.iter().filter(|e| membership(e)).collect();
+    let names: Vec<&str> = missed.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(
+        names,
+        vec!["mute_changed", "mute_changed", "participant_joined"],
+        "{frames:?}"
+    );
+    assert_eq!(missed[0]["participant"].as_str(), Some(host_id.as_str()));
+    // The session carries on through the new connection: requests and events.
+    back.ok("ping", json!({})).await;
+    hs.request("mute", json!({"channel": "r", "muted": true}))
+        .await
+        .unwrap();
+    let e = back.wait_event("mute_changed").await;
+    assert_eq!(e["muted"], true);
+    back.ok("leave", json!({"channel": "r"})).await;
+    // The old token is spent.
+    let mut again = Client::connect(&server, &token_l).await;
+    again
+        .err(
+            "resume",
+            json!({"session": session, "resume_token": resume_token}),
+            "session_gone",
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_after_the_window_gets_the_rejoin_error_and_the_member_is_gone() {
+    let server = start_with(|c| c.timeouts.resume_window = Duration::from_millis(300));
+    let mut host = Client::as_(&server, "host", &["host"]).await;
+    host.join("w", "host").await;
+    let token_b = token("bob", &["host"]);
+    let mut bob = Client::connect(&server, &token_b).await;
+    let session = bob.welcome["session"].as_str().unwrap().to_string();
+    let resume_token = bob.welcome["resume_token"].as_str().unwrap().to_string();
+    bob.join("w", "host").await;
+    host.wait_event("participant_joined").await;
+    drop(bob);
+    // Only once the window has passed does the member leave, as disconnected.
+    let e = host.wait_event("participant_left").await;
+    assert_eq!(e["reason"], "disconnected");
+    let mut late = Client::connect(&server, &token_b).await;
+    late.err(
+        "resume",
+        json!({"session": session, "resume_token": resume_token}),
+        "session_gone",
+    )
+    .await;
+    // A client that says goodbye is not kept.
+    let mut carol = Client::as_(&server, "carol", &["host"]).await;
+    carol.join("w", "host").await;
+    host.wait_event("participant_joined").await;
+    carol.ws.close(None).await.unwrap();
+    let e = host.wait_event("participant_left").await;
+    assert_eq!(e["reason"], "disconnected");
+}
