@@ -232,7 +232,11 @@ async fn same_identity_replaces_the_first_connection() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disconnect_is_announced_and_uri_maps_to_one_channel() {
-    let server = start_with(sample_roles);
+    // A lost connection is announced once the session's resume window has passed.
+    let server = start_with(|c| {
+        sample_roles(c);
+        c.timeouts.resume_window = Duration::from_millis(200);
+    });
     let mut a = Client::as_(&server, "a", &["host"]).await;
     let mut b = Client::as_(&server, "b", &["host"]).await;
     let uri = "https://live.example.test/rooms/42?lang=en";
