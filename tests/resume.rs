@@ -178,3 +178,56 @@ async fn a_resume_after_the_window_gets_the_rejoin_error_and_the_member_is_gone(
     let e = host.wait_event("participant_left").await;
     assert_eq!(e["reason"], "disconnected");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_client_resumes_by_itself_and_hears_what_it_missed() {
+    let server = start();
+    let url = server.http_url();
+    let ls = Signal::connect(&url, &token("lis", &["audience"]))
+        .await
+        .unwrap();
+    ls.join("auto", "audience").await.unwrap();
+    let l = AudioPeer::start(&ls, "auto", PeerOptions::default())
+        .await
+        .unwrap();
+    assert!(l.wait_connected(SECS).await);
+    let hs = Signal::connect(&url, &token("h", &["host"])).await.unwrap();
+    hs.join("auto", "host").await.unwrap();
+    let opts = PeerOptions {
+        publish: Some(Box::new(Tone::new(440.0))),
+        slots: 1,
+        ..PeerOptions::default()
+    };
+    let _h = AudioPeer::start(&hs, "auto", opts).await.unwrap();
+    assert!(l.wait_packets(25, SECS).await);
+    ls.wait_event("participant_joined", SECS).await.unwrap();
+
+    ls.interrupt();
+    ls.wait_event("reconnecting", SECS)
+        .await
+        .expect("it noticed");
+    hs.request("mute", json!({"channel": "auto", "muted": true}))
+        .await
+        .unwrap();
+    let e = ls
+        .wait_event("reconnected", SECS)
+        .await
+        .expect("it came back");
+    assert_eq!(e["resync"], json!([]));
+    let e = ls
+        .wait_event("mute_changed", SECS)
+        .await
+        .expect("what it missed");
+    assert_eq!(e["muted"], true);
+    // Same session, same membership: requests go on, audio never stopped.
+    // Still a member: a stranger to the channel would get not_found.
+    ls.request("mute", json!({"channel": "auto", "muted": true}))
+        .await
+        .unwrap();
+    ls.request("ping", json!({})).await.unwrap();
+    let mark = l.received_packets();
+    hs.request("mute", json!({"channel": "auto", "muted": false}))
+        .await
+        .unwrap();
+    assert!(l.wait_packets(mark + 25, SECS).await);
+}
