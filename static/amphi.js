@@ -39,6 +39,8 @@
 
 const WELCOME_TIMEOUT_MS = 10_000;
 const REQUEST_TIMEOUT_MS = 15_000;
+/** How long a client keeps trying to resume its session: the server's default window. */
+const RESUME_FOR_MS = 20_000;
 // The server is ICE-lite and learns the client's address from its connectivity checks, so the
 // offer needs no candidate that takes long to find; the cap only bounds a slow interface scan.
 const ICE_GATHERING_CAP_MS = 2_000;
@@ -78,6 +80,11 @@ export class AmphiClient extends EventTarget {
   #pending = new Map();
   /** @type {AudioSession | null} */
   #lastAudio = null;
+  #url = "";
+  /** Per channel, the last event `seq` seen: what a resume asks to be replayed after. */
+  #lastSeq = new Map();
+  #resumeToken = null;
+  #closing = false;
 
   /**
    * Opens the signalling connection and resolves once the server has sent `welcome`.
@@ -88,7 +95,9 @@ export class AmphiClient extends EventTarget {
    */
   static async connect(url, token, { timeoutMs = WELCOME_TIMEOUT_MS } = {}) {
     const client = new AmphiClient();
-    await client.#open(socketUrl(url, token), timeoutMs);
+    client.#url = socketUrl(url, token);
+    await client.#open(client.#url, timeoutMs);
+    client.#resumeToken = client.welcome.resume_token ?? null;
     return client;
   }
 
@@ -122,6 +131,11 @@ export class AmphiClient extends EventTarget {
       };
       ws.onclose = (event) => {
         clearTimeout(timer);
+        if (this.welcome && !this.#closing && event.code === 1006 && this.channels.size > 0) {
+          // The network failed (no close frame): the server keeps the session for a while.
+          this.#resume();
+          return;
+        }
         if (!this.welcome) {
           // Browsers hide the HTTP status of a refused upgrade, so say what it usually means.
           reject(new AmphiError("connect_failed",
@@ -285,6 +299,7 @@ export class AmphiClient extends EventTarget {
 
   /** Closes the connection; the server treats the channels as left with reason `disconnected`. */
   close() {
+    this.#closing = true;
     this.#shutdown();
     this.#ws?.close(1000);
   }
@@ -308,6 +323,9 @@ export class AmphiClient extends EventTarget {
     } else if (frame.type === "error") {
       this.#fail(new AmphiError(frame.code, frame.message, frame));
     } else if (frame.type === "event" && typeof frame.event === "string") {
+      if (typeof frame.channel === "string" && Number.isInteger(frame.seq)) {
+        this.#lastSeq.set(frame.channel, Math.max(this.#lastSeq.get(frame.channel) ?? 0, frame.seq));
+      }
       this.#track(frame);
       this.#emit(frame.event, frame);
       this.#emit("event", frame);
@@ -344,6 +362,81 @@ export class AmphiClient extends EventTarget {
         this.channels.delete(frame.channel);
         break;
     }
+  }
+
+  /**
+   * Connects again and resumes the session after the network failed (docs/protocol.md §8.8):
+   * channels and audio carry on, missed events arrive in order. Emits `reconnecting`, then
+   * `reconnected` ({resync}: channels to join again) or `session_gone` and `close`.
+   */
+  async #resume() {
+    for (const { reject, timer, type } of this.#pending.values()) {
+      clearTimeout(timer);
+      reject(new AmphiError("disconnected", `'${type}': the connection dropped before the reply`));
+    }
+    this.#pending.clear();
+    this.#emit("reconnecting", {});
+    const deadline = Date.now() + RESUME_FOR_MS;
+    let backoff = 100;
+    while (!this.#closing) {
+      const outcome = await this.#tryResume().catch(() => null);
+      if (outcome?.type === "ok") {
+        this.#resumeToken = outcome.resume_token ?? this.#resumeToken;
+        this.#emit("reconnected", { resync: outcome.resync ?? [] });
+        return;
+      }
+      if (outcome?.type === "error") {
+        this.#shutdown();
+        this.#emit("session_gone", { message: outcome.message });
+        this.#emit("close", { code: 1006, reason: "the session could not be resumed" });
+        return;
+      }
+      if (Date.now() + backoff > deadline) break;
+      // Jitter, so that a server's clients do not all come back in the same instant.
+      await new Promise((r) => setTimeout(r, backoff * (1 + Math.random() / 2)));
+      backoff = Math.min(backoff * 2, 2000);
+    }
+    this.#shutdown();
+    this.#emit("close", { code: 1006, reason: "the connection was lost" });
+  }
+
+  /** One attempt: a new socket, its welcome, then `resume`; the reply frame, or null. */
+  #tryResume() {
+    return new Promise((resolve) => {
+      const ws = new WebSocket(this.#url);
+      const id = this.#nextId++;
+      let welcomed = false;
+      const timer = setTimeout(() => { ws.close(); resolve(null); }, WELCOME_TIMEOUT_MS);
+      ws.onmessage = (message) => {
+        const frame = parseFrame(message.data);
+        if (!frame) return;
+        if (!welcomed) {
+          welcomed = frame.type === "welcome";
+          ws.send(JSON.stringify({
+            id, type: "resume", session: this.welcome.session,
+            resume_token: this.#resumeToken, last_seq: Object.fromEntries(this.#lastSeq),
+          }));
+          return;
+        }
+        if (frame.id !== id) {
+          this.#onFrame(frame);
+          return;
+        }
+        clearTimeout(timer);
+        if (frame.type === "ok") {
+          this.#ws = ws;
+          ws.onmessage = (m) => { const f = parseFrame(m.data); if (f) this.#onFrame(f); };
+          ws.onclose = (event) => {
+            if (!this.#closing && event.code === 1006 && this.channels.size > 0) this.#resume();
+            else this.#onClose(event);
+          };
+        } else {
+          ws.close(1000);
+        }
+        resolve(frame);
+      };
+      ws.onclose = () => { clearTimeout(timer); resolve(null); };
+    });
   }
 
   #onClose(event) {

@@ -300,3 +300,111 @@ async fn chromium_hears_the_mix(policy: amphi::config::MixPolicy, audio: &str) {
         assert!(h.wait_packets(50, SECS).await);
     }
 }
+
+/// A TCP proxy on loopback in front of `to` whose connections the test can cut at once, as a
+/// failing network would (no WebSocket close frame); new connections go through afterwards.
+struct Cutter {
+    url: String,
+    live: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Cutter {
+    async fn start(to: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let live: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> =
+            Default::default();
+        let conns = live.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let to = to.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&to).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                conns.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Self { url, live }
+    }
+
+    fn cut(&self) {
+        for task in self.live.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_resumes_its_session_when_its_connection_drops() {
+    require_browser();
+    let server = start();
+    let proxy = Cutter::start(server.http_url().trim_start_matches("http://").to_string()).await;
+    let hs = Signal::connect(&server.http_url(), &token("tone", &["host"]))
+        .await
+        .unwrap();
+    hs.join("again", "host").await.unwrap();
+    let opts = PeerOptions {
+        publish: Some(Box::new(Tone::new(440.0))),
+        slots: 1,
+        ..PeerOptions::default()
+    };
+    let _h = AudioPeer::start(&hs, "again", opts).await.unwrap();
+    let page_url = proxy.url.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready");
+    let ready_arg = ready.to_string_lossy().to_string();
+    let page = tokio::spawn(async move {
+        run_driver(vec![
+            "--ready-file".into(),
+            ready_arg,
+            "--url".into(),
+            page_url,
+            "--channel".into(),
+            "again".into(),
+            "--identity".into(),
+            "chrome-again".into(),
+            "--role".into(),
+            "audience".into(),
+            "--interrupt".into(),
+            "--seconds".into(),
+            "3".into(),
+        ])
+        .await
+    });
+    // Once the page is in and its audio connected, the network fails under it.
+    let e = hs
+        .wait_event("participant_joined", SECS)
+        .await
+        .expect("the page joined");
+    assert_eq!(e["identity"], "chrome-again");
+    assert!(
+        eventually(SECS, || ready.exists()).await,
+        "the page connected its audio"
+    );
+    proxy.cut();
+    let report = page.await.unwrap();
+    assert_eq!(report["joined"], true, "{report}");
+    assert!(
+        report["resumed"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("reconnected"),
+        "{report}"
+    );
+    assert_eq!(report["errors"], serde_json::json!([]), "{report}");
+    let heard: u64 = report["inbound"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["packetsReceived"].as_u64())
+        .sum();
+    assert!(heard > 100, "audio went on: {report}");
+    // Nobody saw it drop out: it left only when the page said goodbye at the end.
+    while let Some(e) = hs.next_event(Duration::from_millis(100)).await {
+        if e["event"] == "participant_left" {
+            assert_eq!(e["reason"], "left", "{e}");
+        }
+    }
+}

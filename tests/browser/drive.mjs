@@ -14,7 +14,7 @@
 // exits 0; otherwise it prints {"joined":false,"error","errors"} and exits 1 (2 on bad usage).
 // Every wait is bounded, and a watchdog ends the run if something hangs regardless.
 
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -72,6 +72,8 @@ function parseOptions() {
         identity: { type: "string" },
         role: { type: "string", default: "host" },
         audio: { type: "string", default: "auto" },
+        interrupt: { type: "boolean", default: false },
+        "ready-file": { type: "string" },
         seconds: { type: "string", default: "5" },
         screenshot: { type: "string" },
         "answer-call": { type: "boolean", default: false },
@@ -221,8 +223,18 @@ async function run(opts) {
         : `the page did not connect audio (status: ${status})`);
     }
 
+    let resumed = null;
+    if (opts["ready-file"]) writeFileSync(opts["ready-file"], "connected\n");
+    if (opts.interrupt) {
+      // The caller cuts the page's connection (a proxy in between drops it, no close frame):
+      // the page resumes its session by itself.
+      await page.waitForFunction(() => (window.amphiResumed ?? 0) >= 1, null,
+        { timeout: CONNECT_TIMEOUT_MS + 10_000, polling: 50 });
+      resumed = await page.textContent("#status");
+    }
     await page.waitForTimeout(opts.seconds * 1000);
     const result = await page.evaluate(collect, "amphi");
+    if (resumed !== null) result.resumed = resumed;
     errors.push(...result.errors.filter((e) => !errors.includes(e)));
     if (!result.joined) {
       const now = await page.textContent("#status").catch(() => "");
