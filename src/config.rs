@@ -61,6 +61,10 @@ pub struct ServerConfig {
     /// How long a graceful shutdown waits for connections to flush before closing them.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// When set, `/metrics` answers only requests with `Authorization: Bearer <this>` (for a
+    /// server whose port faces the internet); empty: open, as Prometheus expects on a
+    /// private network.
+    pub metrics_token: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -218,6 +222,7 @@ impl Default for ServerConfig {
             bind: "127.0.0.1:7880".parse().expect("literal address"),
             workers: 0,
             shutdown_timeout: Duration::from_secs(5),
+            metrics_token: String::new(),
         }
     }
 }

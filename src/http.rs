@@ -118,10 +118,28 @@ async fn client_js() -> HttpResponse {
         .body(include_str!("../static/amphi.js"))
 }
 
-async fn metrics() -> HttpResponse {
-    HttpResponse::Ok()
+async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, HttpError> {
+    let wanted = &state.config.server.metrics_token;
+    if !wanted.is_empty() {
+        let given = bearer(&req).unwrap_or_default();
+        // Compared in full whatever the first difference, so timing tells nothing.
+        let same = given.len() == wanted.len()
+            && given
+                .bytes()
+                .zip(wanted.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if !same {
+            return Err(ApiError::new(
+                ErrorCode::Unauthorized,
+                "/metrics needs Authorization: Bearer <server.metrics_token>",
+            )
+            .into());
+        }
+    }
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(crate::metrics::prometheus().render())
+        .body(crate::metrics::prometheus().render()))
 }
 
 #[derive(Deserialize)]

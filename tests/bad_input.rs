@@ -383,3 +383,26 @@ async fn a_connection_that_joins_nothing_is_closed_but_one_waiting_for_calls_is_
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_require_a_bearer_token() {
+    let server = start_with(|c| c.server.metrics_token = "scrape-me-0123456789".into());
+    let url = format!("{}/metrics", server.http_url());
+    let open = reqwest::get(&url).await.unwrap();
+    assert_eq!(open.status().as_u16(), 401);
+    let wrong = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth("scrape-me-012345678X")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    let right = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth("scrape-me-0123456789")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status().as_u16(), 200);
+    assert!(right.text().await.unwrap().contains("amphi_"));
+}
