@@ -161,6 +161,11 @@ pub struct CallsConfig {
     pub role: String,
     /// Calls in progress at once across the server; a call beyond it gets `busy`.
     pub max_calls: usize,
+    /// Calls one identity may place per minute (across its connections and proxies acting
+    /// for it); more get `rate_limited`.
+    pub max_calls_per_minute: u32,
+    /// Callees one call may ring (at most 31, a call's 32 members less its caller).
+    pub max_callees: usize,
     /// Where signed call webhooks are POSTed (http://…); empty disables webhooks.
     pub webhook_url: String,
     /// HMAC-SHA256 key for the webhook signature.
@@ -298,6 +303,8 @@ impl Default for CallsConfig {
             database: "amphi-calls.sqlite".into(),
             role: "call".into(),
             max_calls: 10_000,
+            max_calls_per_minute: 20,
+            max_callees: 8,
             webhook_url: String::new(),
             webhook_secret: String::new(),
             webhook_timeout: Duration::from_secs(5),

@@ -893,3 +893,44 @@ async fn an_unanswered_media_change_times_out_and_a_proxy_can_answer_one() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ring_spam_is_cut_at_the_configured_limits() {
+    let server = start_with(|c| {
+        c.calls.max_calls_per_minute = 3;
+        c.calls.max_callees = 2;
+    });
+    let mut a = user(&server, "spammer").await;
+    let many: Vec<String> = (0..3).map(|i| format!("victim-{i}")).collect();
+    let e = a
+        .err(
+            "call",
+            json!({"callees": many, "media": "audio"}),
+            "bad_request",
+        )
+        .await;
+    assert!(e["message"].as_str().unwrap().contains("at most 2"), "{e}");
+    // Three calls a minute, whatever the connection: the fourth is refused.
+    for i in 0..3 {
+        let (id, _) = call(&mut a, &[&format!("victim-{i}")], "audio").await;
+        a.ok("hangup", json!({"call_id": id})).await;
+    }
+    let mut again = user(&server, "spammer").await;
+    let e = again
+        .err(
+            "call",
+            json!({"callees": ["victim-9"], "media": "audio"}),
+            "rate_limited",
+        )
+        .await;
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("calls.max_calls_per_minute"),
+        "{e}"
+    );
+    // Others call as before.
+    let mut b = user(&server, "neighbour").await;
+    call(&mut b, &["victim-9"], "audio").await;
+}

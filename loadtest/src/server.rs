@@ -56,6 +56,8 @@ pub async fn spawn(bin: &Path) -> Result<Spawned, String> {
         // per-connection request limit is a policy for people, not what is measured here.
         .env("AMPHI_LIMITS_MESSAGES_PER_SECOND", "1000")
         .env("AMPHI_LIMITS_MESSAGE_BURST", "2000")
+        // Each of the swarm's caller identities places calls back to back.
+        .env("AMPHI_CALLS_MAX_CALLS_PER_MINUTE", "100000")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .kill_on_drop(true)

@@ -246,10 +246,11 @@ impl SessionActor {
             .iter()
             .map(|c| Identity::parse(c))
             .collect::<Result<Vec<_>, _>>()?;
-        let max = crate::calls::call::MAX_MEMBERS - 1;
+        let max = (crate::calls::call::MAX_MEMBERS - 1).min(self.state.config.calls.max_callees);
         if callees.len() > max {
             return Err(ApiError::bad_request(format!(
-                "a call rings at most {max} callees"
+                "a call rings at most {max} callees (calls.max_callees); invite more once it \
+                 is connected"
             )));
         }
         let extra_bytes = extra.to_string().len() + push.to_string().len();
