@@ -46,4 +46,8 @@ read -r passed failed < <(grep -E '^test result:' "$log" \
     | sed -E 's/.* ([0-9]+) passed; ([0-9]+) failed.*/\1 \2/' \
     | awk '{p += $1; f += $2} END {print p + 0, f + 0}')
 echo "tests: $passed passed, $failed failed"
-exit "$status"
+if [ "$status" -ne 0 ]; then
+    exit "$status"
+fi
+# Every fuzz target, a bounded and reproducible run each (scripts/fuzz.sh).
+./scripts/fuzz.sh

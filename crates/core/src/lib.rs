@@ -22,6 +22,7 @@ pub mod call;
 pub mod channel;
 pub mod deadlines;
 pub mod directory;
+pub mod fuzzing;
 pub mod levels;
 pub mod mix;
 pub mod peer;
