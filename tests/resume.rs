@@ -23,7 +23,7 @@ async fn a_cut_listener_resumes_without_missing_audio_or_events() {
         slots: 1,
         ..PeerOptions::default()
     };
-    let l = AudioPeer::start(&ls, "r", opts).await.unwrap();
+    let l = std::sync::Arc::new(AudioPeer::start(&ls, "r", opts).await.unwrap());
     assert!(l.wait_connected(SECS).await);
     let hs = Signal::connect(&url, &token("h", &["host"])).await.unwrap();
     let reply = hs.join("r", "host").await.unwrap();
@@ -47,6 +47,24 @@ async fn a_cut_listener_resumes_without_missing_audio_or_events() {
     let session = ls.welcome["session"].as_str().unwrap().to_string();
     let resume_token = ls.welcome["resume_token"].as_str().unwrap().to_string();
 
+    // Watch the audio across the cut and the resume: the longest stretch with nothing new.
+    let watching = {
+        let l = l.clone();
+        tokio::spawn(async move {
+            let mut last = (std::time::Instant::now(), l.received_packets());
+            let mut longest = Duration::ZERO;
+            let end = std::time::Instant::now() + Duration::from_secs(3);
+            while std::time::Instant::now() < end {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                let n = l.received_packets();
+                if n > last.1 {
+                    longest = longest.max(last.0.elapsed());
+                    last = (std::time::Instant::now(), n);
+                }
+            }
+            longest
+        })
+    };
     // The network fails: no goodbye.
     ls.sever();
     // Meanwhile: the host mutes and unmutes, a second host joins.
@@ -129,6 +147,13 @@ async fn a_cut_listener_resumes_without_missing_audio_or_events() {
         "{frames:?}"
     );
     assert_eq!(missed[0]["participant"].as_str(), Some(host_id.as_str()));
+    let longest = watching.await.unwrap();
+    eprintln!("longest gap in the audio across the cut and the resume: {longest:?}");
+    // 20 ms packets; the bound leaves room for this loaded test machine's scheduling.
+    assert!(
+        longest < Duration::from_millis(80),
+        "a gap of {longest:?} in the audio"
+    );
     // The session carries on through the new connection: requests and events.
     back.ok("ping", json!({})).await;
     hs.request("mute", json!({"channel": "r", "muted": true}))

@@ -154,13 +154,31 @@ fn token_command_mints_a_verifiable_token() {
 
 #[test]
 fn second_server_on_a_used_udp_port_refuses_to_start_and_names_the_port() {
-    // A free port, held by a running server (which binds it with SO_REUSEPORT).
-    let port = std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let first = start_with(|c| c.media.udp_port = port);
+    // A free port, held by a running server (which binds it with SO_REUSEPORT). Between
+    // picking a free port and the server binding it, another test's process may take it:
+    // then pick again, until the server is seen holding its port.
+    let (port, first) = (0..10)
+        .find_map(|_| {
+            let port = std::net::UdpSocket::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let first = start_with(|c| c.media.udp_port = port);
+            // The media plane binds on the server's thread, after start_with returns.
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            let held = loop {
+                if std::net::UdpSocket::bind(("127.0.0.1", port)).is_err() {
+                    break true;
+                }
+                if std::time::Instant::now() > deadline {
+                    break false;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            };
+            held.then_some((port, first))
+        })
+        .expect("a server holding a UDP port");
     let out = Command::new(env!("CARGO_BIN_EXE_amphi"))
         .args(["serve", "--dev", "--bind", "127.0.0.1:0", "--udp-port"])
         .arg(port.to_string())
