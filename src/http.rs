@@ -292,54 +292,6 @@ async fn kick(
     Ok(HttpResponse::Ok().json(serde_json::json!({ "kicked": kicked })))
 }
 
-async fn record(
-    req: HttpRequest,
-    path: web::Path<String>,
-    body: web::Bytes,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, HttpError> {
-    admin(&req, &state)?;
-    streams::record(&path, &body, &state).await
-}
-
-async fn stop_recording(
-    req: HttpRequest,
-    path: web::Path<String>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, HttpError> {
-    admin(&req, &state)?;
-    streams::stop_recording(&path, &state).await
-}
-
-async fn play(
-    req: HttpRequest,
-    path: web::Path<String>,
-    body: web::Bytes,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, HttpError> {
-    admin(&req, &state)?;
-    streams::play(&path, &body, &state).await
-}
-
-async fn stop_playing(
-    req: HttpRequest,
-    path: web::Path<String>,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, HttpError> {
-    admin(&req, &state)?;
-    streams::stop_playing(&path, &state).await
-}
-
-async fn mix(
-    req: HttpRequest,
-    path: web::Path<String>,
-    body: web::Bytes,
-    state: web::Data<AppState>,
-) -> Result<HttpResponse, HttpError> {
-    admin(&req, &state)?;
-    streams::mix(&path, &body, &state).await
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UnbanBody {
@@ -398,4 +350,27 @@ async fn revoke(
     let until_s = body.exp.unwrap_or(now_s + REVOCATION_DEFAULT);
     state.bans.revoke(&body.jti, until_s.saturating_mul(1000));
     Ok(HttpResponse::Ok().json(serde_json::json!({ "revoked": body.jti, "until": until_s })))
+}
+
+/// Admin routes handled in `streams`: the token checked here, the work there.
+macro_rules! admin_streams {
+    ($($route:ident => $handler:path;)*) => {$(
+        async fn $route(
+            req: HttpRequest,
+            path: web::Path<String>,
+            body: web::Bytes,
+            state: web::Data<AppState>,
+        ) -> Result<HttpResponse, HttpError> {
+            admin(&req, &state)?;
+            $handler(&path, &body, &state).await
+        }
+    )*};
+}
+
+admin_streams! {
+    mix => streams::mix;
+    record => streams::record;
+    stop_recording => streams::stop_recording;
+    play => streams::play;
+    stop_playing => streams::stop_playing;
 }

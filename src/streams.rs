@@ -137,7 +137,11 @@ pub async fn record(path: &str, bytes: &[u8], state: &AppState) -> Result<HttpRe
 }
 
 /// `POST /api/channels/{id}/record/stop`.
-pub async fn stop_recording(path: &str, state: &AppState) -> Result<HttpResponse, HttpError> {
+pub async fn stop_recording(
+    path: &str,
+    _body: &[u8],
+    state: &AppState,
+) -> Result<HttpResponse, HttpError> {
     let id = ChannelId::parse(path).map_err(ApiError::from)?;
     let channel = channel_handle(state, &id)?;
     let stopped = channel
@@ -164,7 +168,11 @@ pub async fn play(path: &str, bytes: &[u8], state: &AppState) -> Result<HttpResp
 }
 
 /// `POST /api/channels/{id}/play/stop`.
-pub async fn stop_playing(path: &str, state: &AppState) -> Result<HttpResponse, HttpError> {
+pub async fn stop_playing(
+    path: &str,
+    _body: &[u8],
+    state: &AppState,
+) -> Result<HttpResponse, HttpError> {
     let id = ChannelId::parse(path).map_err(ApiError::from)?;
     let channel = channel_handle(state, &id)?;
     let stopped = channel

@@ -8,17 +8,6 @@ use amphi::config::Config;
 use common::*;
 use serde_json::{json, Value};
 
-async fn admin(server: &amphi::ServerHandle, path: &str, body: Value) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .post(format!("{}{path}", server.http_url()))
-        .bearer_auth(token_with("ops", &[], &["admin"]))
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kick_holds_across_connections_and_restarts_until_it_is_lifted() {
     let dir = tempfile::tempdir().unwrap();
@@ -55,7 +44,8 @@ async fn a_kick_holds_across_connections_and_restarts_until_it_is_lifted() {
     host.ok("unban", json!({"channel": "k", "identity": "bob"}))
         .await;
     bob.join("k", "audience").await;
-    let (status, body) = admin(&server, "/api/channels/k/kick", json!({"identity": "bob"})).await;
+    let (status, body) =
+        admin_post(&server, "/api/channels/k/kick", json!({"identity": "bob"})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(bob.wait_event("left").await["reason"], "kicked");
     drop((host, bob, again));
@@ -65,7 +55,8 @@ async fn a_kick_holds_across_connections_and_restarts_until_it_is_lifted() {
     let server = start_with(config);
     let mut bob = Client::as_(&server, "bob", &["audience"]).await;
     bob.err("join", json!({"channel": "k"}), "forbidden").await;
-    let (status, body) = admin(&server, "/api/channels/k/unban", json!({"identity": "bob"})).await;
+    let (status, body) =
+        admin_post(&server, "/api/channels/k/unban", json!({"identity": "bob"})).await;
     assert_eq!(
         (status, body["was_banned"].as_bool()),
         (200, Some(true)),
@@ -82,7 +73,7 @@ async fn a_revoked_token_is_refused_and_others_are_not() {
     let token = keys().mint(&revoked);
     // Good until revoked.
     let _before = Client::connect(&server, &token).await;
-    let (status, body) = admin(
+    let (status, body) = admin_post(
         &server,
         "/api/tokens/revoke",
         json!({"jti": jti, "exp": revoked.exp}),

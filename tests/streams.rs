@@ -20,18 +20,6 @@ async fn signal(server: &amphi::ServerHandle, identity: &str, role: &str) -> Sig
         .unwrap()
 }
 
-async fn admin(server: &amphi::ServerHandle, path: &str, body: Value) -> (u16, Value) {
-    let admin = token_with("ops", &[], &["admin"]);
-    let resp = reqwest::Client::new()
-        .post(format!("{}{path}", server.http_url()))
-        .bearer_auth(admin)
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap())
-}
-
 async fn peer(s: &Signal, channel: &str, tone: Option<f64>) -> AudioPeer {
     let opts = PeerOptions {
         publish: tone.map(|f| Box::new(Tone::new(f)) as Box<dyn amphi_client::Source>),
@@ -83,7 +71,7 @@ async fn a_recorded_mix_decodes_to_both_speakers_and_plays_back_into_another_cha
     assert!(l.wait_packets(25, SECS).await, "the mix plays");
 
     // Refused by name: a path, a channel that does not exist.
-    let (status, body) = admin(
+    let (status, body) = admin_post(
         &server,
         "/api/channels/rec/record",
         json!({"file": "../x.ogg"}),
@@ -94,10 +82,10 @@ async fn a_recorded_mix_decodes_to_both_speakers_and_plays_back_into_another_cha
         (400, Some("bad_request")),
         "{body}"
     );
-    let (status, _) = admin(&server, "/api/channels/nowhere/record", json!({})).await;
+    let (status, _) = admin_post(&server, "/api/channels/nowhere/record", json!({})).await;
     assert_eq!(status, 404);
 
-    let (status, body) = admin(
+    let (status, body) = admin_post(
         &server,
         "/api/channels/rec/record",
         json!({"file": "both.ogg"}),
@@ -110,7 +98,7 @@ async fn a_recorded_mix_decodes_to_both_speakers_and_plays_back_into_another_cha
         .await
         .expect("announced");
     assert_eq!(e["file"], "both.ogg");
-    let (status, body) = admin(
+    let (status, body) = admin_post(
         &server,
         "/api/channels/rec/record",
         json!({"file": "again.ogg"}),
@@ -124,7 +112,7 @@ async fn a_recorded_mix_decodes_to_both_speakers_and_plays_back_into_another_cha
     // Two seconds of mix, then stop.
     let mark = l.received_packets();
     assert!(l.wait_packets(mark + 100, SECS).await);
-    let (status, body) = admin(&server, "/api/channels/rec/record/stop", json!({})).await;
+    let (status, body) = admin_post(&server, "/api/channels/rec/record/stop", json!({})).await;
     assert_eq!(status, 200, "{body}");
     let e = ls
         .wait_event("recording_stopped", SECS)
@@ -157,7 +145,7 @@ async fn a_recorded_mix_decodes_to_both_speakers_and_plays_back_into_another_cha
     let ps = signal(&server, "p", "audience").await;
     ps.join("replay", "audience").await.unwrap();
     let p = peer(&ps, "replay", None).await;
-    let (status, body) = admin(
+    let (status, body) = admin_post(
         &server,
         "/api/channels/replay/play",
         json!({"file": "missing.ogg"}),
@@ -169,7 +157,7 @@ async fn a_recorded_mix_decodes_to_both_speakers_and_plays_back_into_another_cha
         "{body}"
     );
     std::fs::write(dir.path().join("noise.ogg"), b"not an ogg file at all").unwrap();
-    let (status, body) = admin(
+    let (status, body) = admin_post(
         &server,
         "/api/channels/replay/play",
         json!({"file": "noise.ogg"}),
@@ -183,7 +171,7 @@ async fn a_recorded_mix_decodes_to_both_speakers_and_plays_back_into_another_cha
             .contains("not an Ogg file"),
         "{body}"
     );
-    let (status, body) = admin(
+    let (status, body) = admin_post(
         &server,
         "/api/channels/replay/play",
         json!({"file": "both.ogg"}),
@@ -222,7 +210,7 @@ async fn a_recorded_mix_decodes_to_both_speakers_and_plays_back_into_another_cha
     let qs = signal(&server, "q", "audience").await;
     let reply = qs.join("mixplay", "audience").await.unwrap();
     assert_eq!(reply["mixing"], false);
-    let (status, body) = admin(
+    let (status, body) = admin_post(
         &server,
         "/api/channels/mixplay/mix",
         json!({"policy": "mix"}),
@@ -235,7 +223,7 @@ async fn a_recorded_mix_decodes_to_both_speakers_and_plays_back_into_another_cha
     );
     let e = qs.wait_event("mix_changed", SECS).await.expect("announced");
     assert_eq!(e["policy"], "mix");
-    let (status, _) = admin(
+    let (status, _) = admin_post(
         &server,
         "/api/channels/mixplay/mix",
         json!({"policy": "loud"}),
@@ -243,7 +231,7 @@ async fn a_recorded_mix_decodes_to_both_speakers_and_plays_back_into_another_cha
     .await;
     assert_eq!(status, 400);
     let q = peer(&qs, "mixplay", None).await;
-    let (status, body) = admin(
+    let (status, body) = admin_post(
         &server,
         "/api/channels/mixplay/play",
         json!({"file": "both.ogg"}),

@@ -287,3 +287,15 @@ pub async fn wait_metric(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// POSTs `body` to the admin API at `path` with an admin token: the status and the JSON reply.
+pub async fn admin_post(server: &amphi::ServerHandle, path: &str, body: Value) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}{path}", server.http_url()))
+        .bearer_auth(token_with("ops", &[], &["admin"]))
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}

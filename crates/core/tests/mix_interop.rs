@@ -2,27 +2,12 @@
 //! other's packets: a tone goes through in both directions.
 
 use amphi_core::mix::codec::{Decode, Encode, EncoderSettings, Input, OpusDecoder, OpusEncoder};
+use amphi_core::mix::testing::power;
 use amphi_core::mix::{FRAME, MAX_PACKET};
 
+/// Frame `frame` of a tone at `freq`.
 fn tone(freq: f64, frame: usize) -> [i16; FRAME] {
-    let mut pcm = [0i16; FRAME];
-    for (i, s) in pcm.iter_mut().enumerate() {
-        let t = (frame * FRAME + i) as f64 / 48_000.0;
-        *s = (8000.0 * (2.0 * std::f64::consts::PI * freq * t).sin()) as i16;
-    }
-    pcm
-}
-
-/// Power of `freq` in `samples` (Goertzel).
-fn power(samples: &[i16], freq: f64) -> f64 {
-    let k = 2.0 * (2.0 * std::f64::consts::PI * freq / 48_000.0).cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    for &x in samples {
-        let s0 = f64::from(x) + k * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    (s1 * s1 + s2 * s2 - k * s1 * s2) / samples.len() as f64
+    amphi_core::mix::testing::tone(freq, 8000.0, frame * FRAME)
 }
 
 #[test]

@@ -37,8 +37,9 @@ pub fn dbov(frame: &Pcm) -> u8 {
     (-20.0 * rms.log10()).clamp(0.0, 127.0) as u8
 }
 
-#[cfg(test)]
-pub(crate) mod testing {
+/// Test signals: tones in, their power out (also for the crate's integration tests and the
+/// benchmarks).
+pub mod testing {
     use super::*;
 
     /// A tone frame: `amplitude` at `freq` Hz, continuing from `phase` (in samples).
