@@ -142,13 +142,18 @@ pub async fn stop_recording(
     _body: &[u8],
     state: &AppState,
 ) -> Result<HttpResponse, HttpError> {
+    ask(path, state, AdminRecord::Stop).await
+}
+
+/// Sends `msg` to the channel at `path` and answers with its reply.
+async fn ask<M>(path: &str, state: &AppState, msg: M) -> Result<HttpResponse, HttpError>
+where
+    M: crate::messages::ToChannel + actix::Message<Result = Result<serde_json::Value, ApiError>>,
+{
     let id = ChannelId::parse(path).map_err(ApiError::from)?;
     let channel = channel_handle(state, &id)?;
-    let stopped = channel
-        .send(AdminRecord::Stop)
-        .await
-        .map_err(|_| gone(&id))??;
-    Ok(HttpResponse::Ok().json(stopped))
+    let answer = channel.send(msg).await.map_err(|_| gone(&id))??;
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 /// `POST /api/channels/{id}/play`: plays `file` from `media.playback_dir` into the channel.
@@ -173,13 +178,7 @@ pub async fn stop_playing(
     _body: &[u8],
     state: &AppState,
 ) -> Result<HttpResponse, HttpError> {
-    let id = ChannelId::parse(path).map_err(ApiError::from)?;
-    let channel = channel_handle(state, &id)?;
-    let stopped = channel
-        .send(AdminPlay::Stop)
-        .await
-        .map_err(|_| gone(&id))??;
-    Ok(HttpResponse::Ok().json(stopped))
+    ask(path, state, AdminPlay::Stop).await
 }
 
 /// Reads and checks a file to play: its Opus packets, shared.
