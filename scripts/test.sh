@@ -8,6 +8,8 @@ need_apt=()
 command -v cmake >/dev/null || need_apt+=(cmake)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 command -v node >/dev/null || need_apt+=(nodejs npm)
+# libFuzzer (the fuzz targets' driver) is C++.
+command -v g++ >/dev/null || need_apt+=(g++)
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq
