@@ -608,4 +608,6 @@ pub enum RelayIn {
     Text(String),
     /// The connection is gone: the session waits for another.
     Lost,
+    /// The client closed the connection: the session ends.
+    Goodbye,
 }

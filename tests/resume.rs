@@ -161,7 +161,13 @@ async fn a_cut_listener_resumes_without_missing_audio_or_events() {
         .unwrap();
     let e = back.wait_event("mute_changed").await;
     assert_eq!(e["muted"], true);
-    back.ok("leave", json!({"channel": "r"})).await;
+    // A goodbye on the new connection ends the resumed session at once: the host sees it go.
+    back.ws.close(None).await.unwrap();
+    let e = hs
+        .wait_event("participant_left", SECS)
+        .await
+        .expect("it left");
+    assert_eq!(e["reason"], "disconnected");
     // The old token is spent.
     let mut again = Client::connect(&server, &token_l).await;
     again

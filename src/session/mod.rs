@@ -446,9 +446,13 @@ impl StreamHandler<Result<Frame, WsError>> for SessionActor {
             }
             Frame::Pong(_) => {}
             Frame::Close(reason) => {
-                // A goodbye, not a loss: the session ends.
+                // A goodbye, not a loss: the session ends, and so does one this connection
+                // resumed.
                 if let Link::Socket(out) = &mut self.link {
                     out.close_echo(reason);
+                }
+                if let Some(to) = self.carrying.as_mut().and_then(|c| c.to.take()) {
+                    to.do_send(crate::messages::RelayIn::Goodbye);
                 }
                 ctx.stop();
             }

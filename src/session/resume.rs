@@ -203,6 +203,7 @@ impl Handler<RelayIn> for SessionActor {
         match msg {
             RelayIn::Text(text) => self.on_text(text, ctx),
             RelayIn::Lost => self.connection_lost(ctx),
+            RelayIn::Goodbye => ctx.stop(),
         }
     }
 }
