@@ -562,13 +562,7 @@ impl ChannelActor {
         file: std::fs::File,
         ctx: &mut Context<Self>,
     ) -> Result<serde_json::Value, ApiError> {
-        if let Some(r) = self.channel.recording() {
-            return Err(ApiError::conflict(format!(
-                "channel '{}' is already being recorded to '{}'; stop that first",
-                self.channel.id(),
-                r.file
-            )));
-        }
+        self.channel.can_record()?;
         // The recording ends after this actor when the channel ends first: its webhook then
         // goes straight to the sender.
         let (addr, webhooks) = (ctx.address(), self.webhooks.clone());
@@ -617,17 +611,10 @@ impl Handler<AdminPlay> for ChannelActor {
 
     fn handle(&mut self, msg: AdminPlay, ctx: &mut Self::Context) -> Self::Result {
         let result = match msg {
-            AdminPlay::Start { name, packets } => {
-                if let Some(p) = self.channel.playback() {
-                    Err(ApiError::conflict(format!(
-                        "'{}' is already playing in channel '{}'; stop it first",
-                        p.file,
-                        self.channel.id()
-                    )))
-                } else {
-                    self.start_playback(name, packets, ctx)
-                }
-            }
+            AdminPlay::Start { name, packets } => self
+                .channel
+                .can_play()
+                .and_then(|()| self.start_playback(name, packets, ctx)),
             AdminPlay::Stop => self.channel.stop_playback().map(|participant| {
                 self.media.stop_playing(self.channel.id());
                 serde_json::json!({ "participant": participant })

@@ -65,6 +65,17 @@ pub enum Target {
     List(Vec<ParticipantId>),
 }
 
+impl Target {
+    /// Every member.
+    pub fn everyone() -> Self {
+        Target::Group {
+            everyone: true,
+            also: None,
+            except: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// The reply to the request being handled, for its requester.
@@ -360,14 +371,7 @@ impl Channel {
             if now >= due {
                 self.count.last_at = Some(now);
                 self.count.last_count = count;
-                self.emit(
-                    Target::Group {
-                        everyone: true,
-                        also: None,
-                        except: None,
-                    },
-                    &ChannelEvent::AudienceCount { count },
-                );
+                self.emit(Target::everyone(), &ChannelEvent::AudienceCount { count });
             }
         }
     }

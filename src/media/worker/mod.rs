@@ -511,18 +511,15 @@ impl Worker {
                         self.mixing.stop(route);
                         self.router.detach(route, MIX_KEY);
                     }
-                    if self.players.is_playing(route) {
-                        self.players.stop(route);
-                        self.router.detach(route, PLAYER_KEY);
-                    }
+                    self.stop_playing(route);
                 }
                 self.router.channel_closed(&channel);
             }
             Command::Record { channel, recorder } => {
+                // Nothing to stop in a channel this worker has no route for.
                 let route = match (self.router.find(&channel), &recorder) {
-                    (Some(route), _) => route,
-                    (None, Some(_)) => self.router.open(&channel),
                     (None, None) => return,
+                    _ => self.router.open(&channel),
                 };
                 if !self.mixing.is_mixing(route) {
                     if recorder.is_none() {
@@ -535,10 +532,7 @@ impl Worker {
             }
             Command::Play { channel, play } => match play {
                 Some((key, packets, done)) => {
-                    let route = match self.router.find(&channel) {
-                        Some(route) => route,
-                        None => self.router.open(&channel),
-                    };
+                    let route = self.router.open(&channel);
                     if !self.players.is_playing(route) {
                         self.router.hold(route);
                     }
@@ -547,14 +541,19 @@ impl Worker {
                 }
                 None => {
                     if let Some(route) = self.router.find(&channel) {
-                        if self.players.is_playing(route) {
-                            self.players.stop(route);
-                            self.router.detach(route, PLAYER_KEY);
-                        }
+                        self.stop_playing(route);
                     }
                 }
             },
             Command::Stop => {}
+        }
+    }
+
+    /// Stops the file playing into `route`, if one is, and lets go of the route.
+    fn stop_playing(&mut self, route: RouteId) {
+        if self.players.is_playing(route) {
+            self.players.stop(route);
+            self.router.detach(route, PLAYER_KEY);
         }
     }
 

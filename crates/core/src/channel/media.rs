@@ -180,11 +180,7 @@ impl Channel {
         let mixing = self.mixing();
         self.announced_mixing = mixing;
         self.emit(
-            Target::Group {
-                everyone: true,
-                also: None,
-                except: None,
-            },
+            Target::everyone(),
             &ChannelEvent::MixChanged {
                 policy: self.mix_policy,
                 mixing,
@@ -204,11 +200,7 @@ impl Channel {
 
     /// Speaking events to everyone (bounded in rate by the caller's `Levels`).
     pub fn announce_levels(&mut self, a: crate::levels::Announce) {
-        let everyone = Target::Group {
-            everyone: true,
-            also: None,
-            except: None,
-        };
+        let everyone = Target::everyone();
         if let Some(participant) = a.active_speaker {
             self.emit(
                 everyone.clone(),

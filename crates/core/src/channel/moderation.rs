@@ -209,11 +209,7 @@ impl Channel {
         }
         m.paused = paused.then(|| call_id.clone());
         self.emit(
-            Target::Group {
-                everyone: true,
-                also: None,
-                except: None,
-            },
+            Target::everyone(),
             &ChannelEvent::PublishingPaused {
                 participant: id,
                 identity: identity.clone(),

@@ -52,27 +52,50 @@ impl Channel {
         self.playback.as_ref()
     }
 
-    /// Starts recording the mix to `file` (named by the caller, created by the shell).
-    pub fn start_recording(&mut self, now: Instant, file: String) -> Result<(), ApiError> {
+    /// Whether a recording may start now (the shell asks before it starts the recorder).
+    pub fn can_record(&self) -> Result<(), ApiError> {
         if self.closed {
             return Err(ApiError::not_found(format!(
                 "channel '{}' has ended",
                 self.id
             )));
         }
-        if let Some(r) = &self.recording {
-            return Err(ApiError::conflict(format!(
+        match &self.recording {
+            Some(r) => Err(ApiError::conflict(format!(
                 "channel '{}' is already being recorded to '{}'; stop that first",
                 self.id, r.file
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether a playback may start now (the shell asks before it starts the player).
+    pub fn can_play(&self) -> Result<(), ApiError> {
+        if self.closed {
+            return Err(ApiError::not_found(format!(
+                "channel '{}' has ended",
+                self.id
             )));
         }
+        match &self.playback {
+            Some(p) => Err(ApiError::conflict(format!(
+                "'{}' is already playing in channel '{}'; stop it first",
+                p.file, self.id
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Starts recording the mix to `file` (named by the caller, created by the shell).
+    pub fn start_recording(&mut self, now: Instant, file: String) -> Result<(), ApiError> {
+        self.can_record()?;
         self.recording = Some(Recording {
             file: file.clone(),
             started: now,
             stopping: None,
         });
         self.emit(
-            Self::everyone(),
+            Target::everyone(),
             &ChannelEvent::RecordingStarted { file: file.clone() },
         );
         self.webhook("recording_started", serde_json::json!({ "file": file }));
@@ -110,7 +133,7 @@ impl Channel {
             duration_ms: end.duration_ms,
         };
         if !self.closed {
-            self.emit(Self::everyone(), &event);
+            self.emit(Target::everyone(), &event);
         }
         self.webhook("recording_stopped", recording_stopped(&r.file, reason, end));
     }
@@ -123,18 +146,7 @@ impl Channel {
         participant: ParticipantId,
         identity: Identity,
     ) -> Result<(), ApiError> {
-        if self.closed {
-            return Err(ApiError::not_found(format!(
-                "channel '{}' has ended",
-                self.id
-            )));
-        }
-        if let Some(p) = &self.playback {
-            return Err(ApiError::conflict(format!(
-                "'{}' is already playing in channel '{}'; stop it first",
-                p.file, self.id
-            )));
-        }
+        self.can_play()?;
         self.playback = Some(Playback {
             file: file.clone(),
             participant: participant.clone(),
@@ -142,7 +154,7 @@ impl Channel {
             started: now,
         });
         self.emit(
-            Self::everyone(),
+            Target::everyone(),
             &ChannelEvent::PlaybackStarted {
                 file: file.clone(),
                 participant: participant.clone(),
@@ -162,7 +174,7 @@ impl Channel {
         };
         if !self.closed {
             self.emit(
-                Self::everyone(),
+                Target::everyone(),
                 &ChannelEvent::PlaybackStopped {
                     file: p.file.clone(),
                     participant: p.participant.clone(),
@@ -198,14 +210,6 @@ impl Channel {
     pub(super) fn end_streams(&mut self) {
         if let Some(p) = self.playback.clone() {
             self.playback_ended(&p.participant, StreamEnd::ChannelEnded);
-        }
-    }
-
-    fn everyone() -> Target {
-        Target::Group {
-            everyone: true,
-            also: None,
-            except: None,
         }
     }
 
