@@ -37,12 +37,6 @@ type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
 type MediaRoutes = Arc<Mutex<HashMap<String, mpsc::Sender<Value>>>>;
 
 /// A signalling connection. Cloning shares it.
-///
-/// When the connection drops without a goodbye, the client connects again by itself (backoff
-/// with jitter, for up to [`RESUME_FOR`]) and resumes its session (docs/protocol.md §8.8): its
-/// channels and peer connections carry on, and the events it missed arrive in order. It tells
-/// the application with the events `reconnecting` and `reconnected` (with `resync`: channels to
-/// join again), or `session_gone` / `disconnected` when the session could not be resumed.
 #[derive(Clone)]
 pub struct Signal {
     out: mpsc::Sender<Message>,
@@ -50,194 +44,9 @@ pub struct Signal {
     media: MediaRoutes,
     next_id: Arc<AtomicU64>,
     events: Arc<tokio::sync::Mutex<mpsc::Receiver<Value>>>,
-    control: mpsc::Sender<Control>,
+    /// The connection's reader and writer, for `sever`.
+    tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
     pub welcome: Value,
-}
-
-/// How long a client keeps trying to resume: the server's default resume window.
-pub const RESUME_FOR: Duration = Duration::from_secs(20);
-
-/// Orders to the connection's task that are not frames.
-enum Control {
-    /// Drop the socket as a failing network would, and resume (or not).
-    Drop { resume: bool },
-}
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn open(url: &str) -> Result<(Ws, Value), ClientError> {
-    // Requests are small writes that must go out at once, not wait for an ACK (Nagle).
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
-        .await
-        .map_err(|e| ClientError::Connect(e.to_string()))?;
-    loop {
-        match ws.next().await {
-            Some(Ok(Message::Text(t))) => {
-                let welcome = serde_json::from_str::<Value>(&t).map_err(|_| ClientError::Closed)?;
-                return Ok((ws, welcome));
-            }
-            Some(Ok(_)) => continue,
-            _ => return Err(ClientError::Closed),
-        }
-    }
-}
-
-/// What the connection's task keeps across sockets.
-struct Link {
-    url: String,
-    session: String,
-    resume_token: String,
-    /// Per channel, the last event `seq` seen.
-    last_seq: HashMap<String, u64>,
-    pending: Pending,
-    media: MediaRoutes,
-    events: mpsc::Sender<Value>,
-    next_id: Arc<AtomicU64>,
-}
-
-impl Link {
-    fn deliver(&mut self, v: Value) {
-        if let Some(id) = v.get("id").and_then(Value::as_u64) {
-            if let Some(tx) = self.pending.lock().expect("not poisoned").remove(&id) {
-                let _ = tx.send(v);
-                return;
-            }
-        }
-        if v["type"] == "event" {
-            if let (Some(c), Some(seq)) = (v["channel"].as_str(), v["seq"].as_u64()) {
-                let last = self.last_seq.entry(c.to_string()).or_default();
-                *last = (*last).max(seq);
-            }
-        }
-        if is_media_event(&v) {
-            let channel = v["channel"].as_str().unwrap_or_default().to_string();
-            let tx = self
-                .media
-                .lock()
-                .expect("not poisoned")
-                .get(&channel)
-                .cloned();
-            if let Some(tx) = tx {
-                let _ = tx.try_send(v.clone());
-            }
-        }
-        // A full queue means the application is not reading events: drop, never block the
-        // replies behind them.
-        let _ = self.events.try_send(v);
-    }
-
-    fn tell(&self, event: &str, extra: Value) {
-        let mut v = json!({"type": "event", "event": event});
-        if let (Some(v), Some(extra)) = (v.as_object_mut(), extra.as_object()) {
-            v.extend(extra.clone());
-        }
-        let _ = self.events.try_send(v);
-    }
-
-    /// Connects again and resumes the session; the new socket, or `None` when it is over.
-    async fn resume(&mut self) -> Option<Ws> {
-        self.tell("reconnecting", json!({}));
-        let deadline = tokio::time::Instant::now() + RESUME_FOR;
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            if let Ok((mut ws, _)) = open(&self.url).await {
-                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-                let req = json!({
-                    "id": id,
-                    "type": "resume",
-                    "session": self.session,
-                    "resume_token": self.resume_token,
-                    "last_seq": self.last_seq,
-                });
-                if ws.send(Message::Text(req.to_string().into())).await.is_ok() {
-                    while let Some(Ok(msg)) = ws.next().await {
-                        let Message::Text(text) = msg else { continue };
-                        let Ok(v) = serde_json::from_str::<Value>(&text) else {
-                            continue;
-                        };
-                        if v["id"].as_u64() != Some(id) {
-                            self.deliver(v);
-                            continue;
-                        }
-                        if v["type"] == "ok" {
-                            if let Some(t) = v["resume_token"].as_str() {
-                                self.resume_token = t.to_string();
-                            }
-                            self.tell("reconnected", json!({"resync": v["resync"]}));
-                            return Some(ws);
-                        }
-                        self.tell("session_gone", json!({"message": v["message"]}));
-                        return None;
-                    }
-                }
-            }
-            if tokio::time::Instant::now() + backoff > deadline {
-                self.tell("disconnected", json!({}));
-                return None;
-            }
-            // Jitter, so that a server's clients do not all come back in the same instant.
-            let jitter = amphi_proto::ids::random_hex128().as_bytes()[0] as u64 % 50;
-            tokio::time::sleep(backoff + backoff * jitter as u32 / 100).await;
-            backoff = (backoff * 2).min(Duration::from_secs(2));
-        }
-    }
-}
-
-/// Runs one client connection across sockets: frames out, frames in, resumes after a drop.
-async fn run(
-    mut ws: Ws,
-    mut link: Link,
-    mut out_rx: mpsc::Receiver<Message>,
-    mut control: mpsc::Receiver<Control>,
-) {
-    loop {
-        let resume = loop {
-            tokio::select! {
-                m = out_rx.recv() => match m {
-                    Some(Message::Close(frame)) => {
-                        let _ = ws.close(frame).await;
-                        break false;
-                    }
-                    Some(m) => {
-                        if ws.send(m).await.is_err() {
-                            break true;
-                        }
-                    }
-                    None => {
-                        let _ = ws.close(None).await;
-                        break false;
-                    }
-                },
-                c = control.recv() => match c {
-                    Some(Control::Drop { resume }) => break resume,
-                    None => break false,
-                },
-                msg = ws.next() => match msg {
-                    Some(Ok(Message::Text(text))) => {
-                        if let Ok(v) = serde_json::from_str::<Value>(&text) {
-                            link.deliver(v);
-                        }
-                    }
-                    // The server said goodbye: its reasons stand.
-                    Some(Ok(Message::Close(_))) => break false,
-                    None => break true,
-                    Some(Ok(_)) => {}
-                    Some(Err(_)) => break true,
-                },
-            }
-        };
-        drop(ws);
-        // Replies of requests that went out on the socket that failed will not come.
-        link.pending.lock().expect("not poisoned").clear();
-        if !resume {
-            return;
-        }
-        match link.resume().await {
-            Some(next) => ws = next,
-            None => return,
-        }
-    }
 }
 
 impl Signal {
@@ -247,48 +56,78 @@ impl Signal {
             .replacen("http://", "ws://", 1)
             .replacen("https://", "wss://", 1);
         let url = format!("{}/ws?token={token}", base.trim_end_matches('/'));
-        let (ws, welcome) = open(&url).await?;
-        let (out, out_rx) = mpsc::channel::<Message>(OUTBOUND_QUEUE);
-        let (control, control_rx) = mpsc::channel(4);
+        // Requests are small writes that must go out at once, not wait for an ACK (Nagle).
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+            .await
+            .map_err(|e| ClientError::Connect(e.to_string()))?;
+        let (mut sink, mut stream) = ws.split();
+        let welcome = loop {
+            match stream.next().await {
+                Some(Ok(Message::Text(t))) => {
+                    break serde_json::from_str::<Value>(&t).map_err(|_| ClientError::Closed)?
+                }
+                Some(Ok(_)) => continue,
+                _ => return Err(ClientError::Closed),
+            }
+        };
+        let (out, mut out_rx) = mpsc::channel::<Message>(OUTBOUND_QUEUE);
         let pending: Pending = Arc::default();
         let media: MediaRoutes = Arc::default();
-        let next_id = Arc::new(AtomicU64::new(1));
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
-        let link = Link {
-            url,
-            session: welcome["session"].as_str().unwrap_or_default().to_string(),
-            resume_token: welcome["resume_token"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
-            last_seq: HashMap::new(),
-            pending: pending.clone(),
-            media: media.clone(),
-            events: events_tx,
-            next_id: next_id.clone(),
-        };
-        tokio::spawn(run(ws, link, out_rx, control_rx));
+        let writer = tokio::spawn(async move {
+            while let Some(m) = out_rx.recv().await {
+                if sink.send(m).await.is_err() {
+                    break;
+                }
+            }
+            let _ = sink.close().await;
+        });
+        let (p, m) = (pending.clone(), media.clone());
+        let reader = tokio::spawn(async move {
+            while let Some(Ok(msg)) = stream.next().await {
+                let Message::Text(text) = msg else { continue };
+                let Ok(v) = serde_json::from_str::<Value>(&text) else {
+                    continue;
+                };
+                if let Some(id) = v.get("id").and_then(Value::as_u64) {
+                    if let Some(tx) = p.lock().expect("not poisoned").remove(&id) {
+                        let _ = tx.send(v);
+                        continue;
+                    }
+                }
+                if is_media_event(&v) {
+                    let channel = v["channel"].as_str().unwrap_or_default().to_string();
+                    let tx = m.lock().expect("not poisoned").get(&channel).cloned();
+                    if let Some(tx) = tx {
+                        let _ = tx.try_send(v.clone());
+                    }
+                }
+                // A full queue means the application is not reading events: drop, never block
+                // the replies behind them.
+                let _ = events_tx.try_send(v);
+            }
+            p.lock().expect("not poisoned").clear();
+        });
         Ok(Signal {
             out,
             pending,
             media,
-            next_id,
+            next_id: Arc::new(AtomicU64::new(1)),
             events: Arc::new(tokio::sync::Mutex::new(events_rx)),
-            control,
+            tasks: Arc::new(Mutex::new(vec![
+                reader.abort_handle(),
+                writer.abort_handle(),
+            ])),
             welcome,
         })
     }
 
-    /// Drops the connection without a goodbye, as a network that fails would, and does not
-    /// come back: the server keeps the session for a resume by someone else.
+    /// Drops the connection without a goodbye, as a network that fails would: the server
+    /// keeps the session for a resume.
     pub fn sever(&self) {
-        let _ = self.control.try_send(Control::Drop { resume: false });
-    }
-
-    /// Drops the connection without a goodbye and lets the client resume, as after a network
-    /// failure.
-    pub fn interrupt(&self) {
-        let _ = self.control.try_send(Control::Drop { resume: true });
+        for task in self.tasks.lock().expect("not poisoned").drain(..) {
+            task.abort();
+        }
     }
 
     /// Sends a request of the wire crate's [`Request`] and waits for its `ok` result.
