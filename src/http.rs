@@ -139,7 +139,7 @@ async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpRes
     }
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(crate::metrics::prometheus().render()))
+        .body(state.metrics.render()))
 }
 
 #[derive(Deserialize)]

@@ -1,11 +1,12 @@
 //! Prometheus metrics: names, buckets that fit audio, and the per-worker handles the hot path
 //! records into (counters are summed locally and flushed every housekeeping tick).
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram, LocalRecorderGuard};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 
 pub const FORWARD_LATENCY: &str = "amphi_forward_latency_seconds";
 pub const INBOUND_JITTER: &str = "amphi_inbound_jitter_seconds";
@@ -76,47 +77,82 @@ const CALL_DURATION_BUCKETS: &[f64] = &[
     1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0,
 ];
 
-/// Installs the process-wide recorder once; later servers in the same process share it.
-pub fn prometheus() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Suffix("latency_seconds".into()), LATENCY_BUCKETS)
-            .and_then(|b| {
-                b.set_buckets_for_metric(Matcher::Suffix("jitter_seconds".into()), JITTER_BUCKETS)
-            })
-            .and_then(|b| {
-                b.set_buckets_for_metric(Matcher::Full(RECEIVER_LOSS.into()), LOSS_BUCKETS)
-            })
-            .and_then(|b| b.set_buckets_for_metric(Matcher::Full(RTT.into()), RTT_BUCKETS))
-            .and_then(|b| {
-                [CALL_SETUP_RING, CALL_SETUP_ANSWER, CALL_SETUP_FIRST_AUDIO]
-                    .into_iter()
-                    .try_fold(b, |b, name| {
-                        b.set_buckets_for_metric(Matcher::Full(name.into()), CALL_SETUP_BUCKETS)
-                    })
-            })
-            .and_then(|b| {
-                b.set_buckets_for_metric(Matcher::Full(CALL_DURATION.into()), CALL_DURATION_BUCKETS)
-            })
-            .and_then(|b| {
-                b.set_buckets_for_metric(Matcher::Full(MIXER_TICK.into()), MIXER_TICK_BUCKETS)
-            })
-            .and_then(|b| {
-                b.set_buckets_for_metric(
-                    Matcher::Full(MIXER_JITTER_BUFFER.into()),
-                    JITTER_BUFFER_BUCKETS,
-                )
-            })
-            .expect("static buckets are valid")
-            .build_recorder();
+/// One server's Prometheus recorder. A process may run several servers (the test binary,
+/// an embedding application): each server's threads record into its own recorder, entered
+/// when the thread starts, so one server's `/metrics` never counts another's traffic.
+#[derive(Clone)]
+pub struct Metrics {
+    /// Leaked once per server: threads that outlive any scope we control (HTTP workers) hold
+    /// it as their local recorder until they end.
+    recorder: &'static PrometheusRecorder,
+    handle: PrometheusHandle,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let recorder: &'static PrometheusRecorder = Box::leak(Box::new(builder().build_recorder()));
         let handle = recorder.handle();
-        // Another recorder may already be installed (an embedding application's); then
-        // /metrics shows only what this one sees, which is still valid output.
-        let _ = metrics::set_global_recorder(recorder);
-        describe();
-        handle
-    })
+        metrics::with_local_recorder(recorder, describe);
+        Self { recorder, handle }
+    }
+
+    /// This thread records here while the guard lives.
+    pub fn enter(&self) -> LocalRecorderGuard<'static> {
+        metrics::set_default_local_recorder(self.recorder)
+    }
+
+    /// This thread records here until it ends: for threads the server does not start itself
+    /// but owns for its whole life (the HTTP workers).
+    pub fn enter_for_thread(&self) {
+        std::mem::forget(self.enter());
+    }
+
+    /// Also the process's recorder, for threads nobody entered (the binary runs one server).
+    /// False when an embedding application installed its own first.
+    pub fn install_global(&self) -> bool {
+        metrics::set_global_recorder(self.recorder).is_ok()
+    }
+
+    /// The exposition text for `/metrics`.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+}
+
+fn builder() -> PrometheusBuilder {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("latency_seconds".into()), LATENCY_BUCKETS)
+        .and_then(|b| {
+            b.set_buckets_for_metric(Matcher::Suffix("jitter_seconds".into()), JITTER_BUCKETS)
+        })
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(RECEIVER_LOSS.into()), LOSS_BUCKETS))
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Full(RTT.into()), RTT_BUCKETS))
+        .and_then(|b| {
+            [CALL_SETUP_RING, CALL_SETUP_ANSWER, CALL_SETUP_FIRST_AUDIO]
+                .into_iter()
+                .try_fold(b, |b, name| {
+                    b.set_buckets_for_metric(Matcher::Full(name.into()), CALL_SETUP_BUCKETS)
+                })
+        })
+        .and_then(|b| {
+            b.set_buckets_for_metric(Matcher::Full(CALL_DURATION.into()), CALL_DURATION_BUCKETS)
+        })
+        .and_then(|b| {
+            b.set_buckets_for_metric(Matcher::Full(MIXER_TICK.into()), MIXER_TICK_BUCKETS)
+        })
+        .and_then(|b| {
+            b.set_buckets_for_metric(
+                Matcher::Full(MIXER_JITTER_BUFFER.into()),
+                JITTER_BUFFER_BUCKETS,
+            )
+        })
+        .expect("static buckets are valid")
 }
 
 fn describe() {
@@ -301,7 +337,6 @@ pub struct WorkerMetrics {
 
 impl WorkerMetrics {
     pub fn new(worker: usize) -> Self {
-        prometheus();
         let w = worker.to_string();
         Self {
             forward_latency: histogram!(FORWARD_LATENCY),

@@ -20,13 +20,18 @@ use crate::channel::ChannelSettings;
 use crate::config::Config;
 use crate::media::MediaPlane;
 use crate::messages::{CallDirectory, CallHandle, ChannelHandle, WebhookSink};
+use crate::metrics::Metrics;
 use crate::registry::ChannelRegistry;
 use crate::state::AppState;
 
 /// The composition root: the one place that names the actors it starts. The registry gets a
 /// factory for channel actors, the call engine one for call actors, and the registry learns
 /// the engine as a call directory. Runs inside an actix system.
-fn compose(config: Config, media: Arc<MediaPlane>) -> Result<AppState, StoreError> {
+fn compose(
+    config: Config,
+    media: Arc<MediaPlane>,
+    metrics: Metrics,
+) -> Result<AppState, StoreError> {
     let settings = ChannelSettings {
         roles: Arc::new(config.role_table()),
         default_role: config.default_role.clone(),
@@ -70,15 +75,31 @@ fn compose(config: Config, media: Arc<MediaPlane>) -> Result<AppState, StoreErro
     )?;
     let directory: Arc<dyn CallDirectory> = calls.clone();
     channels.set_calls(Arc::downgrade(&directory));
-    Ok(AppState::new(config, media, channels, calls, bans))
+    Ok(AppState::new(config, media, channels, calls, bans, metrics))
 }
 
 /// Serves on `listener` until `shutdown` resolves, then shuts down gracefully: every
-/// participant gets `left` with `server_shutdown` and its connection closes.
+/// participant gets `left` with `server_shutdown` and its connection closes. The process's
+/// one server: its metrics recorder is also the process's.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let metrics = Metrics::new();
+    if !metrics.install_global() {
+        tracing::warn!("another metrics recorder is installed; /metrics shows what this server's threads record");
+    }
+    let _entered = metrics.enter();
+    serve(config, listener, shutdown, metrics).await
+}
+
+/// `run` with the recorder chosen by the caller, entered on the calling thread.
+async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+    metrics: Metrics,
 ) -> io::Result<()> {
     let addr = listener.local_addr()?;
     let workers = match config.server.workers {
@@ -86,9 +107,8 @@ pub async fn run(
         n => n,
     };
     let shutdown_timeout = config.server.shutdown_timeout;
-    crate::metrics::prometheus();
-    let media = MediaPlane::start(&config.media)?;
-    let state = match compose(config, media.clone()) {
+    let media = MediaPlane::start(&config.media, &metrics)?;
+    let state = match compose(config, media.clone(), metrics.clone()) {
         Ok(state) => Arc::new(state),
         Err(e) => {
             media.stop();
@@ -97,6 +117,9 @@ pub async fn run(
     };
     let data = web::Data::from(state.clone());
     let server = HttpServer::new(move || {
+        // Runs once on each HTTP worker thread as it starts: sessions and the actors they
+        // start live there.
+        metrics.enter_for_thread();
         App::new()
             .app_data(data.clone())
             .configure(crate::http::routes)
@@ -178,9 +201,16 @@ pub fn spawn(config: Config) -> io::Result<ServerHandle> {
     let thread = std::thread::Builder::new()
         .name("amphi-server".into())
         .spawn(move || {
-            actix_rt::System::new().block_on(run(config, listener, async move {
-                let _ = rx.await;
-            }))
+            let metrics = Metrics::new();
+            let _entered = metrics.enter();
+            actix_rt::System::new().block_on(serve(
+                config,
+                listener,
+                async move {
+                    let _ = rx.await;
+                },
+                metrics,
+            ))
         })?;
     Ok(ServerHandle {
         addr,

@@ -27,6 +27,8 @@ pub struct AppState {
     pub calls: Arc<CallEngine>,
     /// Kicks that hold and revoked tokens.
     pub bans: Arc<crate::bans::Bans>,
+    /// This server's recorder, rendered at `/metrics`.
+    pub metrics: crate::metrics::Metrics,
     /// Every live WebSocket session, for shutdown (and, later, call routing).
     pub sessions: DashMap<SessionId, Recipient<ToSession>>,
     /// Sessions whose connection dropped, waiting (within the resume window) to be resumed.
@@ -43,6 +45,7 @@ impl AppState {
         channels: Arc<ChannelRegistry>,
         calls: Arc<CallEngine>,
         bans: Arc<crate::bans::Bans>,
+        metrics: crate::metrics::Metrics,
     ) -> Self {
         let keys = TokenKeys::new(config.auth.signing_key.as_bytes(), config.auth.leeway);
         Self {
@@ -52,6 +55,7 @@ impl AppState {
             channels,
             calls,
             bans,
+            metrics,
             sessions: DashMap::new(),
             parked: DashMap::new(),
             shutting_down: AtomicBool::new(false),

@@ -64,7 +64,10 @@ pub struct MediaPlane {
 
 impl MediaPlane {
     /// Binds the media port and starts the workers.
-    pub fn start(config: &MediaConfig) -> std::io::Result<Arc<Self>> {
+    pub fn start(
+        config: &MediaConfig,
+        metrics: &crate::metrics::Metrics,
+    ) -> std::io::Result<Arc<Self>> {
         init_crypto();
         // Workers are tracked as bits of a u64 per channel, hence the cap.
         let workers = match config.workers {
@@ -110,6 +113,7 @@ impl MediaPlane {
             .enumerate()
         {
             let shared = shared.clone();
+            let metrics = metrics.clone();
             let settings = worker::Settings {
                 announced,
                 max_slots: config.max_slots,
@@ -123,6 +127,7 @@ impl MediaPlane {
                 std::thread::Builder::new()
                     .name(format!("amphi-media-{index}"))
                     .spawn(move || {
+                        let _entered = metrics.enter();
                         worker::run(index, socket, settings, shared, commands, remotes)
                     })?,
             );

@@ -1,13 +1,11 @@
 //! Call webhooks against a real HTTP receiver on loopback: signed, in order per call with a
 //! sequence number, retried after the receiver fails, and `invite_offline` carrying `push`.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::webhooks::{receiver, Received};
+use crate::common::*;
 use amphi::calls::webhook::verify;
-use common::webhooks::{receiver, Received};
-use common::*;
 use serde_json::{json, Value};
 
 const SECRET: &str = "webhook-secret-for-tests-0123456789";

@@ -1,13 +1,11 @@
 //! Audience-scale signalling: 1,000 audience members in one channel cost a linear number of
 //! messages, not one per pair.
 
-mod common;
-
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use futures_util::StreamExt;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;

@@ -2,12 +2,10 @@
 //! arriving; a new connection resumes the session, gets every event sent meanwhile once and
 //! in order, and the session carries on through it. A stale or late resume is refused.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use amphi_client::{AudioPeer, PeerOptions, Signal, Tone};
-use common::*;
 use serde_json::{json, Value};
 
 const SECS: Duration = Duration::from_secs(10);

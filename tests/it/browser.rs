@@ -2,14 +2,12 @@
 //! `tests/browser/drive.mjs`) against a real server, with Rust clients on the other side.
 //! `scripts/test.sh` installs Chromium and the driver's npm package.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::common::*;
 use amphi_client::{AudioPeer, PeerOptions, Signal, Tone};
-use common::*;
 use serde_json::Value;
 
 const SECS: Duration = Duration::from_secs(20);

@@ -1,11 +1,9 @@
 //! Requests sent back to back without waiting: each gets exactly one reply, in the order sent,
 //! and the membership afterwards is what those replies said.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 /// Sends `requests` in one burst (ids from `first_id`), then reads until every one has its

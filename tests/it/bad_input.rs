@@ -1,11 +1,9 @@
 //! Bad input gets typed errors, the connection stays usable, and one bad client never
 //! disturbs the others.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures_util::SinkExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;

@@ -1,7 +1,5 @@
 //! The swarm against a real server: a tiny run's report, and /metrics during a run.
 
-mod common;
-
 use std::time::Duration;
 
 use amphi_swarm::{Kind, Scenario};
@@ -70,7 +68,7 @@ const METRICS: &[&str] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_during_a_swarm_run() {
-    let server = common::start();
+    let server = crate::common::start();
     let scenario = Scenario {
         url: server.http_url(),
         // The run ends once every series has observations (listeners send RTCP receiver

@@ -1,17 +1,15 @@
 //! Channel behaviour over real WebSockets on loopback.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use amphi::config::Config;
-use common::*;
 use serde_json::{json, Value};
 
 /// The sample config's role table (host, audience, moderator, speaker) with a long count
 /// interval, so that only the first audience count is sent and event lists are exact.
 fn sample_roles(config: &mut Config) {
-    let sample = Config::from_toml_str(include_str!("../config/amphi.toml"), "sample").unwrap();
+    let sample = Config::from_toml_str(include_str!("../../config/amphi.toml"), "sample").unwrap();
     config.roles = sample.roles;
     config.timeouts.audience_count_interval = Duration::from_secs(600);
 }

@@ -1,14 +1,12 @@
 //! Interop: an independent WebRTC stack (the `webrtc` crate, webrtc-rs) listens as audience to a
 //! Rust host (amphi_client on str0m) through the server, on loopback.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use amphi_client::audio::dominant;
 use amphi_client::{AudioPeer, PeerOptions, Signal, Tone};
-use common::*;
 use rtc::ice::mdns::MulticastDnsMode;
 use rtc::ice::network_type::NetworkType;
 use rtc::peer_connection::configuration::media_engine::MIME_TYPE_OPUS;

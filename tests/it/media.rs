@@ -1,20 +1,13 @@
 //! Audio over WebRTC through the server, with real Rust clients (str0m) on loopback.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use amphi_client::audio::dominant;
 use amphi_client::{AudioPeer, PeerOptions, Signal, Tone};
-use common::*;
 use serde_json::json;
 
 const SECS: Duration = Duration::from_secs(10);
-
-/// Held by the tests that count `not_permitted` drops: the counter is the process's.
-static NOT_PERMITTED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-/// Held by the tests that read the mixer's counters.
-static MIXER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn signal(server: &amphi::ServerHandle, identity: &str, role: &str) -> Signal {
     Signal::connect(&server.http_url(), &token(identity, &[role]))
@@ -95,7 +88,10 @@ async fn host_tone_reaches_two_listeners_and_not_itself() {
         );
     }
     assert_eq!(h.stats().received_packets(), 0, "a host never hears itself");
-    assert!(metric(&server, "amphi_packets_forwarded_total").await >= (2 * sent) as f64 * 0.99);
+    // Workers flush their counters every housekeeping tick (250 ms): wait for this one.
+    let want = (2 * sent) as f64 * 0.99;
+    let forwarded = wait_metric(&server, "amphi_packets_forwarded_total", want, SECS).await;
+    assert!(forwarded >= want, "forwarded {forwarded} of {}", 2 * sent);
     assert!(metric(&server, "amphi_forward_latency_seconds_count").await > 0.0);
     assert!(metric(&server, "amphi_inbound_jitter_seconds_count").await > 0.0);
 }
@@ -128,7 +124,6 @@ async fn audience_cannot_publish() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audio_on_an_m_line_offered_recvonly_reaches_nobody_and_is_counted() {
-    let _counting = NOT_PERMITTED.lock().await;
     let server = start();
     let (_ls, l) = listener(&server, "liar", "l").await;
     let (_hs, _h, honest) = host(&server, "liar", "h", 440.0).await;
@@ -165,7 +160,6 @@ async fn audio_on_an_m_line_offered_recvonly_reaches_nobody_and_is_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demoted_host_is_dropped_and_counted() {
-    let _counting = NOT_PERMITTED.lock().await;
     let server = start();
     let (hs, h, _) = host(&server, "demote", "h", 440.0).await;
     let (_ls, l) = listener(&server, "demote", "l").await;
@@ -181,8 +175,7 @@ async fn demoted_host_is_dropped_and_counted() {
         .await
         .unwrap();
     let dropping = "amphi_packets_dropped_total{reason=\"not_permitted\"}";
-    // Ten drops (200 ms of this host's packets): the worker applies the demotion. The
-    // counter is the process's, shared with tests running beside this one, hence ten.
+    // Ten drops (200 ms of this host's packets): the worker has applied the demotion.
     let first = wait_metric(&server, dropping, before_drop + 10.0, SECS).await;
     assert!(
         first >= before_drop + 10.0,
@@ -352,7 +345,7 @@ async fn a_herd_of_listeners_on_one_thread_hears_the_host() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixing_a_listener_hears_both_hosts_in_one_stream_and_each_host_only_the_other() {
     use amphi_client::audio::goertzel;
-    let (_counting, server, (_ls, l)) = mixing("mix").await;
+    let (server, (_ls, l)) = mixing("mix").await;
     let hosts = tone_hosts(&server, "mix", &[("h1", 440.0, 0), ("h2", 660.0, 0)]).await;
     // Two seconds of mix heard by everyone.
     assert!(
@@ -412,19 +405,11 @@ async fn set_mix(moderator: &Signal, member: &Signal, policy: &str) -> serde_jso
         .expect("mix_changed")
 }
 
-/// A server whose channels mix, with a listener in `channel`; the guard keeps the other tests
-/// reading the mixer's counters out meanwhile.
-async fn mixing(
-    channel: &str,
-) -> (
-    tokio::sync::MutexGuard<'static, ()>,
-    amphi::ServerHandle,
-    (Signal, AudioPeer),
-) {
-    let guard = MIXER.lock().await;
+/// A server whose channels mix, with a listener in `channel`.
+async fn mixing(channel: &str) -> (amphi::ServerHandle, (Signal, AudioPeer)) {
     let server = start_with(|c| c.media.mix_policy = amphi::config::MixPolicy::Mix);
     let l = listener(&server, channel, "l").await;
-    (guard, server, l)
+    (server, l)
 }
 
 /// Hosts in `channel` publishing tones: (identity, frequency, one packet in N lost on the way
@@ -489,7 +474,6 @@ async fn more_on(l: &AudioPeer, slots: &[usize], n: u64) -> Vec<amphi_client::Sl
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moderator_switches_a_live_channel_to_the_mix_and_back() {
     use amphi_client::audio::goertzel;
-    let _counting = MIXER.lock().await;
     let server = start();
     let (ls, l) = listener(&server, "live", "l").await;
     let (h1s, _h1, h1_id) = host(&server, "live", "h1", 440.0).await;
@@ -549,7 +533,7 @@ async fn a_moderator_switches_a_live_channel_to_the_mix_and_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixing_conceals_a_lossy_speaker_and_the_mix_stays_continuous() {
     use amphi_client::audio::goertzel;
-    let (_counting, server, (_ls, l)) = mixing("lossy").await;
+    let (server, (_ls, l)) = mixing("lossy").await;
     // One host loses one packet in ten on its way to the server.
     let _hosts = tone_hosts(&server, "lossy", &[("h1", 440.0, 10), ("h2", 660.0, 0)]).await;
     assert!(l.wait_packets(50, SECS).await);
@@ -645,7 +629,6 @@ async fn one_host_per_slot(l: &AudioPeer, slots: &[usize]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_listener_picks_the_mix_or_the_speakers_streams_whatever_the_channel_does() {
     use amphi_client::AudioMode;
-    let _counting = MIXER.lock().await;
     let server = start();
     // A listener on a weak network asks for one stream in a forwarding channel.
     let ws = signal(&server, "weak", "audience").await;
@@ -702,7 +685,7 @@ async fn each_listener_picks_the_mix_or_the_speakers_streams_whatever_the_channe
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn while_mixing_speakers_levels_come_from_the_decoded_audio() {
-    let (_counting, server, (ls, l)) = mixing("levels").await;
+    let (server, (ls, l)) = mixing("levels").await;
     // The host sends no audio-level extension: only the mixer can tell it speaks.
     let s = signal(&server, "quiet-header", "host").await;
     let reply = s.join("levels", "host").await.unwrap();
@@ -746,7 +729,6 @@ async fn while_mixing_speakers_levels_come_from_the_decoded_audio() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn auto_mixes_from_the_third_unmuted_host_and_listeners_keep_hearing() {
-    let _counting = MIXER.lock().await;
     let server = start_with(|c| {
         c.media.mix_policy = amphi::config::MixPolicy::Auto;
         c.media.mix_auto_above = 2;

@@ -2,10 +2,8 @@
 //! one and after a restart, until a moderator or the admin API lets it back; a revoked token
 //! ID is refused.
 
-mod common;
-
+use crate::common::*;
 use amphi::config::Config;
-use common::*;
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

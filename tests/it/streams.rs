@@ -2,14 +2,12 @@
 //! decodes to both speakers' tones) and plays a file into another channel (whose listener
 //! hears it); both announced to members and by webhook; bad requests refused by name.
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::webhooks::receiver;
+use crate::common::*;
 use amphi_client::audio::goertzel;
 use amphi_client::{AudioPeer, PeerOptions, Signal, Tone};
-use common::webhooks::receiver;
-use common::*;
 use serde_json::{json, Value};
 
 const SECS: Duration = Duration::from_secs(10);

@@ -1,11 +1,9 @@
 //! Calls over real WebSocket clients: every transition of a call, its end reasons, busy,
 //! glare, groups, media changes, proxies, live-to-1v1 and the call logs.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 fn start_calls(ring: Duration, grace: Duration) -> amphi::ServerHandle {

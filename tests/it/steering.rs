@@ -1,13 +1,10 @@
 //! Peers live on the media worker their packets land on: after the nominated STUN request,
-//! no datagram changes hands between workers. One test in its own binary: the counters it
-//! reads are the process's.
-
-mod common;
+//! no datagram changes hands between workers (the counters are this test's server's own).
 
 use std::time::Duration;
 
+use crate::common::*;
 use amphi_client::{AudioPeer, PeerOptions, Signal, Tone};
-use common::*;
 
 const SECS: Duration = Duration::from_secs(10);
 const HANDOVERS: &str = "amphi_media_handovers_total";

@@ -2,14 +2,12 @@
 //! through the call's private channel, and a server killed mid-call closes the call's rows as
 //! `server_restart` when it starts again, losing no acknowledged row.
 
-mod common;
-
 use std::process::Child;
 use std::time::Duration;
 
+use crate::common::*;
 use amphi_client::audio::dominant;
 use amphi_client::{AudioPeer, PeerOptions, Signal, Tone};
-use common::*;
 use serde_json::{json, Value};
 
 const SECS: Duration = Duration::from_secs(10);

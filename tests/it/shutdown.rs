@@ -1,11 +1,9 @@
 //! Graceful shutdown of the real binary on SIGINT and SIGTERM.
 
-mod common;
-
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;

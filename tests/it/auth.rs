@@ -1,12 +1,10 @@
 //! Every token failure is refused with HTTP 401 and a JSON body before the upgrade.
 
-mod common;
-
+use crate::common::*;
 use amphi::config::DEV_SIGNING_KEY;
 use amphi::token::now_unix;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use common::*;
 use jsonwebtoken::{EncodingKey, Header};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;

@@ -1,0 +1,23 @@
+//! Every integration test in one binary: one link of the server instead of one per file,
+//! and tests from different files share the two test threads. Each test starts its own
+//! server (`common::start`, in-process, its own metrics) or the binary (`common::spawn_binary`).
+
+mod common;
+
+mod auth;
+mod bad_input;
+mod browser;
+mod calls;
+mod calls_media;
+mod calls_webhooks;
+mod channels;
+mod interop_webrtc;
+mod kicks;
+mod media;
+mod pipelined;
+mod resume;
+mod scale;
+mod shutdown;
+mod steering;
+mod streams;
+mod swarm;
