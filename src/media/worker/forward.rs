@@ -1,0 +1,216 @@
+//! Packets out: fan-out to listeners on this and other workers, the mixer's input and its
+//! ticks' output.
+
+use super::*;
+
+impl Worker {
+    pub(super) fn send_to_other_workers(&mut self, route: RouteId, packet: &Packet) {
+        let Some(plan) = self.router.plan(route) else {
+            return;
+        };
+        if plan.others == 0 {
+            return;
+        }
+        let channel = &self.router.get(route).expect("planned above").channel;
+        for (w, tx) in self.shared.remotes.iter().enumerate() {
+            if plan.others & (1u64 << (w % 64)) != 0 {
+                let msg = Remote::Media {
+                    channel: channel.clone(),
+                    packet: packet.clone(),
+                };
+                if tx.try_send(msg).is_err() {
+                    self.metrics.drop(DropReason::QueueFull, 1);
+                }
+            }
+        }
+    }
+
+    /// Writes one packet to every local listener of the route but its publisher.
+    pub(super) fn fan_out(&mut self, route: RouteId, packet: &Packet) {
+        // A snapshot: listeners that leave while it is walked are skipped, joiners wait for
+        // the next packet.
+        let Some(plan) = self.router.plan(route) else {
+            return;
+        };
+        // The mix goes to listeners; a speaker gets its own mix-minus instead.
+        let speakers = match (packet.publisher, self.router.get(route)) {
+            (MIX_KEY, Some(r)) => Some(r.publishers.clone()),
+            _ => None,
+        };
+        let (mut forwarded, mut no_slot) = (0u64, 0u64);
+        for &l in plan.listeners.iter() {
+            let speaks = speakers
+                .as_ref()
+                .is_some_and(|s| s.iter().any(|p| p.key == l));
+            if l == packet.publisher || speaks {
+                continue;
+            }
+            match self.write(l, packet) {
+                Written::Sent => forwarded += 1,
+                Written::NoSlot => no_slot += 1,
+                Written::NotHere | Written::NotWanted => {}
+            }
+        }
+        self.metrics.forwarded(forwarded);
+        self.metrics.drop(DropReason::NoSlot, no_slot);
+        if forwarded > 0 {
+            self.metrics
+                .forward_latency(Instant::now().saturating_duration_since(packet.arrived));
+        }
+    }
+
+    /// Writes one packet to listener `l` on the slot carrying its publisher.
+    pub(super) fn write(&mut self, l: PeerKey, packet: &Packet) -> Written {
+        let Some(peer) = self.peers.get_mut(&l) else {
+            return Written::NotHere;
+        };
+        if peer.mixed != (packet.publisher == MIX_KEY) {
+            // It receives the mix and this is a speaker's own stream, or the other way round.
+            return Written::NotWanted;
+        }
+        let (Some(pt), Some(slot)) = (peer.opus_pt, peer.slots.for_publisher(packet.publisher))
+        else {
+            return Written::NoSlot;
+        };
+        let (mid, seq) = (slot.mid, slot.next_seq());
+        let time = slot.map_time(packet.time);
+        let mut api = peer.rtc.direct_api();
+        let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+            return Written::NoSlot;
+        };
+        let ext = ExtensionValues {
+            audio_level: packet.level.map(|l| l.0),
+            voice_activity: packet.level.map(|l| l.1),
+            abs_capture_time: packet.capture,
+            abs_send_time: Some(packet.arrived),
+            ..ExtensionValues::default()
+        };
+        // The server's own sequence numbers and timeline per slot: a listener sees one
+        // continuous stream per slot whoever speaks on it.
+        let write = RtpWrite::new(
+            pt,
+            SeqNo::from(seq),
+            time as u32,
+            packet.arrived,
+            packet.data.clone(),
+        )
+        .marker(packet.marker)
+        .ext_vals(ext);
+        stream.write_rtp(write);
+        // str0m queues a written packet until time moves on: moving it now sends the packet
+        // in this turn instead of at a timer queued (and popped) per packet.
+        let _ = peer.rtc.handle_input(Input::Timeout(Instant::now()));
+        if peer.first_audio.is_none() {
+            let now = Instant::now();
+            peer.first_audio = Some(now);
+            let _ = peer.spec.first_audio.try_send(FirstAudio {
+                participant: peer.spec.participant.clone(),
+            });
+            self.metrics
+                .first_audio(now.saturating_duration_since(peer.created));
+        }
+        self.drain(l);
+        Written::Sent
+    }
+
+    /// A speaker's packet in a mixing channel: to the channel's mixer, here or on the worker
+    /// that runs it (one mixer per channel, so one encode of the mix).
+    pub(super) fn mix_in(&mut self, route: RouteId, packet: Packet, minus: bool) {
+        let Some(channel) = self.router.get(route).map(|r| r.channel.clone()) else {
+            return;
+        };
+        let at = mixer_worker(&channel, self.shared.remotes.len());
+        if at == self.index {
+            self.mix_here(route, &packet, minus);
+        } else if self.shared.remotes[at]
+            .try_send(Remote::MixIn {
+                channel,
+                packet,
+                minus,
+            })
+            .is_err()
+        {
+            self.metrics.drop(DropReason::QueueFull, 1);
+        }
+    }
+
+    pub(super) fn mix_here(&mut self, route: RouteId, packet: &Packet, minus: bool) {
+        // Every worker learns who is on stage and whether the mixer runs: a packet that raced
+        // a switch back to forwarding is not mixed.
+        let Some(gain) = self.router.get(route).filter(|r| r.mix.mixer).map(|r| {
+            let speaker = r.publishers.iter().find(|p| p.key == packet.publisher);
+            speaker.map_or(1000, |p| p.gain_permille)
+        }) else {
+            return;
+        };
+        if !self.mixing.is_mixing(route) {
+            // The mixer holds the route while it runs.
+            self.router.hold(route);
+        }
+        let arrival = packet.arrived.saturating_duration_since(self.epoch);
+        let capture = packet.capture.map(|c| c.capture_time);
+        self.mixing.push(
+            route,
+            packet.publisher,
+            gain,
+            minus,
+            packet.seq,
+            packet.time,
+            arrival,
+            &packet.data,
+            capture,
+            Instant::now(),
+        );
+    }
+
+    /// Runs the mixer ticks due and sends what they made: the mix to every listener (here and
+    /// on the other workers), each speaker's mix-minus to that speaker.
+    pub(super) fn mix_ticks(&mut self, now: Instant) {
+        let mut outs = std::mem::take(&mut self.mix_out);
+        let ticks = self.mixing.counts.ticks;
+        self.mixing.tick_due(now, &mut outs);
+        let ran = self.mixing.counts.ticks - ticks;
+        if ran > 0 {
+            let spent = now.elapsed() / ran as u32;
+            self.metrics.mixer_tick(spent);
+        }
+        for out in outs.drain(..) {
+            let capture = out.capture.map(|capture_time| AbsCaptureTime {
+                capture_time,
+                clock_offset: None,
+            });
+            let packet = |data: Arc<[u8]>| Packet {
+                publisher: MIX_KEY,
+                capture,
+                level: Some((-(out.level.min(127) as i8), out.level < 50)),
+                time: out.time,
+                seq: 0,
+                marker: false,
+                arrived: now,
+                data,
+            };
+            let total = packet(out.total.clone());
+            self.send_to_other_workers(out.route, &total);
+            self.fan_out(out.route, &total);
+            let others = self.router.plan(out.route).map_or(0, |p| p.others);
+            for (speaker, data) in &out.minus {
+                let minus = packet(data.clone());
+                if self.write(*speaker, &minus) == Written::NotHere {
+                    // The speaker lives on another worker (with listeners in the channel).
+                    for (w, tx) in self.shared.remotes.iter().enumerate() {
+                        if others & (1u64 << (w % 64)) != 0 {
+                            let msg = Remote::MixMinus {
+                                speaker: *speaker,
+                                packet: minus.clone(),
+                            };
+                            if tx.try_send(msg).is_err() {
+                                self.metrics.drop(DropReason::QueueFull, 1);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.mix_out = outs;
+    }
+}
