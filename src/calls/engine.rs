@@ -26,7 +26,7 @@ use crate::messages::{
 };
 use crate::messages::{WebhookFinish, WebhookPush};
 use crate::registry::ChannelRegistry;
-use amphi_core::directory::{self, Decision};
+use amphi_core::directory::{self, CallRate, Decision};
 use amphi_core::webhook::Subject;
 
 /// Starts a call's actor and returns its handle.
@@ -60,8 +60,8 @@ struct Directory {
     users: HashMap<Identity, User>,
     proxies: HashMap<SessionId, Recipient<ToSession>>,
     calls: HashMap<CallId, Entry>,
-    /// When each identity placed its calls of the last minute (ring-spam bound).
-    placed: HashMap<Identity, std::collections::VecDeque<std::time::Instant>>,
+    /// The calls each identity placed in the last minute (ring-spam bound).
+    placed: CallRate,
 }
 
 impl Directory {
@@ -421,30 +421,8 @@ impl CallEngine {
                 ),
             ));
         }
-        // Ring spam: an identity places at most so many calls a minute, whatever its
-        // connections. Forgotten a minute later, so the map holds only recent callers.
-        let minute = std::time::Duration::from_secs(60);
-        dir.placed.retain(|_, at| {
-            while at
-                .front()
-                .is_some_and(|t| now.saturating_duration_since(*t) >= minute)
-            {
-                at.pop_front();
-            }
-            !at.is_empty()
-        });
-        let limit = self.config.max_calls_per_minute as usize;
-        let recent = dir.placed.entry(req.caller.clone()).or_default();
-        if recent.len() >= limit {
-            return Err(ApiError::new(
-                ErrorCode::RateLimited,
-                format!(
-                    "{limit} calls placed in the last minute, the most calls.max_calls_per_minute \
-                     allows; wait before calling again"
-                ),
-            ));
-        }
-        recent.push_back(now);
+        dir.placed
+            .admit(&req.caller, now, self.config.max_calls_per_minute)?;
         let id = CallId::random();
         let (busy, glare) = match directory::place(&*dir, &req.caller, &callees, &id)? {
             Decision::Place { busy, glare } => (busy, glare),

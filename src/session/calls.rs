@@ -77,22 +77,33 @@ impl SessionActor {
     ) -> Result<(), ApiError> {
         match req {
             req @ Request::Call { .. } => self.place(id, req, ctx),
+            req @ (Request::CallLogs { .. }
+            | Request::OngoingCalls {}
+            | Request::DeleteCallLogs { .. }
+            | Request::DeleteAllCallLogs {}) => self.log_request(id, req, ctx),
+            req => {
+                let (user, call_id, op) = self.call_op(req)?;
+                self.route_call(id, &call_id, user, op, ctx)
+            }
+        }
+    }
+
+    /// A request on an existing call as the user it acts for, the call it names and the
+    /// operation for that call's actor.
+    fn call_op(&self, req: Request) -> Result<(Identity, String, Op), ApiError> {
+        Ok(match req {
             Request::Accept {
                 call_id,
                 media,
                 on_behalf,
-            } => {
-                let user = self.caller(on_behalf)?;
-                self.route_call(id, &call_id, user, Op::Accept { media }, ctx)
-            }
+            } => (self.caller(on_behalf)?, call_id, Op::Accept { media }),
             Request::Reject {
                 call_id,
                 reason,
                 on_behalf,
             } => {
-                let user = self.caller(on_behalf)?;
                 let reason = reason.unwrap_or(RejectReason::Rejected);
-                self.route_call(id, &call_id, user, Op::Reject { reason }, ctx)
+                (self.caller(on_behalf)?, call_id, Op::Reject { reason })
             }
             Request::Hangup {
                 call_id,
@@ -107,7 +118,7 @@ impl SessionActor {
                     )));
                 }
                 let call_id = self.hangup_target(&user, call_id)?;
-                self.route_call(id, &call_id, user, Op::Hangup { reason }, ctx)
+                (user, call_id, Op::Hangup { reason })
             }
             Request::Invite {
                 call_id,
@@ -124,34 +135,24 @@ impl SessionActor {
                         "\"callees\" must name at least one user",
                     ));
                 }
-                self.route_call(id, &call_id, user, Op::Invite { callees }, ctx)
+                (user, call_id, Op::Invite { callees })
             }
             Request::JoinCall { call_id, on_behalf } => {
-                let user = self.caller(on_behalf)?;
-                self.route_call(id, &call_id, user, Op::Join, ctx)
+                (self.caller(on_behalf)?, call_id, Op::Join)
             }
             Request::MediaChange {
                 call_id,
                 media,
                 on_behalf,
-            } => {
-                let user = self.caller(on_behalf)?;
-                self.route_call(id, &call_id, user, Op::MediaChange { media }, ctx)
-            }
+            } => (self.caller(on_behalf)?, call_id, Op::MediaChange { media }),
             Request::MediaChangeCancel {
                 transaction,
                 on_behalf,
             } => {
                 let user = self.caller(on_behalf)?;
                 let transaction = TransactionId::parse(&transaction)?;
-                let call = transaction.call_id();
-                self.route_call(
-                    id,
-                    call.as_str(),
-                    user,
-                    Op::MediaChangeCancel { transaction },
-                    ctx,
-                )
+                let call = transaction.call_id().as_str().to_string();
+                (user, call, Op::MediaChangeCancel { transaction })
             }
             Request::MediaChangeReply {
                 transaction,
@@ -160,14 +161,8 @@ impl SessionActor {
             } => {
                 let user = self.caller(on_behalf)?;
                 let transaction = TransactionId::parse(&transaction)?;
-                let call = transaction.call_id();
-                self.route_call(
-                    id,
-                    call.as_str(),
-                    user,
-                    Op::MediaChangeReply { transaction, agree },
-                    ctx,
-                )
+                let call = transaction.call_id().as_str().to_string();
+                (user, call, Op::MediaChangeReply { transaction, agree })
             }
             Request::CallMediaState {
                 call_id,
@@ -175,21 +170,11 @@ impl SessionActor {
                 camera,
                 on_behalf,
             } => {
-                let user = self.caller(on_behalf)?;
-                self.route_call(
-                    id,
-                    &call_id,
-                    user,
-                    Op::MediaState { microphone, camera },
-                    ctx,
-                )
+                let op = Op::MediaState { microphone, camera };
+                (self.caller(on_behalf)?, call_id, op)
             }
-            req @ (Request::CallLogs { .. }
-            | Request::OngoingCalls {}
-            | Request::DeleteCallLogs { .. }
-            | Request::DeleteAllCallLogs {}) => self.log_request(id, req, ctx),
-            _ => Err(misrouted()),
-        }
+            _ => return Err(misrouted()),
+        })
     }
 
     /// The call a `hangup` without `call_id` means: the one the user is connected in, or the

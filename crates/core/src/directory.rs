@@ -2,6 +2,9 @@
 //! busy, and glare (two users calling each other at once), decided from what the directory
 //! knows. The engine keeps the directory; this decides.
 
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
 use crate::call::{glare_winner, CallId, LegState, Survivor};
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::Identity;
@@ -92,6 +95,54 @@ pub fn place(
         .cloned()
         .collect();
     Ok(Decision::Place { busy, glare: false })
+}
+
+/// Ring spam: how many calls each identity placed in the last minute, whatever its
+/// connections. Callers are forgotten a minute after their last call, so it holds only
+/// recent ones.
+#[derive(Debug, Default)]
+pub struct CallRate {
+    placed: HashMap<Identity, VecDeque<Instant>>,
+}
+
+impl CallRate {
+    const WINDOW: Duration = Duration::from_secs(60);
+
+    /// Counts a call `caller` places at `now`, or refuses it when `per_minute` calls were
+    /// placed in the minute before.
+    pub fn admit(
+        &mut self,
+        caller: &Identity,
+        now: Instant,
+        per_minute: u32,
+    ) -> Result<(), ApiError> {
+        self.placed.retain(|_, at| {
+            while at
+                .front()
+                .is_some_and(|t| now.saturating_duration_since(*t) >= Self::WINDOW)
+            {
+                at.pop_front();
+            }
+            !at.is_empty()
+        });
+        let recent = self.placed.entry(caller.clone()).or_default();
+        if recent.len() >= per_minute as usize {
+            return Err(ApiError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "{per_minute} calls placed in the last minute, the most \
+                     calls.max_calls_per_minute allows; wait before calling again"
+                ),
+            ));
+        }
+        recent.push_back(now);
+        Ok(())
+    }
+
+    /// Callers remembered (for tests: the map does not grow without bound).
+    pub fn callers(&self) -> usize {
+        self.placed.len()
+    }
 }
 
 #[cfg(test)]
@@ -223,5 +274,27 @@ mod tests {
                 glare: false
             }
         );
+    }
+
+    #[test]
+    fn a_caller_places_so_many_calls_a_minute_and_is_forgotten_after() {
+        let mut rate = CallRate::default();
+        let t0 = Instant::now();
+        let a = Identity::parse("a").unwrap();
+        let b = Identity::parse("b").unwrap();
+        for i in 0..3 {
+            assert!(rate.admit(&a, t0 + Duration::from_secs(i), 3).is_ok());
+        }
+        let refused = rate.admit(&a, t0 + Duration::from_secs(10), 3).unwrap_err();
+        assert_eq!(refused.code, ErrorCode::RateLimited);
+        assert!(refused.message.contains("calls.max_calls_per_minute"));
+        // Another caller has its own count.
+        assert!(rate.admit(&b, t0 + Duration::from_secs(10), 3).is_ok());
+        // A minute after the first call, one more fits.
+        assert!(rate.admit(&a, t0 + Duration::from_secs(60), 3).is_ok());
+        assert!(rate.admit(&a, t0 + Duration::from_secs(60), 3).is_err());
+        // Long after, nobody is remembered but the one calling now.
+        assert!(rate.admit(&b, t0 + Duration::from_secs(600), 3).is_ok());
+        assert_eq!(rate.callers(), 1);
     }
 }
