@@ -25,8 +25,8 @@ use str0m::rtp::{Extension, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::oneshot;
 
-use crate::peer::{slot_mut, Arrival, Meter};
 use crate::signal::{ClientError, Signal};
+use crate::stats::{slot_mut, Arrival, Meter};
 
 const WAKER: Token = Token(usize::MAX);
 /// Commands waiting for the herd's thread: joins arrive at a few hundred per second at most.

@@ -4,12 +4,14 @@
 //! - `peer`   — one WebRTC audio peer (str0m) per joined channel: publishes Opus from a
 //!   `Source`, receives and decodes every slot.
 //! - `herd`   — many listening peers on one thread (load generation).
+//! - `stats`  — what a listening peer measured (`Meter`, `PeerStats`, `SlotStats`).
 //! - `audio`  — sources (tone, WAV), level and frequency analysis.
 
 pub mod audio;
 pub mod herd;
 pub mod peer;
 pub mod signal;
+pub mod stats;
 
 pub use audio::{Source, Tone, Wav};
 pub use herd::{Herd, HerdPeer};
