@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Prints the file-level import graph's cycles in each crate of the workspace; fails on any.
+"""Prints the file-level import graph's cycles in each crate of the workspace, and actor files
+that import another actor's file; fails on any.
 
 A file depends on another when it names a path inside it (`use crate::a::b`, `crate::a::B`,
 `super::x`). `mod` declarations and test modules are not dependencies: a parent declaring its
@@ -123,6 +124,39 @@ class Crate:
         return graph
 
 
+def actor_files(crate):
+    """Modules whose file implements an actix `Actor`."""
+    out = set()
+    for mod, path in crate.files.items():
+        if crate.is_test(mod):
+            continue
+        if re.search(r"\bimpl(?:<[^>]*>)?\s+(?:actix::)?Actor\s+for\b", strip(open(path).read())):
+            out.add(mod)
+    return out
+
+
+def same_actor(a, b):
+    """One actor split over a file and its child files (`calls/actor.rs`, `calls/actor/…`)."""
+    n = min(len(a), len(b))
+    return a[:n] == b[:n]
+
+
+def actor_crossings(crate, graph):
+    """(actor file, other actor's file) pairs where one names a path in the other."""
+    actors = actor_files(crate)
+    family = lambda m: next((a for a in actors if same_actor(a, m) and len(a) <= len(m)), None)
+    bad = []
+    for mod, deps in graph.items():
+        own = family(mod)
+        if own is None:
+            continue
+        for d in deps:
+            other = family(d)
+            if other is not None and other != own:
+                bad.append((mod, d))
+    return sorted(bad)
+
+
 def sccs(graph):
     index, low, stack, on, out = {}, {}, [], set(), []
     counter = [0]
@@ -172,10 +206,16 @@ def main():
             if len(comp) > 1:
                 bad += 1
                 print(f"import cycle in {c}: " + " <-> ".join(sorted(name(m) for m in comp)))
+        for a, b in actor_crossings(crate, graph):
+            bad += 1
+            print(f"actor file imports another actor's file: {name(a)} -> {name(b)}")
     if bad:
-        print(f"{bad} import cycle(s): every arrow must point down (see each layer's header)")
+        print(
+            f"{bad} import cycle(s) or actor crossing(s): every arrow must point down, and "
+            "actors reach each other through the handles in messages.rs"
+        )
         return 1
-    print(f"no import cycles in {', '.join(crates)}")
+    print(f"no import cycles and no actor importing another in {', '.join(crates)}")
     return 0
 
 

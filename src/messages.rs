@@ -7,12 +7,14 @@
 
 use std::time::Instant;
 
+use actix::dev::ToEnvelope;
 use actix::prelude::*;
 use bytestring::ByteString;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::calls::call::{CallId, EndReason, Media, RejectReason, TransactionId};
+use crate::calls::call::{CallId, CallType, EndReason, Media, RejectReason, TransactionId};
+use crate::calls::store::{CallLog, LogPage, NewCallLog, PageRequest, StoreError};
 use crate::channel::{ChannelSummary, JoinSpec};
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ChannelId, Identity, ParticipantId};
@@ -563,6 +565,102 @@ impl WebhookSink {
     /// `subject` pushes nothing more.
     pub fn finish(&self, subject: amphi_core::webhook::Subject) {
         self.finish.do_send(WebhookFinish { subject });
+    }
+}
+
+// ---- The call log (its own thread) ----
+
+/// Runs on the log thread with a row just closed (and committed).
+pub type OnClosed = Box<dyn FnOnce(CallLog) + Send>;
+
+/// A change to the logs. Each is committed before its reply: the reply is the acknowledgement.
+pub enum LogWrite {
+    Open(Vec<NewCallLog>),
+    Ringing {
+        call_id: CallId,
+        user: Identity,
+        at_ms: i64,
+    },
+    Connect {
+        call_id: CallId,
+        user: Identity,
+        at_ms: i64,
+    },
+    FirstAudio {
+        call_id: CallId,
+        user: Identity,
+        at_ms: i64,
+    },
+    /// The call's type or media changed (a group upgrade, a media change, video taken as
+    /// audio): every row of the call follows.
+    Shape {
+        call_id: CallId,
+        call_type: CallType,
+        media: Media,
+    },
+    /// Writes nothing: its reply means every write queued before it is committed.
+    Barrier,
+    /// Closes the row and answers with it, for the member's `call_log` event.
+    Close {
+        call_id: CallId,
+        user: Identity,
+        at_ms: i64,
+        reason: EndReason,
+        then: Option<OnClosed>,
+    },
+}
+
+impl Message for LogWrite {
+    type Result = Result<Option<CallLog>, StoreError>;
+}
+
+/// A member's own view of the logs.
+#[derive(Debug, Clone)]
+pub enum LogQuery {
+    Page {
+        user: Identity,
+        page: PageRequest,
+    },
+    Ongoing {
+        user: Identity,
+    },
+    Delete {
+        user: Identity,
+        call_ids: Vec<CallId>,
+    },
+    DeleteAll {
+        user: Identity,
+    },
+}
+
+#[derive(Debug)]
+pub enum LogAnswer {
+    Page(LogPage),
+    Ongoing(Vec<CallLog>),
+    Deleted(usize),
+}
+
+impl Message for LogQuery {
+    type Result = Result<LogAnswer, StoreError>;
+}
+
+/// The call-log thread, as actors reach it.
+#[derive(Clone)]
+pub struct CallLogHandle {
+    pub write: Recipient<LogWrite>,
+    pub query: Recipient<LogQuery>,
+}
+
+impl CallLogHandle {
+    pub fn new<A>(addr: Addr<A>) -> Self
+    where
+        A: Actor + Handler<LogWrite> + Handler<LogQuery>,
+        A::Context: ToEnvelope<A, LogWrite> + ToEnvelope<A, LogQuery>,
+    {
+        Self {
+            write: addr.clone().recipient(),
+            query: addr.recipient(),
+        }
     }
 }
 

@@ -16,12 +16,12 @@ use super::call::{
     RejectReason,
 };
 use super::engine::CallEngine;
-use super::logs::LogWrite;
 use super::store::{Direction, NewCallLog};
 use super::webhook::WebhookEvent;
 use crate::clock::unix_ms;
 use crate::error::ApiError;
 use crate::ids::{ChannelId, Identity};
+use crate::messages::LogWrite;
 use crate::messages::{
     AdminKick, AdminStop, CallOp, Op, PausePublisher, Placement, ReplyTo, Terminate,
 };
@@ -256,7 +256,7 @@ impl CallActor {
         let outputs: Vec<Output> = self.call.drain().collect();
         self.engine.sync(&self.call);
         if self.log_transitions(now) {
-            let barrier = self.engine.logs.send(LogWrite::Barrier);
+            let barrier = self.engine.logs.write.send(LogWrite::Barrier);
             ctx.wait(barrier.into_actor(self).map(move |result, act, ctx| {
                 if !matches!(result, Ok(Ok(_))) {
                     tracing::error!(call = %act.call.id(), ?result, "call log write failed");
@@ -340,7 +340,7 @@ impl CallActor {
                 .webhook(&id, WebhookEvent::new(name, unix_ms(), data));
         }
         for w in self.pending_writes.drain(..) {
-            self.engine.logs.do_send(w);
+            self.engine.logs.write.do_send(w);
         }
         self.sync_live();
         if self.call.is_ended() {
@@ -460,7 +460,7 @@ impl Actor for CallActor {
             };
             self.seen.insert(leg.user().clone(), state);
         }
-        let write = self.engine.logs.send(LogWrite::Open(opened));
+        let write = self.engine.logs.write.send(LogWrite::Open(opened));
         ctx.wait(write.into_actor(self).map(|result, act, ctx| {
             let ok = matches!(result, Ok(Ok(_)));
             if !ok {

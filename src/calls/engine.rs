@@ -13,18 +13,15 @@ use bytestring::ByteString;
 use serde_json::{json, Value};
 
 use super::call::{call_channel, Call, CallId, CallSetup, LegState, Media};
-use super::delivery::WebhookActor;
-use super::logs::CallLogActor;
-use super::store::{SqliteStore, StoreError};
 use super::webhook::WebhookEvent;
 use crate::clock::unix_ms;
 use crate::config::CallsConfig;
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ChannelId, Identity, SessionId};
 use crate::messages::{
-    CallDirectory, CallHandle, CallOp, Op, Placement, ReplyTo, Terminate, ToSession,
+    CallDirectory, CallHandle, CallLogHandle, CallOp, LogWrite, Op, Placement, ReplyTo, Terminate,
+    ToSession, WebhookPush, WebhookSink,
 };
-use crate::messages::{WebhookFinish, WebhookPush};
 use crate::registry::ChannelRegistry;
 use amphi_core::directory::{self, CallRate, Decision};
 use amphi_core::webhook::Subject;
@@ -113,41 +110,23 @@ pub struct CallEngine {
     /// Set under the directory lock when shutdown ends every call: no call starts after.
     closing: std::sync::atomic::AtomicBool,
     dir: Mutex<Directory>,
-    pub logs: Addr<CallLogActor>,
-    webhooks: Option<Addr<WebhookActor>>,
+    pub logs: CallLogHandle,
+    webhooks: Option<WebhookSink>,
     pub channels: Arc<ChannelRegistry>,
     factory: CallFactory,
 }
 
 impl CallEngine {
-    /// Opens the call-log store, closes calls a previous process left open, and starts the
-    /// store's thread and the webhook sender. Runs inside an actix system, before the server
-    /// accepts connections.
+    /// The engine over the call log's thread and the webhook sender the composition root
+    /// started.
     pub fn start(
         config: &CallsConfig,
         channels: Arc<ChannelRegistry>,
-        webhooks: Option<Addr<WebhookActor>>,
+        logs: CallLogHandle,
+        webhooks: Option<WebhookSink>,
         factory: CallFactory,
-    ) -> Result<Arc<Self>, StoreError> {
-        use super::store::CallLogStore;
-        let mut store = SqliteStore::open_configured(&config.database)?;
-        let closed = store.close_open_calls_at_startup(unix_ms())?;
-        if closed > 0 {
-            tracing::warn!(
-                rows = closed,
-                "closed call-log rows left open by the previous run as server_restart"
-            );
-        }
-        let store = Mutex::new(Some(store));
-        let logs = SyncArbiter::start(1, move || {
-            let store = store
-                .lock()
-                .expect("store lock")
-                .take()
-                .expect("one log thread");
-            CallLogActor::new(Box::new(store))
-        });
-        Ok(Arc::new(Self {
+    ) -> Arc<Self> {
+        Arc::new(Self {
             config: config.clone(),
             closing: std::sync::atomic::AtomicBool::new(false),
             dir: Mutex::new(Directory::default()),
@@ -155,7 +134,7 @@ impl CallEngine {
             webhooks,
             channels,
             factory,
-        }))
+        })
     }
 
     fn dir(&self) -> MutexGuard<'_, Directory> {
@@ -365,7 +344,7 @@ impl CallEngine {
 
     pub fn webhook(&self, call: &CallId, event: WebhookEvent) {
         if let Some(w) = &self.webhooks {
-            w.do_send(WebhookPush {
+            w.push.do_send(WebhookPush {
                 subject: Subject::CallId(call.clone()),
                 event,
             });
@@ -374,9 +353,7 @@ impl CallEngine {
 
     pub fn webhook_finish(&self, call: &CallId) {
         if let Some(w) = &self.webhooks {
-            w.do_send(WebhookFinish {
-                subject: Subject::CallId(call.clone()),
-            });
+            w.finish(Subject::CallId(call.clone()));
         }
     }
 
@@ -392,7 +369,7 @@ impl CallEngine {
         let _ = futures_util::future::join_all(sends).await;
         // The ended calls' rows are queued to the log thread; they are on disk when this
         // answers, so a restart does not close them again with the downtime counted.
-        let _ = self.logs.send(super::logs::LogWrite::Barrier).await;
+        let _ = self.logs.write.send(LogWrite::Barrier).await;
     }
 
     pub fn calls_in_progress(&self) -> usize {

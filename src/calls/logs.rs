@@ -4,9 +4,8 @@
 
 use actix::prelude::*;
 
-use super::call::{CallId, CallType, EndReason, Media};
-use super::store::{CallLog, CallLogStore, LogPage, NewCallLog, PageRequest, StoreError};
-use crate::ids::Identity;
+use super::store::{CallLog, CallLogStore, StoreError};
+use crate::messages::{LogAnswer, LogQuery, LogWrite};
 
 pub struct CallLogActor {
     store: Box<dyn CallLogStore + Send>,
@@ -20,50 +19,6 @@ impl CallLogActor {
 
 impl Actor for CallLogActor {
     type Context = SyncContext<Self>;
-}
-
-/// Runs on the log thread with a row just closed (and committed).
-pub type OnClosed = Box<dyn FnOnce(CallLog) + Send>;
-
-/// A change to the logs. Each is committed before its reply: the reply is the acknowledgement.
-pub enum LogWrite {
-    Open(Vec<NewCallLog>),
-    Ringing {
-        call_id: CallId,
-        user: Identity,
-        at_ms: i64,
-    },
-    Connect {
-        call_id: CallId,
-        user: Identity,
-        at_ms: i64,
-    },
-    FirstAudio {
-        call_id: CallId,
-        user: Identity,
-        at_ms: i64,
-    },
-    /// The call's type or media changed (a group upgrade, a media change, video taken as
-    /// audio): every row of the call follows.
-    Shape {
-        call_id: CallId,
-        call_type: CallType,
-        media: Media,
-    },
-    /// Writes nothing: its reply means every write queued before it is committed.
-    Barrier,
-    /// Closes the row and answers with it, for the member's `call_log` event.
-    Close {
-        call_id: CallId,
-        user: Identity,
-        at_ms: i64,
-        reason: EndReason,
-        then: Option<OnClosed>,
-    },
-}
-
-impl Message for LogWrite {
-    type Result = Result<Option<CallLog>, StoreError>;
 }
 
 impl Handler<LogWrite> for CallLogActor {
@@ -111,36 +66,6 @@ impl Handler<LogWrite> for CallLogActor {
             }
         }
     }
-}
-
-/// A member's own view of the logs.
-#[derive(Debug, Clone)]
-pub enum LogQuery {
-    Page {
-        user: Identity,
-        page: PageRequest,
-    },
-    Ongoing {
-        user: Identity,
-    },
-    Delete {
-        user: Identity,
-        call_ids: Vec<CallId>,
-    },
-    DeleteAll {
-        user: Identity,
-    },
-}
-
-#[derive(Debug)]
-pub enum LogAnswer {
-    Page(LogPage),
-    Ongoing(Vec<CallLog>),
-    Deleted(usize),
-}
-
-impl Message for LogQuery {
-    type Result = Result<LogAnswer, StoreError>;
 }
 
 impl Handler<LogQuery> for CallLogActor {

@@ -8,12 +8,12 @@ use serde_json::json;
 use super::SessionActor;
 use crate::calls::call::{CallId, EndReason, RejectReason, TransactionId};
 use crate::calls::engine::PlaceCall;
-use crate::calls::logs::{LogAnswer, LogQuery};
 use crate::calls::store::{Cursor, Order, PageRequest, MAX_PAGE};
 use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ChannelId, Identity};
 use crate::messages::ReplyTo;
 use crate::messages::{CallOp, Op};
+use crate::messages::{LogAnswer, LogQuery};
 use crate::protocol::{self, Request};
 use crate::token::{GRANT_CALL, GRANT_PROXY};
 
@@ -338,7 +338,7 @@ impl SessionActor {
     }
 
     fn log_query(&mut self, id: Option<u64>, q: LogQuery, ctx: &mut Context<Self>) {
-        let logs = self.state.calls.logs.clone();
+        let logs = self.state.calls.logs.query.clone();
         let unavailable = ApiError::new(ErrorCode::Internal, "the call log is unavailable; retry");
         let reply = self.reply_to(id, Some(unavailable), ctx);
         let fut = async move { logs.send(q).await };

@@ -42,7 +42,7 @@ impl CallActor {
             .map_or(connected, |c| c.max(connected));
         metrics::histogram!(m::CALL_SETUP_FIRST_AUDIO)
             .record(now.saturating_duration_since(since).as_secs_f64());
-        self.engine.logs.do_send(LogWrite::FirstAudio {
+        self.engine.logs.write.do_send(LogWrite::FirstAudio {
             call_id: self.call.id().clone(),
             user: user.clone(),
             at_ms: self.call.unix_ms(now),
@@ -136,19 +136,19 @@ impl CallActor {
         }
         if !opened.is_empty() {
             // Opened before anything else about these rows is written (the mailbox is FIFO).
-            self.engine.logs.do_send(LogWrite::Open(opened));
+            self.engine.logs.write.do_send(LogWrite::Open(opened));
         }
         let shape = (self.call.call_type(), self.call.media());
         if shape != self.logged_shape {
             self.logged_shape = shape;
-            self.engine.logs.do_send(LogWrite::Shape {
+            self.engine.logs.write.do_send(LogWrite::Shape {
                 call_id: id.clone(),
                 call_type: shape.0,
                 media: shape.1,
             });
         }
         for w in writes {
-            self.engine.logs.do_send(w);
+            self.engine.logs.write.do_send(w);
         }
         connects
     }
