@@ -96,20 +96,20 @@ pub async fn stop(s: &mut Spawned) {
 
 /// CPU seconds (user + system) the process has used.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
+    let stat = process(pid)?.stat().ok()?;
+    // /proc counts in clock ticks, whose rate the kernel was built with (usually, not
+    // always, 100 per second).
+    Some((stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64)
 }
 
+/// Resident memory of the process.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kib| kib * 1024)
+    let kib = process(pid)?.status().ok()?.vmrss?;
+    Some(kib * 1024)
+}
+
+fn process(pid: u32) -> Option<procfs::process::Process> {
+    procfs::process::Process::new(i32::try_from(pid).ok()?).ok()
 }
 
 /// Sums every sample of `name` (all label sets) in the server's /metrics text.
@@ -234,6 +234,22 @@ impl MixerSnapshot {
             tick_p50_ms_at_most: quantile(0.5),
             tick_p99_ms_at_most: quantile(0.99),
         })
+    }
+}
+
+#[cfg(test)]
+mod proc_tests {
+    #[test]
+    fn this_process_has_used_cpu_and_memory() {
+        let me = std::process::id();
+        // Spin until the kernel has charged at least one clock tick.
+        let spin = std::time::Instant::now();
+        while super::cpu_seconds(me).unwrap() == 0.0 && spin.elapsed().as_secs() < 5 {}
+        assert!(super::cpu_seconds(me).unwrap() > 0.0);
+        let rss = super::rss_bytes(me).unwrap();
+        assert!(rss > 1 << 20 && rss.is_multiple_of(1024), "{rss}");
+        assert_eq!(super::cpu_seconds(u32::MAX), None);
+        assert_eq!(super::rss_bytes(u32::MAX), None);
     }
 }
 
