@@ -373,6 +373,9 @@ impl Config {
             }
             None => (toml::Table::new(), "built-in defaults".to_string()),
         };
+        // Checked before the environment is laid over it, so that the file's own mistakes
+        // are reported against the file and not against the first variable.
+        Self::from_table(table.clone(), &origin)?;
         apply_env(&mut table, env)?;
         Self::from_table(table, &origin)
     }
@@ -545,45 +548,81 @@ fn apply_env(
             continue;
         }
         let lower = rest.to_ascii_lowercase();
-        if lower == "default_role" {
-            table.insert(lower, toml::Value::String(value));
-            continue;
-        }
-        let section = SECTIONS
-            .iter()
-            .find(|s| lower.starts_with(&format!("{s}_")))
-            .ok_or_else(|| ConfigError::Env {
-                var: var.clone(),
-                message: format!(
-                    "not a configuration key; overrides look like AMPHI_<SECTION>_<KEY> with \
-                     SECTION one of {}",
-                    SECTIONS.join(", ")
-                ),
-            })?;
-        let key = lower[section.len() + 1..].to_string();
-        let entry = table
-            .entry(section.to_string())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        let toml::Value::Table(section_table) = entry else {
-            return Err(ConfigError::Env {
-                var,
-                message: format!("[{section}] in the config file is not a table"),
-            });
+        let (section, key) = if lower == "default_role" {
+            (None, lower)
+        } else {
+            let section = SECTIONS
+                .iter()
+                .find(|s| lower.starts_with(&format!("{s}_")))
+                .ok_or_else(|| ConfigError::Env {
+                    var: var.clone(),
+                    message: format!(
+                        "not a configuration key; overrides look like AMPHI_<SECTION>_<KEY> \
+                         with SECTION one of {}",
+                        SECTIONS.join(", ")
+                    ),
+                })?;
+            (Some(*section), lower[section.len() + 1..].to_string())
         };
-        section_table.insert(key, scalar(&value));
+        let mut refusal = None;
+        for candidate in typed(&value) {
+            set(table, section, &key, candidate).map_err(|message| ConfigError::Env {
+                var: var.clone(),
+                message,
+            })?;
+            match Config::from_table(table.clone(), "") {
+                Ok(_) => {
+                    refusal = None;
+                    break;
+                }
+                Err(ConfigError::Parse { message, .. }) => refusal = Some(message),
+                Err(other) => return Err(other),
+            }
+        }
+        if let Some(message) = refusal {
+            // A misspelt key may hold a secret: its value stays out of the message.
+            let message = if message.starts_with("unknown field") {
+                message
+            } else {
+                format!("{value:?}: {message}")
+            };
+            return Err(ConfigError::Env { var, message });
+        }
     }
     Ok(())
 }
 
-/// Environment values are untyped text; numbers and booleans are recognised so that
-/// `AMPHI_LIMITS_OUTBOUND_QUEUE=512` reaches an integer key.
-fn scalar(value: &str) -> toml::Value {
+fn set(
+    table: &mut toml::Table,
+    section: Option<&str>,
+    key: &str,
+    value: toml::Value,
+) -> Result<(), String> {
+    let Some(section) = section else {
+        table.insert(key.to_string(), value);
+        return Ok(());
+    };
+    let entry = table
+        .entry(section.to_string())
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let toml::Value::Table(section_table) = entry else {
+        return Err(format!("[{section}] in the config file is not a table"));
+    };
+    section_table.insert(key.to_string(), value);
+    Ok(())
+}
+
+/// Environment values are untyped text, so the key's type decides: a number or boolean is
+/// tried first, so that `AMPHI_LIMITS_OUTBOUND_QUEUE=512` reaches an integer key, then the
+/// text itself, so that a key taking text keeps a digit-only secret as it was written.
+fn typed(value: &str) -> Vec<toml::Value> {
+    let text = toml::Value::String(value.to_string());
     if let Ok(i) = value.parse::<i64>() {
-        toml::Value::Integer(i)
+        vec![toml::Value::Integer(i), text]
     } else if let Ok(b) = value.parse::<bool>() {
-        toml::Value::Boolean(b)
+        vec![toml::Value::Boolean(b), text]
     } else {
-        toml::Value::String(value.to_string())
+        vec![text]
     }
 }
 
@@ -634,6 +673,44 @@ mod tests {
         assert!(err.to_string().contains("AMPHI_BOGUS"), "{err}");
         let err = Config::load(None, env(&[("AMPHI_SERVER_NOPE", "1")])).unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn digit_only_and_boolean_looking_secrets_stay_text() {
+        let config = Config::load(
+            None,
+            env(&[
+                ("AMPHI_AUTH_SIGNING_KEY", "12345678901234567890123456789012"),
+                ("AMPHI_CALLS_WEBHOOK_SECRET", "123456"),
+                ("AMPHI_SERVER_METRICS_TOKEN", "true"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.auth.signing_key, "12345678901234567890123456789012");
+        assert_eq!(config.calls.webhook_secret, "123456");
+        assert_eq!(config.server.metrics_token, "true");
+    }
+
+    #[test]
+    fn a_refused_override_names_its_variable_and_value() {
+        let err = Config::load(None, env(&[("AMPHI_LIMITS_OUTBOUND_QUEUE", "lots")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("AMPHI_LIMITS_OUTBOUND_QUEUE"), "{err}");
+        assert!(err.contains("\"lots\""), "{err}");
+        let err = Config::load(None, env(&[("AMPHI_CALLS_RING_TIMEOUT", "-5")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("AMPHI_CALLS_RING_TIMEOUT"), "{err}");
+        assert!(err.contains("\"-5\""), "{err}");
+        let err = Config::load(None, env(&[("AMPHI_AUTH_SIGNING_KYE", "hunter2-secret")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("AMPHI_AUTH_SIGNING_KYE"), "{err}");
+        assert!(
+            !err.contains("hunter2"),
+            "a misspelt key's value may be a secret: {err}"
+        );
     }
 
     #[test]

@@ -45,38 +45,29 @@ pub struct Wav {
 }
 
 impl Wav {
+    /// Refuses, with `InvalidData`, anything but 16-bit integer mono 48 kHz PCM with at least
+    /// one sample: the frames are sent as they are, without resampling or mixing down.
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        let data = std::fs::read(path)?;
-        let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
-        if data.len() < 44 || &data[0..4] != b"RIFF" || &data[8..12] != b"WAVE" {
-            return Err(bad("not a RIFF/WAVE file"));
+        let bad = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
+        let reader = hound::WavReader::open(path).map_err(|e| match e {
+            hound::Error::IoError(e) => e,
+            e => bad(e.to_string()),
+        })?;
+        let spec = reader.spec();
+        if spec.channels != 1
+            || spec.sample_rate != SAMPLE_RATE
+            || spec.bits_per_sample != 16
+            || spec.sample_format != hound::SampleFormat::Int
+        {
+            return Err(bad("need 16-bit mono 48 kHz PCM".into()));
         }
-        // Walk the chunks: `fmt ` must say PCM, mono, 48 kHz, 16 bit; `data` holds samples.
-        let mut i = 12;
-        let mut samples = None;
-        while i + 8 <= data.len() {
-            let id = &data[i..i + 4];
-            let len = u32::from_le_bytes(data[i + 4..i + 8].try_into().unwrap()) as usize;
-            let body = &data[i + 8..(i + 8 + len).min(data.len())];
-            if id == b"fmt " {
-                let channels = u16::from_le_bytes([body[2], body[3]]);
-                let rate = u32::from_le_bytes(body[4..8].try_into().unwrap());
-                let bits = u16::from_le_bytes([body[14], body[15]]);
-                if channels != 1 || rate != SAMPLE_RATE || bits != 16 {
-                    return Err(bad("need 16-bit mono 48 kHz PCM"));
-                }
-            } else if id == b"data" {
-                samples = Some(
-                    body.chunks_exact(2)
-                        .map(|c| i16::from_le_bytes([c[0], c[1]]))
-                        .collect::<Vec<_>>(),
-                );
-            }
-            i += 8 + len + (len & 1);
+        let samples = reader
+            .into_samples::<i16>()
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(e.to_string()))?;
+        if samples.is_empty() {
+            return Err(bad("no samples in the data chunk".into()));
         }
-        let samples = samples
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| bad("no data chunk"))?;
         Ok(Self { samples, pos: 0 })
     }
 }
@@ -140,5 +131,63 @@ mod tests {
         assert_eq!(dominant(&pcm, &[220.0, 440.0, 660.0, 1000.0]), 440.0);
         assert!(dbov(&frame) < 20);
         assert_eq!(dbov(&[0; 960]), 127);
+    }
+
+    fn wav_file(name: &str, spec: hound::WavSpec, samples: &[i16]) -> std::path::PathBuf {
+        let path =
+            std::env::temp_dir().join(format!("amphi-wav-{}-{name}.wav", std::process::id()));
+        let mut writer = hound::WavWriter::create(&path, spec).unwrap();
+        for &s in samples {
+            writer.write_sample(s).unwrap();
+        }
+        writer.finalize().unwrap();
+        path
+    }
+
+    fn spec(channels: u16, sample_rate: u32) -> hound::WavSpec {
+        hound::WavSpec {
+            channels,
+            sample_rate,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        }
+    }
+
+    #[test]
+    fn a_wav_file_loops_its_samples() {
+        let path = wav_file("loop", spec(1, SAMPLE_RATE), &[1, -2, 3, 4, 5, 6, 7]);
+        let mut wav = Wav::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let mut frame = [0i16; FRAME_SAMPLES];
+        wav.next_frame(&mut frame);
+        assert_eq!(frame[..9], [1, -2, 3, 4, 5, 6, 7, 1, -2]);
+        wav.next_frame(&mut frame);
+        assert_eq!(
+            frame[0], -2,
+            "960 = 137 × 7 + 1: the next frame starts one sample on"
+        );
+    }
+
+    #[test]
+    fn wav_files_the_sender_cannot_use_are_refused() {
+        for (name, spec, samples) in [
+            ("stereo", spec(2, SAMPLE_RATE), &[1i16, 2][..]),
+            ("44k1", spec(1, 44_100), &[1][..]),
+            ("empty", spec(1, SAMPLE_RATE), &[][..]),
+        ] {
+            let path = wav_file(name, spec, samples);
+            let err = Wav::open(&path).err().expect(name);
+            std::fs::remove_file(&path).unwrap();
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{name}: {err}");
+        }
+        let path = std::env::temp_dir().join(format!("amphi-wav-{}-text.wav", std::process::id()));
+        std::fs::write(&path, b"not audio at all, but long enough to hold a header").unwrap();
+        let err = Wav::open(&path).err().expect("text");
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
+        let missing = Wav::open(Path::new("/nonexistent/amphi.wav"))
+            .err()
+            .expect("missing");
+        assert_eq!(missing.kind(), std::io::ErrorKind::NotFound);
     }
 }

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use prometheus_parse::{Sample, Scrape, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -96,20 +97,20 @@ pub async fn stop(s: &mut Spawned) {
 
 /// CPU seconds (user + system) the process has used.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
+    let stat = process(pid)?.stat().ok()?;
+    // /proc counts in clock ticks, whose rate the kernel was built with (usually, not
+    // always, 100 per second).
+    Some((stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64)
 }
 
+/// Resident memory of the process.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map(|kib| kib * 1024)
+    let kib = process(pid)?.status().ok()?.vmrss?;
+    Some(kib * 1024)
+}
+
+fn process(pid: u32) -> Option<procfs::process::Process> {
+    procfs::process::Process::new(i32::try_from(pid).ok()?).ok()
 }
 
 /// Sums every sample of `name` (all label sets) in the server's /metrics text.
@@ -119,13 +120,23 @@ pub async fn metric(url: &str, name: &str) -> Option<f64> {
 }
 
 pub fn sum_metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+    samples(text)
+        .iter()
+        .filter(|s| s.metric == name)
+        .filter_map(|s| match s.value {
+            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => Some(v),
+            Value::Histogram(_) | Value::Summary(_) => None,
         })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+
+/// Every sample in `text`. Lines that are not exposition, such as the HTTP status line and
+/// headers [`scrape`] leaves in, are skipped. A histogram's buckets come as one sample named
+/// after the histogram (its `_count` and `_sum` as their own samples).
+fn samples(text: &str) -> Vec<Sample> {
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    // Only a failing line source is an error, and lines of a string never fail.
+    Scrape::parse(lines).map_or_else(|_| Vec::new(), |s| s.samples)
 }
 
 /// GET /metrics with a plain HTTP/1.1 request (no client library needed for one call).
@@ -161,28 +172,17 @@ pub async fn mixer_snapshot(url: &str) -> Option<MixerSnapshot> {
 }
 
 pub fn mixer_in(text: &str) -> MixerSnapshot {
+    let samples = samples(text);
+    // One histogram per label set (worker): their buckets add up.
     let mut buckets: Vec<(f64, f64)> = Vec::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("amphi_mixer_tick_seconds_bucket{") else {
-            continue;
-        };
-        let le = rest
-            .split("le=\"")
-            .nth(1)
-            .and_then(|v| v.split('"').next())
-            .and_then(|v| {
-                if v == "+Inf" {
-                    Some(f64::INFINITY)
-                } else {
-                    v.parse().ok()
-                }
-            });
-        let count = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok());
-        if let (Some(le), Some(count)) = (le, count) {
-            match buckets.iter_mut().find(|(b, _)| *b == le) {
-                Some((_, c)) => *c += count,
-                None => buckets.push((le, count)),
-            }
+    let histograms = samples.iter().filter_map(|s| match &s.value {
+        Value::Histogram(h) if s.metric == "amphi_mixer_tick_seconds" => Some(h),
+        _ => None,
+    });
+    for bucket in histograms.flatten() {
+        match buckets.iter_mut().find(|(le, _)| *le == bucket.less_than) {
+            Some((_, c)) => *c += bucket.count,
+            None => buckets.push((bucket.less_than, bucket.count)),
         }
     }
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -238,6 +238,22 @@ impl MixerSnapshot {
 }
 
 #[cfg(test)]
+mod proc_tests {
+    #[test]
+    fn this_process_has_used_cpu_and_memory() {
+        let me = std::process::id();
+        // Spin until the kernel has charged at least one clock tick.
+        let spin = std::time::Instant::now();
+        while super::cpu_seconds(me).unwrap() == 0.0 && spin.elapsed().as_secs() < 5 {}
+        assert!(super::cpu_seconds(me).unwrap() > 0.0);
+        let rss = super::rss_bytes(me).unwrap();
+        assert!(rss > 1 << 20 && rss.is_multiple_of(1024), "{rss}");
+        assert_eq!(super::cpu_seconds(u32::MAX), None);
+        assert_eq!(super::rss_bytes(u32::MAX), None);
+    }
+}
+
+#[cfg(test)]
 mod mixer_tests {
     use super::mixer_in;
 
@@ -248,6 +264,7 @@ mod mixer_tests {
                 "amphi_mixer_ticks_total {ticks}\n\
                  amphi_mixer_encodes_total {}\n\
                  amphi_mixer_late_ticks_total 1\n\
+                 # TYPE amphi_mixer_tick_seconds histogram\n\
                  amphi_mixer_tick_seconds_bucket{{le=\"0.001\"}} {fast}\n\
                  amphi_mixer_tick_seconds_bucket{{le=\"0.005\"}} {ticks}\n\
                  amphi_mixer_tick_seconds_bucket{{le=\"+Inf\"}} {ticks}\n",
@@ -263,5 +280,63 @@ mod mixer_tests {
         assert_eq!(cost.tick_p50_ms_at_most, Some(1.0));
         assert_eq!(cost.tick_p99_ms_at_most, Some(5.0));
         assert!(a.since(&a).is_none(), "no tick, no figures");
+    }
+}
+
+#[cfg(test)]
+mod scrape_tests {
+    use super::{mixer_in, sum_metric};
+
+    /// A /metrics response as [`super::scrape`] returns it, in the exporter's format: HTTP
+    /// head, HELP and TYPE lines, labelled series, one histogram per mixer worker.
+    const SCRAPE: &str = "HTTP/1.1 200 OK\r
+content-length: 1234\r
+content-type: text/plain; version=0.0.4\r
+\r
+# HELP amphi_packets_forwarded_total Packets forwarded to listeners.
+# TYPE amphi_packets_forwarded_total counter
+amphi_packets_forwarded_total 1500
+# TYPE amphi_packets_forwarded_total_extra counter
+amphi_packets_forwarded_total_extra 7
+# TYPE amphi_packets_dropped_total counter
+amphi_packets_dropped_total{reason=\"queue_full\"} 2
+amphi_packets_dropped_total{reason=\"no_route\"} 3
+# TYPE amphi_peers gauge
+amphi_peers 4
+# TYPE amphi_mixer_ticks_total counter
+amphi_mixer_ticks_total{worker=\"0\"} 100
+amphi_mixer_ticks_total{worker=\"1\"} 50
+# HELP amphi_mixer_tick_seconds Time one mixer tick took.
+# TYPE amphi_mixer_tick_seconds histogram
+amphi_mixer_tick_seconds_bucket{worker=\"0\",le=\"0.001\"} 90
+amphi_mixer_tick_seconds_bucket{worker=\"0\",le=\"0.005\"} 100
+amphi_mixer_tick_seconds_bucket{worker=\"0\",le=\"+Inf\"} 100
+amphi_mixer_tick_seconds_sum{worker=\"0\"} 0.2
+amphi_mixer_tick_seconds_count{worker=\"0\"} 100
+amphi_mixer_tick_seconds_bucket{worker=\"1\",le=\"0.001\"} 10
+amphi_mixer_tick_seconds_bucket{worker=\"1\",le=\"0.005\"} 40
+amphi_mixer_tick_seconds_bucket{worker=\"1\",le=\"+Inf\"} 50
+amphi_mixer_tick_seconds_sum{worker=\"1\"} 0.3
+amphi_mixer_tick_seconds_count{worker=\"1\"} 50
+";
+
+    #[test]
+    fn counters_gauges_and_histogram_counts_are_summed_over_label_sets() {
+        assert_eq!(sum_metric(SCRAPE, "amphi_packets_forwarded_total"), 1500.0);
+        assert_eq!(sum_metric(SCRAPE, "amphi_packets_dropped_total"), 5.0);
+        assert_eq!(sum_metric(SCRAPE, "amphi_peers"), 4.0);
+        assert_eq!(sum_metric(SCRAPE, "amphi_mixer_tick_seconds_count"), 150.0);
+        assert_eq!(sum_metric(SCRAPE, "amphi_mixer_tick_seconds_sum"), 0.5);
+        assert_eq!(sum_metric(SCRAPE, "amphi_absent"), 0.0);
+    }
+
+    #[test]
+    fn histogram_buckets_add_up_across_workers() {
+        let mixer = mixer_in(SCRAPE);
+        assert_eq!(mixer.ticks, 150.0);
+        assert_eq!(
+            mixer.buckets,
+            [(0.001, 100.0), (0.005, 140.0), (f64::INFINITY, 150.0)]
+        );
     }
 }

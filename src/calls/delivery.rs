@@ -99,7 +99,7 @@ impl WebhookActor {
             url: url.into(),
             secret,
             client,
-            queue: WebhookQueue::new(config),
+            queue: WebhookQueue::new(config, rand::random()),
             timer: None,
             delivered: 0,
             failed_attempts: 0,

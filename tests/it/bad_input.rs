@@ -238,12 +238,9 @@ impl RawSocket {
     }
 }
 
-/// Resident memory of this process (the server runs in it), from /proc.
+/// Resident memory of this process (the server runs in it).
 fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib * 1024
+    amphi_swarm::server::rss_bytes(std::process::id()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

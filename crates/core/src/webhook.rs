@@ -1,13 +1,16 @@
 //! Signed webhooks to the app's backend, logic only: signing, verification, and a bounded
-//! queue that keeps each call's (or channel's) events in order and retries with exponential
-//! backoff under injected time. An HTTP driver pulls [`Delivery`]s from [`WebhookQueue::next_due`], signs
-//! each attempt with [`sign`], and reports back with `delivered` or `failed`.
+//! queue that keeps each call's (or channel's) events in order and retries with jittered
+//! exponential backoff under injected time and a seeded random source. An HTTP driver pulls
+//! [`Delivery`]s from [`WebhookQueue::next_due`], signs each attempt with [`sign`], and
+//! reports back with `delivered` or `failed`.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, Mac};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -155,7 +158,8 @@ impl Default for WebhookConfig {
         Self {
             // A backend outage of a minute at a few hundred call events per second.
             capacity: 10_000,
-            // 0.5 + 1 + 2 + 4 + 8 + 16 + 30 s: about a minute of outage is ridden out.
+            // Nominal waits 0.5 + 1 + 2 + 4 + 8 + 16 + 30 s = 61.5 s, each jittered down to no
+            // less than half: an outage of half a minute to a minute is ridden out.
             max_attempts: 8,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
@@ -165,8 +169,8 @@ impl Default for WebhookConfig {
 }
 
 impl WebhookConfig {
-    /// The wait after the `failures`-th failed attempt: doubling from the initial backoff,
-    /// capped.
+    /// The nominal wait after the `failures`-th failed attempt: doubling from the initial
+    /// backoff, capped. The queue waits between half of it and all of it.
     pub fn backoff(&self, failures: u32) -> Duration {
         let doublings = failures.saturating_sub(1).min(31);
         self.initial_backoff
@@ -240,10 +244,14 @@ pub struct WebhookQueue {
     next_id: u64,
     dropped: u64,
     given_up: u64,
+    /// Draws the retry jitter; seeded by the caller, so tests replay the same waits.
+    jitter: SmallRng,
 }
 
 impl WebhookQueue {
-    pub fn new(config: WebhookConfig) -> Self {
+    /// `jitter_seed` seeds the retry jitter: a random one in production, so that servers
+    /// restarted together do not retry in step.
+    pub fn new(config: WebhookConfig, jitter_seed: u64) -> Self {
         Self {
             config,
             subjects: HashMap::new(),
@@ -253,6 +261,7 @@ impl WebhookQueue {
             next_id: 0,
             dropped: 0,
             given_up: 0,
+            jitter: SmallRng::seed_from_u64(jitter_seed),
         }
     }
 
@@ -374,7 +383,7 @@ impl WebhookQueue {
             self.complete(&subject);
             return Failure::GaveUp;
         }
-        let at = now + self.config.backoff(head.failures);
+        let at = now + equal_jitter(&mut self.jitter, self.config.backoff(head.failures));
         head.due = at;
         queue.in_flight = false;
         self.ready.insert((at, head.id, subject));
@@ -415,4 +424,12 @@ impl WebhookQueue {
             self.subjects.remove(subject);
         }
     }
+}
+
+/// Half of `nominal` plus a random share of the other half ("equal jitter"). A backend
+/// outage fails every subject's head at about the same moment; without jitter they would all
+/// come back in one burst at each doubling. The fixed half keeps the backoff's floor.
+fn equal_jitter(rng: &mut SmallRng, nominal: Duration) -> Duration {
+    let half = nominal / 2;
+    half + rng.random_range(Duration::ZERO..=nominal - half)
 }

@@ -9,6 +9,8 @@ use crate::call::{CallSetup, Media};
 
 const SECRET: &[u8] = b"whsec_test";
 const TOLERANCE: Duration = Duration::from_secs(300);
+/// Any seed: the backoff tests assert the jitter's bounds, not the waits one seed draws.
+const SEED: u64 = 7;
 
 fn call(n: u8) -> Subject {
     Subject::CallId(CallId::parse(&format!("c-{n:016x}")).unwrap())
@@ -79,7 +81,7 @@ fn tampered_or_stale_webhooks_are_refused() {
 
 #[test]
 fn bodies_carry_type_call_seq_time_and_data() {
-    let mut q = WebhookQueue::new(WebhookConfig::default());
+    let mut q = WebhookQueue::new(WebhookConfig::default(), SEED);
     let now = Instant::now();
     assert_eq!(q.push(&call(1), event(7), now), Ok(1));
     assert_eq!(q.next_deadline(), Some(now));
@@ -94,7 +96,7 @@ fn bodies_carry_type_call_seq_time_and_data() {
 
 #[test]
 fn a_call_waits_for_its_previous_event_while_other_calls_flow() {
-    let mut q = WebhookQueue::new(WebhookConfig::default());
+    let mut q = WebhookQueue::new(WebhookConfig::default(), SEED);
     let now = Instant::now();
     let (a, b) = (call(1), call(2));
     q.push(&a, event(1), now).unwrap();
@@ -112,13 +114,11 @@ fn a_call_waits_for_its_previous_event_while_other_calls_flow() {
     );
 
     assert!(q.delivered(b1.id));
-    let retry = q.failed(a1.id, now);
-    assert_eq!(
-        retry,
-        Failure::Retry {
-            at: now + Duration::from_millis(500)
-        }
-    );
+    let Failure::Retry { at } = q.failed(a1.id, now) else {
+        panic!("a's first event is retried");
+    };
+    // The first backoff is 500 ms, jittered down to no less than half.
+    assert!(at >= now + Duration::from_millis(250) && at <= now + Duration::from_millis(500));
     q.push(&b, event(4), now).unwrap();
     let b2 = q.next_due(now).unwrap();
     assert_eq!(
@@ -127,7 +127,7 @@ fn a_call_waits_for_its_previous_event_while_other_calls_flow() {
         "b is not held up by a's retry"
     );
     assert_eq!(q.next_due(now), None);
-    assert_eq!(q.next_deadline(), Some(now + Duration::from_millis(500)));
+    assert_eq!(q.next_deadline(), Some(at));
 
     let later = now + Duration::from_millis(500);
     let again = q.next_due(later).unwrap();
@@ -144,7 +144,7 @@ fn retries_back_off_exponentially_up_to_the_cap() {
         max_attempts: 10,
         ..WebhookConfig::default()
     };
-    let mut q = WebhookQueue::new(config);
+    let mut q = WebhookQueue::new(config, SEED);
     let mut now = Instant::now();
     q.push(&call(1), event(1), now).unwrap();
     let mut waits = Vec::new();
@@ -162,13 +162,51 @@ fn retries_back_off_exponentially_up_to_the_cap() {
         waits.push((at - now).as_millis());
         now = at;
     }
-    assert_eq!(
-        waits,
-        [500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000]
-    );
+    let nominal = [
+        500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000, 30_000,
+    ];
+    for (wait, nominal) in waits.iter().zip(nominal) {
+        assert!(
+            (nominal / 2..=nominal).contains(wait),
+            "{waits:?}: each wait is half to all of {nominal:?}"
+        );
+    }
     let last = q.next_due(now).unwrap();
     assert_eq!(last.attempt, 10);
     assert_eq!(q.failed(last.id, now), Failure::GaveUp);
+}
+
+/// The first retry of each of 50 calls whose deliveries all failed at `now`.
+fn first_retries(seed: u64, now: Instant) -> Vec<Instant> {
+    let mut q = WebhookQueue::new(WebhookConfig::default(), seed);
+    for n in 0..50 {
+        q.push(&call(n), event(u64::from(n)), now).unwrap();
+    }
+    let mut retries = Vec::new();
+    while let Some(d) = q.next_due(now) {
+        let Failure::Retry { at } = q.failed(d.id, now) else {
+            panic!("retried");
+        };
+        retries.push(at);
+    }
+    retries
+}
+
+#[test]
+fn retries_of_events_that_failed_together_are_spread_out() {
+    let now = Instant::now();
+    let retries = first_retries(SEED, now);
+    assert_eq!(retries.len(), 50);
+    let (first, last) = (retries.iter().min().unwrap(), retries.iter().max().unwrap());
+    assert!(
+        *first >= now + Duration::from_millis(250) && *last <= now + Duration::from_millis(500)
+    );
+    assert!(
+        *last - *first >= Duration::from_millis(100),
+        "50 draws over 250 ms: {retries:?}"
+    );
+    assert_eq!(first_retries(SEED, now), retries, "one seed, one schedule");
+    assert_ne!(first_retries(SEED + 1, now), retries);
 }
 
 #[test]
@@ -177,7 +215,7 @@ fn after_giving_up_the_call_moves_on_to_its_next_event() {
         max_attempts: 3,
         ..WebhookConfig::default()
     };
-    let mut q = WebhookQueue::new(config);
+    let mut q = WebhookQueue::new(config, SEED);
     let mut now = Instant::now();
     q.push(&call(1), event(1), now).unwrap();
     q.push(&call(1), event(2), now).unwrap();
@@ -205,7 +243,7 @@ fn a_full_queue_drops_the_newest_event_and_counts_it() {
         capacity: 2,
         ..WebhookConfig::default()
     };
-    let mut q = WebhookQueue::new(config);
+    let mut q = WebhookQueue::new(config, SEED);
     let now = Instant::now();
     q.push(&call(1), event(1), now).unwrap();
     q.push(&call(2), event(2), now).unwrap();
@@ -225,7 +263,7 @@ fn in_flight_deliveries_are_bounded() {
         max_in_flight: 1,
         ..WebhookConfig::default()
     };
-    let mut q = WebhookQueue::new(config);
+    let mut q = WebhookQueue::new(config, SEED);
     let now = Instant::now();
     q.push(&call(1), event(1), now).unwrap();
     q.push(&call(2), event(2), now).unwrap();
@@ -238,7 +276,7 @@ fn in_flight_deliveries_are_bounded() {
 
 #[test]
 fn unknown_deliveries_are_reported_as_such() {
-    let mut q = WebhookQueue::new(WebhookConfig::default());
+    let mut q = WebhookQueue::new(WebhookConfig::default(), SEED);
     let now = Instant::now();
     assert!(!q.delivered(DeliveryId(42)));
     assert_eq!(q.failed(DeliveryId(42), now), Failure::Unknown);
@@ -252,7 +290,7 @@ fn unknown_deliveries_are_reported_as_such() {
 
 #[test]
 fn a_finished_call_keeps_its_sequence_until_drained() {
-    let mut q = WebhookQueue::new(WebhookConfig::default());
+    let mut q = WebhookQueue::new(WebhookConfig::default(), SEED);
     let now = Instant::now();
     q.push(&call(1), event(1), now).unwrap();
     let d = q.next_due(now).unwrap();
@@ -292,7 +330,7 @@ fn an_offline_invitee_event_carries_the_push_config() {
     let c = Call::new(setup, now).unwrap();
     let push = json!({"title": "Alice is calling", "sound": "ring.caf"});
     let e = WebhookEvent::invite_offline(&c, &bob, push.clone(), 1_700_000_000_123);
-    let mut q = WebhookQueue::new(WebhookConfig::default());
+    let mut q = WebhookQueue::new(WebhookConfig::default(), SEED);
     q.push(&Subject::CallId(c.id().clone()), e, now).unwrap();
     let d = q.next_due(now).unwrap();
     assert_eq!(
@@ -308,7 +346,7 @@ fn an_offline_invitee_event_carries_the_push_config() {
 #[test]
 fn a_channel_event_names_its_channel_and_counts_its_own_seq() {
     let now = Instant::now();
-    let mut q = WebhookQueue::new(WebhookConfig::default());
+    let mut q = WebhookQueue::new(WebhookConfig::default(), SEED);
     let channel = Subject::Channel(crate::ids::ChannelId::parse("room1").unwrap());
     q.push(&call(1), event(1), now).unwrap();
     assert_eq!(q.push(&channel, event(2), now), Ok(1));
