@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use actix::{Actor, SyncArbiter};
+use actix::Actor;
 use actix_web::{web, App, HttpServer};
 
 use crate::bans::Bans;
@@ -15,12 +15,12 @@ use crate::calls::actor::CallActor;
 use crate::calls::delivery::WebhookActor;
 use crate::calls::engine::CallEngine;
 use crate::calls::logs::CallLogActor;
-use crate::calls::store::{CallLogStore, SqliteStore, StoreError};
+use crate::calls::store::StoreError;
 use crate::channel::actor::ChannelActor;
 use crate::channel::ChannelSettings;
-use crate::config::{CallsConfig, Config};
+use crate::config::Config;
 use crate::media::MediaPlane;
-use crate::messages::{CallDirectory, CallHandle, CallLogHandle, ChannelHandle, WebhookSink};
+use crate::messages::{CallDirectory, CallHandle, ChannelHandle, WebhookSink};
 use crate::metrics::Metrics;
 use crate::registry::ChannelRegistry;
 use crate::state::AppState;
@@ -69,7 +69,7 @@ fn compose(
     let calls = CallEngine::start(
         &config.calls,
         channels.clone(),
-        start_call_log(&config.calls)?,
+        CallLogActor::start_configured(&config.calls)?,
         webhooks.map(WebhookSink::new),
         Box::new(|engine, call, placement| {
             CallHandle::new(CallActor::new(engine, call, placement).start())
@@ -78,29 +78,6 @@ fn compose(
     let directory: Arc<dyn CallDirectory> = calls.clone();
     channels.set_calls(Arc::downgrade(&directory));
     Ok(AppState::new(config, media, channels, calls, bans, metrics))
-}
-
-/// Opens the call-log store, closes the calls a previous process left open, and starts the
-/// store's one thread (every write waits for an fsync: never on an actor that signals).
-fn start_call_log(config: &CallsConfig) -> Result<CallLogHandle, StoreError> {
-    let mut store = SqliteStore::open_configured(&config.database)?;
-    let closed = store.close_open_calls_at_startup(crate::clock::unix_ms())?;
-    if closed > 0 {
-        tracing::warn!(
-            rows = closed,
-            "closed call-log rows left open by the previous run as server_restart"
-        );
-    }
-    let store = std::sync::Mutex::new(Some(store));
-    let logs = SyncArbiter::start(1, move || {
-        let store = store
-            .lock()
-            .expect("store lock")
-            .take()
-            .expect("one log thread");
-        CallLogActor::new(Box::new(store))
-    });
-    Ok(CallLogHandle::new(logs))
 }
 
 /// Serves on `listener` until `shutdown` resolves, then shuts down gracefully: every

@@ -4,8 +4,9 @@
 
 use actix::prelude::*;
 
-use super::store::{CallLog, CallLogStore, StoreError};
-use crate::messages::{LogAnswer, LogQuery, LogWrite};
+use super::store::{CallLog, CallLogStore, SqliteStore, StoreError};
+use crate::config::CallsConfig;
+use crate::messages::{CallLogHandle, LogAnswer, LogQuery, LogWrite};
 
 pub struct CallLogActor {
     store: Box<dyn CallLogStore + Send>,
@@ -14,6 +15,29 @@ pub struct CallLogActor {
 impl CallLogActor {
     pub fn new(store: Box<dyn CallLogStore + Send>) -> Self {
         Self { store }
+    }
+
+    /// Opens the call-log store, closes the calls a previous process left open, and starts the
+    /// store's one thread (every write waits for an fsync: never on an actor that signals).
+    pub fn start_configured(config: &CallsConfig) -> Result<CallLogHandle, StoreError> {
+        let mut store = SqliteStore::open_configured(&config.database)?;
+        let closed = store.close_open_calls_at_startup(crate::clock::unix_ms())?;
+        if closed > 0 {
+            tracing::warn!(
+                rows = closed,
+                "closed call-log rows left open by the previous run as server_restart"
+            );
+        }
+        let store = std::sync::Mutex::new(Some(store));
+        let logs = SyncArbiter::start(1, move || {
+            let store = store
+                .lock()
+                .expect("store lock")
+                .take()
+                .expect("one log thread");
+            CallLogActor::new(Box::new(store))
+        });
+        Ok(CallLogHandle::new(logs))
     }
 }
 

@@ -162,15 +162,16 @@ fn engine() -> (Config, Arc<CallEngine>) {
     let registry = Arc::new(ChannelRegistry::new(Box::new(|id, _| {
         panic!("these calls open no channel, yet {id} was asked for")
     })));
+    let logs = super::logs::CallLogActor::start_configured(&config.calls).unwrap();
     let engine = CallEngine::start(
         &config.calls,
         registry,
+        logs,
         None,
         Box::new(|engine, call, placement| {
             CallHandle::new(CallActor::new(engine, call, placement).start())
         }),
-    )
-    .unwrap();
+    );
     (config, engine)
 }
 
