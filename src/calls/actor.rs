@@ -4,7 +4,7 @@
 
 mod ledger;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Instant;
 
 use actix::prelude::*;
@@ -12,11 +12,9 @@ use actix::SpawnHandle;
 use serde_json::{json, Value};
 
 use super::call::{
-    call_channel, Call, CallError, CallEvent, EndReason, LegState, Media, Output, Phase,
-    RejectReason,
+    call_channel, Call, CallError, CallEvent, EndReason, LegState, Output, Phase, RejectReason,
 };
 use super::engine::CallEngine;
-use super::store::{Direction, NewCallLog};
 use super::webhook::WebhookEvent;
 use crate::clock::unix_ms;
 use crate::error::ApiError;
@@ -27,6 +25,7 @@ use crate::messages::{
 };
 use crate::metrics as m;
 use crate::protocol;
+use amphi_core::call::ledger::Ledger;
 use std::sync::Arc;
 
 /// A live channel's host taken into a call from that channel's audience.
@@ -49,15 +48,9 @@ pub struct CallActor {
     requested_at: Instant,
     /// When the input being handled arrived: an invitation's ring time counts from it.
     input_at: Instant,
-    /// Log writes that must follow the rows `log_transitions` opens.
-    pending_writes: Vec<LogWrite>,
-    /// The (type, media) the log rows carry.
-    logged_shape: (super::call::CallType, Media),
+    /// What the call's log rows have recorded, and what they are to record next.
+    ledger: Ledger,
     glare: bool,
-    seen: HashMap<Identity, LegState>,
-    rang_at: HashMap<Identity, Instant>,
-    connect_logged: HashSet<Identity>,
-    heard: HashSet<Identity>,
     timer: Option<SpawnHandle>,
     finished: bool,
 }
@@ -78,22 +71,20 @@ impl CallActor {
             host: call.legs()[1].user().clone(),
             paused: false,
         });
+        let busy_set: HashSet<Identity> = busy.iter().cloned().collect();
+        // Opened again in `started`, once busy callees have declined.
+        let (ledger, _) = Ledger::open(&call, requested_at, &busy_set);
         Self {
             engine,
             channel,
             push,
-            busy: busy.iter().cloned().collect(),
             live,
             placed: Some((reply, busy)),
+            busy: busy_set,
             requested_at,
             input_at: requested_at,
-            pending_writes: Vec::new(),
-            logged_shape: (call.call_type(), call.media()),
+            ledger,
             glare,
-            seen: HashMap::new(),
-            rang_at: HashMap::new(),
-            connect_logged: HashSet::new(),
-            heard: HashSet::new(),
             timer: None,
             finished: false,
             call,
@@ -339,9 +330,7 @@ impl CallActor {
             self.engine
                 .webhook(&id, WebhookEvent::new(name, unix_ms(), data));
         }
-        for w in self.pending_writes.drain(..) {
-            self.engine.logs.write.do_send(w);
-        }
+        self.write_after_events();
         self.sync_live();
         if self.call.is_ended() {
             self.finish(ctx);
@@ -447,19 +436,8 @@ impl Actor for CallActor {
         }
         // The rows are committed before the caller hears `ok`: an acknowledged call is on
         // disk. Nothing else runs in this actor until then.
-        let opened: Vec<NewCallLog> = (0..self.call.legs().len())
-            .map(|i| self.log_row(i, self.requested_at))
-            .collect();
-        for leg in self.call.legs() {
-            // Everyone starts as seen in the state they were created in, so the busy ones'
-            // departure is logged by the first flush.
-            let state = if self.busy.contains(leg.user()) {
-                LegState::Ringing
-            } else {
-                leg.state()
-            };
-            self.seen.insert(leg.user().clone(), state);
-        }
+        let (ledger, opened) = Ledger::open(&self.call, self.requested_at, &self.busy);
+        self.ledger = ledger;
         let write = self.engine.logs.write.send(LogWrite::Open(opened));
         ctx.wait(write.into_actor(self).map(|result, act, ctx| {
             let ok = matches!(result, Ok(Ok(_)));

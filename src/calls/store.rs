@@ -31,19 +31,8 @@ pub const MAX_DELETE: usize = 500;
 /// Another process (an operator's sqlite3 shell, a backup) may hold the lock briefly.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A row as the call opens it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NewCallLog {
-    pub call_id: CallId,
-    pub user: Identity,
-    pub call_type: CallType,
-    pub media: Media,
-    pub direction: Direction,
-    /// The other members, as this user saw them when the row opened.
-    pub peers: Vec<Identity>,
-    pub start_ms: i64,
-    pub ring_ms: Option<i64>,
-}
+/// A row as the call opens it (decided by the call's ledger in the core).
+pub use amphi_core::call::ledger::NewCallLog;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CallLog {

@@ -19,6 +19,7 @@
 //! `canceled` when it hung up (or with its departure reason otherwise, e.g. `disconnected`).
 
 mod group;
+pub mod ledger;
 mod leg;
 mod media_change;
 mod types;
