@@ -123,7 +123,7 @@ impl ChannelActor {
         match self.channel.media_permissions(participant) {
             Ok(_) if self.sessions.contains_key(participant) => {}
             Ok(_) => return Err((reply, ApiError::not_found("you are not in this channel"))),
-            Err(e) => return Err((reply, e)),
+            Err(e) => return Err((reply, e.into())),
         }
         let member = self
             .channel
@@ -379,7 +379,10 @@ impl Handler<Join> for ChannelActor {
             Some(call) => Err(ApiError::forbidden(format!(
                 "you are no longer connected to call '{call}'"
             ))),
-            None => self.channel.join(crate::clock::now(), msg.spec),
+            None => self
+                .channel
+                .join(crate::clock::now(), msg.spec)
+                .map_err(ApiError::from),
         };
         match joined {
             Ok(()) => {
@@ -439,7 +442,7 @@ impl Handler<MemberRequest> for ChannelActor {
             | MemberOp::MediaCandidate { .. } => Ok(()),
         };
         if let Err(err) = result {
-            self.reply_error(&err);
+            self.reply_error(&err.into());
         }
         self.flush(ctx);
         self.finish_request();
@@ -527,7 +530,7 @@ impl Handler<AdminKick> for ChannelActor {
             AdminKick::Identity(i) => self.channel.kick_identity(now, &i),
         };
         self.flush(ctx);
-        result
+        Ok(result?)
     }
 }
 

@@ -3,6 +3,7 @@
 //! server's channel actor feeds it messages and delivers what [`Channel::drain`] yields.
 
 mod admission;
+mod error;
 mod lifecycle;
 mod media;
 mod moderation;
@@ -20,10 +21,10 @@ use bytestring::ByteString;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::error::{ApiError, ErrorCode};
 use crate::ids::{ChannelId, Identity, ParticipantId};
 use crate::protocol::{self, AudioMode, ChannelEvent, LeaveReason, MixPolicy, ParticipantInfo};
 use crate::roles::{RoleName, RoleSpec, RoleTable};
+pub use error::ChannelError;
 
 /// A participant that is on stage in a channel, as the workers route it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -376,7 +377,7 @@ impl Channel {
         }
     }
 
-    pub fn join(&mut self, now: Instant, spec: JoinSpec) -> Result<(), ApiError> {
+    pub fn join(&mut self, now: Instant, spec: JoinSpec) -> Result<(), ChannelError> {
         let (role_name, role_spec, replacing) = self.admit(&spec)?;
 
         if let Some(old) = replacing {
@@ -462,9 +463,9 @@ impl Channel {
         list
     }
 
-    fn require_member(&self, id: &ParticipantId) -> Result<&Member, ApiError> {
+    fn require_member(&self, id: &ParticipantId) -> Result<&Member, ChannelError> {
         self.members.get(id).ok_or_else(|| {
-            ApiError::not_found(format!(
+            ChannelError::not_found(format!(
                 "participant '{id}' is not in channel '{}'",
                 self.id
             ))

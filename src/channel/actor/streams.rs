@@ -9,10 +9,11 @@ impl Handler<AdminRecord> for ChannelActor {
     fn handle(&mut self, msg: AdminRecord, ctx: &mut Self::Context) -> Self::Result {
         let result = match msg {
             AdminRecord::Start { name, file } => self.start_recording(name, file, ctx),
-            AdminRecord::Stop => self.channel.stop_recording().map(|file| {
+            AdminRecord::Stop => {
+                let file = self.channel.stop_recording()?;
                 self.media.stop_recording(self.channel.id());
-                serde_json::json!({ "file": file, "stopping": true })
-            }),
+                Ok(serde_json::json!({ "file": file, "stopping": true }))
+            }
         };
         self.flush(ctx);
         result
@@ -75,14 +76,15 @@ impl Handler<AdminPlay> for ChannelActor {
 
     fn handle(&mut self, msg: AdminPlay, ctx: &mut Self::Context) -> Self::Result {
         let result = match msg {
-            AdminPlay::Start { name, packets } => self
-                .channel
-                .can_play()
-                .and_then(|()| self.start_playback(name, packets, ctx)),
-            AdminPlay::Stop => self.channel.stop_playback().map(|participant| {
+            AdminPlay::Start { name, packets } => {
+                self.channel.can_play()?;
+                self.start_playback(name, packets, ctx)
+            }
+            AdminPlay::Stop => {
+                let participant = self.channel.stop_playback()?;
                 self.media.stop_playing(self.channel.id());
-                serde_json::json!({ "participant": participant })
-            }),
+                Ok(serde_json::json!({ "participant": participant }))
+            }
         };
         self.flush(ctx);
         result

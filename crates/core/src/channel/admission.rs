@@ -9,18 +9,18 @@ impl Channel {
     pub(super) fn admit(
         &self,
         spec: &JoinSpec,
-    ) -> Result<(RoleName, RoleSpec, Option<ParticipantId>), ApiError> {
+    ) -> Result<(RoleName, RoleSpec, Option<ParticipantId>), ChannelError> {
         if self.closed {
-            return Err(ApiError::not_found(format!(
+            return Err(ChannelError::not_found(format!(
                 "channel '{}' has ended; join again to start a new one",
                 self.id
             )));
         }
         if self.members.contains_key(&spec.participant) {
-            return Err(ApiError::new(
-                ErrorCode::Conflict,
-                format!("you are already in channel '{}'", self.id),
-            ));
+            return Err(ChannelError::Conflict(format!(
+                "you are already in channel '{}'",
+                self.id
+            )));
         }
         let role = spec
             .role
@@ -28,32 +28,26 @@ impl Channel {
             .unwrap_or_else(|| self.settings.default_role.clone());
         let (role_name, role_spec) = self.lookup_role(&role)?;
         if !crate::roles::role_allowed(&spec.allowed_roles, &role, &self.settings.default_role) {
-            return Err(ApiError::forbidden(format!(
+            return Err(ChannelError::forbidden(format!(
                 "your token does not allow the role '{role}'; ask the app for a token that does"
             )));
         }
         if let Some(meta) = &spec.metadata {
             let size = meta.to_string().len();
             if size > self.settings.max_metadata_bytes {
-                return Err(ApiError::new(
-                    ErrorCode::TooLarge,
-                    format!(
-                        "metadata is {size} bytes; the limit is {}",
-                        self.settings.max_metadata_bytes
-                    ),
-                ));
+                return Err(ChannelError::TooLarge(format!(
+                    "metadata is {size} bytes; the limit is {}",
+                    self.settings.max_metadata_bytes
+                )));
             }
         }
         let replacing = self.by_identity.get(&spec.identity).cloned();
         let seats_freed = usize::from(replacing.is_some());
         if self.members.len() - seats_freed >= self.settings.max_participants {
-            return Err(ApiError::new(
-                ErrorCode::ChannelFull,
-                format!(
-                    "channel '{}' is full ({} participants)",
-                    self.id, self.settings.max_participants
-                ),
-            ));
+            return Err(ChannelError::ChannelFull(format!(
+                "channel '{}' is full ({} participants)",
+                self.id, self.settings.max_participants
+            )));
         }
         let freed_same_role = replacing
             .as_ref()
@@ -63,13 +57,13 @@ impl Channel {
         Ok((role_name, role_spec, replacing))
     }
 
-    pub(super) fn lookup_role(&self, role: &str) -> Result<(RoleName, RoleSpec), ApiError> {
+    pub(super) fn lookup_role(&self, role: &str) -> Result<(RoleName, RoleSpec), ChannelError> {
         self.settings
             .roles
             .get(role)
             .map(|(n, s)| (n.clone(), s.clone()))
             .ok_or_else(|| {
-                ApiError::bad_request(format!(
+                ChannelError::invalid(format!(
                     "unknown role '{}'; this server's roles are: {}",
                     role.chars().take(40).collect::<String>(),
                     self.settings.roles.names()
@@ -82,16 +76,13 @@ impl Channel {
         name: &RoleName,
         spec: &RoleSpec,
         freed: usize,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ChannelError> {
         let current = self.role_counts.get(name).copied().unwrap_or(0) - freed;
         if spec.max_per_channel > 0 && current >= spec.max_per_channel {
-            return Err(ApiError::new(
-                ErrorCode::RoleFull,
-                format!(
-                    "channel '{}' already has {} participants with the role '{name}'",
-                    self.id, spec.max_per_channel
-                ),
-            ));
+            return Err(ChannelError::RoleFull(format!(
+                "channel '{}' already has {} participants with the role '{name}'",
+                self.id, spec.max_per_channel
+            )));
         }
         Ok(())
     }

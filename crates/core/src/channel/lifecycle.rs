@@ -9,7 +9,7 @@ impl Channel {
         now: Instant,
         participant: &ParticipantId,
         request: Option<u64>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ChannelError> {
         self.require_member(participant)?;
         self.reply_ok(participant, request);
         self.remove(now, participant, LeaveReason::Left, None, false);
@@ -28,10 +28,10 @@ impl Channel {
         now: Instant,
         participant: &ParticipantId,
         request: Option<u64>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ChannelError> {
         let m = self.require_member(participant)?;
         if !m.spec.stop {
-            return Err(ApiError::forbidden(format!(
+            return Err(ChannelError::forbidden(format!(
                 "the role '{}' cannot stop the channel",
                 m.role
             )));

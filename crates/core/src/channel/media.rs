@@ -4,10 +4,10 @@ use super::*;
 
 impl Channel {
     /// Whether `participant` may send and receive audio.
-    pub fn media_permissions(&self, participant: &ParticipantId) -> Result<&Member, ApiError> {
+    pub fn media_permissions(&self, participant: &ParticipantId) -> Result<&Member, ChannelError> {
         let m = self.require_member(participant)?;
         if !m.spec.publish && !m.spec.subscribe {
-            return Err(ApiError::forbidden(format!(
+            return Err(ChannelError::forbidden(format!(
                 "the role '{}' neither sends nor receives audio",
                 m.role
             )));
@@ -78,10 +78,10 @@ impl Channel {
         actor: &ParticipantId,
         request: Option<u64>,
         policy: MixPolicy,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ChannelError> {
         let me = self.require_member(actor)?;
         if !me.spec.stop && !me.spec.moderate {
-            return Err(ApiError::forbidden(format!(
+            return Err(ChannelError::forbidden(format!(
                 "the role '{}' cannot change how the channel is mixed",
                 me.role
             )));
@@ -126,7 +126,7 @@ impl Channel {
         actor: &ParticipantId,
         request: Option<u64>,
         audio: AudioMode,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ChannelError> {
         self.require_member(actor)?;
         let m = self.members.get_mut(actor).expect("checked above");
         let changed = m.audio != audio;
@@ -148,16 +148,16 @@ impl Channel {
         request: Option<u64>,
         target: &ParticipantId,
         gain: f64,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ChannelError> {
         let me = self.require_member(actor)?;
         if !me.spec.moderate {
-            return Err(ApiError::forbidden(format!(
+            return Err(ChannelError::forbidden(format!(
                 "the role '{}' cannot set others' volume",
                 me.role
             )));
         }
         if !gain.is_finite() || !(0.0..=2.0).contains(&gain) {
-            return Err(ApiError::bad_request(format!(
+            return Err(ChannelError::invalid(format!(
                 "gain is {gain}; it goes from 0.0 (silent) to 2.0, 1.0 leaves the level as it is"
             )));
         }

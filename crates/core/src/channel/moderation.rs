@@ -9,13 +9,13 @@ impl Channel {
         request: Option<u64>,
         target: Option<&ParticipantId>,
         role: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ChannelError> {
         let me = self.require_member(actor)?;
         let target_id = target.unwrap_or(actor).clone();
         let (role_name, role_spec) = self.lookup_role(role)?;
         if &target_id != actor {
             if !me.spec.moderate {
-                return Err(ApiError::forbidden(format!(
+                return Err(ChannelError::forbidden(format!(
                     "the role '{}' cannot change other participants' roles",
                     me.role
                 )));
@@ -25,7 +25,7 @@ impl Channel {
             let by_itself = me.may_take(role, &self.settings.default_role)
                 && (role_spec.self_assign || me.spec.moderate);
             if !stepping_down && !by_itself {
-                return Err(ApiError::forbidden(format!(
+                return Err(ChannelError::forbidden(format!(
                     "the role '{role}' must be granted by a moderator; send request_role to ask"
                 )));
             }
@@ -75,12 +75,12 @@ impl Channel {
         actor: &ParticipantId,
         request: Option<u64>,
         role: &str,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ChannelError> {
         let (role_name, _) = self.lookup_role(role)?;
         let me = self.require_member(actor)?;
         let identity = me.identity.clone();
         if !self.members.values().any(|m| m.spec.moderate) {
-            return Err(ApiError::not_found(
+            return Err(ChannelError::not_found(
                 "no moderator is in the channel to grant the role",
             ));
         }
@@ -102,19 +102,19 @@ impl Channel {
         request: Option<u64>,
         target: Option<&ParticipantId>,
         muted: bool,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ChannelError> {
         let me = self.require_member(actor)?;
         let target_id = target.unwrap_or(actor).clone();
         let by_moderator = &target_id != actor;
         if by_moderator && !me.spec.moderate {
-            return Err(ApiError::forbidden(format!(
+            return Err(ChannelError::forbidden(format!(
                 "the role '{}' cannot mute other participants",
                 me.role
             )));
         }
         let target = self.require_member(&target_id)?;
         if !by_moderator && !muted && target.muted_by_moderator && !target.spec.moderate {
-            return Err(ApiError::forbidden(
+            return Err(ChannelError::forbidden(
                 "a moderator muted you; only a moderator can unmute you",
             ));
         }
@@ -149,17 +149,17 @@ impl Channel {
         request: Option<u64>,
         target: &ParticipantId,
         message: Option<String>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ChannelError> {
         if let Some(actor) = actor {
             let me = self.require_member(actor)?;
             if !me.spec.moderate {
-                return Err(ApiError::forbidden(format!(
+                return Err(ChannelError::forbidden(format!(
                     "the role '{}' cannot kick participants",
                     me.role
                 )));
             }
             if actor == target {
-                return Err(ApiError::bad_request("use leave to leave the channel"));
+                return Err(ChannelError::invalid("use leave to leave the channel"));
             }
         }
         let kicked = self.require_member(target)?;
@@ -182,10 +182,10 @@ impl Channel {
         actor: &ParticipantId,
         request: Option<u64>,
         identity: Identity,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ChannelError> {
         let me = self.require_member(actor)?;
         if !me.spec.moderate {
-            return Err(ApiError::forbidden(format!(
+            return Err(ChannelError::forbidden(format!(
                 "the role '{}' cannot let kicked members back in",
                 me.role
             )));
@@ -223,11 +223,10 @@ impl Channel {
         &mut self,
         now: Instant,
         identity: &Identity,
-    ) -> Result<ParticipantId, ApiError> {
-        let id =
-            self.by_identity.get(identity).cloned().ok_or_else(|| {
-                ApiError::not_found(format!("'{identity}' is not in the channel"))
-            })?;
+    ) -> Result<ParticipantId, ChannelError> {
+        let id = self.by_identity.get(identity).cloned().ok_or_else(|| {
+            ChannelError::not_found(format!("'{identity}' is not in the channel"))
+        })?;
         self.kick(now, None, None, &id, None)?;
         Ok(id)
     }
@@ -239,16 +238,16 @@ impl Channel {
         kind: String,
         content: Value,
         to: Vec<ParticipantId>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ChannelError> {
         let me = self.require_member(actor)?;
         if !me.spec.send_messages {
-            return Err(ApiError::forbidden(format!(
+            return Err(ChannelError::forbidden(format!(
                 "the role '{}' cannot send messages",
                 me.role
             )));
         }
         if let Some(missing) = to.iter().find(|p| !self.members.contains_key(*p)) {
-            return Err(ApiError::not_found(format!(
+            return Err(ChannelError::not_found(format!(
                 "participant '{missing}' is not in the channel"
             )));
         }

@@ -53,15 +53,15 @@ impl Channel {
     }
 
     /// Whether a recording may start now (the shell asks before it starts the recorder).
-    pub fn can_record(&self) -> Result<(), ApiError> {
+    pub fn can_record(&self) -> Result<(), ChannelError> {
         if self.closed {
-            return Err(ApiError::not_found(format!(
+            return Err(ChannelError::not_found(format!(
                 "channel '{}' has ended",
                 self.id
             )));
         }
         match &self.recording {
-            Some(r) => Err(ApiError::conflict(format!(
+            Some(r) => Err(ChannelError::conflict(format!(
                 "channel '{}' is already being recorded to '{}'; stop that first",
                 self.id, r.file
             ))),
@@ -70,15 +70,15 @@ impl Channel {
     }
 
     /// Whether a playback may start now (the shell asks before it starts the player).
-    pub fn can_play(&self) -> Result<(), ApiError> {
+    pub fn can_play(&self) -> Result<(), ChannelError> {
         if self.closed {
-            return Err(ApiError::not_found(format!(
+            return Err(ChannelError::not_found(format!(
                 "channel '{}' has ended",
                 self.id
             )));
         }
         match &self.playback {
-            Some(p) => Err(ApiError::conflict(format!(
+            Some(p) => Err(ChannelError::conflict(format!(
                 "'{}' is already playing in channel '{}'; stop it first",
                 p.file, self.id
             ))),
@@ -87,7 +87,7 @@ impl Channel {
     }
 
     /// Starts recording the mix to `file` (named by the caller, created by the shell).
-    pub fn start_recording(&mut self, now: Instant, file: String) -> Result<(), ApiError> {
+    pub fn start_recording(&mut self, now: Instant, file: String) -> Result<(), ChannelError> {
         self.can_record()?;
         self.recording = Some(Recording {
             file: file.clone(),
@@ -103,17 +103,17 @@ impl Channel {
     }
 
     /// Asks for the recording to stop; its end is announced when the media plane reports it.
-    pub fn stop_recording(&mut self) -> Result<String, ApiError> {
+    pub fn stop_recording(&mut self) -> Result<String, ChannelError> {
         match &mut self.recording {
             Some(r) if r.stopping.is_none() => {
                 r.stopping = Some(StreamEnd::Stopped);
                 Ok(r.file.clone())
             }
-            Some(r) => Err(ApiError::conflict(format!(
+            Some(r) => Err(ChannelError::conflict(format!(
                 "the recording to '{}' is already stopping",
                 r.file
             ))),
-            None => Err(ApiError::not_found(format!(
+            None => Err(ChannelError::not_found(format!(
                 "channel '{}' is not being recorded",
                 self.id
             ))),
@@ -145,7 +145,7 @@ impl Channel {
         file: String,
         participant: ParticipantId,
         identity: Identity,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), ChannelError> {
         self.can_play()?;
         self.playback = Some(Playback {
             file: file.clone(),
@@ -193,13 +193,13 @@ impl Channel {
     }
 
     /// The playing speaker, to be stopped.
-    pub fn stop_playback(&mut self) -> Result<ParticipantId, ApiError> {
+    pub fn stop_playback(&mut self) -> Result<ParticipantId, ChannelError> {
         let participant = self
             .playback
             .as_ref()
             .map(|p| p.participant.clone())
             .ok_or_else(|| {
-                ApiError::not_found(format!("nothing is playing in channel '{}'", self.id))
+                ChannelError::not_found(format!("nothing is playing in channel '{}'", self.id))
             })?;
         self.playback_ended(&participant, StreamEnd::Stopped);
         Ok(participant)

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::*;
+use crate::error::ErrorCode;
 use crate::roles::RoleSpec;
 
 /// The sample configuration's role table (what a deployment starts from).
@@ -102,7 +103,13 @@ impl Harness {
         }
     }
 
-    fn join(&mut self, ms: u64, who: &str, role: &str, allowed: &[&str]) -> Result<(), ApiError> {
+    fn join(
+        &mut self,
+        ms: u64,
+        who: &str,
+        role: &str,
+        allowed: &[&str],
+    ) -> Result<(), ChannelError> {
         let spec = JoinSpec {
             request: Some(1),
             participant: ParticipantId::parse(&format!("p-{who}")).unwrap(),
@@ -247,37 +254,37 @@ fn role_rules() {
     h.join(0, "aud", "audience", &["audience", "host"]).unwrap();
     // Token does not allow the role.
     let e = h.join(0, "eve", "host", &["audience"]).unwrap_err();
-    assert_eq!(e.code, ErrorCode::Forbidden);
+    assert_eq!(e.code(), ErrorCode::Forbidden);
     let e = h.join(0, "eve", "wizard", &["*"]).unwrap_err();
-    assert_eq!(e.code, ErrorCode::BadRequest);
-    assert!(e.message.contains("audience"), "{}", e.message);
+    assert_eq!(e.code(), ErrorCode::BadRequest);
+    assert!(e.to_string().contains("audience"), "{e}");
     // Audience cannot promote itself to host even though its token allows host.
     let e =
         h.ch.set_role(&pid("aud"), Some(3), None, "host")
             .unwrap_err();
-    assert_eq!(e.code, ErrorCode::Forbidden);
-    assert!(e.message.contains("request_role"));
+    assert_eq!(e.code(), ErrorCode::Forbidden);
+    assert!(e.to_string().contains("request_role"));
     // Audience cannot change others, mute others, kick or stop.
     assert_eq!(
         h.ch.set_role(&pid("aud"), None, Some(&pid("host")), "audience")
             .unwrap_err()
-            .code,
+            .code(),
         ErrorCode::Forbidden
     );
     assert_eq!(
         h.ch.mute(&pid("aud"), None, Some(&pid("host")), true)
             .unwrap_err()
-            .code,
+            .code(),
         ErrorCode::Forbidden
     );
     assert_eq!(
         h.ch.kick(h.at(1), Some(&pid("aud")), None, &pid("host"), None)
             .unwrap_err()
-            .code,
+            .code(),
         ErrorCode::Forbidden
     );
     assert_eq!(
-        h.ch.stop(h.at(1), &pid("aud"), None).unwrap_err().code,
+        h.ch.stop(h.at(1), &pid("aud"), None).unwrap_err().code(),
         ErrorCode::Forbidden
     );
     h.take("host");
@@ -328,7 +335,7 @@ fn role_and_channel_capacity() {
     join(&mut ch, "b", "audience").unwrap();
     join(&mut ch, "c", "audience").unwrap();
     assert_eq!(
-        join(&mut ch, "d", "audience").unwrap_err().code,
+        join(&mut ch, "d", "audience").unwrap_err().code(),
         ErrorCode::ChannelFull
     );
     // Replacing an identity frees its seat.
@@ -350,7 +357,7 @@ fn role_and_channel_capacity() {
     assert!(out.contains(&Output::Detach(pid("c"))));
     spec_c.participant = pid("c3");
     spec_c.metadata = Some(Value::String("x".repeat(300)));
-    assert_eq!(ch.join(t0, spec_c).unwrap_err().code, ErrorCode::TooLarge);
+    assert_eq!(ch.join(t0, spec_c).unwrap_err().code(), ErrorCode::TooLarge);
 
     let mut s = settings();
     s.max_participants = 100;
@@ -359,7 +366,7 @@ fn role_and_channel_capacity() {
         join(&mut ch, &format!("h{i}"), "host").unwrap();
     }
     assert_eq!(
-        join(&mut ch, "h16", "host").unwrap_err().code,
+        join(&mut ch, "h16", "host").unwrap_err().code(),
         ErrorCode::RoleFull
     );
 }
@@ -407,7 +414,7 @@ fn moderator_mute_locks_until_moderator_unmutes() {
     h.ch.mute(&pid("host"), None, Some(&pid("spk")), true)
         .unwrap();
     let e = h.ch.mute(&pid("spk"), None, None, false).unwrap_err();
-    assert_eq!(e.code, ErrorCode::Forbidden);
+    assert_eq!(e.code(), ErrorCode::Forbidden);
     h.ch.mute(&pid("host"), None, Some(&pid("spk")), false)
         .unwrap();
     // A speaker's own mute is its own to lift.
@@ -436,7 +443,7 @@ fn moderators_set_the_mix_and_auto_follows_unmuted_speakers() {
     let e =
         h.ch.set_mix(&pid("aud"), Some(7), MixPolicy::Mix)
             .unwrap_err();
-    assert_eq!(e.code, ErrorCode::Forbidden);
+    assert_eq!(e.code(), ErrorCode::Forbidden);
     assert!(!h.ch.mixing());
     h.ch.set_mix(&pid("host"), Some(8), MixPolicy::Mix).unwrap();
     h.pump();
@@ -480,17 +487,17 @@ fn moderators_set_a_speakers_volume_in_the_mix() {
     let e =
         h.ch.set_volume(&pid("spk"), None, &pid("host"), 0.5)
             .unwrap_err();
-    assert_eq!(e.code, ErrorCode::Forbidden);
+    assert_eq!(e.code(), ErrorCode::Forbidden);
     for bad in [-0.1, 2.5, f64::NAN] {
         let e =
             h.ch.set_volume(&pid("host"), None, &pid("spk"), bad)
                 .unwrap_err();
-        assert_eq!(e.code, ErrorCode::BadRequest, "{bad}");
+        assert_eq!(e.code(), ErrorCode::BadRequest, "{bad}");
     }
     let e =
         h.ch.set_volume(&pid("host"), None, &pid("nobody"), 1.0)
             .unwrap_err();
-    assert_eq!(e.code, ErrorCode::NotFound);
+    assert_eq!(e.code(), ErrorCode::NotFound);
     h.ch.set_volume(&pid("host"), None, &pid("spk"), 0.25)
         .unwrap();
     let spk =
@@ -595,7 +602,7 @@ fn a_recording_runs_the_mixer_and_a_playback_speaks_until_it_ends() {
     assert!(h
         .ch
         .start_recording(h.at(11), "other.ogg".into())
-        .is_err_and(|e| e.code == ErrorCode::Conflict));
+        .is_err_and(|e| e.code() == ErrorCode::Conflict));
     assert_eq!(h.ch.stop_recording().unwrap(), "r.ogg");
     // The media plane reports the end: the reason is whoever asked.
     let end = RecordingEnd {
@@ -671,7 +678,7 @@ fn a_kick_keeps_the_identity_out_and_a_moderator_lets_it_back() {
     assert!(h
         .ch
         .unban(&pid("eve"), Some(4), Identity::parse("bob").unwrap())
-        .is_err_and(|e| e.code == ErrorCode::Forbidden));
+        .is_err_and(|e| e.code() == ErrorCode::Forbidden));
     h.ch.unban(&pid("mod"), Some(5), Identity::parse("bob").unwrap())
         .unwrap();
     h.pump();
