@@ -28,7 +28,7 @@ use crate::state::AppState;
 /// The composition root: the one place that names the actors it starts. The registry gets a
 /// factory for channel actors, the call engine one for call actors, and the registry learns
 /// the engine as a call directory. Runs inside an actix system.
-fn compose(
+pub(crate) fn compose(
     config: Config,
     media: Arc<MediaPlane>,
     metrics: Metrics,

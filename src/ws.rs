@@ -125,6 +125,20 @@ pub struct WsSink {
 }
 
 impl WsSink {
+    /// A sink whose frames land in the returned queue instead of a socket (the session's
+    /// tests read them there).
+    #[cfg(test)]
+    pub(crate) fn detached(outbound: usize) -> (Self, mpsc::Receiver<Bytes>) {
+        let (tx, rx) = mpsc::channel(outbound.max(1) + 1);
+        let sink = Self {
+            tx,
+            codec: Codec::new(),
+            buf: BytesMut::new(),
+            closing: false,
+        };
+        (sink, rx)
+    }
+
     fn write(&mut self, msg: Message) -> Result<(), Full> {
         if self.closing {
             return Ok(());

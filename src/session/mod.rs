@@ -4,6 +4,8 @@
 mod calls;
 mod requests;
 mod resume;
+#[cfg(test)]
+mod timer_tests;
 
 use std::collections::HashMap;
 use std::sync::Arc;
