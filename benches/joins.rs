@@ -9,20 +9,16 @@ use std::time::{Duration, Instant};
 
 use amphi::config::DEV_SIGNING_KEY;
 use amphi::token::{claims_for, TokenKeys};
+use amphi_proto::protocol::{encode_request, AudioMode, Request};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
+    amphi_swarm::server::rss_bytes(pid).expect("the server's memory") / 1024
 }
 
 async fn next_json(ws: &mut Ws) -> Value {
@@ -42,13 +38,16 @@ async fn join(addr: String, token: String, channel: String) -> (Ws, Duration) {
         .unwrap();
     next_json(&mut ws).await;
     let t = Instant::now();
-    ws.send(Message::Text(
-        json!({"id": 1, "type": "join", "channel": channel, "role": "audience"})
-            .to_string()
-            .into(),
-    ))
-    .await
-    .unwrap();
+    let join = Request::Join {
+        channel,
+        uri: false,
+        role: Some("audience".into()),
+        metadata: None,
+        audio: AudioMode::Auto,
+    };
+    ws.send(Message::Text(encode_request(Some(1), &join).into()))
+        .await
+        .unwrap();
     loop {
         let v = next_json(&mut ws).await;
         if v["id"] == 1 {
