@@ -135,7 +135,7 @@ impl Worker {
             // The mixer holds the route while it runs.
             self.router.hold(route);
         }
-        self.mixing.record(route, recorder, Instant::now());
+        self.mixing.record(route, recorder, crate::clock::now());
     }
 
     fn play(&mut self, channel: &ChannelId, play: Option<Playback>) {
@@ -145,7 +145,7 @@ impl Worker {
                 if !self.players.is_playing(route) {
                     self.router.hold(route);
                 }
-                let start = Instant::now() + PLAY_DELAY;
+                let start = crate::clock::now() + PLAY_DELAY;
                 self.players.play(route, key, packets, start, done);
             }
             None => {
@@ -242,7 +242,7 @@ impl Worker {
                 .set_extension(2, Extension::AbsoluteSendTime)
                 .set_extension(5, Extension::AbsoluteCaptureTime)
                 .set_stats_interval(Some(STATS_INTERVAL))
-                .build(Instant::now());
+                .build(crate::clock::now());
             let candidate = Candidate::host(self.announced, "udp")
                 .map_err(|e| MediaError::Negotiation(e.to_string()))?;
             rtc.add_local_candidate(candidate);
@@ -264,7 +264,7 @@ impl Worker {
                     route,
                     jitter: Jitter::default(),
                     level: LevelWindow::default(),
-                    created: Instant::now(),
+                    created: crate::clock::now(),
                     first_audio: None,
                     offered_send: sends,
                     mixed: false,
@@ -384,7 +384,7 @@ impl Worker {
                 .map(|_| api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None))
                 .collect();
             if let Some((offer, pending)) = api.apply() {
-                peer.pending = Some((pending, mids, Instant::now()));
+                peer.pending = Some((pending, mids, crate::clock::now()));
                 session_event(
                     &peer.spec,
                     MediaEvent::MediaOffer {

@@ -8,7 +8,7 @@ impl Worker {
     pub(super) fn datagram(&mut self, source: SocketAddr, data: &[u8]) {
         let shared = &self.shared;
         let owner_of = |ufrag: &str| shared.ufrags.get(ufrag).map(|w| *w);
-        match self.demux.read(source, data, Instant::now(), owner_of) {
+        match self.demux.read(source, data, crate::clock::now(), owner_of) {
             Steer::Local(key) => self.input(key, source, data),
             Steer::HandOver(w) => self.hand_over(w, source, data),
             Steer::Unknown => self.metrics.drop(DropReason::UnknownSource, 1),
@@ -68,7 +68,7 @@ impl Worker {
         };
         let addrs = self
             .demux
-            .moved_away(key, &peer.ufrag, to, flow, Instant::now());
+            .moved_away(key, &peer.ufrag, to, flow, crate::clock::now());
         let ufrag = peer.ufrag.clone();
         permit.send(Remote::Adopt(Box::new(Moving { key, peer, addrs })));
         // After the move is queued: a datagram handed to `to` from now on finds it there.
@@ -120,7 +120,7 @@ impl Worker {
             return;
         };
         let input = Input::Receive(
-            Instant::now(),
+            crate::clock::now(),
             Receive {
                 proto: Protocol::Udp,
                 source,
@@ -174,7 +174,7 @@ impl Worker {
         }
         for key in due.drain(..) {
             if let Some(peer) = self.peers.get_mut(&key) {
-                let _ = peer.rtc.handle_input(Input::Timeout(Instant::now()));
+                let _ = peer.rtc.handle_input(Input::Timeout(crate::clock::now()));
                 self.drain(key);
             }
         }
@@ -194,7 +194,7 @@ impl Worker {
         let deadline = loop {
             match peer.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => {
-                    let now = Instant::now();
+                    let now = crate::clock::now();
                     if t <= now && immediate < 2 && peer.rtc.is_alive() {
                         immediate += 1;
                         let _ = peer.rtc.handle_input(Input::Timeout(now));
@@ -213,7 +213,7 @@ impl Worker {
                 Err(e) => {
                     tracing::debug!(error = %e, "peer failed");
                     peer.rtc.disconnect();
-                    break Instant::now();
+                    break crate::clock::now();
                 }
             }
         };

@@ -55,7 +55,7 @@ impl Worker {
         self.metrics.drop(DropReason::NoSlot, no_slot);
         if forwarded > 0 {
             self.metrics
-                .forward_latency(Instant::now().saturating_duration_since(packet.arrived));
+                .forward_latency(crate::clock::now().saturating_duration_since(packet.arrived));
         }
     }
 
@@ -99,9 +99,9 @@ impl Worker {
         stream.write_rtp(write);
         // str0m queues a written packet until time moves on: moving it now sends the packet
         // in this turn instead of at a timer queued (and popped) per packet.
-        let _ = peer.rtc.handle_input(Input::Timeout(Instant::now()));
+        let _ = peer.rtc.handle_input(Input::Timeout(crate::clock::now()));
         if peer.first_audio.is_none() {
-            let now = Instant::now();
+            let now = crate::clock::now();
             peer.first_audio = Some(now);
             let _ = peer.spec.first_audio.try_send(FirstAudio {
                 participant: peer.spec.participant.clone(),
@@ -159,7 +159,7 @@ impl Worker {
             arrival,
             &packet.data,
             capture,
-            Instant::now(),
+            crate::clock::now(),
         );
     }
 

@@ -35,10 +35,11 @@ struct MixState {
 }
 
 impl MixState {
-    fn new(settings: EncoderSettings) -> Self {
+    /// A stopped mixer; `wake` sets its tick origin.
+    fn new(settings: EncoderSettings, now: Instant) -> Self {
         Self {
             mixer: Mixer::new(OpusEncoder::new(settings), MAX_SPEAKERS),
-            origin: Instant::now(),
+            origin: now,
             ticks: 0,
             running: false,
             loudest: Vec::with_capacity(MAX_SPEAKERS),
@@ -105,7 +106,7 @@ impl Mixing {
         let state = self
             .mixers
             .entry(route)
-            .or_insert_with(|| MixState::new(settings));
+            .or_insert_with(|| MixState::new(settings, now));
         if !state
             .mixer
             .push(speaker, seq, rtp_time, arrival, payload, capture)
@@ -131,7 +132,7 @@ impl Mixing {
         let state = self
             .mixers
             .entry(route)
-            .or_insert_with(|| MixState::new(settings));
+            .or_insert_with(|| MixState::new(settings, now));
         state.mixer.set_always_encode(recorder.is_some());
         if recorder.is_some() {
             state.wake(now);

@@ -318,7 +318,7 @@ impl Worker {
             local,
             announced,
             max_slots,
-            epoch: Instant::now(),
+            epoch: crate::clock::now(),
             router: Router::new(index, shared.masks.clone()),
             shared,
             peers: PeerMap::default(),
@@ -339,8 +339,8 @@ impl Worker {
     ) {
         let mut recv = RecvBatch::new(RECV_BATCH, 2048);
         let mut chores = Chores {
-            housekept: Instant::now(),
-            pruned: Instant::now(),
+            housekept: crate::clock::now(),
+            pruned: crate::clock::now(),
         };
         // Fairness under saturation: the select below prefers commands, then other workers'
         // packets, then the socket; due timers and housekeeping run after every batch
@@ -379,7 +379,7 @@ impl Worker {
     /// wrote; the next deadline, or `None` once the plane is stopping.
     fn due_work(&mut self, chores: &mut Chores) -> Option<Instant> {
         self.flush_outbox();
-        let now = Instant::now();
+        let now = crate::clock::now();
         if self.timers.next().is_some_and(|t| t <= now) {
             self.timeouts(now);
         }
