@@ -167,8 +167,9 @@ impl Worker {
     /// on the other workers), each speaker's mix-minus to that speaker.
     pub(super) fn mix_ticks(&mut self, now: Instant) {
         let mut outs = std::mem::take(&mut self.mix_out);
+        let mut minuses = std::mem::take(&mut self.mix_minus);
         let ticks = self.mixing.counts.ticks;
-        self.mixing.tick_due(now, &mut outs);
+        self.mixing.tick_due(now, &mut outs, &mut minuses);
         let ran = self.mixing.counts.ticks - ticks;
         if ran > 0 {
             let spent = now.elapsed() / ran as u32;
@@ -193,7 +194,7 @@ impl Worker {
             self.send_to_other_workers(out.route, &total);
             self.fan_out(out.route, &total);
             let others = self.router.plan(out.route).map_or(0, |p| p.others);
-            for (speaker, data) in &out.minus {
+            for (speaker, data) in &minuses[out.minus.clone()] {
                 let minus = packet(data.clone());
                 if self.write(*speaker, &minus) == Written::NotHere {
                     // The speaker lives on another worker (with listeners in the channel).
@@ -212,5 +213,7 @@ impl Worker {
             }
         }
         self.mix_out = outs;
+        minuses.clear();
+        self.mix_minus = minuses;
     }
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use amphi_core::mix::codec::{EncoderSettings, OpusDecoder, OpusEncoder};
 use amphi_core::mix::mixer::Mixer;
+use amphi_core::mix::pool::PacketPool;
 use amphi_core::mix::{FRAME_TICKS, MAX_PACKET};
 
 use super::router::RouteId;
@@ -68,12 +69,15 @@ pub(super) struct MixOut {
     pub level: u8,
     /// The shared encode, for every mixed listener.
     pub total: Arc<[u8]>,
-    /// Each speaker's mix without itself.
-    pub minus: Vec<(PeerKey, Arc<[u8]>)>,
+    /// Where this tick's mix-minus packets (each speaker's mix without itself) are in the
+    /// list `tick_due` filled beside.
+    pub minus: std::ops::Range<usize>,
 }
 
 pub(super) struct Mixing {
     settings: EncoderSettings,
+    /// Shared buffers for the encodes, reused once sent: no allocation per tick.
+    pool: PacketPool,
     mixers: HashMap<RouteId, MixState>,
     pub counts: MixerCounts,
 }
@@ -82,6 +86,7 @@ impl Mixing {
     pub(super) fn new(settings: EncoderSettings) -> Self {
         Self {
             settings,
+            pool: PacketPool::for_bitrate(settings.bitrate_bps),
             mixers: HashMap::new(),
             counts: MixerCounts::default(),
         }
@@ -211,8 +216,15 @@ impl Mixing {
             .min()
     }
 
-    /// Runs every tick due at `now`, appending what they produced to `out`.
-    pub(super) fn tick_due(&mut self, now: Instant, out: &mut Vec<MixOut>) {
+    /// Runs every tick due at `now`, appending what they produced to `out` and their
+    /// mix-minus packets to `minus`.
+    pub(super) fn tick_due(
+        &mut self,
+        now: Instant,
+        out: &mut Vec<MixOut>,
+        minus: &mut Vec<(PeerKey, Arc<[u8]>)>,
+    ) {
+        let pool = &mut self.pool;
         for (&route, state) in &mut self.mixers {
             if !state.running {
                 continue;
@@ -249,7 +261,7 @@ impl Mixing {
                     }
                     continue;
                 }
-                let total: Arc<[u8]> = Arc::from(state.mixer.total());
+                let total = pool.share(state.mixer.total());
                 if let Some(rec) = &mut state.recorder {
                     if !rec.push(&total) {
                         // It ended by itself (a limit, a write error) and has reported so.
@@ -257,21 +269,21 @@ impl Mixing {
                         state.mixer.set_always_encode(false);
                     }
                 }
-                let minus = state
-                    .mixer
-                    .speakers()
-                    .filter_map(|s| {
-                        let p = state.mixer.mix_minus(s.key)?;
-                        (!p.is_empty() && p.len() <= MAX_PACKET).then(|| (s.key, Arc::from(p)))
-                    })
-                    .collect();
+                let first = minus.len();
+                for s in state.mixer.speakers() {
+                    if let Some(p) = state.mixer.mix_minus(s.key) {
+                        if !p.is_empty() && p.len() <= MAX_PACKET {
+                            minus.push((s.key, pool.share(p)));
+                        }
+                    }
+                }
                 out.push(MixOut {
                     route,
                     time: state.ticks * FRAME_TICKS,
                     capture: tick.capture,
                     level: state.mixer.level(),
                     total,
-                    minus,
+                    minus: first..minus.len(),
                 });
             }
         }

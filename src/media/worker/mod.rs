@@ -231,6 +231,8 @@ struct Worker {
     mixing: Mixing,
     /// What the last mixer ticks produced; reused.
     mix_out: Vec<MixOut>,
+    /// Their mix-minus packets; reused.
+    mix_minus: Vec<(PeerKey, Arc<[u8]>)>,
     /// Files playing into the channels this worker mixes for.
     players: Players,
     play_out: Vec<player::Due>,
@@ -312,6 +314,7 @@ impl Worker {
             out: SendBatch::new(),
             mixing: Mixing::new(mix),
             mix_out: Vec::new(),
+            mix_minus: Vec::new(),
             players: Players::default(),
             play_out: Vec::new(),
             mix_published: MixerCounts::default(),

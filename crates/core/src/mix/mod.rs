@@ -14,6 +14,7 @@ pub mod jitter;
 pub mod limiter;
 pub mod mixer;
 pub mod ogg;
+pub mod pool;
 
 /// Opus at 48 kHz, mono.
 pub const SAMPLE_RATE: u32 = 48_000;
