@@ -17,14 +17,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use amphi_client::AudioPeer;
+use indicatif::ProgressBar;
 use serde_json::Value;
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
-use crate::report::{Percentiles, Report, ServerCost};
+use crate::report::{CallSecond, Percentiles, Report, ServerCost};
 use crate::scenario::Scenario;
 use crate::server;
-#[cfg(test)]
-use party::Link;
 use party::{call_request, hangup_request, Party, Want};
 pub use stats::{CallStats, Failure, FailureKind, Timeouts, Timings};
 
@@ -354,6 +354,106 @@ pub async fn run(
     run_with(scenario, progress, stop, Timeouts::default()).await
 }
 
+/// The timeline and the server's peak memory, sampled each second.
+struct Sampler {
+    started: Instant,
+    pid: Option<u32>,
+    timeline: Vec<CallSecond>,
+    peak_rss: Option<u64>,
+}
+
+impl Sampler {
+    fn rss(&mut self) {
+        if let Some(pid) = self.pid {
+            self.peak_rss = self.peak_rss.max(server::rss_bytes(pid));
+        }
+    }
+
+    /// One second of the timeline: the calls that ended in it.
+    fn second(&mut self, ctx: &Ctx, bar: Option<&ProgressBar>) {
+        let t = self.started.elapsed().as_secs_f64();
+        let (s, finished, ok, failed, setup) = {
+            let mut st = ctx.stats();
+            let s = st.take_second(t);
+            (
+                s,
+                st.finished(),
+                st.ok,
+                st.failed,
+                Percentiles::of(&st.setup),
+            )
+        };
+        self.rss();
+        if let Some(bar) = bar {
+            bar.set_position(finished);
+            bar.set_message(format!(
+                "ok {ok} | failed {failed} | setup p50 {:.1} ms p99 {:.1} ms",
+                setup.p50_ms, setup.p99_ms
+            ));
+        }
+        self.timeline.push(s);
+    }
+
+    /// Samples each second until `duration` has passed, `stop` resolves or every pair is
+    /// done; true when it was `stop`.
+    async fn until(
+        &mut self,
+        ctx: &Ctx,
+        pairs: &mut JoinSet<()>,
+        bar: Option<&ProgressBar>,
+        duration: Duration,
+        stop: impl Future<Output = ()>,
+    ) -> bool {
+        let mut second = tokio::time::interval(Duration::from_secs(1));
+        second.tick().await;
+        let deadline = tokio::time::sleep(duration);
+        tokio::pin!(deadline);
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut deadline => return false,
+                () = &mut stop => return true,
+                done = pairs.join_next() => match done {
+                    None => return false,
+                    Some(Err(e)) => ctx.stats().error(format!("a pair's task failed: {e}")),
+                    Some(Ok(())) => {}
+                },
+                _ = second.tick() => self.second(ctx, bar),
+            }
+        }
+    }
+}
+
+/// Waits, bounded by [`PAIR_DRAIN`], for the stopped pairs to hang up and close; the ones
+/// still closing then are cut off.
+async fn drain(ctx: &Ctx, mut pairs: JoinSet<()>) {
+    let drained = tokio::time::timeout(PAIR_DRAIN, async {
+        while let Some(done) = pairs.join_next().await {
+            if let Err(e) = done {
+                ctx.stats().error(format!("a pair's task failed: {e}"));
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        pairs.abort_all();
+        ctx.stats().error(format!(
+            "pairs still closing after {PAIR_DRAIN:?} were cut off"
+        ));
+    }
+}
+
+fn progress_bar(scenario: &Scenario) -> ProgressBar {
+    let bar = ProgressBar::new(scenario.calls as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} calls {msg}",
+        )
+        .expect("valid template"),
+    );
+    bar
+}
+
 pub async fn run_with(
     scenario: Scenario,
     progress: bool,
@@ -376,80 +476,27 @@ pub async fn run_with(
     let cpu0 = pid.and_then(server::cpu_seconds);
     let fwd0 = server::metric(&url, "amphi_packets_forwarded_total").await;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut pairs = tokio::task::JoinSet::new();
+    let mut pairs = JoinSet::new();
     for i in 0..scenario.concurrency {
         pairs.spawn(pair(ctx.clone(), i, stop_rx.clone()));
     }
-    let bar = progress.then(|| {
-        let bar = indicatif::ProgressBar::new(scenario.calls as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:30}] {pos}/{len} calls {msg}",
-            )
-            .expect("valid template"),
-        );
-        bar
-    });
+    let bar = progress.then(|| progress_bar(&scenario));
 
-    let mut timeline = Vec::new();
-    let mut peak_rss = rss0;
-    let mut second = tokio::time::interval(Duration::from_secs(1));
-    second.tick().await;
-    let deadline = tokio::time::sleep(scenario.duration);
-    tokio::pin!(deadline);
-    tokio::pin!(stop);
-    let mut interrupted = false;
-    loop {
-        tokio::select! {
-            () = &mut deadline => break,
-            () = &mut stop => { interrupted = true; break; }
-            done = pairs.join_next() => match done {
-                None => break,
-                Some(Err(e)) => ctx.stats().error(format!("a pair's task failed: {e}")),
-                Some(Ok(())) => {}
-            },
-            _ = second.tick() => {
-                let t = started.elapsed().as_secs_f64();
-                let (s, finished, ok, failed, setup) = {
-                    let mut st = ctx.stats();
-                    let s = st.take_second(t);
-                    (s, st.finished(), st.ok, st.failed, Percentiles::of(&st.setup))
-                };
-                if let Some(pid) = pid {
-                    peak_rss = peak_rss.max(server::rss_bytes(pid));
-                }
-                if let Some(bar) = &bar {
-                    bar.set_position(finished);
-                    bar.set_message(format!(
-                        "ok {ok} | failed {failed} | setup p50 {:.1} ms p99 {:.1} ms",
-                        setup.p50_ms, setup.p99_ms
-                    ));
-                }
-                timeline.push(s);
-            }
-        }
-    }
+    let mut sampler = Sampler {
+        started,
+        pid,
+        timeline: Vec::new(),
+        peak_rss: rss0,
+    };
+    let interrupted = sampler
+        .until(&ctx, &mut pairs, bar.as_ref(), scenario.duration, stop)
+        .await;
     let elapsed = started.elapsed().as_secs_f64();
     let cpu1 = pid.and_then(server::cpu_seconds);
     let fwd1 = server::metric(&url, "amphi_packets_forwarded_total").await;
-    if let Some(pid) = pid {
-        peak_rss = peak_rss.max(server::rss_bytes(pid));
-    }
+    sampler.rss();
     let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(PAIR_DRAIN, async {
-        while let Some(done) = pairs.join_next().await {
-            if let Err(e) = done {
-                ctx.stats().error(format!("a pair's task failed: {e}"));
-            }
-        }
-    })
-    .await;
-    if drained.is_err() {
-        pairs.abort_all();
-        ctx.stats().error(format!(
-            "pairs still closing after {PAIR_DRAIN:?} were cut off"
-        ));
-    }
+    drain(&ctx, pairs).await;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -457,38 +504,58 @@ pub async fn run_with(
         server::stop(s).await;
     }
 
+    let server = ServerCost {
+        forwarded_packets: match (fwd0, fwd1) {
+            (Some(a), Some(b)) => Some(b - a),
+            _ => None,
+        },
+        cpu_seconds: match (cpu0, cpu1) {
+            (Some(a), Some(b)) => Some(b - a),
+            _ => None,
+        },
+        peak_rss_bytes: sampler.peak_rss,
+        ..ServerCost::default()
+    };
     let mut stats = ctx.stats();
+    Ok(report(
+        scenario,
+        interrupted,
+        elapsed,
+        &mut stats,
+        sampler.timeline,
+        server,
+    ))
+}
+
+/// The report from the run's readings and the pairs' statistics.
+fn report(
+    scenario: Scenario,
+    interrupted: bool,
+    elapsed: f64,
+    stats: &mut CallStats,
+    mut timeline: Vec<CallSecond>,
+    server: ServerCost,
+) -> Report {
     // The calls that ended after the last full second close the timeline, so its counts add
     // up to the totals.
     let tail = stats.take_second(elapsed);
     if tail.ok + tail.failed > 0 {
         timeline.push(tail);
     }
-    let cpu = match (cpu0, cpu1) {
-        (Some(a), Some(b)) => Some(b - a),
-        _ => None,
-    };
     let mut calls = stats.report(scenario.concurrency, elapsed, timeline);
-    calls.server_cpu_ms_per_call = cpu
+    calls.server_cpu_ms_per_call = server
+        .cpu_seconds
         .filter(|_| calls.calls_ok > 0)
         .map(|c| c * 1000.0 / calls.calls_ok as f64);
-    Ok(Report {
+    Report {
         scenario: Some(scenario),
         interrupted,
         elapsed_s: elapsed,
         errors: stats.errors(),
-        server: ServerCost {
-            forwarded_packets: match (fwd0, fwd1) {
-                (Some(a), Some(b)) => Some(b - a),
-                _ => None,
-            },
-            cpu_seconds: cpu,
-            peak_rss_bytes: peak_rss,
-            ..ServerCost::default()
-        },
+        server,
         calls: Some(calls),
         ..Report::default()
-    })
+    }
 }
 
 #[cfg(test)]
