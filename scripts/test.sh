@@ -28,6 +28,8 @@ fi
 cargo fmt --all -- --check
 # Layers only point down: any import circle between files fails here, with the circle printed.
 python3 scripts/check-imports.py
+# Files over 600 lines and functions over 100 fail unless listed with a reason.
+python3 scripts/check-sizes.py
 # The core is sans-IO: no runtime, actor, socket, database, metrics or HTTP crate below it.
 if cargo tree -p amphi-core -e normal --prefix none --locked \
     | grep -E '^(actix|tokio|str0m|dashmap|metrics|rusqlite|reqwest|hyper|mio|socket2) '; then
