@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::error::{ApiError, ErrorCode, HttpError};
 use crate::ids::{ChannelId, Identity, ParticipantId};
-use crate::messages::{AdminKick, AdminStop, Inspect};
+use crate::messages::{AdminKick, AdminStop, Inspect, ToSession};
 use crate::protocol::PROTOCOL_VERSION;
 use crate::session::SessionActor;
 use crate::state::AppState;
@@ -331,7 +331,8 @@ struct RevokeBody {
 /// the `amphi token` command mints.
 const REVOCATION_DEFAULT: u64 = 366 * 24 * 3600;
 
-/// Refuses every token carrying `jti` from now on (new connections and admin requests).
+/// Refuses every token carrying `jti` from now on (new connections and admin requests) and
+/// closes the connections opened with it.
 async fn revoke(
     req: HttpRequest,
     body: web::Bytes,
@@ -349,6 +350,12 @@ async fn revoke(
     let now_s = crate::clock::now_unix_ms() / 1000;
     let until_s = body.exp.unwrap_or(now_s + REVOCATION_DEFAULT);
     state.bans.revoke(&body.jti, until_s.saturating_mul(1000));
+    // Connections already open with it end too (each session checks its own token's ID).
+    for session in state.sessions.iter() {
+        session.value().do_send(ToSession::Revoked {
+            jti: body.jti.clone(),
+        });
+    }
     Ok(HttpResponse::Ok().json(serde_json::json!({ "revoked": body.jti, "until": until_s })))
 }
 

@@ -40,6 +40,8 @@ pub enum ToSession {
     },
     /// Close the connection.
     Close { code: u16, reason: String },
+    /// Token ID `jti` was revoked: a session opened with it ends.
+    Revoked { jti: String },
 }
 
 /// The reply path of one request: consumed by the one reply it carries, so no handler can

@@ -407,6 +407,15 @@ impl Handler<ToSession> for SessionActor {
             ToSession::Close { code, reason } => {
                 self.close(ctx, CloseCode::from(code), &reason);
             }
+            ToSession::Revoked { jti } => {
+                if self.grant.jti.as_deref() == Some(jti.as_str()) {
+                    self.close(
+                        ctx,
+                        CloseCode::Policy,
+                        "the token of this connection was revoked; connect with a new one",
+                    );
+                }
+            }
         }
     }
 }

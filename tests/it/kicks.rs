@@ -69,8 +69,10 @@ async fn a_revoked_token_is_refused_and_others_are_not() {
     let revoked = claims("eve", &["audience"]);
     let jti = revoked.jti.clone().expect("minted tokens carry an ID");
     let token = keys().mint(&revoked);
-    // Good until revoked.
-    let _before = Client::connect(&server, &token).await;
+    // Good until revoked; another token of the same identity is not touched by it.
+    let mut before = Client::connect(&server, &token).await;
+    before.join("c", "audience").await;
+    let mut other = Client::as_(&server, "eve", &["audience"]).await;
     let (status, body) = admin_post(
         &server,
         "/api/tokens/revoke",
@@ -78,6 +80,8 @@ async fn a_revoked_token_is_refused_and_others_are_not() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
+    // The connection open with it ends.
+    assert_eq!(before.closed().await, Some(1008));
     let err = tokio_tungstenite::connect_async(server.ws_url(&token))
         .await
         .expect_err("refused at the upgrade");
@@ -90,7 +94,6 @@ async fn a_revoked_token_is_refused_and_others_are_not() {
         body["message"].as_str().unwrap().contains("revoked"),
         "{body}"
     );
-    // Another token of the same identity is fine.
-    let mut other = Client::as_(&server, "eve", &["audience"]).await;
+    // The other token's connection is still there and works.
     other.join("c", "audience").await;
 }
