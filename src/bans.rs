@@ -1,9 +1,10 @@
-//! Kicks that hold and revoked tokens: who may not come back into which channel until when,
-//! and which token IDs (`jti`) are refused. Checked in memory on every join and upgrade;
+//! Kicks that hold, revoked tokens and call blocks: who may not come back into which channel
+//! until when, which token IDs (`jti`) are refused, and whose calls each user refuses. Checked in memory on every join and upgrade;
 //! kept in the server's database (the call log's file, tables of their own) so that a restart
 //! forgets nothing. Writes go to the database in order on a thread of their own, never on an
 //! actor's thread.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, SyncSender};
 
@@ -23,7 +24,15 @@ const SCHEMA: &str = "
         jti       TEXT    NOT NULL PRIMARY KEY,
         until_ms  INTEGER NOT NULL
     );
+    CREATE TABLE IF NOT EXISTS call_blocks (
+        blocker   TEXT    NOT NULL,
+        blocked   TEXT    NOT NULL,
+        PRIMARY KEY (blocker, blocked)
+    );
 ";
+
+/// Identities one user may block: a block list is a person's, not a spam filter's.
+pub const MAX_BLOCKS_PER_USER: usize = 1_000;
 
 /// Entries kept at most: beyond it the soonest to expire go first (each is a few dozen bytes).
 const MAX_ENTRIES: usize = 1_000_000;
@@ -36,6 +45,8 @@ const WRITES: usize = 1024;
 pub struct Bans {
     channels: DashMap<(ChannelId, Identity), u64>,
     tokens: DashMap<String, u64>,
+    /// Blocker → the callers it refuses.
+    blocks: DashMap<Identity, BTreeSet<Identity>>,
     db: Option<SyncSender<Write>>,
 }
 
@@ -45,6 +56,7 @@ impl Bans {
         Self {
             channels: DashMap::new(),
             tokens: DashMap::new(),
+            blocks: DashMap::new(),
             db: None,
         }
     }
@@ -91,13 +103,25 @@ impl Bans {
                 tokens.insert(jti, until as u64);
             }
         }
+        let blocks: DashMap<Identity, BTreeSet<Identity>> = DashMap::new();
+        {
+            let mut stmt = conn.prepare("SELECT blocker, blocked FROM call_blocks")?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+            for row in rows {
+                let (by, who) = row?;
+                if let (Ok(by), Ok(who)) = (Identity::parse(&by), Identity::parse(&who)) {
+                    blocks.entry(by).or_default().insert(who);
+                }
+            }
+        }
         let (tx, rx) = sync_channel::<Write>(WRITES);
         std::thread::Builder::new()
             .name("amphi-bans".into())
             .spawn(move || {
                 for write in rx {
                     if let Err(e) = write(&conn) {
-                        tracing::warn!(error = %e, "a ban could not be stored; it holds until restart");
+                        tracing::warn!(error = %e, "a ban or block could not be stored; it holds until restart");
                     }
                 }
             })
@@ -105,6 +129,7 @@ impl Bans {
         Ok(Self {
             channels,
             tokens,
+            blocks,
             db: Some(tx),
         })
     }
@@ -180,6 +205,59 @@ impl Bans {
         });
     }
 
+    /// Whether `callee` refuses calls from `caller`.
+    pub fn blocks(&self, callee: &Identity, caller: &Identity) -> bool {
+        self.blocks
+            .get(callee)
+            .is_some_and(|set| set.contains(caller))
+    }
+
+    /// The callers `user` refuses, in order.
+    pub fn blocked_by(&self, user: &Identity) -> Vec<Identity> {
+        self.blocks
+            .get(user)
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// `user` refuses calls from `caller` from now on; false when its list is already full.
+    pub fn block(&self, user: &Identity, caller: &Identity) -> bool {
+        let mut set = self.blocks.entry(user.clone()).or_default();
+        if set.contains(caller) {
+            return true;
+        }
+        if set.len() >= MAX_BLOCKS_PER_USER {
+            return false;
+        }
+        set.insert(caller.clone());
+        drop(set);
+        let (by, who) = (user.to_string(), caller.to_string());
+        self.write(move |db| {
+            db.execute(
+                "INSERT OR IGNORE INTO call_blocks (blocker, blocked) VALUES (?1, ?2)",
+                params![by, who],
+            )
+        });
+        true
+    }
+
+    /// `user` takes calls from `caller` again; whether it refused them.
+    pub fn unblock(&self, user: &Identity, caller: &Identity) -> bool {
+        let was = self
+            .blocks
+            .get_mut(user)
+            .is_some_and(|mut set| set.remove(caller));
+        self.blocks.remove_if(user, |_, set| set.is_empty());
+        let (by, who) = (user.to_string(), caller.to_string());
+        self.write(move |db| {
+            db.execute(
+                "DELETE FROM call_blocks WHERE blocker = ?1 AND blocked = ?2",
+                params![by, who],
+            )
+        });
+        was
+    }
+
     fn prune_channels(&self) {
         let now = crate::clock::now_unix_ms();
         self.channels.retain(|_, until| *until > now);
@@ -188,7 +266,7 @@ impl Bans {
     fn write(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<usize> + Send + 'static) {
         if let Some(db) = &self.db {
             if db.try_send(Box::new(f)).is_err() {
-                tracing::warn!("the ban store is behind; a ban holds until restart only");
+                tracing::warn!("the ban store is behind; this change holds until restart only");
             }
         }
     }

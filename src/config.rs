@@ -67,6 +67,9 @@ pub struct ServerConfig {
     /// server whose port faces the internet); empty: open, as Prometheus expects on a
     /// private network.
     pub metrics_token: String,
+    /// When set, `/metrics` is served on this address only (a private interface or port for
+    /// Prometheus) and no longer on `bind`.
+    pub metrics_bind: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -230,6 +233,7 @@ impl Default for ServerConfig {
             workers: 0,
             shutdown_timeout: Duration::from_secs(5),
             metrics_token: String::new(),
+            metrics_bind: None,
         }
     }
 }

@@ -17,9 +17,20 @@ use crate::streams;
 use crate::token::{Grant, TokenError, GRANT_ADMIN};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    public_routes(cfg);
+    metrics_routes(cfg);
+}
+
+/// `/metrics`; alone on a listener of its own when `server.metrics_bind` is set.
+pub fn metrics_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(metrics))
+        .default_service(web::to(not_found));
+}
+
+/// Everything but `/metrics`.
+pub fn public_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws", web::get().to(websocket))
         .route("/healthz", web::get().to(healthz))
-        .route("/metrics", web::get().to(metrics))
         .route("/", web::get().to(index))
         .route("/amphi.js", web::get().to(client_js))
         .route("/dev/token", web::post().to(dev_token))

@@ -486,6 +486,9 @@ pub struct Placement {
     pub push: Value,
     /// Callees connected in another call when it was placed.
     pub busy: Vec<Identity>,
+    /// Callees who block the caller: the call rings them as if they were offline, and
+    /// nothing of it reaches them or their call log.
+    pub blocked: Vec<Identity>,
     pub live_channel: Option<ChannelId>,
     pub reply: ReplyTo,
     pub requested_at: Instant,

@@ -71,6 +71,7 @@ pub(crate) fn compose(
         channels.clone(),
         CallLogActor::start_configured(&config.calls)?,
         webhooks.map(WebhookSink::new),
+        bans.clone(),
         Box::new(|engine, call, placement| {
             CallHandle::new(CallActor::new(engine, call, placement).start())
         }),
@@ -93,13 +94,18 @@ pub async fn run(
         tracing::warn!("another metrics recorder is installed; /metrics shows what this server's threads record");
     }
     let _entered = metrics.enter();
-    serve(config, listener, shutdown, metrics).await
+    let metrics_listener = match config.server.metrics_bind {
+        Some(addr) => Some(TcpListener::bind(addr)?),
+        None => None,
+    };
+    serve(config, listener, metrics_listener, shutdown, metrics).await
 }
 
 /// `run` with the recorder chosen by the caller, entered on the calling thread.
 async fn serve(
     config: Config,
     listener: TcpListener,
+    metrics_listener: Option<TcpListener>,
     shutdown: impl Future<Output = ()>,
     metrics: Metrics,
 ) -> io::Result<()> {
@@ -118,13 +124,21 @@ async fn serve(
         }
     };
     let data = web::Data::from(state.clone());
+    let separate_metrics = metrics_listener.is_some();
+    let metrics_server = match metrics_listener {
+        Some(l) => Some(serve_metrics(l, data.clone(), metrics.clone())?),
+        None => None,
+    };
     let server = HttpServer::new(move || {
         // Runs once on each HTTP worker thread as it starts: sessions and the actors they
         // start live there.
         metrics.enter_for_thread();
-        App::new()
-            .app_data(data.clone())
-            .configure(crate::http::routes)
+        let app = App::new().app_data(data.clone());
+        if separate_metrics {
+            app.configure(crate::http::public_routes)
+        } else {
+            app.configure(crate::http::routes)
+        }
     })
     // A reply and the events behind it are separate small writes; with Nagle on, the second
     // waits for the client's delayed ACK (40 ms on Linux).
@@ -148,6 +162,9 @@ async fn serve(
         () = shutdown => {}
     }
     state.shutdown().await;
+    if let Some(m) = metrics_server {
+        m.stop(false).await;
+    }
     handle.stop(true).await;
     server.await.map_err(io::Error::other)??;
     media.stop();
@@ -155,9 +172,34 @@ async fn serve(
     Ok(())
 }
 
+/// `/metrics` alone on `listener`, one worker: Prometheus scrapes it, nothing else does.
+fn serve_metrics(
+    listener: TcpListener,
+    data: web::Data<AppState>,
+    metrics: Metrics,
+) -> io::Result<actix_web::dev::ServerHandle> {
+    let addr = listener.local_addr()?;
+    let server = HttpServer::new(move || {
+        metrics.enter_for_thread();
+        App::new()
+            .app_data(data.clone())
+            .configure(crate::http::metrics_routes)
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)?
+    .run();
+    let handle = server.handle();
+    actix_rt::spawn(server);
+    tracing::info!("metrics on http://{addr}/metrics (and not on the main port)");
+    Ok(handle)
+}
+
 /// A server running on its own thread.
 pub struct ServerHandle {
     pub addr: SocketAddr,
+    /// Where `/metrics` is served when `server.metrics_bind` is set.
+    pub metrics_addr: Option<SocketAddr>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
@@ -199,6 +241,14 @@ impl Drop for ServerHandle {
 pub fn spawn(config: Config) -> io::Result<ServerHandle> {
     let listener = TcpListener::bind(config.server.bind)?;
     let addr = listener.local_addr()?;
+    let metrics_listener = match config.server.metrics_bind {
+        Some(addr) => Some(TcpListener::bind(addr)?),
+        None => None,
+    };
+    let metrics_addr = match &metrics_listener {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("amphi-server".into())
@@ -208,6 +258,7 @@ pub fn spawn(config: Config) -> io::Result<ServerHandle> {
             actix_rt::System::new().block_on(serve(
                 config,
                 listener,
+                metrics_listener,
                 async move {
                     let _ = rx.await;
                 },
@@ -216,6 +267,7 @@ pub fn spawn(config: Config) -> io::Result<ServerHandle> {
         })?;
     Ok(ServerHandle {
         addr,
+        metrics_addr,
         stop: Some(tx),
         thread: Some(thread),
     })

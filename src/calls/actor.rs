@@ -42,6 +42,9 @@ pub struct CallActor {
     push: Value,
     /// Callees that were busy when invited: they get `call_missed` instead of ringing.
     busy: HashSet<Identity>,
+    /// Callees who block the caller (or an inviter): nothing of the call reaches them, their
+    /// log or the app's webhooks about them; to the others they look offline.
+    silent: HashSet<Identity>,
     live: Option<Live>,
     /// The `call` request's reply, sent once the call's log rows are committed.
     placed: Option<(ReplyTo, Vec<Identity>)>,
@@ -60,6 +63,7 @@ impl CallActor {
         let Placement {
             push,
             busy,
+            blocked,
             live_channel,
             reply,
             requested_at,
@@ -81,6 +85,7 @@ impl CallActor {
             live,
             placed: Some((reply, busy)),
             busy: busy_set,
+            silent: blocked.into_iter().collect(),
             requested_at,
             input_at: requested_at,
             ledger,
@@ -105,10 +110,19 @@ impl CallActor {
             Op::Reject { reason } => self.call.reject(user, reason, now)?,
             Op::Hangup { reason } => self.call.hangup(user, reason, now)?,
             Op::Invite { callees } => {
-                let busy = self.engine.busy(&callees, self.call.id());
+                let blocking = self.engine.blocking(&callees, user);
+                let mut busy = self.engine.busy(&callees, self.call.id());
+                busy.retain(|b| !blocking.contains(b));
                 let invited = self.call.invite(user, callees, now)?;
                 for u in invited.iter().filter(|u| !busy.contains(u)) {
                     self.busy.remove(u);
+                }
+                for u in invited.iter() {
+                    if blocking.contains(u) {
+                        self.silent.insert(u.clone());
+                    } else {
+                        self.silent.remove(u);
+                    }
                 }
                 let busy: Vec<Identity> = invited
                     .iter()
@@ -267,7 +281,12 @@ impl CallActor {
                 CallEvent::Connected { .. } => vec![("channel", json!(self.channel))],
                 _ => Vec::new(),
             };
+            if out.to.iter().all(|u| self.silent.contains(u)) {
+                // Rings, misses and the like meant only for someone who blocks the caller.
+                continue;
+            }
             let mut to = out.to.clone();
+            to.retain(|u| !self.silent.contains(u));
             if let CallEvent::Incoming { caller, .. } = &out.event {
                 let callee = &out.to[0];
                 if self.busy.contains(callee) {
@@ -438,7 +457,11 @@ impl Actor for CallActor {
         // disk. Nothing else runs in this actor until then.
         let (ledger, opened) = Ledger::open(&self.call, self.requested_at, &self.busy);
         self.ledger = ledger;
-        let write = self.engine.logs.write.send(LogWrite::Open(opened));
+        let write = self
+            .engine
+            .logs
+            .write
+            .send(LogWrite::Open(self.logged(opened)));
         ctx.wait(write.into_actor(self).map(|result, act, ctx| {
             let ok = matches!(result, Ok(Ok(_)));
             if !ok {

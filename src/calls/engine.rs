@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 
 use super::call::{call_channel, Call, CallId, CallSetup, LegState, Media};
 use super::webhook::WebhookEvent;
+use crate::bans::Bans;
 use crate::clock::unix_ms;
 use crate::config::CallsConfig;
 use crate::error::{ApiError, ErrorCode};
@@ -113,6 +114,8 @@ pub struct CallEngine {
     pub logs: CallLogHandle,
     webhooks: Option<WebhookSink>,
     pub channels: Arc<ChannelRegistry>,
+    /// Who refuses whose calls (and the channels' kicks, which the engine does not read).
+    bans: Arc<Bans>,
     factory: CallFactory,
 }
 
@@ -124,6 +127,7 @@ impl CallEngine {
         channels: Arc<ChannelRegistry>,
         logs: CallLogHandle,
         webhooks: Option<WebhookSink>,
+        bans: Arc<Bans>,
         factory: CallFactory,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -133,6 +137,7 @@ impl CallEngine {
             logs,
             webhooks,
             channels,
+            bans,
             factory,
         })
     }
@@ -297,6 +302,15 @@ impl CallEngine {
             .collect()
     }
 
+    /// Those of `users` who block calls from `caller`.
+    pub fn blocking(&self, users: &[Identity], caller: &Identity) -> Vec<Identity> {
+        users
+            .iter()
+            .filter(|u| self.bans.blocks(u, caller))
+            .cloned()
+            .collect()
+    }
+
     pub fn route(&self, call: &CallId, op: CallOp) -> Result<(), ApiError> {
         let handle = self
             .dir()
@@ -401,23 +415,18 @@ impl CallEngine {
         dir.placed
             .admit(&req.caller, now, self.config.max_calls_per_minute)?;
         let id = CallId::random();
+        // A callee who blocks the caller is, to the caller, a callee who is not online: never
+        // busy, never rung. Glare still stands: it only meets a call that callee placed.
+        let blocked = self.blocking(&callees, &req.caller);
         let (busy, glare) = match directory::place(&*dir, &req.caller, &callees, &id)? {
-            Decision::Place { busy, glare } => (busy, glare),
+            Decision::Place { mut busy, glare } => {
+                busy.retain(|b| !blocked.contains(b));
+                (busy, glare)
+            }
             Decision::AnswerTheirs(theirs) => {
                 let handle = dir.calls.get(&theirs).map(|e| e.handle.clone());
                 drop(dir);
-                let channel = call_channel(&theirs);
-                let mut op = CallOp::internal(req.caller.clone(), Op::Accept { media: None });
-                op.reply = Some(req.reply);
-                op.ok_result = Some(json!({
-                    "call_id": theirs,
-                    "busy": [],
-                    "channel": channel,
-                    "glare": true,
-                }));
-                if let Some(handle) = handle {
-                    handle.op.do_send(op);
-                }
+                answer_theirs(handle, theirs, req.caller, req.reply);
                 return Ok(());
             }
         };
@@ -440,6 +449,7 @@ impl CallEngine {
             Placement {
                 push: req.push,
                 busy: busy.clone(),
+                blocked,
                 live_channel: req.live_channel,
                 reply: req.reply,
                 requested_at: now,
@@ -476,6 +486,23 @@ impl CallEngine {
             ));
         }
         Ok(())
+    }
+}
+
+/// Glare that the callee's call wins: the caller answers it, and its `call` request is
+/// answered as if that call were the one it placed.
+fn answer_theirs(handle: Option<CallHandle>, theirs: CallId, caller: Identity, reply: ReplyTo) {
+    let channel = call_channel(&theirs);
+    let mut op = CallOp::internal(caller, Op::Accept { media: None });
+    op.reply = Some(reply);
+    op.ok_result = Some(json!({
+        "call_id": theirs,
+        "busy": [],
+        "channel": channel,
+        "glare": true,
+    }));
+    if let Some(handle) = handle {
+        handle.op.do_send(op);
     }
 }
 

@@ -168,6 +168,7 @@ fn engine() -> (Config, Arc<CallEngine>) {
         registry,
         logs,
         None,
+        Arc::new(crate::bans::Bans::in_memory()),
         Box::new(|engine, call, placement| {
             CallHandle::new(CallActor::new(engine, call, placement).start())
         }),

@@ -81,6 +81,13 @@ impl SessionActor {
             | Request::OngoingCalls {}
             | Request::DeleteCallLogs { .. }
             | Request::DeleteAllCallLogs {}) => self.log_request(id, req, ctx),
+            req @ (Request::Block { .. }
+            | Request::Unblock { .. }
+            | Request::BlockedUsers { .. }) => {
+                let result = self.block_request(req)?;
+                self.text(protocol::ok(id, result), ctx);
+                Ok(())
+            }
             req => {
                 let (user, call_id, op) = self.call_op(req)?;
                 self.route_call(id, &call_id, user, op, ctx)
@@ -335,6 +342,39 @@ impl SessionActor {
             }
             _ => Err(misrouted()),
         }
+    }
+
+    /// A user's call block list: answered at once from the server's store, which keeps it in
+    /// the database.
+    fn block_request(&self, req: Request) -> Result<serde_json::Value, ApiError> {
+        let bans = &self.state.bans;
+        let user = match req {
+            Request::Block { user, on_behalf } => {
+                let me = self.caller(on_behalf)?;
+                let other = Identity::parse(&user)?;
+                if other == me {
+                    return Err(ApiError::bad_request("you cannot block yourself"));
+                }
+                if !bans.block(&me, &other) {
+                    return Err(ApiError::new(
+                        ErrorCode::TooLarge,
+                        format!(
+                            "you block {} users already, the most one may; unblock one first",
+                            crate::bans::MAX_BLOCKS_PER_USER
+                        ),
+                    ));
+                }
+                me
+            }
+            Request::Unblock { user, on_behalf } => {
+                let me = self.caller(on_behalf)?;
+                bans.unblock(&me, &Identity::parse(&user)?);
+                me
+            }
+            Request::BlockedUsers { on_behalf } => self.caller(on_behalf)?,
+            _ => return Err(misrouted()),
+        };
+        Ok(serde_json::json!({ "blocked": bans.blocked_by(&user) }))
     }
 
     fn log_query(&mut self, id: Option<u64>, q: LogQuery, ctx: &mut Context<Self>) {

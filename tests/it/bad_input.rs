@@ -401,3 +401,27 @@ async fn metrics_can_require_a_bearer_token() {
     assert_eq!(right.status().as_u16(), 200);
     assert!(right.text().await.unwrap().contains("amphi_"));
 }
+
+#[actix_rt::test]
+async fn metrics_can_move_to_an_address_of_their_own() {
+    let server = start_with(|c| c.server.metrics_bind = Some("127.0.0.1:0".parse().unwrap()));
+    let private = format!("http://{}", server.metrics_addr.expect("metrics_addr"));
+    let public = reqwest::get(format!("{}/metrics", server.http_url()))
+        .await
+        .unwrap();
+    assert_eq!(
+        public.status().as_u16(),
+        404,
+        "/metrics left on the public port"
+    );
+    let scraped = reqwest::get(format!("{private}/metrics")).await.unwrap();
+    assert_eq!(scraped.status().as_u16(), 200);
+    assert!(scraped.text().await.unwrap().contains("amphi_"));
+    // The metrics port serves nothing else: no WebSocket, no admin API behind it.
+    let ws = reqwest::get(format!("{private}/ws")).await.unwrap();
+    assert_eq!(ws.status().as_u16(), 404);
+    let health = reqwest::get(format!("{}/healthz", server.http_url()))
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+}

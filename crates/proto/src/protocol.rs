@@ -214,6 +214,26 @@ pub enum Request {
         call_ids: Vec<String>,
     },
     DeleteAllCallLogs {},
+    /// Calls from `user` no longer reach this identity: they look to the caller as calls to
+    /// someone offline, and leave no trace with this identity.
+    Block {
+        user: String,
+        #[serde(rename = "as")]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        on_behalf: Option<String>,
+    },
+    Unblock {
+        user: String,
+        #[serde(rename = "as")]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        on_behalf: Option<String>,
+    },
+    /// The identities this one blocks.
+    BlockedUsers {
+        #[serde(rename = "as")]
+        #[serde(skip_serializing_if = "Option::is_none")]
+        on_behalf: Option<String>,
+    },
 }
 
 fn newest() -> i64 {
@@ -252,6 +272,9 @@ const REQUEST_TYPES: &[&str] = &[
     "delete_all_call_logs",
     "call_media_state",
     "ongoing_calls",
+    "block",
+    "unblock",
+    "blocked_users",
 ];
 
 /// JSON with every key once: a request that repeats a key (two `type`s, say) is refused, since
@@ -418,6 +441,9 @@ impl Request {
                 | Request::OngoingCalls {}
                 | Request::DeleteCallLogs { .. }
                 | Request::DeleteAllCallLogs {}
+                | Request::Block { .. }
+                | Request::Unblock { .. }
+                | Request::BlockedUsers { .. }
         )
     }
 

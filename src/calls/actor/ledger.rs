@@ -2,7 +2,7 @@
 //! it decides through the call-log thread and records the setup times it measures.
 
 use super::*;
-use amphi_core::call::ledger::RowWrite;
+use amphi_core::call::ledger::{NewCallLog, RowWrite};
 
 impl CallActor {
     pub(super) fn first_audio(&mut self, user: &Identity, now: Instant) {
@@ -48,10 +48,27 @@ impl CallActor {
         }
     }
 
+    /// The rows of `opened` that are written: none for a callee who blocks the caller, so
+    /// the call leaves nothing in that callee's log.
+    pub(super) fn logged(&self, mut opened: Vec<NewCallLog>) -> Vec<NewCallLog> {
+        opened.retain(|row| !self.silent.contains(&row.user));
+        opened
+    }
+
     fn write_row(&self, write: RowWrite) {
         let call_id = self.call.id().clone();
+        let about = match &write {
+            RowWrite::Ringing { user, .. }
+            | RowWrite::Connect { user, .. }
+            | RowWrite::FirstAudio { user, .. }
+            | RowWrite::Close { user, .. } => Some(user),
+            RowWrite::Open(_) | RowWrite::Shape { .. } => None,
+        };
+        if about.is_some_and(|u| self.silent.contains(u)) {
+            return;
+        }
         let log = match write {
-            RowWrite::Open(rows) => LogWrite::Open(rows),
+            RowWrite::Open(rows) => LogWrite::Open(self.logged(rows)),
             RowWrite::Ringing { user, at_ms } => LogWrite::Ringing {
                 call_id,
                 user,

@@ -369,3 +369,92 @@ async fn ring_spam_is_cut_at_the_configured_limits() {
     let mut b = user(&server, "neighbour").await;
     call(&mut b, &["victim-9"], "audio").await;
 }
+
+/// The frames a caller sees of one call until its own log row closes, with the call's ID and
+/// the callee's name taken out, so two calls can be compared.
+async fn caller_view(c: &mut Client, id: &str, callee: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    loop {
+        let v = c.recv().await;
+        if v["call_id"] != id {
+            continue;
+        }
+        let name = v["event"].as_str().unwrap_or_default().to_string();
+        let text = v.to_string().replace(id, "ID").replace(callee, "CALLEE");
+        // Times differ from call to call; the shape and the reasons must not.
+        let shape: Value = serde_json::from_str(&text).unwrap();
+        seen.push(format!(
+            "{name} {} {}",
+            shape["reason"], shape["log"]["end_reason"]
+        ));
+        if name == "call_log" {
+            return seen;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocked_caller_rings_nobody_and_looks_like_a_call_to_someone_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir
+        .path()
+        .join("calls.sqlite")
+        .to_string_lossy()
+        .to_string();
+    let config = move |c: &mut amphi::config::Config| {
+        c.calls.database = db.clone();
+        c.calls.ring_timeout = Duration::from_millis(400);
+    };
+    let server = start_with(config.clone());
+    let mut bob = user(&server, "bob").await;
+    let listed = bob.ok("block", json!({"user": "mallory"})).await;
+    assert_eq!(listed["blocked"], json!(["mallory"]));
+    bob.err("block", json!({"user": "bob"}), "bad_request")
+        .await;
+    bob.err("block", json!({"user": "no one"}), "bad_request")
+        .await;
+
+    // Bob is online and blocks Mallory; Olive is not online. Mallory cannot tell them apart.
+    let mut mallory = user(&server, "mallory").await;
+    let (to_bob, reply_bob) = call(&mut mallory, &["bob"], "audio").await;
+    let bob_view = caller_view(&mut mallory, &to_bob, "bob").await;
+    let (to_olive, reply_olive) = call(&mut mallory, &["olive"], "audio").await;
+    let olive_view = caller_view(&mut mallory, &to_olive, "olive").await;
+    assert_eq!(reply_bob["busy"], reply_olive["busy"]);
+    assert_eq!(bob_view, olive_view);
+    assert!(
+        bob_view.iter().any(|e| e.starts_with("call_ended")),
+        "{bob_view:?}"
+    );
+
+    // Nothing of it reached Bob: no frame and no row.
+    let (_, before) = bob.request("ping", json!({})).await;
+    assert!(
+        before.iter().all(|f| f["call_id"] != to_bob.as_str()),
+        "{before:?}"
+    );
+    let logs = bob.ok("call_logs", json!({})).await;
+    assert_eq!(logs["logs"], json!([]), "{logs}");
+
+    // Others still reach Bob; the block survives a restart until Bob lifts it.
+    let mut carol = user(&server, "carol").await;
+    let (id, _) = call(&mut carol, &["bob"], "audio").await;
+    call_event(&mut bob, "call_incoming", &id).await;
+    carol.ok("hangup", json!({"call_id": id})).await;
+    drop((bob, mallory, carol));
+    server.shutdown().unwrap();
+
+    let server = start_with(config);
+    let mut bob = user(&server, "bob").await;
+    assert_eq!(
+        bob.ok("blocked_users", json!({})).await["blocked"],
+        json!(["mallory"])
+    );
+    let mut mallory = user(&server, "mallory").await;
+    let (id, _) = call(&mut mallory, &["bob"], "audio").await;
+    caller_view(&mut mallory, &id, "bob").await;
+    let unblocked = bob.ok("unblock", json!({"user": "mallory"})).await;
+    assert_eq!(unblocked["blocked"], json!([]));
+    let (id, _) = call(&mut mallory, &["bob"], "audio").await;
+    call_event(&mut bob, "call_incoming", &id).await;
+}
