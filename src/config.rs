@@ -91,6 +91,9 @@ pub struct LimitsConfig {
     pub rate_limit_strikes: u32,
     pub max_channels_per_connection: usize,
     pub max_participants_per_channel: usize,
+    /// Channel memberships across the server (a connection in two channels holds two): past
+    /// it, joins are refused with `busy` and a retry hint.
+    pub max_participants: usize,
     pub max_metadata_bytes: usize,
     pub outbound_queue: usize,
     pub channel_queue: usize,
@@ -118,6 +121,9 @@ pub struct MediaConfig {
     /// Packets waiting in one worker's queue from the other workers; overflow is dropped
     /// and counted (`queue_full`).
     pub worker_queue: usize,
+    /// WebRTC peer connections across the server: past it, a new `media_offer` is refused
+    /// with `busy` and a retry hint (renegotiating an existing peer is not).
+    pub max_peers: usize,
     /// A new channel's policy. `forward`: every listener receives each speaker's own
     /// stream. `mix`: the server decodes the speakers, and every listener receives one mixed
     /// stream (speakers the mix without themselves). `auto`: forward while at most
@@ -259,6 +265,7 @@ impl Default for LimitsConfig {
             rate_limit_strikes: 20,
             max_channels_per_connection: 8,
             max_participants_per_channel: 10_000,
+            max_participants: 100_000,
             max_metadata_bytes: 4096,
             // Events queued for one connection before it counts as too slow and is dropped.
             // A host sees one event per join; bursts of hundreds of joins within a few
@@ -283,6 +290,7 @@ impl Default for MediaConfig {
             socket_buffer_bytes: 8 * 1024 * 1024,
             max_slots: 16,
             worker_queue: 4096,
+            max_peers: 10_000,
             mix_policy: MixPolicy::Forward,
             mix_auto_above: 3,
             mix_bitrate: 32_000,

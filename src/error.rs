@@ -21,6 +21,9 @@ impl From<TokenError> for ApiError {
     }
 }
 
+/// How long a client refused at capacity is told to wait; clients add their own jitter.
+pub const RETRY_AFTER_MS: u64 = 5_000;
+
 impl From<MediaError> for ApiError {
     fn from(e: MediaError) -> Self {
         let code = match e {
@@ -31,6 +34,7 @@ impl From<MediaError> for ApiError {
             MediaError::OfferPending => ErrorCode::Conflict,
             MediaError::Negotiation(_) => ErrorCode::BadRequest,
             MediaError::TooMany(..) => ErrorCode::Busy,
+            MediaError::Full(..) => return ApiError::at_capacity(e.to_string(), RETRY_AFTER_MS),
             MediaError::Io(_) => ErrorCode::Internal,
         };
         ApiError::new(code, e.to_string())
@@ -71,9 +75,10 @@ impl ResponseError for HttpError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(serde_json::json!({
-            "code": self.0.code,
-            "message": self.0.message,
-        }))
+        let mut response = HttpResponse::build(self.status_code());
+        if let Some(ms) = self.0.retry_after_ms {
+            response.insert_header(("Retry-After", ms.div_ceil(1000).to_string()));
+        }
+        response.json(&self.0)
     }
 }

@@ -32,13 +32,15 @@
 //! - `calls`       — calls: state machine, user directory, `CallActor` per call, call logs
 //!   (SQLite, on their own thread), signed webhooks.
 //! - `media`       — the media plane: str0m peers on workers, forwarding.
-//! - `bans`        — kicks that hold and revoked tokens, kept in the database.
+//! - `bans`        — kicks that hold, revoked tokens and call blocks, kept in the database.
+//! - `admission`   — capacity: seats for participants, refusals with a retry hint.
 //! - `state`       — shared state: channel registry, session directory, shutdown sequence.
 //! - `ws`          — the signalling WebSocket's transport: early frame limits, bounded output.
 //! - `http`        — HTTP routes: `/ws`, `/healthz`, the admin API.
 //! - `streams`     — the admin API's recordings and playbacks: file names, files, checks.
 //! - `server`      — `run` (inside an actix system) and `spawn` (on a thread of its own).
 
+pub mod admission;
 pub mod bans;
 pub mod calls;
 pub mod channel;

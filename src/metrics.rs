@@ -13,6 +13,7 @@ pub const INBOUND_JITTER: &str = "amphi_inbound_jitter_seconds";
 pub const PACKETS_FORWARDED: &str = "amphi_packets_forwarded_total";
 pub const PACKETS_DROPPED: &str = "amphi_packets_dropped_total";
 pub const PEERS: &str = "amphi_peers";
+pub const ADMISSION_REFUSED: &str = "amphi_admission_refused_total";
 pub const HANDOVERS: &str = "amphi_media_handovers_total";
 pub const MIXER_TICK: &str = "amphi_mixer_tick_seconds";
 pub const MIXER_TICKS: &str = "amphi_mixer_ticks_total";
@@ -155,8 +156,13 @@ fn builder() -> PrometheusBuilder {
         .expect("static buckets are valid")
 }
 
+/// Counts a refusal at capacity of `what` (participants, peers, calls).
+pub fn admission_refused(what: &'static str) {
+    counter!(ADMISSION_REFUSED, "what" => what).increment(1);
+}
+
 fn describe() {
-    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+    use metrics::{describe_histogram, Unit};
     describe_histogram!(
         FORWARD_LATENCY,
         Unit::Seconds,
@@ -180,6 +186,11 @@ fn describe() {
     );
     describe_histogram!(RECEIVER_LOSS, "Loss fraction listeners report in RTCP");
     describe_histogram!(RTT, Unit::Seconds, "Round trip time to peers (RTCP)");
+    describe_calls();
+}
+
+fn describe_calls() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
     describe_histogram!(
         CALL_SETUP_RING,
         Unit::Seconds,
@@ -206,6 +217,10 @@ fn describe() {
     describe_counter!(PACKETS_FORWARDED, "Packets written to listeners");
     describe_counter!(PACKETS_DROPPED, "Packets not forwarded, by reason");
     describe_gauge!(PEERS, "WebRTC peer connections");
+    describe_counter!(
+        ADMISSION_REFUSED,
+        "Joins, media connections and calls refused because the server was at its configured capacity"
+    );
     describe_histogram!(
         MIXER_TICK,
         Unit::Seconds,

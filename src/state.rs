@@ -25,8 +25,10 @@ pub struct AppState {
     pub keys: TokenKeys,
     pub channels: Arc<ChannelRegistry>,
     pub calls: Arc<CallEngine>,
-    /// Kicks that hold and revoked tokens.
+    /// Kicks that hold, revoked tokens and call blocks.
     pub bans: Arc<crate::bans::Bans>,
+    /// Channel memberships across the server, held to `limits.max_participants`.
+    pub seats: crate::admission::Seats,
     /// This server's recorder, rendered at `/metrics`.
     pub metrics: crate::metrics::Metrics,
     /// Every live WebSocket session, for shutdown (and, later, call routing).
@@ -48,7 +50,9 @@ impl AppState {
         metrics: crate::metrics::Metrics,
     ) -> Self {
         let keys = TokenKeys::new(config.auth.signing_key.as_bytes(), config.auth.leeway);
+        let seats = crate::admission::Seats::new(config.limits.max_participants);
         Self {
+            seats,
             config,
             media,
             keys,

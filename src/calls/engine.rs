@@ -404,12 +404,13 @@ impl CallEngine {
             ));
         }
         if dir.calls.len() >= self.config.max_calls {
-            return Err(ApiError::new(
-                ErrorCode::Busy,
+            crate::metrics::admission_refused("calls");
+            return Err(ApiError::at_capacity(
                 format!(
-                    "the server carries its limit of {} calls; try again later",
+                    "the server carries its limit of {} calls (calls.max_calls); try again later",
                     self.config.max_calls
                 ),
+                crate::error::RETRY_AFTER_MS,
             ));
         }
         dir.placed

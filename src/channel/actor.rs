@@ -119,11 +119,16 @@ impl ChannelActor {
         reply: ReplyTo,
         op: MemberOp,
         ctx: &mut Context<Self>,
-    ) -> Result<(), (ReplyTo, ApiError)> {
+    ) -> Result<(), Box<(ReplyTo, ApiError)>> {
         match self.channel.media_permissions(participant) {
             Ok(_) if self.sessions.contains_key(participant) => {}
-            Ok(_) => return Err((reply, ApiError::not_found("you are not in this channel"))),
-            Err(e) => return Err((reply, e.into())),
+            Ok(_) => {
+                return Err(Box::new((
+                    reply,
+                    ApiError::not_found("you are not in this channel"),
+                )))
+            }
+            Err(e) => return Err(Box::new((reply, e.into()))),
         }
         let member = self
             .channel
@@ -147,7 +152,7 @@ impl ChannelActor {
                 };
                 let pending = match self.media.offer(spec, sdp) {
                     Ok(p) => p,
-                    Err(e) => return Err((reply, e.into())),
+                    Err(e) => return Err(Box::new((reply, e.into()))),
                 };
                 actix_rt::spawn(async move {
                     match pending.await.unwrap_or(Err(MediaError::Busy)) {
@@ -167,7 +172,7 @@ impl ChannelActor {
             }
             MemberOp::MediaCandidate { candidate } => match self.media.candidate(key, candidate) {
                 Ok(()) => reply.ok(()),
-                Err(e) => return Err((reply, e.into())),
+                Err(e) => return Err(Box::new((reply, e.into()))),
             },
             _ => unreachable!("only media operations reach media_request"),
         }
@@ -418,7 +423,8 @@ impl Handler<MemberRequest> for ChannelActor {
                 | MemberOp::MediaAnswer { .. }
                 | MemberOp::MediaCandidate { .. }
         ) {
-            if let Err((reply, err)) = self.media_request(p, msg.reply, msg.op, ctx) {
+            if let Err(refused) = self.media_request(p, msg.reply, msg.op, ctx) {
+                let (reply, err) = *refused;
                 reply.error(&err);
             }
             return;

@@ -33,6 +33,9 @@ impl Config {
                 m.mix_complexity
             ));
         }
+        if m.max_peers == 0 {
+            return bad("media.max_peers must be above 0".into());
+        }
         Ok(())
     }
 
@@ -84,10 +87,13 @@ impl Config {
                 "limits.outbound_queue and limits.channel_queue must be at least 16".into(),
             );
         }
-        if l.max_channels_per_connection == 0 || l.max_participants_per_channel == 0 {
+        if l.max_channels_per_connection == 0
+            || l.max_participants_per_channel == 0
+            || l.max_participants == 0
+        {
             return bad(
-                "limits.max_channels_per_connection and limits.max_participants_per_channel \
-                 must be above 0"
+                "limits.max_channels_per_connection, limits.max_participants_per_channel and \
+                 limits.max_participants must be above 0"
                     .into(),
             );
         }

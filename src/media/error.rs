@@ -18,6 +18,10 @@ pub enum MediaError {
     Negotiation(String),
     #[error("{1} {0} are running, the most media.max_{0} allows; stop one first")]
     TooMany(&'static str, usize),
+    #[error(
+        "the server carries its limit of {0} media connections (media.max_peers); try again later"
+    )]
+    Full(usize),
     #[error("the server could not start it: {0}")]
     Io(String),
 }

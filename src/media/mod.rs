@@ -216,6 +216,12 @@ impl MediaPlane {
         sdp: String,
     ) -> Result<oneshot::Receiver<Result<String, MediaError>>, MediaError> {
         let shape = sdp::check_offer(&sdp, spec.can_publish)?;
+        // A new peer past capacity is refused; a known one may always renegotiate. The count
+        // is of peers the plane knows, so the limit may be passed by the few offers racing it.
+        if !self.owners.contains_key(&spec.key) && self.owners.len() >= self.limits.max_peers {
+            crate::metrics::admission_refused("peers");
+            return Err(MediaError::Full(self.limits.max_peers));
+        }
         let worker = self.worker_for(spec.key);
         let (reply, rx) = oneshot::channel();
         self.try_send(

@@ -58,6 +58,8 @@ struct Membership {
     participant: ParticipantId,
     /// `None` while the join is on its way to the channel.
     addr: Option<ChannelHandle>,
+    /// Given back when the membership ends, whatever ends it.
+    _seat: crate::admission::Seat,
 }
 
 pub struct SessionActor {

@@ -203,6 +203,10 @@ impl SessionActor {
         ctx: &mut Context<Self>,
     ) -> Result<(), ApiError> {
         let (channel, role, allowed_roles) = self.admit_join(requested, uri, role)?;
+        let seat = self
+            .state
+            .seats
+            .take("participants", "limits.max_participants")?;
         self.joined_once = true;
         let participant = ParticipantId::random();
         self.channels.insert(
@@ -210,6 +214,7 @@ impl SessionActor {
             Membership {
                 participant: participant.clone(),
                 addr: None,
+                _seat: seat,
             },
         );
         // The reply paths of the attempts below are silent when dropped: a channel that

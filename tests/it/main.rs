@@ -4,6 +4,7 @@
 
 mod common;
 
+mod admission;
 mod auth;
 mod bad_input;
 mod browser;

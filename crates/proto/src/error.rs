@@ -66,6 +66,10 @@ impl ErrorCode {
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// For a refusal that passes (the server at capacity): how long to wait before trying
+    /// again. Clients add jitter of their own so that refused clients do not come back at once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 impl ApiError {
@@ -73,6 +77,15 @@ impl ApiError {
         Self {
             code,
             message: message.into(),
+            retry_after_ms: None,
+        }
+    }
+
+    /// The server is at a configured capacity: `busy`, with when to try again.
+    pub fn at_capacity(message: impl Into<String>, retry_after_ms: u64) -> Self {
+        Self {
+            retry_after_ms: Some(retry_after_ms),
+            ..Self::new(ErrorCode::Busy, message)
         }
     }
 

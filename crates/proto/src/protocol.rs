@@ -508,12 +508,15 @@ pub fn error(id: Option<u64>, err: &ApiError) -> ByteString {
         kind: &'static str,
         code: ErrorCode,
         message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     }
     to_frame(&ErrorFrame {
         id,
         kind: "error",
         code: err.code,
         message: &err.message,
+        retry_after_ms: err.retry_after_ms,
     })
 }
 

@@ -343,3 +343,42 @@ async fn a_herd_of_listeners_on_one_thread_hears_the_host() {
         p.close();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_connections_past_capacity_are_refused_and_the_admitted_keep_every_packet() {
+    let server = start_with(|c| c.media.max_peers = 3);
+    let (_s1, l1) = listener(&server, "cap", "l1").await;
+    let (_s2, l2) = listener(&server, "cap", "l2").await;
+    let (_hs, h, host_id) = host(&server, "cap", "h", 440.0).await;
+    // Twice the capacity offered: three more listeners are refused at their offer.
+    let mut refused = Vec::new();
+    for i in 0..3 {
+        let s = signal(&server, &format!("extra{i}"), "audience").await;
+        s.join("cap", "audience").await.unwrap();
+        match AudioPeer::start(&s, "cap", PeerOptions::default()).await {
+            Err(amphi_client::ClientError::Server { code, message }) => {
+                assert_eq!(code, "busy", "{message}");
+                assert!(message.contains("media.max_peers"), "{message}");
+            }
+            Err(e) => panic!("extra{i}: {e}"),
+            Ok(_) => panic!("extra{i} got a peer past media.max_peers"),
+        }
+        refused.push(s);
+    }
+    assert!(l1.wait_packets(150, SECS).await, "l1 heard 3 s of audio");
+    h.set_sending(false).await;
+    let sent = h.stats().sent_packets;
+    for l in [&l1, &l2] {
+        let heard = || l.stats().slot_for(&host_id).map_or(0, |s| s.packets);
+        eventually(SECS, || heard() as f64 >= sent as f64 * 0.999).await;
+        assert!(
+            heard() as f64 >= sent as f64 * 0.999,
+            "an admitted listener got {} of {sent}",
+            heard()
+        );
+    }
+    assert_eq!(
+        metric(&server, "amphi_admission_refused_total{what=\"peers\"}").await,
+        3.0
+    );
+}
