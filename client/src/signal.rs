@@ -3,38 +3,25 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub use amphi_proto::protocol::AudioMode;
 use amphi_proto::protocol::{encode_request, Request};
-use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
+
+mod link;
+
+pub use link::{ClientError, ConnectOptions};
+use link::{MediaRoutes, Pending};
 
 /// Events buffered for the application before the oldest are dropped (and counted).
 const EVENT_QUEUE: usize = 4096;
 /// Requests waiting to be written to the socket.
 const OUTBOUND_QUEUE: usize = 256;
 const REPLY_TIMEOUT: Duration = Duration::from_secs(10);
-
-#[derive(Debug, thiserror::Error)]
-pub enum ClientError {
-    #[error("connect failed: {0}")]
-    Connect(String),
-    #[error("server error {code}: {message}")]
-    Server { code: String, message: String },
-    #[error("the connection is closed")]
-    Closed,
-    #[error("no reply within {0:?}")]
-    Timeout(Duration),
-    #[error("media: {0}")]
-    Media(String),
-}
-
-type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
-type MediaRoutes = Arc<Mutex<HashMap<String, mpsc::Sender<Value>>>>;
 
 /// A signalling connection. Cloning shares it.
 #[derive(Clone)]
@@ -44,90 +31,64 @@ pub struct Signal {
     media: MediaRoutes,
     next_id: Arc<AtomicU64>,
     events: Arc<tokio::sync::Mutex<mpsc::Receiver<Value>>>,
-    /// The connection's reader and writer, for `sever`.
-    tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    /// Drops the current socket (`sever`); the link then resumes or ends.
+    sever: Arc<tokio::sync::Notify>,
+    /// The welcome of the first connection (its session is the one resumes carry on).
     pub welcome: Value,
 }
 
 impl Signal {
-    /// Connects to `base` (`http://host:port` or `ws://host:port`) with an access token.
+    /// Connects to `base` (`http://host:port` or `ws://host:port`) with an access token, and
+    /// resumes by itself when the network fails ([`ConnectOptions::default`]).
     pub async fn connect(base: &str, token: &str) -> Result<Signal, ClientError> {
+        Self::connect_with(base, token, ConnectOptions::default()).await
+    }
+
+    pub async fn connect_with(
+        base: &str,
+        token: &str,
+        opts: ConnectOptions,
+    ) -> Result<Signal, ClientError> {
         let base = base
             .replacen("http://", "ws://", 1)
             .replacen("https://", "wss://", 1);
         let url = format!("{}/ws?token={token}", base.trim_end_matches('/'));
-        // Requests are small writes that must go out at once, not wait for an ACK (Nagle).
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
-            .await
-            .map_err(|e| ClientError::Connect(e.to_string()))?;
-        let (mut sink, mut stream) = ws.split();
-        let welcome = loop {
-            match stream.next().await {
-                Some(Ok(Message::Text(t))) => {
-                    break serde_json::from_str::<Value>(&t).map_err(|_| ClientError::Closed)?
-                }
-                Some(Ok(_)) => continue,
-                _ => return Err(ClientError::Closed),
-            }
-        };
-        let (out, mut out_rx) = mpsc::channel::<Message>(OUTBOUND_QUEUE);
+        let (ws, welcome) = link::open(&url).await?;
+        let (out, out_rx) = mpsc::channel::<Message>(OUTBOUND_QUEUE);
         let pending: Pending = Arc::default();
         let media: MediaRoutes = Arc::default();
+        let next_id = Arc::new(AtomicU64::new(1));
         let (events_tx, events_rx) = mpsc::channel(EVENT_QUEUE);
-        let writer = tokio::spawn(async move {
-            while let Some(m) = out_rx.recv().await {
-                if sink.send(m).await.is_err() {
-                    break;
-                }
-            }
-            let _ = sink.close().await;
-        });
-        let (p, m) = (pending.clone(), media.clone());
-        let reader = tokio::spawn(async move {
-            while let Some(Ok(msg)) = stream.next().await {
-                let Message::Text(text) = msg else { continue };
-                let Ok(v) = serde_json::from_str::<Value>(&text) else {
-                    continue;
-                };
-                if let Some(id) = v.get("id").and_then(Value::as_u64) {
-                    if let Some(tx) = p.lock().expect("not poisoned").remove(&id) {
-                        let _ = tx.send(v);
-                        continue;
-                    }
-                }
-                if is_media_event(&v) {
-                    let channel = v["channel"].as_str().unwrap_or_default().to_string();
-                    let tx = m.lock().expect("not poisoned").get(&channel).cloned();
-                    if let Some(tx) = tx {
-                        let _ = tx.try_send(v.clone());
-                    }
-                }
-                // A full queue means the application is not reading events: drop, never block
-                // the replies behind them.
-                let _ = events_tx.try_send(v);
-            }
-            p.lock().expect("not poisoned").clear();
-        });
+        let sever = Arc::new(tokio::sync::Notify::new());
+        let link = link::Link {
+            url,
+            opts,
+            session: welcome["session"].as_str().unwrap_or_default().to_string(),
+            resume_token: welcome["resume_token"].as_str().map(str::to_string),
+            last_seq: HashMap::new(),
+            pending: pending.clone(),
+            media: media.clone(),
+            next_id: next_id.clone(),
+            events: events_tx,
+            out: out_rx,
+            sever: sever.clone(),
+        };
+        tokio::spawn(link.run(ws));
         Ok(Signal {
             out,
             pending,
             media,
-            next_id: Arc::new(AtomicU64::new(1)),
+            next_id,
             events: Arc::new(tokio::sync::Mutex::new(events_rx)),
-            tasks: Arc::new(Mutex::new(vec![
-                reader.abort_handle(),
-                writer.abort_handle(),
-            ])),
+            sever,
             welcome,
         })
     }
 
     /// Drops the connection without a goodbye, as a network that fails would: the server
-    /// keeps the session for a resume.
+    /// keeps the session for a resume, and with `auto_resume` this client resumes it.
     pub fn sever(&self) {
-        for task in self.tasks.lock().expect("not poisoned").drain(..) {
-            task.abort();
-        }
+        self.sever.notify_one();
     }
 
     /// Sends a request of the wire crate's [`Request`] and waits for its `ok` result.
@@ -239,12 +200,4 @@ impl Signal {
     pub async fn close(&self) {
         let _ = self.out.send(Message::Close(None)).await;
     }
-}
-
-fn is_media_event(v: &Value) -> bool {
-    v["type"] == "event"
-        && matches!(
-            v["event"].as_str(),
-            Some("media_offer" | "track" | "media_state")
-        )
 }

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::common::*;
+use amphi_client::signal::ConnectOptions;
 use amphi_client::{AudioPeer, PeerOptions, Signal, Tone};
 use serde_json::{json, Value};
 
@@ -15,7 +16,12 @@ async fn a_cut_listener_resumes_without_missing_audio_or_events() {
     let server = start();
     let url = server.http_url();
     let token_l = token("lis", &["audience"]);
-    let ls = Signal::connect(&url, &token_l).await.unwrap();
+    // This test speaks the resume protocol by hand; the client's own resume is below.
+    let manual = ConnectOptions {
+        auto_resume: false,
+        ..ConnectOptions::default()
+    };
+    let ls = Signal::connect_with(&url, &token_l, manual).await.unwrap();
     ls.join("r", "audience").await.unwrap();
     let opts = PeerOptions {
         slots: 1,
@@ -206,4 +212,144 @@ async fn a_resume_after_the_window_gets_the_rejoin_error_and_the_member_is_gone(
     carol.ws.close(None).await.unwrap();
     let e = host.wait_event("participant_left").await;
     assert_eq!(e["reason"], "disconnected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_client_resumes_by_itself_and_misses_nothing() {
+    let server = start();
+    let url = server.http_url();
+    let ls = Signal::connect(&url, &token("auto", &["audience"]))
+        .await
+        .unwrap();
+    ls.join("a", "audience").await.unwrap();
+    let opts = PeerOptions {
+        slots: 1,
+        ..PeerOptions::default()
+    };
+    let l = AudioPeer::start(&ls, "a", opts).await.unwrap();
+    assert!(l.wait_connected(SECS).await);
+    let hs = Signal::connect(&url, &token("ah", &["host"]))
+        .await
+        .unwrap();
+    hs.join("a", "host").await.unwrap();
+    let opts = PeerOptions {
+        publish: Some(Box::new(Tone::new(440.0))),
+        slots: 1,
+        ..PeerOptions::default()
+    };
+    let _h = AudioPeer::start(&hs, "a", opts).await.unwrap();
+    assert!(
+        l.wait_packets(25, SECS).await,
+        "the listener hears the host"
+    );
+    ls.wait_event("participant_joined", SECS).await.unwrap();
+
+    let cut = std::time::Instant::now();
+    ls.sever();
+    ls.wait_event("reconnecting", SECS)
+        .await
+        .expect("the client noticed the cut");
+    // Sent while the listener is away; it must get each once, in order, after the resume.
+    for muted in [true, false, true, false] {
+        hs.request("mute", json!({"channel": "a", "muted": muted}))
+            .await
+            .unwrap();
+    }
+    let back = ls
+        .wait_event("reconnected", SECS)
+        .await
+        .expect("the client resumed");
+    let took = cut.elapsed();
+    assert!(took < Duration::from_secs(2), "resumed after {took:?}");
+    assert_eq!(back["resync"], json!([]));
+    let mut mutes = Vec::new();
+    while mutes.len() < 4 {
+        let e = ls.wait_event("mute_changed", SECS).await.expect("a mute");
+        mutes.push((e["seq"].as_u64().unwrap(), e["muted"].as_bool().unwrap()));
+    }
+    assert!(mutes.windows(2).all(|w| w[0].0 < w[1].0), "{mutes:?}");
+    assert_eq!(
+        mutes.iter().map(|m| m.1).collect::<Vec<_>>(),
+        vec![true, false, true, false]
+    );
+    // The same session goes on: its requests work, the audio never stopped.
+    ls.request("ping", json!({})).await.unwrap();
+    let mark = l.received_packets();
+    assert!(l.wait_packets(mark + 25, SECS).await);
+    assert!(
+        ls.next_event(Duration::from_millis(300))
+            .await
+            .is_none_or(|e| e["event"] != "mute_changed"),
+        "a missed event came twice"
+    );
+}
+
+/// A TCP relay to the server that the test can cut, as a failing network would: open
+/// connections are dropped without a close frame and new ones are refused.
+struct Relay {
+    addr: std::net::SocketAddr,
+    cut: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+impl Relay {
+    async fn to(server: std::net::SocketAddr) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = std::sync::Arc::new(tokio::sync::watch::channel(false).0);
+        let watch = cut.clone();
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if *watch.borrow() {
+                    continue;
+                }
+                let mut cut = watch.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(server).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.wait_for(|c| *c) => {}
+                    }
+                });
+            }
+        });
+        Relay { addr, cut }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cut_off_past_its_window_is_told_its_session_is_gone() {
+    let server = start();
+    let relay = Relay::to(server.addr).await;
+    let opts = ConnectOptions {
+        resume_window: Duration::from_secs(1),
+        ..ConnectOptions::default()
+    };
+    let ls = Signal::connect_with(&relay.url(), &token("far", &["audience"]), opts)
+        .await
+        .unwrap();
+    ls.join("g", "audience").await.unwrap();
+    relay.cut();
+    ls.wait_event("reconnecting", SECS).await.unwrap();
+    let gone = ls
+        .wait_event("session_gone", SECS)
+        .await
+        .expect("the client gave up once its window passed");
+    assert!(
+        gone["message"].as_str().unwrap().contains("window"),
+        "{gone}"
+    );
+    assert!(matches!(
+        ls.request("ping", json!({})).await,
+        Err(amphi_client::ClientError::Closed)
+    ));
 }
