@@ -3,62 +3,10 @@
 
 use super::types::MediaError;
 
-/// Largest SDP accepted; a browser offer with a few audio m-lines is 3–6 KiB.
-pub const MAX_SDP_BYTES: usize = 32 * 1024;
-
-/// Audio m-lines of an offer by the direction the client asked for.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct OfferShape {
-    pub sending: usize,
-    pub receiving: usize,
-}
+pub use amphi_core::sdp::{OfferShape, MAX_SDP_BYTES};
 
 pub fn shape(sdp: &str) -> Result<OfferShape, MediaError> {
-    if sdp.len() > MAX_SDP_BYTES {
-        return Err(MediaError::BadSdp(format!(
-            "{} bytes; the limit is {MAX_SDP_BYTES}",
-            sdp.len()
-        )));
-    }
-    if !sdp.starts_with("v=0") {
-        return Err(MediaError::BadSdp("it does not start with v=0".into()));
-    }
-    let mut shape = OfferShape::default();
-    // Session-level direction applies to m-lines that state none (RFC 4566 §6).
-    let session_dir = sdp
-        .split("\nm=")
-        .next()
-        .and_then(direction)
-        .unwrap_or("sendrecv");
-    for section in sdp.split("\nm=").skip(1) {
-        if !section.starts_with("audio") {
-            continue;
-        }
-        // A port of 0 marks a rejected or stopped m-line.
-        if section.split_whitespace().nth(1) == Some("0") {
-            continue;
-        }
-        match direction(section).unwrap_or(session_dir) {
-            "sendrecv" => {
-                shape.sending += 1;
-                shape.receiving += 1;
-            }
-            "sendonly" => shape.sending += 1,
-            "recvonly" => shape.receiving += 1,
-            _ => {}
-        }
-    }
-    Ok(shape)
-}
-
-fn direction(section: &str) -> Option<&'static str> {
-    section.lines().find_map(|l| match l.trim() {
-        "a=sendrecv" => Some("sendrecv"),
-        "a=sendonly" => Some("sendonly"),
-        "a=recvonly" => Some("recvonly"),
-        "a=inactive" => Some("inactive"),
-        _ => None,
-    })
+    amphi_core::sdp::shape(sdp).map_err(MediaError::BadSdp)
 }
 
 /// Refuses an offer that sends without the permission, or sends more than one microphone.
@@ -111,19 +59,9 @@ mod tests {
     }
 }
 
-/// An SDP parse error as a client may see it: the parser's text without the positions it
-/// gives as memory addresses (`PointerOffset(0x…)`), which say nothing to the client and too
-/// much about the server.
+/// An SDP parse error as a client may see it (no memory addresses, bounded length).
 pub fn parse_error(e: &dyn std::fmt::Display) -> MediaError {
-    let mut text = e.to_string();
-    while let Some(start) = text.find("PointerOffset(") {
-        let end = text[start..]
-            .find(')')
-            .map_or(text.len(), |i| start + i + 1);
-        text.replace_range(start..end, "");
-    }
-    let text: String = text.chars().take(300).collect();
-    MediaError::BadSdp(text.trim().to_string())
+    MediaError::BadSdp(amphi_core::sdp::client_error_text(&e.to_string()))
 }
 
 #[cfg(test)]

@@ -182,3 +182,131 @@ pub fn channel(data: &[u8]) {
         }
     }
 }
+
+/// A call driven by any sequence of its members' requests, drops and returns, and the passing
+/// of time, with its log ledger following: nothing panics, its events go out in `seq` order,
+/// an ended call stays ended with nobody left in it, and its members stay within the bound.
+pub fn call(data: &[u8]) {
+    use crate::call::ledger::Ledger;
+    use crate::call::{
+        Call, CallSetup, EndReason, LegState, Media, Phase, RejectReason, TransactionId,
+        MAX_MEMBERS,
+    };
+    use std::collections::HashSet;
+
+    let mut b = Bytes(data);
+    let user = |n: u8| Identity::parse(&format!("u{}", n % 40)).expect("valid");
+    let media = |n: u8| {
+        if n.is_multiple_of(2) {
+            Media::Audio
+        } else {
+            Media::Video
+        }
+    };
+    let t0 = Instant::now();
+    let mut now = t0;
+    let id = crate::call::CallId::parse("c-00000000000000f0").expect("valid");
+    let callees = (0..1 + b.u8() % 3).map(|_| user(1 + b.u8() % 39)).collect();
+    let setup = CallSetup {
+        id: id.clone(),
+        caller: user(0),
+        callees,
+        media: media(b.u8()),
+        extra: serde_json::Value::Null,
+        ring_timeout: Duration::from_secs(30),
+        reconnect_grace: Duration::from_secs(5),
+        media_change_timeout: Duration::from_secs(10),
+        created_unix_ms: 1_700_000_000_000,
+    };
+    let Ok(mut call) = Call::new(setup, now) else {
+        return;
+    };
+    let (mut ledger, _) = Ledger::open(&call, now, &HashSet::new());
+    let mut last_seq = 0u64;
+    let mut ended_with: Option<Phase> = None;
+    while b.more() {
+        let op = b.u8();
+        let who = user(b.u8() % 8);
+        let flag = b.u8() % 2 == 0;
+        let tx = TransactionId::new(&id, u64::from(b.u8() % 4));
+        let _ = match op % 13 {
+            0 => call.accept(&who, flag.then(|| media(b.u8())), now),
+            1 => call.reject(&who, RejectReason::Rejected, now),
+            2 => call.hangup(&who, EndReason::Hangup, now),
+            3 => call.disconnect(&who, now),
+            4 => call.reconnect(&who),
+            5 => call.join(&who, now),
+            6 => {
+                let invited = (0..1 + b.u8() % 4).map(|_| user(b.u8())).collect();
+                call.invite(&who, invited, now).map(|_| ())
+            }
+            7 => call
+                .request_media_change(&who, media(b.u8()), now)
+                .map(|_| ()),
+            8 => call.cancel_media_change(&who, &tx),
+            9 => call.reply_media_change(&who, &tx, flag),
+            10 => {
+                call.terminate(EndReason::ServerRestart, now);
+                Ok(())
+            }
+            11 => {
+                let _ = ledger.rang(&call, &who, t0, now);
+                Ok(())
+            }
+            _ => {
+                now += Duration::from_millis(u64::from(b.u16()) * 8);
+                call.timeout(now);
+                Ok(())
+            }
+        };
+        for out in call.drain() {
+            assert!(out.seq >= last_seq, "seq {} after {last_seq}", out.seq);
+            last_seq = out.seq;
+        }
+        let _ = ledger.step(&call, now);
+        let _ = ledger.after_events().count();
+        assert!(call.legs().len() <= MAX_MEMBERS);
+        if let Some(phase) = ended_with {
+            assert_eq!(call.phase(), phase, "an ended call changed");
+        }
+        if call.is_ended() {
+            ended_with = Some(call.phase());
+            assert!(call.next_deadline().is_none());
+            assert!(
+                call.legs().iter().all(|l| l.state() == LegState::Left),
+                "someone is still in an ended call"
+            );
+        } else if let Some(deadline) = call.next_deadline() {
+            // Deadlines lie ahead, or are due now.
+            let _ = deadline.saturating_duration_since(now);
+        }
+    }
+}
+
+/// An offer's text as a client sends it, and a parser's error text shown to the client.
+pub fn sdp(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(shape) = crate::sdp::shape(&text) {
+        // Each audio m-line counts at most once each way.
+        let audio = text
+            .split("\nm=")
+            .skip(1)
+            .filter(|s| s.starts_with("audio"))
+            .count();
+        assert!(shape.sending <= audio && shape.receiving <= audio);
+    }
+    let shown = crate::sdp::client_error_text(&text);
+    assert!(!shown.contains("PointerOffset("), "{shown}");
+    assert!(shown.chars().count() <= 300);
+}
+
+/// A datagram on the shared media port, read for steering.
+pub fn stun(data: &[u8]) {
+    if let Some(req) = crate::stun::binding_request(data) {
+        assert!(data.len() >= 20 && data[..2] == [0, 1]);
+        assert!(req.ufrag.len() <= 513 && !req.ufrag.contains(':'));
+        // The ufrag is read in place, from the message's own bytes.
+        let start = req.ufrag.as_ptr() as usize - data.as_ptr() as usize;
+        assert!(start >= 24 && start + req.ufrag.len() <= data.len());
+    }
+}

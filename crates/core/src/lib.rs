@@ -11,6 +11,8 @@
 //! - `roles`   — the role table and the token's role rule.
 //! - `webhook` — signed webhooks: signing and the ordered retry queue.
 //! - `peer`    — a participant's key on the media path.
+//! - `sdp`     — an offer's shape (audio m-lines by direction) before negotiation.
+//! - `stun`    — a datagram's first look: a binding request's ufrag and nomination.
 //!
 //! Layer rule: this crate imports the wire crate and plain-data crates only: no actix, tokio,
 //! str0m, dashmap, metrics, rusqlite or HTTP client, and it never reads a clock. Its
@@ -27,5 +29,7 @@ pub mod levels;
 pub mod mix;
 pub mod peer;
 pub mod roles;
+pub mod sdp;
 pub mod session;
+pub mod stun;
 pub mod webhook;

@@ -32,4 +32,7 @@ fn every_kept_fuzz_input_still_passes() {
     assert!(replay("ogg", fuzzing::ogg) >= 1);
     assert!(replay("jitter", fuzzing::jitter) >= 1);
     assert!(replay("channel", fuzzing::channel) >= 1);
+    assert!(replay("call", fuzzing::call) >= 1);
+    assert!(replay("sdp", fuzzing::sdp) >= 1);
+    assert!(replay("stun", fuzzing::stun) >= 1);
 }
