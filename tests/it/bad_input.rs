@@ -170,13 +170,17 @@ struct RawSocket {
 
 impl RawSocket {
     async fn open(server: &amphi::ServerHandle, identity: &str) -> RawSocket {
+        Self::open_at(server.addr, identity).await
+    }
+
+    async fn open_at(addr: std::net::SocketAddr, identity: &str) -> RawSocket {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         let request = format!(
             "GET /ws?token={} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
             token(identity, &["host"]),
-            server.addr
+            addr
         );
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut head = Vec::new();
@@ -291,6 +295,142 @@ async fn a_huge_frame_header_is_refused_before_its_payload() {
     // Others still served.
     let mut c = Client::as_(&server, "after", &["host"]).await;
     c.ok("ping", json!({})).await;
+}
+
+/// The same attack on the server binary, measured on its own process: a refusal must leave it
+/// holding less than a mebibyte more, so many such connections cannot hurt it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_frame_header_costs_the_server_process_under_a_mebibyte() {
+    let (mut child, addr) = spawn_binary(&[]);
+    let addr: std::net::SocketAddr = addr.parse().unwrap();
+    // Memory the process holds (heap, stacks), not the pages of its own code it maps in when
+    // a path first runs: a debug binary's refusal path alone maps in megabytes of those.
+    let pid = child.id();
+    let rss = move || {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("RssAnon:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("RssAnon in /proc/<pid>/status");
+        kib << 10
+    };
+    // The first refusal also pays one-time costs: a worker thread's first allocator segment
+    // (mimalloc takes 4 MiB at a time) and lazily built tables. Measured apart.
+    let before_first = rss();
+    huge_frame_refused(addr, "first").await;
+    let first = rss().saturating_sub(before_first);
+    // The allocator grows in chunks of megabytes, so the cost is judged over eight refusals.
+    const AGAIN: u64 = 8;
+    let before = rss();
+    for i in 0..AGAIN {
+        huge_frame_refused(addr, &format!("again{i}")).await;
+    }
+    let grown = rss().saturating_sub(before);
+    // And while refused connections stay open, still streaming: what each holds.
+    const HELD: u64 = 16;
+    let before_held = rss();
+    let mut held = Vec::new();
+    for i in 0..HELD {
+        held.push(huge_frame_held(addr, &format!("held{i}")).await);
+    }
+    let holding = rss().saturating_sub(before_held);
+    let _ = child.kill();
+    let _ = child.wait();
+    eprintln!(
+        "the server process grew by {} KiB at the first refusal, {} KiB over {AGAIN} more, \
+         {} KiB holding {HELD} refused connections open",
+        first >> 10,
+        grown >> 10,
+        holding >> 10
+    );
+    assert!(
+        grown / AGAIN < 1 << 20,
+        "the server grew by {} KiB while refusing {AGAIN} frames",
+        grown >> 10
+    );
+    // An open connection has its own costs (its session, its read and write buffers); what
+    // must not happen is the refused frame's payload being kept.
+    assert!(
+        holding / HELD < 2 << 20,
+        "each refused connection held open costs {} KiB",
+        (holding / HELD) >> 10
+    );
+}
+
+/// A connection refused for a 2^40-byte frame header, with 16 MiB streamed behind it, kept
+/// open (its write half is never shut down).
+async fn huge_frame_held(
+    addr: std::net::SocketAddr,
+    identity: &str,
+) -> (
+    tokio::net::tcp::OwnedReadHalf,
+    tokio::net::tcp::OwnedWriteHalf,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let socket = RawSocket::open_at(addr, identity).await;
+    let (mut read, mut write) = socket.stream.into_split();
+    write
+        .write_all(&RawSocket::header(0x82, 1 << 40))
+        .await
+        .unwrap();
+    let chunk = vec![0u8; 1 << 20];
+    for _ in 0..16 {
+        if write.write_all(&chunk).await.is_err() {
+            break;
+        }
+    }
+    let mut head = [0u8; 2];
+    read.read_exact(&mut head).await.unwrap();
+    assert_eq!(head[0] & 0x0F, 8, "a close frame");
+    (read, write)
+}
+
+/// Announces a 2^40-byte frame on a new connection to `addr` and streams 64 MiB behind it;
+/// returns once the server has refused it with 1009 and the stream has ended.
+async fn huge_frame_refused(addr: std::net::SocketAddr, identity: &str) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const STREAMED: usize = 64 << 20;
+    let socket = RawSocket::open_at(addr, identity).await;
+    let (mut read, mut write) = socket.stream.into_split();
+    let writer = tokio::spawn(async move {
+        write
+            .write_all(&RawSocket::header(0x82, 1 << 40))
+            .await
+            .unwrap();
+        let chunk = vec![0u8; 1 << 20];
+        let mut sent = 0;
+        while sent < STREAMED && write.write_all(&chunk).await.is_ok() {
+            sent += chunk.len();
+        }
+    });
+    let code = tokio::time::timeout(Duration::from_secs(10), async {
+        let mut head = [0u8; 2];
+        read.read_exact(&mut head).await.ok()?;
+        let mut payload = vec![0u8; usize::from(head[1] & 0x7F)];
+        read.read_exact(&mut payload).await.ok()?;
+        (head[0] & 0x0F == 8).then(|| u16::from_be_bytes([payload[0], payload[1]]))
+    })
+    .await
+    .expect("the server answered the header within 10 s");
+    assert_eq!(code, Some(1009));
+    let _ = tokio::time::timeout(Duration::from_secs(10), writer).await;
+    drop(read);
+    // Gone from the server too: its session count is back to none.
+    let url = format!("http://{addr}/healthz");
+    let mut sessions = u64::MAX;
+    for _ in 0..200 {
+        let health: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+        sessions = health["sessions"].as_u64().unwrap();
+        if sessions == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        sessions, 0,
+        "the refused connection's session is still open"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
