@@ -34,6 +34,7 @@
 //! - `media`       — the media plane: str0m peers on workers, forwarding.
 //! - `bans`        — kicks that hold, revoked tokens and call blocks, kept in the database.
 //! - `admission`   — capacity: seats for participants, refusals with a retry hint.
+//! - `panics`      — what a panic stops: one connection, or the process (then restarted).
 //! - `state`       — shared state: channel registry, session directory, shutdown sequence.
 //! - `ws`          — the signalling WebSocket's transport: early frame limits, bounded output.
 //! - `http`        — HTTP routes: `/ws`, `/healthz`, the admin API.
@@ -54,6 +55,7 @@ pub mod log_limit;
 pub mod media;
 pub mod messages;
 pub mod metrics;
+pub mod panics;
 pub mod protocol;
 pub mod registry;
 pub mod roles;

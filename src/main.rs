@@ -100,6 +100,7 @@ fn main() -> ExitCode {
             .with_filter(filter);
         tracing_subscriber::registry().with(log).init();
     }
+    amphi::panics::install();
     let result = match cli.command {
         Command::Serve {
             common,

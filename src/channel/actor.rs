@@ -371,6 +371,7 @@ impl Handler<Join> for ChannelActor {
     type Result = ();
 
     fn handle(&mut self, msg: Join, ctx: &mut Self::Context) {
+        crate::panics::injected(&msg.spec.identity, "channel");
         let participant = msg.spec.participant.clone();
         let received = msg.received;
         self.replying = Some((participant.clone(), msg.reply));

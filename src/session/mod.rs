@@ -92,6 +92,8 @@ pub struct SessionActor {
     carrying: Option<Carrying>,
     /// When this session parked (its resume window counts from then).
     parked_at: Option<Instant>,
+    /// What it held outside itself is given back (`release`).
+    released: bool,
 }
 
 /// Where a session's frames go.
@@ -141,6 +143,7 @@ impl SessionActor {
             resume_token: crate::token::new_jti(),
             carrying: None,
             parked_at: None,
+            released: false,
         }
     }
 
@@ -362,6 +365,18 @@ impl Actor for SessionActor {
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
+        self.release();
+    }
+}
+
+impl SessionActor {
+    /// Ends what the session holds outside itself: its place in the server's tables, its
+    /// calls' registration, its memberships. Runs once, when the actor stops, or when it is
+    /// dropped without stopping (its code panicked: the runtime dropped it).
+    fn release(&mut self) {
+        if std::mem::replace(&mut self.released, true) {
+            return;
+        }
         self.state.sessions.remove(&self.session);
         self.state.parked.remove(&self.session);
         if let Some(to) = self.carrying.as_mut().and_then(|c| c.to.take()) {
@@ -384,10 +399,20 @@ impl Actor for SessionActor {
     }
 }
 
+impl Drop for SessionActor {
+    fn drop(&mut self) {
+        if !self.released {
+            tracing::warn!(session = %self.session, "a session ended without stopping (its code panicked); its memberships end as a disconnect");
+            self.release();
+        }
+    }
+}
+
 impl Handler<ToSession> for SessionActor {
     type Result = ();
 
     fn handle(&mut self, msg: ToSession, ctx: &mut Self::Context) {
+        let _scope = crate::panics::ConnectionScope::enter();
         match msg {
             ToSession::Frame(frame) => self.text(frame, ctx),
             ToSession::Media { channel, event } => {
@@ -424,6 +449,7 @@ impl Handler<ToSession> for SessionActor {
 
 impl StreamHandler<Result<Frame, WsError>> for SessionActor {
     fn handle(&mut self, item: Result<Frame, WsError>, ctx: &mut Self::Context) {
+        let _scope = crate::panics::ConnectionScope::enter();
         let frame = match item {
             Ok(frame) => frame,
             Err(e) => {

@@ -31,6 +31,7 @@ impl SessionActor {
                 last_seq,
             } => return self.resume(id, session, resume_token, last_seq, ctx),
             Request::Ping {} => {
+                crate::panics::injected(&self.grant.identity, "session");
                 self.text(
                     protocol::ok(
                         id,

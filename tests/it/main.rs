@@ -15,6 +15,7 @@ mod channels;
 mod interop_webrtc;
 mod kicks;
 mod media;
+mod panics;
 mod pipelined;
 mod resume;
 mod scale;

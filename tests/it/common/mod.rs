@@ -19,6 +19,18 @@ pub const WAIT: Duration = Duration::from_secs(5);
 /// Starts the `amphi` binary (`serve --dev` on free loopback ports, call log in memory unless
 /// `env` says otherwise) and waits for it to announce its address.
 pub fn spawn_binary(env: &[(&str, &std::ffi::OsStr)]) -> (std::process::Child, String) {
+    let (child, addr, _log) = spawn_binary_logged(env);
+    (child, addr)
+}
+
+/// [`spawn_binary`], with every line the server logs after its address.
+pub fn spawn_binary_logged(
+    env: &[(&str, &std::ffi::OsStr)],
+) -> (
+    std::process::Child,
+    String,
+    std::sync::mpsc::Receiver<String>,
+) {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_amphi"));
@@ -33,6 +45,7 @@ pub fn spawn_binary(env: &[(&str, &std::ffi::OsStr)]) -> (std::process::Child, S
     let mut child = cmd.spawn().expect("spawn amphi");
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let (log_tx, log) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut tx = Some(tx);
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -41,12 +54,13 @@ pub fn spawn_binary(env: &[(&str, &std::ffi::OsStr)]) -> (std::process::Child, S
                     let _ = tx.send(rest.split_whitespace().next().unwrap().to_string());
                 }
             }
+            let _ = log_tx.send(line);
         }
     });
     let addr = rx
         .recv_timeout(Duration::from_secs(20))
         .expect("server announced its address");
-    (child, addr)
+    (child, addr, log)
 }
 
 pub fn test_config() -> Config {
