@@ -13,6 +13,8 @@ pub const INBOUND_JITTER: &str = "amphi_inbound_jitter_seconds";
 pub const PACKETS_FORWARDED: &str = "amphi_packets_forwarded_total";
 pub const PACKETS_DROPPED: &str = "amphi_packets_dropped_total";
 pub const PEERS: &str = "amphi_peers";
+pub const RED_IN: &str = "amphi_red_packets_total";
+pub const RED_OUT: &str = "amphi_red_forwarded_total";
 pub const ADMISSION_REFUSED: &str = "amphi_admission_refused_total";
 pub const HANDOVERS: &str = "amphi_media_handovers_total";
 pub const MIXER_TICK: &str = "amphi_mixer_tick_seconds";
@@ -218,6 +220,14 @@ fn describe_calls() {
     describe_counter!(PACKETS_DROPPED, "Packets not forwarded, by reason");
     describe_gauge!(PEERS, "WebRTC peer connections");
     describe_counter!(
+        RED_IN,
+        "RFC 2198 RED packets received from publishers (forwarded as RED or unwrapped to Opus)"
+    );
+    describe_counter!(
+        RED_OUT,
+        "RED packets written to listeners: as=\"red\" as they came, as=\"opus\" their primary block"
+    );
+    describe_counter!(
         ADMISSION_REFUSED,
         "Joins, media connections and calls refused because the server was at its configured capacity"
     );
@@ -277,16 +287,19 @@ pub enum Drop {
     SocketFull,
     QueueFull,
     UnknownSource,
+    /// A RED payload whose block headers do not fit it.
+    Malformed,
 }
 
 impl Drop {
-    const ALL: [Drop; 6] = [
+    const ALL: [Drop; 7] = [
         Drop::NotPermitted,
         Drop::Muted,
         Drop::NoSlot,
         Drop::SocketFull,
         Drop::QueueFull,
         Drop::UnknownSource,
+        Drop::Malformed,
     ];
 
     fn label(self) -> &'static str {
@@ -297,6 +310,7 @@ impl Drop {
             Drop::SocketFull => "socket_full",
             Drop::QueueFull => "queue_full",
             Drop::UnknownSource => "unknown_source",
+            Drop::Malformed => "malformed",
         }
     }
 }
@@ -345,9 +359,12 @@ pub struct WorkerMetrics {
     mixer: [Counter; 7],
     handovers: Counter,
     moves: Counter,
+    red_in: Counter,
+    red_out: [Counter; 2],
+    pending_red_out: [u64; 2],
     pending_forwarded: u64,
     pending_handovers: u64,
-    pending_dropped: [u64; 6],
+    pending_dropped: [u64; 7],
 }
 
 impl WorkerMetrics {
@@ -381,9 +398,15 @@ impl WorkerMetrics {
             ],
             handovers: counter!(HANDOVERS),
             moves: counter!(PEER_MOVES),
+            red_in: counter!(RED_IN),
+            red_out: [
+                counter!(RED_OUT, "as" => "red"),
+                counter!(RED_OUT, "as" => "opus"),
+            ],
+            pending_red_out: [0; 2],
             pending_forwarded: 0,
             pending_handovers: 0,
-            pending_dropped: [0; 6],
+            pending_dropped: [0; 7],
         }
     }
 
@@ -453,6 +476,16 @@ impl WorkerMetrics {
         self.mixed_listeners.set(n as f64);
     }
 
+    /// A RED packet came in from a publisher.
+    pub fn red_in(&self) {
+        self.red_in.increment(1);
+    }
+
+    /// A RED packet went to a listener, as RED or as its primary block.
+    pub fn red_out(&mut self, as_red: bool) {
+        self.pending_red_out[usize::from(!as_red)] += 1;
+    }
+
     pub fn handover(&mut self) {
         self.pending_handovers += 1;
     }
@@ -470,6 +503,11 @@ impl WorkerMetrics {
             .increment(std::mem::take(&mut self.pending_forwarded));
         self.handovers
             .increment(std::mem::take(&mut self.pending_handovers));
+        for (i, n) in self.pending_red_out.iter_mut().enumerate() {
+            if *n > 0 {
+                self.red_out[i].increment(std::mem::take(n));
+            }
+        }
         for (i, n) in self.pending_dropped.iter_mut().enumerate() {
             if *n > 0 {
                 self.dropped[i].increment(std::mem::take(n));

@@ -555,6 +555,7 @@ class AudioSession {
         await this.#mic.sender.replaceTrack(this.micTrack);
       } else {
         this.#mic = this.pc.addTransceiver(this.micTrack, { direction: "sendonly" });
+        preferRed(this.#mic);
       }
     } else if (this.#mic) {
       // An m-line cannot be removed; an inactive one asks for nothing the role may not have.
@@ -632,6 +633,24 @@ class AudioSession {
 }
 
 /** Resolves when ICE gathering completes, or after `capMs`, whichever comes first. */
+/**
+ * Sends RED (RFC 2198: every packet also carries the frame before it) where the browser has
+ * it: a lost packet then costs nothing audible. The server passes RED on to listeners that
+ * negotiated it and gives the others plain Opus. Browsers send RED only when it comes first.
+ */
+function preferRed(transceiver) {
+  const caps = globalThis.RTCRtpReceiver?.getCapabilities?.("audio");
+  if (!caps || typeof transceiver.setCodecPreferences !== "function") return;
+  const isRed = (c) => c.mimeType.toLowerCase() === "audio/red";
+  const red = caps.codecs.filter(isRed);
+  if (red.length === 0) return;
+  try {
+    transceiver.setCodecPreferences([...red, ...caps.codecs.filter((c) => !isRed(c))]);
+  } catch {
+    // The browser keeps its own order: Opus without redundancy.
+  }
+}
+
 function iceGathered(pc, capMs) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
   return new Promise((resolve) => {

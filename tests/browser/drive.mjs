@@ -118,14 +118,20 @@ async function collect(which) {
   const midOfTrack = new Map(pc.getTransceivers()
     .filter((t) => t.receiver.track)
     .map((t) => [t.receiver.track.id, t.mid]));
-  for (const s of (await pc.getStats()).values()) {
+  const stats = await pc.getStats();
+  // The codec a stream uses ("audio/opus", or "audio/red" when RFC 2198 RED was negotiated).
+  const codec = (s) => stats.get(s.codecId)?.mimeType ?? null;
+  for (const s of stats.values()) {
     if (s.kind !== "audio") continue;
     if (s.type === "outbound-rtp") {
-      result.outbound = { packetsSent: s.packetsSent ?? 0, bytesSent: s.bytesSent ?? 0 };
+      result.outbound = {
+        packetsSent: s.packetsSent ?? 0, bytesSent: s.bytesSent ?? 0, codec: codec(s),
+      };
     } else if (s.type === "inbound-rtp") {
       const mid = s.mid ?? midOfTrack.get(s.trackIdentifier) ?? null;
       result.inbound.push({
         mid,
+        codec: codec(s),
         identity: session?.slots.get(mid)?.identity ?? null,
         packetsReceived: s.packetsReceived ?? 0,
         bytesReceived: s.bytesReceived ?? 0,

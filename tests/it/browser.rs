@@ -77,6 +77,9 @@ async fn run_driver(args: Vec<String>) -> Value {
     v
 }
 
+/// A Chromium host sends RED (RFC 2198, Opus with the previous frame again): a Chromium
+/// listener that negotiated RED gets it as it came, a Rust listener without RED gets the
+/// primary Opus frames alone and decodes the beep.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_host_is_heard_by_a_rust_listener() {
     require_browser();
@@ -98,6 +101,9 @@ async fn chromium_host_is_heard_by_a_rust_listener() {
     .await
     .unwrap();
     assert!(listener.wait_connected(SECS).await);
+    let page_url = url.clone();
+    let browser_listener =
+        tokio::spawn(async move { drive(&page_url, "web", "chrome-ear", "audience", 8).await });
     let page = tokio::spawn(async move { drive(&url, "web", "chrome-host", "host", 6).await });
     assert!(
         listener.wait_packets(100, SECS).await,
@@ -125,6 +131,25 @@ async fn chromium_host_is_heard_by_a_rust_listener() {
     assert!(
         energy > 50.0,
         "the fake microphone's beep is audible: mean |x| = {energy}"
+    );
+    let ear = browser_listener.await.unwrap();
+    let heard = ear["inbound"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["packetsReceived"].as_u64().unwrap_or(0) > 100)
+        .unwrap_or_else(|| panic!("the browser listener heard the host: {ear}"));
+    assert!(heard["totalAudioEnergy"].as_f64().unwrap() > 0.0, "{ear}");
+    // The page sent RED (its stats name the codec inside, Opus, so the server counts it),
+    // the other page got it as RED and the Rust listener as Opus.
+    let text = metrics_text(&server).await;
+    let red_in = metric_in(&text, "amphi_red_packets_total");
+    let as_red = metric_in(&text, "amphi_red_forwarded_total{as=\"red\"}");
+    let as_opus = metric_in(&text, "amphi_red_forwarded_total{as=\"opus\"}");
+    assert!(red_in > 100.0, "{red_in} RED packets came in");
+    assert!(
+        as_red > 100.0 && as_opus > 100.0,
+        "as RED {as_red}, as Opus {as_opus}"
     );
 }
 

@@ -295,6 +295,9 @@ pub fn sdp(data: &[u8]) {
             .count();
         assert!(shape.sending <= audio && shape.receiving <= audio);
     }
+    // Reordering RED changes no byte count and keeps the text an SDP's.
+    let reordered = crate::sdp::red_first(&text);
+    assert_eq!(reordered.len(), text.len());
     let shown = crate::sdp::client_error_text(&text);
     assert!(!shown.contains("PointerOffset("), "{shown}");
     assert!(shown.chars().count() <= 300);
@@ -308,5 +311,13 @@ pub fn stun(data: &[u8]) {
         // The ufrag is read in place, from the message's own bytes.
         let start = req.ufrag.as_ptr() as usize - data.as_ptr() as usize;
         assert!(start >= 24 && start + req.ufrag.len() <= data.len());
+    }
+}
+
+/// A RED payload from a publisher: the primary block found lies inside it.
+pub fn red(data: &[u8]) {
+    if let Some(p) = crate::red::primary(data) {
+        assert!(p.start >= 1 && p.start <= data.len());
+        assert!(p.pt < 128);
     }
 }

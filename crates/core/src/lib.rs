@@ -11,6 +11,7 @@
 //! - `roles`   — the role table and the token's role rule.
 //! - `webhook` — signed webhooks: signing and the ordered retry queue.
 //! - `peer`    — a participant's key on the media path.
+//! - `red`     — RFC 2198 redundant audio: where the primary block starts.
 //! - `sdp`     — an offer's shape (audio m-lines by direction) before negotiation.
 //! - `stun`    — a datagram's first look: a binding request's ufrag and nomination.
 //!
@@ -28,6 +29,7 @@ pub mod fuzzing;
 pub mod levels;
 pub mod mix;
 pub mod peer;
+pub mod red;
 pub mod roles;
 pub mod sdp;
 pub mod session;

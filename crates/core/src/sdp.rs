@@ -58,6 +58,48 @@ fn direction(section: &str) -> Option<&'static str> {
     })
 }
 
+/// `sdp` with RFC 2198 RED listed first on every audio m-line that carries it. A browser
+/// sends with the first codec of the answer it supports, so this is what makes a publisher
+/// that offered RED send it. Nothing else changes.
+pub fn red_first(sdp: &str) -> String {
+    let mut out = String::with_capacity(sdp.len());
+    let sections: Vec<&str> = sdp.split_inclusive("\nm=").collect();
+    for (i, section) in sections.iter().enumerate() {
+        // Every piece but the first starts inside an m-line (after the `\nm=` that ended
+        // the piece before it).
+        if i == 0 || !section.starts_with("audio") {
+            out.push_str(section);
+            continue;
+        }
+        let red: Vec<&str> = section
+            .lines()
+            .filter_map(|l| l.strip_prefix("a=rtpmap:"))
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(_, codec)| codec.to_ascii_lowercase().starts_with("red/"))
+            .map(|(pt, _)| pt)
+            .collect();
+        let (mline, rest) = section.split_once('\n').unwrap_or((section, ""));
+        let (mline, cr) = mline.strip_suffix('\r').map_or((mline, ""), |m| (m, "\r"));
+        let mut fields: Vec<&str> = mline.split(' ').collect();
+        if red.is_empty() || fields.len() < 4 {
+            out.push_str(section);
+            continue;
+        }
+        let formats = fields.split_off(3);
+        let (first, others): (Vec<&str>, Vec<&str>) =
+            formats.into_iter().partition(|f| red.contains(f));
+        fields.extend(first);
+        fields.extend(others);
+        out.push_str(&fields.join(" "));
+        out.push_str(cr);
+        if section.contains('\n') {
+            out.push('\n');
+        }
+        out.push_str(rest);
+    }
+    out
+}
+
 /// A parser's error as a client may see it: its text without the positions it gives as
 /// memory addresses (`PointerOffset(0x…)`), which say nothing to the client and too much
 /// about the server, cut to 300 characters.
@@ -94,6 +136,25 @@ mod tests {
         );
         assert!(shape("hello").is_err());
         assert!(shape(&"v=0\n".repeat(MAX_SDP_BYTES)).is_err());
+    }
+
+    #[test]
+    fn red_goes_first_on_audio_m_lines_that_carry_it() {
+        let answer =
+            "v=0\r\ns=-\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111 63\r\na=rtpmap:111 opus/48000/2\r\n\
+            a=rtpmap:63 red/48000/2\r\na=fmtp:63 111/111\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n\
+            a=rtpmap:111 opus/48000/2\r\n";
+        let fixed = red_first(answer);
+        assert!(
+            fixed.contains("m=audio 9 UDP/TLS/RTP/SAVPF 63 111\r\n"),
+            "{fixed}"
+        );
+        assert!(
+            fixed.contains("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"),
+            "{fixed}"
+        );
+        assert_eq!(fixed.len(), answer.len());
+        assert_eq!(red_first("v=0\r\n"), "v=0\r\n");
     }
 
     #[test]

@@ -7,6 +7,9 @@ use crate::media::record::Recorder;
 use crate::media::types::Playback;
 
 impl Worker {
+    // A refused message comes back whole so that it can wait its turn in order; boxing it
+    // would allocate for every packet handed to another worker, to spare the rare refusal.
+    #[allow(clippy::result_large_err)]
     pub(super) fn command(&mut self, cmd: Command) {
         let peer = match &cmd {
             Command::Offer { spec, .. } => Some(spec.key),
@@ -186,6 +189,8 @@ impl Worker {
                 marker: d.index == 0,
                 arrived: now,
                 data: d.data,
+                red_primary: None,
+                red_inner_pt: 0,
             };
             if mix.forward {
                 self.send_to_other_workers(d.route, &packet);
@@ -235,7 +240,7 @@ impl Worker {
                 .set_rtp_mode(true)
                 .set_ice_lite(true)
                 .clear_codecs()
-                .enable_opus(true, false)
+                .enable_opus(true, true) // RED when offered (docs/media.md)
                 .clear_extension_map()
                 .set_extension(1, Extension::AudioLevel)
                 .set_extension(4, Extension::RtpMid)
@@ -259,6 +264,7 @@ impl Worker {
                     ufrag,
                     slots: Slots::default(),
                     opus_pt: None,
+                    red_pt: None,
                     pending: None,
                     deadline: Deadline::default(),
                     route,
@@ -310,7 +316,7 @@ impl Worker {
         };
         self.drain(key);
         self.assign_slots(key);
-        Ok(answer.to_sdp_string())
+        Ok(amphi_core::sdp::red_first(&answer.to_sdp_string()))
     }
 
     pub(super) fn answer(&mut self, key: PeerKey, sdp: &str) -> Result<(), MediaError> {

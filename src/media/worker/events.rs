@@ -20,6 +20,7 @@ impl Worker {
             return;
         };
         let route = peer.route;
+        let red_pt = peer.red_pt;
         let jitter = peer
             .jitter
             .update(rtp.timestamp, self.epoch, rtp.time.numer());
@@ -52,7 +53,21 @@ impl Worker {
             w.loudest = Some(w.loudest.map_or(dbov, |l| l.min(dbov)));
             w.voice |= ext.voice_activity.unwrap_or(dbov < 50);
         }
+        let (red_primary, red_inner_pt) = match red_pt {
+            Some(pt) if pt == rtp.header.payload_type => {
+                let Some(primary) = amphi_core::red::primary(&rtp.payload) else {
+                    self.metrics.drop(DropReason::Malformed, 1);
+                    return;
+                };
+                self.metrics.red_in();
+                let data = self.red_pool.share(&rtp.payload[primary.start..]);
+                (Some(data), primary.pt)
+            }
+            _ => (None, 0),
+        };
         let packet = Packet {
+            red_primary,
+            red_inner_pt,
             publisher: key,
             capture: ext.abs_capture_time,
             level: ext
@@ -81,11 +96,13 @@ impl Worker {
             peer.slots.add(added.mid);
         }
         if peer.opus_pt.is_none() {
-            peer.opus_pt = peer
+            // str0m folds RED onto Opus: its payload type is the Opus params' `red`.
+            let opus = peer
                 .rtc
                 .codec_config()
-                .find(|p| p.spec().codec == str0m::format::Codec::Opus)
-                .map(|p| p.pt());
+                .find(|p| p.spec().codec == str0m::format::Codec::Opus);
+            peer.opus_pt = opus.map(|p| p.pt());
+            peer.red_pt = opus.and_then(|p| p.red());
         }
     }
 

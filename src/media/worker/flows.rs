@@ -103,6 +103,9 @@ impl Worker {
             .drop(DropReason::SocketFull, flushed.dropped as u64);
     }
 
+    // A refused message comes back whole so that it can wait its turn in order; boxing it
+    // would allocate for every packet handed to another worker, to spare the rare refusal.
+    #[allow(clippy::result_large_err)]
     pub(super) fn flush_outbox(&mut self) {
         let remotes = &self.shared.remotes;
         self.outbox.flush(|w, m| try_remote(&remotes[w], m));

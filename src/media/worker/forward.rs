@@ -68,9 +68,23 @@ impl Worker {
             // It receives the mix and this is a speaker's own stream, or the other way round.
             return Written::NotWanted;
         }
-        let (Some(pt), Some(slot)) = (peer.opus_pt, peer.slots.for_publisher(packet.publisher))
+        let (Some(opus_pt), Some(slot)) =
+            (peer.opus_pt, peer.slots.for_publisher(packet.publisher))
         else {
             return Written::NoSlot;
+        };
+        // RED goes on as it came to a listener that negotiated it with the same Opus payload
+        // type inside; any other listener gets the primary block as plain Opus.
+        let (pt, payload) = match (&packet.red_primary, peer.red_pt) {
+            (None, _) => (opus_pt, &packet.data),
+            (Some(_), Some(red_pt)) if packet.red_inner_pt == *opus_pt => {
+                self.metrics.red_out(true);
+                (red_pt, &packet.data)
+            }
+            (Some(primary), _) => {
+                self.metrics.red_out(false);
+                (opus_pt, primary)
+            }
         };
         let (mid, seq) = (slot.mid, slot.next_seq());
         let time = slot.map_time(packet.time);
@@ -92,7 +106,7 @@ impl Worker {
             SeqNo::from(seq),
             time as u32,
             packet.arrived,
-            packet.data.clone(),
+            payload.clone(),
         )
         .marker(packet.marker)
         .ext_vals(ext);
@@ -157,7 +171,7 @@ impl Worker {
             packet.seq,
             packet.time,
             arrival,
-            &packet.data,
+            packet.red_primary.as_ref().unwrap_or(&packet.data),
             capture,
             crate::clock::now(),
         );
@@ -189,6 +203,8 @@ impl Worker {
                 marker: false,
                 arrived: now,
                 data,
+                red_primary: None,
+                red_inner_pt: 0,
             };
             let total = packet(out.total.clone());
             self.send_to_other_workers(out.route, &total);

@@ -118,6 +118,11 @@ pub(crate) struct Packet {
     marker: bool,
     arrived: Instant,
     data: Arc<[u8]>,
+    /// `data` is RFC 2198 RED: its primary block alone, for listeners without RED (copied
+    /// once per packet, into a reused buffer)…
+    red_primary: Option<Arc<[u8]>>,
+    /// …and the payload type its blocks carry (the publisher's Opus).
+    red_inner_pt: u8,
 }
 
 struct Peer {
@@ -127,6 +132,8 @@ struct Peer {
     slots: Slots,
     /// Payload type of Opus on this peer, for writing.
     opus_pt: Option<Pt>,
+    /// Payload type of RED (RFC 2198) over Opus, when the peer negotiated it.
+    red_pt: Option<Pt>,
     /// Server offer waiting for the client's answer, with the slots it adds.
     /// The server's renegotiation offer awaiting the client's answer: the pending changes,
     /// the slots it adds, and when it was sent.
@@ -238,6 +245,8 @@ struct Worker {
     play_out: Vec<player::Due>,
     /// Mixer counts already published.
     mix_published: MixerCounts,
+    /// Buffers for RED packets' primary blocks.
+    red_pool: amphi_core::mix::pool::PacketPool,
     fd: std::os::fd::RawFd,
     /// Datagrams to send, flushed at the end of every turn of the loop (or sooner when full).
     out: SendBatch,
@@ -312,6 +321,7 @@ impl Worker {
             socket,
             fd,
             out: SendBatch::new(),
+            red_pool: amphi_core::mix::pool::PacketPool::default(),
             mixing: Mixing::new(mix),
             mix_out: Vec::new(),
             mix_minus: Vec::new(),
@@ -446,6 +456,9 @@ impl Worker {
     }
 }
 
+// A refused message comes back whole so that it can wait its turn in order; boxing it
+// would allocate for every packet handed to another worker, to spare the rare refusal.
+#[allow(clippy::result_large_err)]
 fn try_remote(tx: &mpsc::Sender<Remote>, msg: Remote) -> Result<(), Refused<Remote>> {
     tx.try_send(msg).map_err(|e| match e {
         mpsc::error::TrySendError::Full(m) => Refused::Full(m),
