@@ -24,6 +24,7 @@
 //! - `levels`      — active speaker and audio levels from RFC 6464 values (plain logic).
 //! - `log_limit`   — warnings and errors rate-limited per source line (no log flooding).
 //! - `metrics`     — the server's Prometheus handles (media, calls, signalling).
+//! - `process_metrics` — `process_*` and `amphi_build_info`, read from `/proc/self`.
 //! - `messages`    — every actor message type and reply path (`ToSession`, `ReplyTo`).
 //! - `channel`     — `Channel` logic (membership, roles, events, `seq`) and its `ChannelActor`.
 //! - `session`     — `SessionActor`: one per WebSocket connection: frames, limits, one
@@ -56,6 +57,7 @@ pub mod media;
 pub mod messages;
 pub mod metrics;
 pub mod panics;
+pub mod process_metrics;
 pub mod protocol;
 pub mod registry;
 pub mod roles;

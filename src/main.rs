@@ -122,6 +122,7 @@ fn main() -> ExitCode {
             claims.roles = roles;
             claims.grants = grants;
             amphi::ids::Identity::parse(&identity).map_err(|e| e.to_string())?;
+            check_token_claims(&config, &claims)?;
             if config.auth.signing_key.is_empty() {
                 return Err("no signing key: pass --dev, --config FILE or set \
                             AMPHI_AUTH_SIGNING_KEY"
@@ -146,6 +147,44 @@ fn main() -> ExitCode {
     }
 }
 
+/// A token the configuration would refuse is refused here, where it is made: a role the role
+/// table lacks or a grant the server does not know would only fail later, at a join.
+fn check_token_claims(config: &Config, claims: &amphi::token::Claims) -> Result<(), String> {
+    let table = config.role_table();
+    for role in &claims.roles {
+        if table.get(role).is_none() {
+            return Err(format!(
+                "role '{role}' is not in the role table of this configuration (it has: {})",
+                table.names()
+            ));
+        }
+    }
+    let known = [
+        amphi::token::GRANT_ADMIN,
+        amphi::token::GRANT_CALL,
+        amphi::token::GRANT_PROXY,
+    ];
+    for grant in &claims.grants {
+        if !known.contains(&grant.as_str()) {
+            return Err(format!(
+                "grant '{grant}' is unknown; grants are {}",
+                known.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Where `--dev` keeps its files (the call log, recordings) unless the configuration says
+/// otherwise: a data directory of the user's, not the working directory.
+fn dev_data_dir() -> PathBuf {
+    let base = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("amphi-dev")
+}
+
 fn serve(common: Common, bind: Option<SocketAddr>, udp_port: Option<u16>) -> Result<(), String> {
     let mut config = common.load()?;
     if let Some(bind) = bind {
@@ -153,6 +192,22 @@ fn serve(common: Common, bind: Option<SocketAddr>, udp_port: Option<u16>) -> Res
     }
     if let Some(port) = udp_port {
         config.media.udp_port = port;
+    }
+    let defaults = Config::default();
+    if common.dev
+        && (config.calls.database == defaults.calls.database
+            || config.media.recordings_dir == defaults.media.recordings_dir)
+    {
+        let dir = dev_data_dir();
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create the data directory {}: {e}", dir.display()))?;
+        if config.calls.database == defaults.calls.database {
+            config.calls.database = dir.join("calls.sqlite").to_string_lossy().into_owned();
+        }
+        if config.media.recordings_dir == defaults.media.recordings_dir {
+            config.media.recordings_dir = dir.join("recordings");
+        }
+        tracing::info!(dir = %dir.display(), "development data (call log, recordings) kept in");
     }
     config.validate(common.dev).map_err(|e| e.to_string())?;
     if common.dev && config.auth.signing_key == DEV_SIGNING_KEY {

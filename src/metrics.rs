@@ -124,7 +124,9 @@ impl Metrics {
 
     /// The exposition text for `/metrics`.
     pub fn render(&self) -> String {
-        self.handle.render()
+        let mut text = self.handle.render();
+        text.push_str(&crate::process_metrics::render());
+        text
     }
 }
 

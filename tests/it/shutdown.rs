@@ -151,6 +151,32 @@ fn token_command_mints_a_verifiable_token() {
 }
 
 #[test]
+fn token_command_refuses_roles_and_grants_the_configuration_does_not_know() {
+    let mint = |extra: &[&str]| {
+        let mut args = vec!["token", "--dev", "--identity", "alice"];
+        args.extend_from_slice(extra);
+        Command::new(env!("CARGO_BIN_EXE_amphi"))
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = mint(&["--role", "hots"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("role 'hots' is not in the role table") && err.contains("host"),
+        "{err}"
+    );
+    let out = mint(&["--grant", "admni"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("grant 'admni' is unknown"), "{err}");
+    assert!(mint(&["--role", "audience", "--grant", "call"])
+        .status
+        .success());
+}
+
+#[test]
 fn second_server_on_a_used_udp_port_refuses_to_start_and_names_the_port() {
     // A free port, held by a running server (which binds it with SO_REUSEPORT). Between
     // picking a free port and the server binding it, another test's process may take it:
