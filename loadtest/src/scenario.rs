@@ -41,6 +41,8 @@ pub struct Scenario {
     pub lifetime: Duration,
     /// `tone` or a 48 kHz mono 16-bit WAV file path.
     pub source: String,
+    /// Never written into a report: a report is shared, the key must not be.
+    #[serde(skip_serializing)]
     pub signing_key: String,
     /// Receive slots each listener offers (capped at the number of hosts).
     pub slots: usize,
@@ -115,6 +117,19 @@ mod tests {
         assert_eq!((s.calls, s.concurrency), (300, 8));
         assert_eq!(s.duration, Duration::from_secs(120));
         s.validate().unwrap();
+    }
+
+    #[test]
+    fn a_written_scenario_keeps_no_signing_key() {
+        let s = Scenario {
+            signing_key: "a-very-secret-signing-key-0123456789".into(),
+            ..Scenario::default()
+        };
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(!json.contains("secret") && !json.contains("signing_key"), "{json}");
+        // Read back (a report's scenario), it has the default key, not an error.
+        let back: Scenario = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.kind, s.kind);
     }
 
     #[test]
