@@ -70,6 +70,9 @@ pub struct ServerConfig {
     /// When set, `/metrics` is served on this address only (a private interface or port for
     /// Prometheus) and no longer on `bind`.
     pub metrics_bind: Option<SocketAddr>,
+    /// Web origins (`https://app.example.com`, or `*`) whose pages may load `/amphi.js` and
+    /// call `/dev/token` from their own origin (CORS). Empty: same origin only.
+    pub cors_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -240,6 +243,7 @@ impl Default for ServerConfig {
             shutdown_timeout: Duration::from_secs(5),
             metrics_token: String::new(),
             metrics_bind: None,
+            cors_origins: Vec::new(),
         }
     }
 }

@@ -4,6 +4,8 @@
 use std::sync::Arc;
 
 use actix::{Actor, AsyncContext};
+use actix_web::http::header::{self, HeaderMap, HeaderValue};
+use actix_web::http::Method;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
@@ -34,6 +36,7 @@ pub fn public_routes(cfg: &mut web::ServiceConfig) {
         .route("/", web::get().to(index))
         .route("/amphi.js", web::get().to(client_js))
         .route("/dev/token", web::post().to(dev_token))
+        .route("/dev/token", web::method(Method::OPTIONS).to(preflight))
         .route("/api/channels", web::get().to(list_channels))
         .route("/api/channels/{id}", web::get().to(get_channel))
         .route("/api/channels/{id}/stop", web::post().to(stop_channel))
@@ -115,6 +118,48 @@ async fn websocket(
         SessionActor::new(grant, state, sink)
     });
     Ok(resp)
+}
+
+/// Paths another origin's page may use (the client module, the development token).
+const CORS_PATHS: &[&str] = &["/amphi.js", "/dev/token"];
+
+/// The request's `Origin` when `origins` (`server.cors_origins`) allows it on this path.
+pub fn cors_allowed(
+    req: &actix_web::dev::ServiceRequest,
+    origins: &[String],
+) -> Option<HeaderValue> {
+    if origins.is_empty() || !CORS_PATHS.contains(&req.path()) {
+        return None;
+    }
+    let origin = req.headers().get(header::ORIGIN)?;
+    let text = origin.to_str().ok()?;
+    origins
+        .iter()
+        .any(|o| o == "*" || o == text)
+        .then(|| origin.clone())
+}
+
+pub fn add_cors_headers(headers: &mut HeaderMap, origin: HeaderValue) {
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+    headers.insert(header::VARY, HeaderValue::from_static("Origin"));
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, POST, OPTIONS"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_HEADERS,
+        HeaderValue::from_static("Content-Type"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("600"),
+    );
+}
+
+/// A browser's preflight before a cross-origin `POST /dev/token`; the CORS headers are
+/// added on the way out when the origin is allowed.
+async fn preflight() -> HttpResponse {
+    HttpResponse::NoContent().finish()
 }
 
 async fn index() -> HttpResponse {

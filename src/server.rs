@@ -133,7 +133,19 @@ async fn serve(
         // Runs once on each HTTP worker thread as it starts: sessions and the actors they
         // start live there.
         metrics.enter_for_thread();
-        let app = App::new().app_data(data.clone());
+        let origins = data.config.server.cors_origins.clone();
+        let app = App::new().app_data(data.clone()).wrap_fn(move |req, srv| {
+            use actix_web::dev::Service;
+            let allowed = crate::http::cors_allowed(&req, &origins);
+            let reply = srv.call(req);
+            async move {
+                let mut res = reply.await?;
+                if let Some(origin) = allowed {
+                    crate::http::add_cors_headers(res.headers_mut(), origin);
+                }
+                Ok(res)
+            }
+        });
         if separate_metrics {
             app.configure(crate::http::public_routes)
         } else {

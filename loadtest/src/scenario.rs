@@ -126,7 +126,10 @@ mod tests {
             ..Scenario::default()
         };
         let json = serde_json::to_string(&s).unwrap();
-        assert!(!json.contains("secret") && !json.contains("signing_key"), "{json}");
+        assert!(
+            !json.contains("secret") && !json.contains("signing_key"),
+            "{json}"
+        );
         // Read back (a report's scenario), it has the default key, not an error.
         let back: Scenario = serde_json::from_str(&json).unwrap();
         assert_eq!(back.kind, s.kind);

@@ -9,12 +9,30 @@ impl Config {
     /// Checks every invariant the server relies on; `dev` relaxes the key requirement only.
     pub fn validate(&self, dev: bool) -> Result<(), ConfigError> {
         self.validate_media()?;
+        self.validate_cors()?;
         self.validate_auth(dev)?;
         self.validate_limits()?;
         self.validate_timeouts()?;
         self.role_table().validate().map_err(ConfigError::Invalid)?;
         self.validate_calls()?;
         self.validate_default_role()
+    }
+
+    /// Each CORS origin is `*` or a scheme and host (and port), as browsers send `Origin`.
+    fn validate_cors(&self) -> Result<(), ConfigError> {
+        for origin in &self.server.cors_origins {
+            let rest = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"));
+            let valid = origin == "*" || rest.is_some_and(|r| !r.is_empty() && !r.contains('/'));
+            if !valid {
+                return Err(ConfigError::Invalid(format!(
+                    "server.cors_origins has {origin:?}; an origin is \"*\" or a scheme and \
+                     host such as \"https://app.example.com\", with no path"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The mixer's encoder settings.

@@ -114,3 +114,67 @@ async fn good_token_in_header_and_version_negotiation() {
     .await;
     assert_eq!((status, body["code"].as_str()), (400, Some("unsupported")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_of_configured_origins_may_load_the_module_and_mint_dev_tokens() {
+    let server = start_with(|c| c.server.cors_origins = vec!["https://app.example".into()]);
+    let http = reqwest::Client::new();
+    let get = |origin: &'static str| {
+        http.get(format!("{}/amphi.js", server.http_url()))
+            .header("Origin", origin)
+            .send()
+    };
+    let allowed = get("https://app.example").await.unwrap();
+    assert_eq!(allowed.status().as_u16(), 200);
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let other = get("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+    // The browser's preflight for the token endpoint, then the request itself.
+    let pre = http
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/dev/token", server.http_url()),
+        )
+        .header("Origin", "https://app.example")
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(pre.status().as_u16(), 204);
+    assert!(pre.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("POST"));
+    let minted = http
+        .post(format!("{}/dev/token", server.http_url()))
+        .header("Origin", "https://app.example")
+        .json(&serde_json::json!({"identity": "web"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(minted.status().as_u16(), 200);
+    assert_eq!(
+        minted.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    // The admin API is never opened to other origins.
+    let admin = http
+        .get(format!("{}/api/channels", server.http_url()))
+        .header("Origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(admin.headers().get("access-control-allow-origin").is_none());
+    // Without configured origins, nothing is.
+    let closed = start();
+    let plain = http
+        .get(format!("{}/amphi.js", closed.http_url()))
+        .header("Origin", "https://app.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(plain.headers().get("access-control-allow-origin").is_none());
+}
