@@ -417,9 +417,11 @@ pub enum Op {
     },
     Reject {
         reason: RejectReason,
+        note: Option<String>,
     },
     Hangup {
         reason: EndReason,
+        note: Option<String>,
     },
     Invite {
         callees: Vec<Identity>,
@@ -611,6 +613,8 @@ pub enum LogWrite {
         user: Identity,
         at_ms: i64,
         reason: EndReason,
+        /// The note of the reject or hangup behind the close, kept in the row.
+        note: Option<String>,
         then: Option<OnClosed>,
     },
 }

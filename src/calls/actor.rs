@@ -107,8 +107,8 @@ impl CallActor {
                 self.call.join(user, now)?;
                 self.took_call(user, now);
             }
-            Op::Reject { reason } => self.call.reject(user, reason, now)?,
-            Op::Hangup { reason } => self.call.hangup(user, reason, now)?,
+            Op::Reject { reason, note } => self.call.reject_with_note(user, reason, note, now)?,
+            Op::Hangup { reason, note } => self.call.hangup_with_note(user, reason, note, now)?,
             Op::Invite { callees } => {
                 let blocking = self.engine.blocking(&callees, user);
                 let mut busy = self.engine.busy(&callees, self.call.id());
@@ -244,6 +244,7 @@ impl CallActor {
                     user.clone(),
                     Op::Hangup {
                         reason: EndReason::Replaced,
+                        note: None,
                     },
                 ),
             );

@@ -78,9 +78,13 @@ impl Handler<LogWrite> for CallLogActor {
                 user,
                 at_ms,
                 reason,
+                note,
                 then,
             } => {
                 let closed = s.close(&call_id, &user, at_ms, reason)?;
+                if let (true, Some(note)) = (closed, note) {
+                    s.end_note(&call_id, &user, &note)?;
+                }
                 let row = s.row(&call_id, &user)?;
                 // A row already closed (a re-invited member who declined again) is not news.
                 if let (true, Some(then), Some(row)) = (closed, then, row.clone()) {

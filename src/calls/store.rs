@@ -47,6 +47,10 @@ pub struct CallLog {
     pub end_ms: Option<i64>,
     pub duration_ms: Option<i64>,
     pub end_reason: Option<EndReason>,
+    /// What the member who ended the call (or this member, leaving) said: `reject` and
+    /// `hangup` take a short note.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub end_note: Option<String>,
     pub ring_ms: Option<i64>,
     pub answer_ms: Option<i64>,
     pub first_audio_ms: Option<i64>,
@@ -130,6 +134,13 @@ pub trait CallLogStore {
         user: &Identity,
         at_ms: i64,
     ) -> Result<bool, StoreError>;
+    /// Keeps the note of the departure that closed the row.
+    fn end_note(
+        &mut self,
+        call_id: &CallId,
+        user: &Identity,
+        note: &str,
+    ) -> Result<bool, StoreError>;
     /// Closes an open row and computes its duration; a closed row is left as it is.
     fn close(
         &mut self,
@@ -161,7 +172,8 @@ pub trait CallLogStore {
 }
 
 /// Versioned schema; `PRAGMA user_version` is the number applied. Append, never edit.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     -- `user_id`, not `user`: that word is reserved in Postgres, where these logs may move.
     CREATE TABLE call_logs (
         call_id        TEXT    NOT NULL,
@@ -183,10 +195,14 @@ const MIGRATIONS: &[&str] = &["
     -- History pages walk (start_ms, call_id) within one user.
     CREATE INDEX call_logs_by_user_time ON call_logs (user_id, start_ms, call_id);
     CREATE INDEX call_logs_open ON call_logs (user_id) WHERE end_ms IS NULL;
-"];
+",
+    "
+    ALTER TABLE call_logs ADD COLUMN end_note TEXT;
+",
+];
 
 const COLUMNS: &str = "call_id, user_id, call_type, media, direction, peers, start_ms, \
-     connect_ms, end_ms, duration_ms, end_reason, ring_ms, answer_ms, first_audio_ms";
+     connect_ms, end_ms, duration_ms, end_reason, ring_ms, answer_ms, first_audio_ms, end_note";
 
 /// `duration_ms` for an end time bound to `?1`.
 const DURATION_SQL: &str = "CASE WHEN connect_ms IS NULL THEN 0 ELSE MAX(0, ?1 - connect_ms) END";
@@ -371,7 +387,7 @@ impl CallLogStore for SqliteStore {
             "UPDATE call_logs SET
                  answer_ms = COALESCE(answer_ms, MAX(0, ?1 - start_ms - ring_ms)),
                  connect_ms = COALESCE(connect_ms, ?1),
-                 end_ms = NULL, duration_ms = NULL, end_reason = NULL
+                 end_ms = NULL, duration_ms = NULL, end_reason = NULL, end_note = NULL
              WHERE call_id = ?2 AND user_id = ?3",
             call_id,
             user,
@@ -393,6 +409,21 @@ impl CallLogStore for SqliteStore {
             user,
             at_ms,
         )
+    }
+
+    fn end_note(
+        &mut self,
+        call_id: &CallId,
+        user: &Identity,
+        note: &str,
+    ) -> Result<bool, StoreError> {
+        self.write(|tx| {
+            let n = tx.execute(
+                "UPDATE call_logs SET end_note = ?3 WHERE call_id = ?1 AND user_id = ?2",
+                params![call_id.as_str(), user.as_str(), note],
+            )?;
+            Ok(n > 0)
+        })
     }
 
     fn close(
@@ -519,6 +550,7 @@ struct RawLog {
     ring_ms: Option<i64>,
     answer_ms: Option<i64>,
     first_audio_ms: Option<i64>,
+    end_note: Option<String>,
 }
 
 impl RawLog {
@@ -538,6 +570,7 @@ impl RawLog {
             ring_ms: r.get(11)?,
             answer_ms: r.get(12)?,
             first_audio_ms: r.get(13)?,
+            end_note: r.get(14)?,
         })
     }
 
@@ -564,6 +597,7 @@ impl RawLog {
                 .map(|r| r.parse())
                 .transpose()
                 .map_err(|e| corrupt(&e))?,
+            end_note: self.end_note,
             ring_ms: self.ring_ms,
             answer_ms: self.answer_ms,
             first_audio_ms: self.first_audio_ms,

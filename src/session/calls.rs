@@ -17,6 +17,23 @@ use crate::messages::{LogAnswer, LogQuery};
 use crate::protocol::{self, Request};
 use crate::token::{GRANT_CALL, GRANT_PROXY};
 
+/// Longest note a `reject` or `hangup` may carry (a line on a phone's screen).
+const MAX_NOTE_BYTES: usize = 200;
+
+/// A `reject` or `hangup` note: short text for a person to read, nothing else.
+fn checked_note(note: Option<String>) -> Result<Option<String>, ApiError> {
+    let Some(note) = note else {
+        return Ok(None);
+    };
+    let note = note.trim();
+    if note.len() > MAX_NOTE_BYTES || note.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(format!(
+            "\"note\" is at most {MAX_NOTE_BYTES} bytes of text on one line"
+        )));
+    }
+    Ok((!note.is_empty()).then(|| note.to_string()))
+}
+
 /// Call logs a page shows when the request names no count.
 const DEFAULT_PAGE: usize = 20;
 
@@ -107,16 +124,24 @@ impl SessionActor {
             Request::Reject {
                 call_id,
                 reason,
+                note,
                 on_behalf,
             } => {
                 let reason = reason.unwrap_or(RejectReason::Rejected);
-                (self.caller(on_behalf)?, call_id, Op::Reject { reason })
+                let note = checked_note(note)?;
+                (
+                    self.caller(on_behalf)?,
+                    call_id,
+                    Op::Reject { reason, note },
+                )
             }
             Request::Hangup {
                 call_id,
                 reason,
+                note,
                 on_behalf,
             } => {
+                let note = checked_note(note)?;
                 let user = self.caller(on_behalf)?;
                 let reason = reason.unwrap_or(EndReason::Hangup);
                 if !matches!(reason, EndReason::Hangup | EndReason::Disconnected) {
@@ -125,7 +150,7 @@ impl SessionActor {
                     )));
                 }
                 let call_id = self.hangup_target(&user, call_id)?;
-                (user, call_id, Op::Hangup { reason })
+                (user, call_id, Op::Hangup { reason, note })
             }
             Request::Invite {
                 call_id,

@@ -89,6 +89,8 @@ pub struct Call {
     legs: Vec<Leg>,
     connected_at: Option<Instant>,
     ended: Option<(EndReason, Instant)>,
+    /// The note of the departure that ended the call.
+    end_note: Option<String>,
     media_change: Option<PendingChange>,
     transactions: u64,
     seq: u64,
@@ -130,6 +132,7 @@ impl Call {
             legs: vec![caller],
             connected_at: None,
             ended: None,
+            end_note: None,
             media_change: None,
             transactions: 0,
             seq: 0,
@@ -174,6 +177,11 @@ impl Call {
 
     pub fn connected_at(&self) -> Option<Instant> {
         self.connected_at
+    }
+
+    /// The note of the member whose reject or hangup ended the call.
+    pub fn end_note(&self) -> Option<&str> {
+        self.end_note.as_deref()
     }
 
     pub fn ended_at(&self) -> Option<Instant> {
@@ -248,11 +256,23 @@ impl Call {
         reason: RejectReason,
         now: Instant,
     ) -> Result<(), CallError> {
+        self.reject_with_note(user, reason, None, now)
+    }
+
+    /// [`Call::reject`] with a note for the others, carried by the events it causes.
+    pub fn reject_with_note(
+        &mut self,
+        user: &Identity,
+        reason: RejectReason,
+        note: Option<String>,
+        now: Instant,
+    ) -> Result<(), CallError> {
         self.ensure_live()?;
         let i = self.index(user)?;
         if self.legs[i].state != LegState::Ringing {
             return Err(CallError::WrongState("only a ringing call can be rejected"));
         }
+        self.legs[i].note = note;
         self.depart(i, reason.into(), now);
         Ok(())
     }
@@ -264,6 +284,17 @@ impl Call {
         &mut self,
         user: &Identity,
         reason: EndReason,
+        now: Instant,
+    ) -> Result<(), CallError> {
+        self.hangup_with_note(user, reason, None, now)
+    }
+
+    /// [`Call::hangup`] with a note for the others, carried by the events it causes.
+    pub fn hangup_with_note(
+        &mut self,
+        user: &Identity,
+        reason: EndReason,
+        note: Option<String>,
         now: Instant,
     ) -> Result<(), CallError> {
         if !reason.is_departure() {
@@ -285,6 +316,7 @@ impl Call {
             }
             _ => reason,
         };
+        self.legs[i].note = note;
         self.depart(i, reason, now);
         Ok(())
     }
@@ -364,6 +396,7 @@ impl Call {
         leg.ring_deadline = None;
         leg.grace_deadline = None;
         leg.left = None;
+        leg.note = None;
         self.emit_state(i, true);
         let newly: Vec<Identity> = match self.connected_at {
             Some(_) => vec![self.legs[i].user.clone()],
@@ -416,6 +449,10 @@ impl Call {
     /// Ends the call. Everyone still present leaves with `reason`; they and `leaver` (whose
     /// departure ended it, and whose other devices need to hear) get `call_ended`.
     fn end(&mut self, reason: EndReason, leaver: Option<Identity>, now: Instant) {
+        let note = leaver
+            .as_ref()
+            .and_then(|u| self.leg(u))
+            .and_then(|l| l.note.clone());
         let mut to: Vec<Identity> = leaver.into_iter().collect();
         for leg in self.legs.iter_mut().filter(|l| l.present()) {
             to.push(leg.user.clone());
@@ -426,7 +463,8 @@ impl Call {
         }
         self.ended = Some((reason, now));
         self.media_change = None;
-        self.emit(to, CallEvent::Ended { reason });
+        self.end_note = note.clone();
+        self.emit(to, CallEvent::Ended { reason, note });
     }
 
     /// Tells everyone present member `i`'s state. The member itself is told too when
@@ -443,6 +481,9 @@ impl Call {
             state: leg.state,
             reason: leg.left.map(|(r, _)| r),
             reconnecting: leg.reconnecting(),
+            note: (leg.state == LegState::Left)
+                .then(|| leg.note.clone())
+                .flatten(),
         };
         self.emit(to, event);
     }

@@ -141,6 +141,9 @@ pub enum Request {
         call_id: String,
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<RejectReason>,
+        /// A short word for the others ("in a meeting, call you back").
+        #[serde(skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
         #[serde(rename = "as")]
         #[serde(skip_serializing_if = "Option::is_none")]
         on_behalf: Option<String>,
@@ -150,6 +153,8 @@ pub enum Request {
         call_id: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<EndReason>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
         #[serde(rename = "as")]
         #[serde(skip_serializing_if = "Option::is_none")]
         on_behalf: Option<String>,

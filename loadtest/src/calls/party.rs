@@ -76,6 +76,7 @@ pub(super) fn hangup_request(call_id: &str) -> Request {
     Request::Hangup {
         call_id: Some(call_id.to_string()),
         reason: None,
+        note: None,
         on_behalf: None,
     }
 }

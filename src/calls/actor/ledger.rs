@@ -93,6 +93,7 @@ impl CallActor {
                 user,
                 at_ms,
                 reason,
+                note,
             } => {
                 let engine = self.engine.clone();
                 let (to, id) = (user.clone(), call_id.clone());
@@ -101,6 +102,7 @@ impl CallActor {
                     user,
                     at_ms,
                     reason,
+                    note,
                     then: Some(Box::new(move |row| {
                         let frame = protocol::call_event(
                             &id,

@@ -84,7 +84,7 @@ fn reopening_keeps_rows_and_migrates_nothing_twice() {
     }
     for _ in 0..2 {
         let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(store.schema_version().unwrap(), 1);
+        assert_eq!(store.schema_version().unwrap(), 2);
         let log = store.get(&call(1), &user("alice")).unwrap().unwrap();
         assert_eq!(log.end_reason, Some(EndReason::Hangup));
         assert!(store.get(&call(1), &user("bob")).unwrap().is_some());
@@ -104,11 +104,36 @@ fn a_newer_schema_is_refused() {
             err,
             StoreError::NewerSchema {
                 found: 99,
-                known: 1
+                known: 2
             }
         ),
         "{err}"
     );
+}
+
+#[test]
+fn a_first_version_database_gains_the_end_note_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.sqlite");
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(super::MIGRATIONS[0]).unwrap();
+    conn.pragma_update(None, "user_version", 1).unwrap();
+    conn.execute(
+        "INSERT INTO call_logs (call_id, user_id, call_type, media, direction, peers, start_ms)
+         VALUES (?1, 'alice', 'one_to_one', 'audio', 'outgoing', '[\"bob\"]', 1000)",
+        [call(1).as_str()],
+    )
+    .unwrap();
+    drop(conn);
+    let mut store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 2);
+    assert!(store
+        .close(&call(1), &user("alice"), 2_000, EndReason::Rejected)
+        .unwrap());
+    assert!(store.end_note(&call(1), &user("alice"), "later").unwrap());
+    let log = store.get(&call(1), &user("alice")).unwrap().unwrap();
+    assert_eq!(log.end_note.as_deref(), Some("later"));
+    assert_eq!(log.start_ms, 1000);
 }
 
 #[test]
@@ -153,6 +178,7 @@ fn a_row_records_the_whole_call() {
             end_ms: Some(74_150),
             duration_ms: Some(60_000),
             end_reason: Some(EndReason::Hangup),
+            end_note: None,
             ring_ms: Some(150),
             answer_ms: Some(4_000),
             first_audio_ms: Some(80),

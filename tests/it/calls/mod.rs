@@ -314,3 +314,52 @@ async fn glare_ends_with_exactly_one_connected_call() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reject_or_hangup_can_carry_a_note_for_the_others_and_the_log() {
+    let server = server();
+    let mut a = user(&server, "alice").await;
+    let mut b = user(&server, "bob").await;
+    let (id, _) = call(&mut a, &["bob"], "audio").await;
+    call_event(&mut b, "call_incoming", &id).await;
+    b.err(
+        "reject",
+        json!({"call_id": id, "note": "line one\nline two"}),
+        "bad_request",
+    )
+    .await;
+    b.err(
+        "reject",
+        json!({"call_id": id, "note": "x".repeat(201)}),
+        "bad_request",
+    )
+    .await;
+    let note = "in a meeting, call you back";
+    b.ok("reject", json!({"call_id": id, "note": note})).await;
+    let ended = call_event(&mut a, "call_ended", &id).await;
+    assert_eq!(
+        (ended["reason"].as_str(), ended["note"].as_str()),
+        (Some("rejected"), Some(note))
+    );
+    // Both rows keep it: the caller's, and the callee's own.
+    for c in [&mut a, &mut b] {
+        let log = call_event(c, "call_log", &id).await;
+        assert_eq!(log["log"]["end_note"], note, "{log}");
+    }
+
+    // A hangup in a connected call, the same way; a plain one carries none.
+    let id = connected(&mut a, &mut b, "bob").await;
+    a.ok(
+        "hangup",
+        json!({"call_id": id, "note": "  battery dying  "}),
+    )
+    .await;
+    let ended = call_event(&mut b, "call_ended", &id).await;
+    assert_eq!(ended["note"], "battery dying");
+    let id = connected(&mut a, &mut b, "bob").await;
+    a.ok("hangup", json!({"call_id": id})).await;
+    let ended = call_event(&mut b, "call_ended", &id).await;
+    assert!(ended.get("note").is_none(), "{ended}");
+    let log = call_event(&mut b, "call_log", &id).await;
+    assert!(log["log"].get("end_note").is_none(), "{log}");
+}

@@ -116,6 +116,7 @@ impl Call {
                     state: LegState::Ringing,
                     reason: None,
                     reconnecting: false,
+                    note: None,
                 },
             );
         }

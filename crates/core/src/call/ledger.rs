@@ -48,6 +48,8 @@ pub enum RowWrite {
         user: Identity,
         at_ms: i64,
         reason: EndReason,
+        /// The member's own note as it left, else the note that ended the call.
+        note: Option<String>,
     },
 }
 
@@ -144,10 +146,12 @@ impl Ledger {
             if state == LegState::Left && prev != Some(LegState::Left) {
                 self.connect_logged.remove(&user);
                 let (reason, at) = leg.left().unwrap_or((EndReason::Hangup, now));
+                let note = leg.note().or(call.end_note()).map(str::to_string);
                 self.after_events.push(RowWrite::Close {
                     user: user.clone(),
                     at_ms: call.unix_ms(at),
                     reason,
+                    note,
                 });
                 if !call.is_ended() {
                     step.left_ongoing.push(user);

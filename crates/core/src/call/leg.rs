@@ -15,6 +15,8 @@ pub struct Leg {
     pub(super) joined_at: Option<Instant>,
     pub(super) grace_deadline: Option<Instant>,
     pub(super) left: Option<(EndReason, Instant)>,
+    /// What the member said as it left (`reject` or `hangup` with a note).
+    pub(super) note: Option<String>,
 }
 
 impl Leg {
@@ -28,6 +30,7 @@ impl Leg {
             joined_at: None,
             grace_deadline: None,
             left: None,
+            note: None,
         }
     }
 
@@ -57,6 +60,11 @@ impl Leg {
     /// Why and when this member left, while it is `Left`.
     pub fn left(&self) -> Option<(EndReason, Instant)> {
         self.left
+    }
+
+    /// The note this member left with.
+    pub fn note(&self) -> Option<&str> {
+        self.note.as_deref()
     }
 
     pub fn reconnecting(&self) -> bool {

@@ -43,9 +43,17 @@ pub enum CallEvent {
         reason: Option<EndReason>,
         /// The member's client dropped and the reconnect grace runs.
         reconnecting: bool,
+        /// The note the member left with (`reject` or `hangup`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
     },
     #[serde(rename = "call_ended")]
-    Ended { reason: EndReason },
+    Ended {
+        reason: EndReason,
+        /// The note of the member whose reject or hangup ended the call.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
+    },
     #[serde(rename = "call_missed")]
     Missed { user: Identity },
     #[serde(rename = "call_type_changed")]
