@@ -271,14 +271,18 @@ impl Link {
                 }));
                 return Some(ws);
             }
-            if reply["code"] == "session_gone" {
+            // A refusal that passes (rate limited, at capacity, a hiccup) is tried again; any
+            // other (`session_gone`, or a server that does not know `resume`) is final.
+            if !matches!(
+                reply["code"].as_str(),
+                Some("rate_limited" | "busy" | "internal")
+            ) {
                 let why = reply["message"]
                     .as_str()
                     .unwrap_or("session gone")
                     .to_string();
                 return self.gone(&why);
             }
-            // Anything else (rate limited, the server busy) may pass: try again.
         }
     }
 
