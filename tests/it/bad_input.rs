@@ -249,43 +249,9 @@ fn rss_bytes() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_huge_frame_header_is_refused_before_its_payload() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    const STREAMED: usize = 512 << 20;
     let server = start();
-    let socket = RawSocket::open(&server, "huge").await;
     let before = rss_bytes();
-    let (mut read, mut write) = socket.stream.into_split();
-    // 2^40 bytes announced, then data streamed behind it as fast as the server takes it. The
-    // close must come from the header alone: were the payload buffered instead, nothing would
-    // answer until the heartbeat gave up, and the server would hold what was streamed.
-    let writer = tokio::spawn(async move {
-        write
-            .write_all(&RawSocket::header(0x82, 1 << 40))
-            .await
-            .unwrap();
-        let chunk = vec![0u8; 1 << 20];
-        let mut sent = 0;
-        while sent < STREAMED && write.write_all(&chunk).await.is_ok() {
-            sent += chunk.len();
-        }
-    });
-    let code = tokio::time::timeout(Duration::from_secs(10), async {
-        let mut head = [0u8; 2];
-        read.read_exact(&mut head).await.ok()?;
-        let mut payload = vec![0u8; usize::from(head[1] & 0x7F)];
-        read.read_exact(&mut payload).await.ok()?;
-        (head[0] & 0x0F == 8).then(|| u16::from_be_bytes([payload[0], payload[1]]))
-    })
-    .await
-    .expect("the server answered the header within 10 s");
-    assert_eq!(code, Some(1009));
-    // Then the server ends the connection (what it still reads is discarded, not kept).
-    let mut rest = [0u8; 64];
-    let end = tokio::time::timeout(Duration::from_secs(10), read.read(&mut rest))
-        .await
-        .expect("the server closed the connection within 10 s");
-    assert!(matches!(end, Ok(0) | Err(_)), "{end:?}");
-    let _ = tokio::time::timeout(Duration::from_secs(10), writer).await;
+    huge_frame_refused(server.addr, "huge", 512 << 20).await;
     let grown = rss_bytes().saturating_sub(before);
     assert!(
         grown < 128 << 20,
@@ -318,13 +284,13 @@ async fn a_huge_frame_header_costs_the_server_process_under_a_mebibyte() {
     // The first refusal also pays one-time costs: a worker thread's first allocator segment
     // (mimalloc takes 4 MiB at a time) and lazily built tables. Measured apart.
     let before_first = rss();
-    huge_frame_refused(addr, "first").await;
+    huge_frame_refused(addr, "first", 64 << 20).await;
     let first = rss().saturating_sub(before_first);
     // The allocator grows in chunks of megabytes, so the cost is judged over eight refusals.
     const AGAIN: u64 = 8;
     let before = rss();
     for i in 0..AGAIN {
-        huge_frame_refused(addr, &format!("again{i}")).await;
+        huge_frame_refused(addr, &format!("again{i}"), 64 << 20).await;
     }
     let grown = rss().saturating_sub(before);
     // And while refused connections stay open, still streaming: what each holds.
@@ -386,11 +352,13 @@ async fn huge_frame_held(
     (read, write)
 }
 
-/// Announces a 2^40-byte frame on a new connection to `addr` and streams 64 MiB behind it;
-/// returns once the server has refused it with 1009 and the stream has ended.
-async fn huge_frame_refused(addr: std::net::SocketAddr, identity: &str) {
+/// Announces a 2^40-byte frame on a new connection to `addr` and streams `streamed` bytes
+/// behind it as fast as the server takes them. The close must come from the header alone:
+/// were the payload buffered instead, nothing would answer until the heartbeat gave up, and
+/// the server would hold what was streamed. Returns once the server has closed with 1009,
+/// ended the connection, and let its session go.
+async fn huge_frame_refused(addr: std::net::SocketAddr, identity: &str, streamed: usize) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    const STREAMED: usize = 64 << 20;
     let socket = RawSocket::open_at(addr, identity).await;
     let (mut read, mut write) = socket.stream.into_split();
     let writer = tokio::spawn(async move {
@@ -400,7 +368,7 @@ async fn huge_frame_refused(addr: std::net::SocketAddr, identity: &str) {
             .unwrap();
         let chunk = vec![0u8; 1 << 20];
         let mut sent = 0;
-        while sent < STREAMED && write.write_all(&chunk).await.is_ok() {
+        while sent < streamed && write.write_all(&chunk).await.is_ok() {
             sent += chunk.len();
         }
     });
@@ -414,6 +382,12 @@ async fn huge_frame_refused(addr: std::net::SocketAddr, identity: &str) {
     .await
     .expect("the server answered the header within 10 s");
     assert_eq!(code, Some(1009));
+    // Then the server ends the connection (what it still reads is discarded, not kept).
+    let mut rest = [0u8; 64];
+    let end = tokio::time::timeout(Duration::from_secs(10), read.read(&mut rest))
+        .await
+        .expect("the server closed the connection within 10 s");
+    assert!(matches!(end, Ok(0) | Err(_)), "{end:?}");
     let _ = tokio::time::timeout(Duration::from_secs(10), writer).await;
     drop(read);
     // Gone from the server too: its session count is back to none.

@@ -55,6 +55,23 @@ async fn drive_hearing(
     .await
 }
 
+/// A Rust client in `channel` as `role`, its peer connected.
+async fn rust_peer(
+    url: &str,
+    channel: &str,
+    identity: &str,
+    role: &str,
+    opts: PeerOptions,
+) -> (Signal, AudioPeer) {
+    let s = Signal::connect(url, &token(identity, &[role]))
+        .await
+        .unwrap();
+    s.join(channel, role).await.unwrap();
+    let peer = AudioPeer::start(&s, channel, opts).await.unwrap();
+    assert!(peer.wait_connected(SECS).await, "{identity} connected");
+    (s, peer)
+}
+
 async fn run_driver(args: Vec<String>) -> Value {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     let mut all = vec!["drive.mjs".to_string()];
@@ -85,22 +102,12 @@ async fn chromium_host_is_heard_by_a_rust_listener() {
     require_browser();
     let server = start();
     let url = server.http_url();
-    let s = Signal::connect(&url, &token("rusty", &["audience"]))
-        .await
-        .unwrap();
-    s.join("web", "audience").await.unwrap();
-    let listener = AudioPeer::start(
-        &s,
-        "web",
-        PeerOptions {
-            slots: 2,
-            keep_audio: true,
-            ..PeerOptions::default()
-        },
-    )
-    .await
-    .unwrap();
-    assert!(listener.wait_connected(SECS).await);
+    let opts = PeerOptions {
+        slots: 2,
+        keep_audio: true,
+        ..PeerOptions::default()
+    };
+    let (_s, listener) = rust_peer(&url, "web", "rusty", "audience", opts).await;
     let page_url = url.clone();
     let browser_listener =
         tokio::spawn(async move { drive(&page_url, "web", "chrome-ear", "audience", 8).await });
@@ -158,22 +165,12 @@ async fn chromium_audience_hears_a_rust_host() {
     require_browser();
     let server = start();
     let url = server.http_url();
-    let s = Signal::connect(&url, &token("rust-host", &["host"]))
-        .await
-        .unwrap();
-    s.join("web2", "host").await.unwrap();
-    let host = AudioPeer::start(
-        &s,
-        "web2",
-        PeerOptions {
-            publish: Some(Box::new(Tone::new(440.0))),
-            slots: 1,
-            ..PeerOptions::default()
-        },
-    )
-    .await
-    .unwrap();
-    assert!(host.wait_connected(SECS).await);
+    let opts = PeerOptions {
+        publish: Some(Box::new(Tone::new(440.0))),
+        slots: 1,
+        ..PeerOptions::default()
+    };
+    let (_s, _host) = rust_peer(&url, "web2", "rust-host", "host", opts).await;
     let report = drive(&url, "web2", "chrome-fan", "audience", 5).await;
     assert_eq!(report["joined"], true, "{report}");
     assert_eq!(report["role"], "audience");
@@ -364,16 +361,12 @@ async fn chromium_resumes_its_session_when_its_connection_drops() {
     require_browser();
     let server = start();
     let proxy = Cutter::start(server.http_url().trim_start_matches("http://").to_string()).await;
-    let hs = Signal::connect(&server.http_url(), &token("tone", &["host"]))
-        .await
-        .unwrap();
-    hs.join("again", "host").await.unwrap();
     let opts = PeerOptions {
         publish: Some(Box::new(Tone::new(440.0))),
         slots: 1,
         ..PeerOptions::default()
     };
-    let _h = AudioPeer::start(&hs, "again", opts).await.unwrap();
+    let (hs, _h) = rust_peer(&server.http_url(), "again", "tone", "host", opts).await;
     let page_url = proxy.url.clone();
     let dir = tempfile::tempdir().unwrap();
     let ready = dir.path().join("ready");
