@@ -159,16 +159,11 @@ fn check_token_claims(config: &Config, claims: &amphi::token::Claims) -> Result<
             ));
         }
     }
-    let known = [
-        amphi::token::GRANT_ADMIN,
-        amphi::token::GRANT_CALL,
-        amphi::token::GRANT_PROXY,
-    ];
     for grant in &claims.grants {
-        if !known.contains(&grant.as_str()) {
+        if !amphi::token::GRANTS.contains(&grant.as_str()) {
             return Err(format!(
                 "grant '{grant}' is unknown; grants are {}",
-                known.join(", ")
+                amphi::token::GRANTS.join(", ")
             ));
         }
     }

@@ -14,6 +14,8 @@ pub const GRANT_ADMIN: &str = "admin";
 pub const GRANT_CALL: &str = "call";
 /// Grant that lets an app server observe every call and act in calls for other identities.
 pub const GRANT_PROXY: &str = "proxy";
+/// Every grant a token may carry.
+pub const GRANTS: [&str; 3] = [GRANT_ADMIN, GRANT_CALL, GRANT_PROXY];
 
 /// Claims carried by an access token. `sub` is the identity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
