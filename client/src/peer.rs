@@ -47,6 +47,9 @@ pub struct PeerOptions {
     /// Send no audio-level header extension (RFC 6464): the server learns levels only from
     /// the audio itself.
     pub omit_levels: bool,
+    /// Use this socket instead of binding one on loopback (to choose the local address or
+    /// port, or to keep a handle on it: a clone sends from the peer's own address).
+    pub socket: Option<std::net::UdpSocket>,
 }
 
 impl Default for PeerOptions {
@@ -60,6 +63,7 @@ impl Default for PeerOptions {
             misreport_mic: false,
             drop_every: 0,
             omit_levels: false,
+            socket: None,
         }
     }
 }
@@ -133,7 +137,13 @@ impl AudioPeer {
     ) -> Result<AudioPeer, ClientError> {
         str0m::crypto::from_feature_flags().install_process_default();
         let media_err = |e: &dyn std::fmt::Display| ClientError::Media(e.to_string());
-        let socket = bind_udp(opts.recv_buffer).map_err(|e| media_err(&e))?;
+        let socket = match opts.socket {
+            Some(s) => s
+                .set_nonblocking(true)
+                .and_then(|()| UdpSocket::from_std(s)),
+            None => bind_udp(opts.recv_buffer),
+        }
+        .map_err(|e| media_err(&e))?;
         let local_addr = socket.local_addr().map_err(|e| media_err(&e))?;
         let mut rtc = Rtc::builder()
             .clear_codecs()

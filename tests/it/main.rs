@@ -14,6 +14,7 @@ mod calls_webhooks;
 mod channels;
 mod interop_webrtc;
 mod kicks;
+mod log_flood;
 mod media;
 mod panics;
 mod pipelined;
