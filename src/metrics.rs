@@ -15,6 +15,8 @@ pub const PACKETS_DROPPED: &str = "amphi_packets_dropped_total";
 pub const PEERS: &str = "amphi_peers";
 pub const RED_IN: &str = "amphi_red_packets_total";
 pub const RED_OUT: &str = "amphi_red_forwarded_total";
+pub const VIDEO_IN: &str = "amphi_video_packets_total";
+pub const KEYFRAME_REQUESTS: &str = "amphi_keyframe_requests_total";
 pub const ADMISSION_REFUSED: &str = "amphi_admission_refused_total";
 pub const HANDOVERS: &str = "amphi_media_handovers_total";
 pub const MIXER_TICK: &str = "amphi_mixer_tick_seconds";
@@ -230,6 +232,14 @@ fn describe_calls() {
         "RED packets written to listeners: as=\"red\" as they came, as=\"opus\" their primary block"
     );
     describe_counter!(
+        VIDEO_IN,
+        "Video packets received from call members and forwarded to the others"
+    );
+    describe_counter!(
+        KEYFRAME_REQUESTS,
+        "Keyframe requests (PLI/FIR) sent to video senders, for their receivers"
+    );
+    describe_counter!(
         ADMISSION_REFUSED,
         "Joins, media connections and calls refused because the server was at its configured capacity"
     );
@@ -291,10 +301,12 @@ pub enum Drop {
     UnknownSource,
     /// A RED payload whose block headers do not fit it.
     Malformed,
+    /// Video in a call whose media is audio.
+    VideoOff,
 }
 
 impl Drop {
-    const ALL: [Drop; 7] = [
+    const ALL: [Drop; 8] = [
         Drop::NotPermitted,
         Drop::Muted,
         Drop::NoSlot,
@@ -302,6 +314,7 @@ impl Drop {
         Drop::QueueFull,
         Drop::UnknownSource,
         Drop::Malformed,
+        Drop::VideoOff,
     ];
 
     fn label(self) -> &'static str {
@@ -313,6 +326,7 @@ impl Drop {
             Drop::QueueFull => "queue_full",
             Drop::UnknownSource => "unknown_source",
             Drop::Malformed => "malformed",
+            Drop::VideoOff => "video_off",
         }
     }
 }
@@ -363,10 +377,12 @@ pub struct WorkerMetrics {
     moves: Counter,
     red_in: Counter,
     red_out: [Counter; 2],
+    video_in: Counter,
+    keyframe_requests: Counter,
     pending_red_out: [u64; 2],
     pending_forwarded: u64,
     pending_handovers: u64,
-    pending_dropped: [u64; 7],
+    pending_dropped: [u64; 8],
 }
 
 impl WorkerMetrics {
@@ -401,6 +417,8 @@ impl WorkerMetrics {
             handovers: counter!(HANDOVERS),
             moves: counter!(PEER_MOVES),
             red_in: counter!(RED_IN),
+            video_in: counter!(VIDEO_IN),
+            keyframe_requests: counter!(KEYFRAME_REQUESTS),
             red_out: [
                 counter!(RED_OUT, "as" => "red"),
                 counter!(RED_OUT, "as" => "opus"),
@@ -408,7 +426,7 @@ impl WorkerMetrics {
             pending_red_out: [0; 2],
             pending_forwarded: 0,
             pending_handovers: 0,
-            pending_dropped: [0; 7],
+            pending_dropped: [0; 8],
         }
     }
 
@@ -486,6 +504,14 @@ impl WorkerMetrics {
     /// A RED packet went to a listener, as RED or as its primary block.
     pub fn red_out(&mut self, as_red: bool) {
         self.pending_red_out[usize::from(!as_red)] += 1;
+    }
+
+    pub fn video_in(&self) {
+        self.video_in.increment(1);
+    }
+
+    pub fn keyframe_request(&self) {
+        self.keyframe_requests.increment(1);
     }
 
     pub fn handover(&mut self) {

@@ -75,6 +75,10 @@ pub(crate) fn compose(
         Box::new(|engine, call, placement| {
             CallHandle::new(CallActor::new(engine, call, placement).start())
         }),
+        {
+            let plane = media.clone();
+            Box::new(move |channel, on| plane.video(channel, on))
+        },
     );
     let directory: Arc<dyn CallDirectory> = calls.clone();
     channels.set_calls(Arc::downgrade(&directory));

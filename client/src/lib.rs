@@ -6,14 +6,17 @@
 //! - `herd`   — many listening peers on one thread (load generation).
 //! - `stats`  — what a listening peer measured (`Meter`, `PeerStats`, `SlotStats`).
 //! - `audio`  — sources (tone, WAV), level and frequency analysis.
+//! - `video`  — a camera from a VP8 file (a call's video).
 
 pub mod audio;
 pub mod herd;
 pub mod peer;
 pub mod signal;
 pub mod stats;
+pub mod video;
 
 pub use audio::{Source, Tone, Wav};
 pub use herd::{Herd, HerdPeer};
 pub use peer::{AudioPeer, Meter, PeerOptions, PeerStats, SlotStats};
 pub use signal::{AudioMode, ClientError, Signal};
+pub use video::VideoFile;

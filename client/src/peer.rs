@@ -21,6 +21,7 @@ use crate::audio::{dbov, Source, FRAME_SAMPLES};
 use crate::signal::{ClientError, Signal};
 use crate::stats::{slot_mut, Arrival};
 pub use crate::stats::{Meter, PeerStats, SlotStats};
+use crate::video::VideoFile;
 
 /// Datagrams handled per wake-up before the driver yields.
 const READ_BATCH: usize = 32;
@@ -50,6 +51,10 @@ pub struct PeerOptions {
     /// Use this socket instead of binding one on loopback (to choose the local address or
     /// port, or to keep a handle on it: a clone sends from the peer's own address).
     pub socket: Option<std::net::UdpSocket>,
+    /// Send this video as a camera (VP8; a call channel whose media is video forwards it).
+    pub camera: Option<VideoFile>,
+    /// Video receive slots to offer (each carries one other member's camera).
+    pub video_slots: usize,
 }
 
 impl Default for PeerOptions {
@@ -64,6 +69,8 @@ impl Default for PeerOptions {
             drop_every: 0,
             omit_levels: false,
             socket: None,
+            camera: None,
+            video_slots: 0,
         }
     }
 }
@@ -72,6 +79,7 @@ enum PeerCmd {
     /// Stop reading the socket for a while: a listener that cannot keep up.
     Stall(Duration),
     SetSending(bool),
+    SetCamera(bool),
     Close,
 }
 
@@ -145,9 +153,11 @@ impl AudioPeer {
         }
         .map_err(|e| media_err(&e))?;
         let local_addr = socket.local_addr().map_err(|e| media_err(&e))?;
+        let video = opts.camera.is_some() || opts.video_slots > 0;
         let mut rtc = Rtc::builder()
             .clear_codecs()
             .enable_opus(true, false)
+            .enable_vp8(video)
             .set_extension(5, Extension::AbsoluteCaptureTime)
             .build(Instant::now());
         let candidate = Candidate::host(local_addr, "udp").map_err(|e| media_err(&e))?;
@@ -160,6 +170,13 @@ impl AudioPeer {
         for _ in 0..opts.slots {
             api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
         }
+        let camera = opts.camera.map(|file| {
+            let mid = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+            (mid, file)
+        });
+        let video_mids: Vec<Mid> = (0..opts.video_slots)
+            .map(|_| api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None))
+            .collect();
         let (offer, pending) = api
             .apply()
             .ok_or_else(|| ClientError::Media("nothing to offer".into()))?;
@@ -205,6 +222,10 @@ impl AudioPeer {
             omit_levels: opts.omit_levels,
             rtp_sent: 0,
             epoch: Instant::now(),
+            camera,
+            camera_on: true,
+            video_mids,
+            video_time: 0,
         };
         let task = tokio::spawn(driver.run(media_events, cmd_rx));
         Ok(AudioPeer {
@@ -222,6 +243,11 @@ impl AudioPeer {
 
     pub async fn set_sending(&self, on: bool) {
         let _ = self.cmd.send(PeerCmd::SetSending(on)).await;
+    }
+
+    /// Turns the camera off (no video sent) or on again.
+    pub async fn set_camera(&self, on: bool) {
+        let _ = self.cmd.send(PeerCmd::SetCamera(on)).await;
     }
 
     pub async fn close(self) {
@@ -250,6 +276,11 @@ struct Driver {
     omit_levels: bool,
     rtp_sent: u64,
     epoch: Instant,
+    camera: Option<(Mid, VideoFile)>,
+    camera_on: bool,
+    video_mids: Vec<Mid>,
+    /// RTP time of the camera's next frame (90 kHz).
+    video_time: u64,
 }
 
 impl Driver {
@@ -257,6 +288,12 @@ impl Driver {
         let mut buf = vec![0u8; 2048];
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let frame_interval = self
+            .camera
+            .as_ref()
+            .map_or(Duration::from_secs(1), |(_, f)| f.interval);
+        let mut video_tick = tokio::time::interval(frame_interval);
+        video_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         while let Some(timeout) = self.drain() {
             let stalled = self
                 .stalled_until
@@ -286,12 +323,14 @@ impl Driver {
                     let _ = self.rtc.handle_input(Input::Timeout(Instant::now()));
                 }
                 _ = tick.tick(), if self.mic.is_some() => self.publish_frame(),
+                _ = video_tick.tick(), if self.camera.is_some() => self.send_video_frame(),
                 Some(ev) = media.recv() => self.media_event(ev),
                 cmd = cmds.recv() => match cmd {
                     Some(PeerCmd::Stall(d)) => {
                         self.stalled_until = Some(tokio::time::Instant::now() + d);
                     }
                     Some(PeerCmd::SetSending(on)) => self.sending = on,
+                    Some(PeerCmd::SetCamera(on)) => self.camera_on = on,
                     Some(PeerCmd::Close) | None => {
                         self.rtc.disconnect();
                         let _ = self.drain();
@@ -341,6 +380,26 @@ impl Driver {
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 self.stats.lock().expect("not poisoned").connected = false;
+            }
+            Event::MediaData(data) if self.video_mids.contains(&data.mid) => {
+                let mut s = self.stats.lock().expect("not poisoned");
+                s.video.frames += 1;
+                s.video.bytes += data.data.len() as u64;
+                if crate::video::is_keyframe(&data.data) {
+                    s.video.keyframes += 1;
+                }
+            }
+            Event::KeyframeRequest(req) => {
+                if let Some((mid, file)) = self.camera.as_mut() {
+                    if *mid == req.mid {
+                        file.restart();
+                        self.stats
+                            .lock()
+                            .expect("not poisoned")
+                            .video
+                            .keyframe_requests += 1;
+                    }
+                }
             }
             Event::MediaData(data) => {
                 let mid = data.mid;
@@ -432,6 +491,32 @@ impl Driver {
             .is_ok()
         {
             self.stats.lock().expect("not poisoned").sent_packets += 1;
+        }
+    }
+
+    fn send_video_frame(&mut self) {
+        if !self.rtc.is_connected() || !self.camera_on {
+            return;
+        }
+        let Some((mid, file)) = self.camera.as_mut() else {
+            return;
+        };
+        let ticks = (file.interval.as_secs_f64() * 90_000.0) as u64;
+        let frame = file.next_frame().to_vec();
+        let time = MediaTime::new(self.video_time, Frequency::NINETY_KHZ);
+        self.video_time += ticks;
+        let Some(writer) = self.rtc.writer(*mid) else {
+            return;
+        };
+        let Some(pt) = writer
+            .payload_params()
+            .find(|p| p.spec().codec == Codec::Vp8)
+            .map(|p| p.pt())
+        else {
+            return;
+        };
+        if writer.write(pt, Instant::now(), time, frame).is_ok() {
+            self.stats.lock().expect("not poisoned").video.sent_frames += 1;
         }
     }
 

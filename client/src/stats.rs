@@ -49,8 +49,21 @@ impl SlotStats {
     }
 }
 
+/// Video a peer sent and received (a call's cameras).
+#[derive(Debug, Clone, Default)]
+pub struct VideoStats {
+    /// Frames received on the video slots, whole (depacketized).
+    pub frames: u64,
+    pub keyframes: u64,
+    pub bytes: u64,
+    pub sent_frames: u64,
+    /// Keyframe requests (PLI/FIR) the camera got.
+    pub keyframe_requests: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct PeerStats {
+    pub video: VideoStats,
     pub connected: bool,
     pub connected_at: Option<Instant>,
     pub sent_packets: u64,
@@ -67,6 +80,7 @@ impl Default for PeerStats {
         // 1 µs to 60 s at 3 significant digits.
         let h = hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
         Self {
+            video: VideoStats::default(),
             connected: false,
             connected_at: None,
             sent_packets: 0,

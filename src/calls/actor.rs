@@ -12,7 +12,8 @@ use actix::SpawnHandle;
 use serde_json::{json, Value};
 
 use super::call::{
-    call_channel, Call, CallError, CallEvent, EndReason, LegState, Output, Phase, RejectReason,
+    call_channel, Call, CallError, CallEvent, EndReason, LegState, Media, Output, Phase,
+    RejectReason,
 };
 use super::engine::CallEngine;
 use super::webhook::WebhookEvent;
@@ -56,6 +57,8 @@ pub struct CallActor {
     glare: bool,
     timer: Option<SpawnHandle>,
     finished: bool,
+    /// Whether the media plane forwards video in the call's channel.
+    video: bool,
 }
 
 impl CallActor {
@@ -92,6 +95,7 @@ impl CallActor {
             glare,
             timer: None,
             finished: false,
+            video: false,
             call,
         }
     }
@@ -261,6 +265,7 @@ impl CallActor {
         let now = crate::clock::now();
         let outputs: Vec<Output> = self.call.drain().collect();
         self.engine.sync(&self.call);
+        self.sync_video(!matches!(self.call.phase(), Phase::Ended(_)));
         if self.log_transitions(now) {
             let barrier = self.engine.logs.write.send(LogWrite::Barrier);
             ctx.wait(barrier.into_actor(self).map(move |result, act, ctx| {
@@ -396,6 +401,7 @@ impl CallActor {
             }
         }
         metrics::gauge!(m::CALLS_ACTIVE).decrement(1.0);
+        self.sync_video(false);
         if let Some(ch) = self.engine.channels.get(&self.channel) {
             ch.do_send(AdminStop);
         }
@@ -406,6 +412,15 @@ impl CallActor {
         // No `ctx.stop()`: requests already queued would be dropped unanswered. With its
         // directory entry gone nothing new reaches this actor, and it stops once the last
         // address is dropped, answering what is queued with "has ended".
+    }
+
+    /// Video flows in the call's channel while the call lives and its media is video.
+    fn sync_video(&mut self, live: bool) {
+        let on = live && self.call.media() == Media::Video;
+        if on != self.video {
+            self.video = on;
+            (self.engine.video)(&self.channel, on);
+        }
     }
 
     fn schedule(&mut self, ctx: &mut Context<Self>, now: Instant) {

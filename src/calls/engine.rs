@@ -106,8 +106,14 @@ pub struct PlaceCall {
     pub reply: ReplyTo,
 }
 
+/// Starts (`true`) or stops forwarding video in a call's channel: the media plane's switch,
+/// given by the composition root.
+pub type VideoSwitch = Box<dyn Fn(&ChannelId, bool) + Send + Sync>;
+
 pub struct CallEngine {
     pub config: CallsConfig,
+    /// Video flows in a call's channel while the call's media is video.
+    pub video: VideoSwitch,
     /// Set under the directory lock when shutdown ends every call: no call starts after.
     closing: std::sync::atomic::AtomicBool,
     dir: Mutex<Directory>,
@@ -129,9 +135,11 @@ impl CallEngine {
         webhooks: Option<WebhookSink>,
         bans: Arc<Bans>,
         factory: CallFactory,
+        video: VideoSwitch,
     ) -> Arc<Self> {
         Arc::new(Self {
             config: config.clone(),
+            video,
             closing: std::sync::atomic::AtomicBool::new(false),
             dir: Mutex::new(Directory::default()),
             logs,

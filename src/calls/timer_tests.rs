@@ -172,6 +172,7 @@ fn engine() -> (Config, Arc<CallEngine>) {
         Box::new(|engine, call, placement| {
             CallHandle::new(CallActor::new(engine, call, placement).start())
         }),
+        Box::new(|_, _| {}),
     );
     (config, engine)
 }

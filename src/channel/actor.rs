@@ -146,6 +146,7 @@ impl ChannelActor {
                     can_publish: Channel::can_publish(member),
                     can_subscribe: Channel::can_subscribe(member),
                     audio: member.audio,
+                    video: amphi_core::call::channel_call(self.channel.id()).is_some(),
                     session: session.clone(),
                     levels: ctx.address().recipient(),
                     first_audio: ctx.address().recipient(),

@@ -215,7 +215,7 @@ impl MediaPlane {
         spec: PeerSpec,
         sdp: String,
     ) -> Result<oneshot::Receiver<Result<String, MediaError>>, MediaError> {
-        let shape = sdp::check_offer(&sdp, spec.can_publish)?;
+        let shape = sdp::check_offer(&sdp, spec.can_publish, spec.video)?;
         // A new peer past capacity is refused; a known one may always renegotiate. The count
         // is of peers the plane knows, so the limit may be passed by the few offers racing it.
         if !self.owners.contains_key(&spec.key) && self.owners.len() >= self.limits.max_peers {
@@ -229,7 +229,7 @@ impl MediaPlane {
             Command::Offer {
                 spec: Box::new(spec),
                 sdp,
-                sends: shape.sending > 0,
+                sends: shape.sending + shape.video_sending > 0,
                 reply,
             },
         )?;
@@ -384,6 +384,19 @@ impl MediaPlane {
 
     fn mixer_worker(&self, channel: &ChannelId) -> usize {
         worker::mixer_worker(channel, self.commands.len())
+    }
+
+    /// Starts or stops forwarding the video of `channel`'s members (a call's media).
+    pub fn video(&self, channel: &ChannelId, on: bool) {
+        for w in 0..self.commands.len() {
+            self.send_reliably(
+                w,
+                Command::Video {
+                    channel: channel.clone(),
+                    on,
+                },
+            );
+        }
     }
 
     pub fn channel_closed(&self, channel: &ChannelId) {

@@ -22,6 +22,9 @@ pub struct PeerSpec {
     pub can_subscribe: bool,
     /// What the peer receives: the mix, each speaker's stream, or what its channel does.
     pub audio: AudioMode,
+    /// Video m-lines are negotiated (VP8, H.264): a call channel's peer. Whether video flows
+    /// is the call's media, set per channel ([`Command::Video`]).
+    pub video: bool,
     pub session: Recipient<ToSession>,
     pub levels: Recipient<SpeakerLevel>,
     pub first_audio: Recipient<FirstAudio>,
@@ -72,6 +75,11 @@ pub(crate) enum Command {
     },
     ChannelClosed {
         channel: ChannelId,
+    },
+    /// Whether the channel's members' video is forwarded (a call's media is `video`).
+    Video {
+        channel: ChannelId,
+        on: bool,
     },
     /// Starts (`Some`) or stops recording the channel's mix; for its mixer's worker.
     Record {

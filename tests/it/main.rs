@@ -10,6 +10,7 @@ mod bad_input;
 mod browser;
 mod calls;
 mod calls_media;
+mod calls_video;
 mod calls_webhooks;
 mod channels;
 mod interop_webrtc;

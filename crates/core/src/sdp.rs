@@ -5,11 +5,14 @@
 /// Largest SDP accepted; a browser offer with a few audio m-lines is 3–6 KiB.
 pub const MAX_SDP_BYTES: usize = 32 * 1024;
 
-/// Audio m-lines of an offer by the direction the client asked for.
+/// Audio m-lines of an offer by the direction the client asked for, and video m-lines
+/// (which only call channels carry).
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct OfferShape {
     pub sending: usize,
     pub receiving: usize,
+    pub video_sending: usize,
+    pub video_receiving: usize,
 }
 
 /// The shape of `sdp`, or why it is no offer.
@@ -28,20 +31,24 @@ pub fn shape(sdp: &str) -> Result<OfferShape, String> {
         .and_then(direction)
         .unwrap_or("sendrecv");
     for section in sdp.split("\nm=").skip(1) {
-        if !section.starts_with("audio") {
+        let (send, recv) = if section.starts_with("audio") {
+            (&mut shape.sending, &mut shape.receiving)
+        } else if section.starts_with("video") {
+            (&mut shape.video_sending, &mut shape.video_receiving)
+        } else {
             continue;
-        }
+        };
         // A port of 0 marks a rejected or stopped m-line.
         if section.split_whitespace().nth(1) == Some("0") {
             continue;
         }
         match direction(section).unwrap_or(session_dir) {
             "sendrecv" => {
-                shape.sending += 1;
-                shape.receiving += 1;
+                *send += 1;
+                *recv += 1;
             }
-            "sendonly" => shape.sending += 1,
-            "recvonly" => shape.receiving += 1,
+            "sendonly" => *send += 1,
+            "recvonly" => *recv += 1,
             _ => {}
         }
     }
@@ -123,7 +130,9 @@ mod tests {
         m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=sendonly\r\n\
         m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:1\r\na=recvonly\r\n\
         m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:2\r\na=recvonly\r\n\
-        m=audio 0 UDP/TLS/RTP/SAVPF 111\r\na=mid:3\r\na=sendonly\r\n";
+        m=audio 0 UDP/TLS/RTP/SAVPF 111\r\na=mid:3\r\na=sendonly\r\n\
+        m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:4\r\na=sendrecv\r\n\
+        m=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:5\r\na=recvonly\r\n";
 
     #[test]
     fn counts_directions() {
@@ -131,7 +140,9 @@ mod tests {
             shape(OFFER).unwrap(),
             OfferShape {
                 sending: 1,
-                receiving: 2
+                receiving: 2,
+                video_sending: 1,
+                video_receiving: 2,
             }
         );
         assert!(shape("hello").is_err());

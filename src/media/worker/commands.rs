@@ -80,6 +80,7 @@ impl Worker {
                 levels,
             } => self.routes(&channel, publishers, mix, levels),
             Command::ChannelClosed { channel } => self.channel_closed(&channel),
+            Command::Video { channel, on } => self.set_video(&channel, on),
             Command::Record { channel, recorder } => self.record(&channel, recorder),
             Command::Play { channel, play } => self.play(&channel, play),
             Command::Stop => {}
@@ -191,6 +192,7 @@ impl Worker {
                 data: d.data,
                 red_primary: None,
                 red_inner_pt: 0,
+                video: 0,
             };
             if mix.forward {
                 self.send_to_other_workers(d.route, &packet);
@@ -228,26 +230,7 @@ impl Worker {
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| sdp::parse_error(&e))?;
         let key = spec.key;
         if !self.peers.contains_key(&key) {
-            // Audio only: level (speaking events), mid (demultiplexing) and absolute send time.
-            // Transport-wide congestion control feedback cost ~30% of the forwarding CPU and
-            // steers nothing for a fixed-rate voice codec, so it is not negotiated. Without
-            // abs-send-time, str0m receivers delivered only a fifth of the frames (measured
-            // with the forward bench), so that one stays.
-            // RTP mode: the server forwards packets as they arrive (no reordering buffer, no
-            // depacketizing and packetizing again) with its own sequence numbers and
-            // timestamps per slot, and the payload is shared by every listener.
-            let mut rtc = Rtc::builder()
-                .set_rtp_mode(true)
-                .set_ice_lite(true)
-                .clear_codecs()
-                .enable_opus(true, true) // RED when offered (docs/media.md)
-                .clear_extension_map()
-                .set_extension(1, Extension::AudioLevel)
-                .set_extension(4, Extension::RtpMid)
-                .set_extension(2, Extension::AbsoluteSendTime)
-                .set_extension(5, Extension::AbsoluteCaptureTime)
-                .set_stats_interval(Some(STATS_INTERVAL))
-                .build(crate::clock::now());
+            let mut rtc = new_rtc(&spec);
             let candidate = Candidate::host(self.announced, "udp")
                 .map_err(|e| MediaError::Negotiation(e.to_string()))?;
             rtc.add_local_candidate(candidate);
@@ -275,6 +258,7 @@ impl Worker {
                     offered_send: sends,
                     mixed: false,
                     home: self.index,
+                    video: PeerVideo::default(),
                 },
             );
             if subscribe {
@@ -338,6 +322,7 @@ impl Worker {
     /// Binds the channel's publishers to this listener's slots, tells the client what moved,
     /// and asks for more slots by renegotiation when it has too few.
     pub(super) fn assign_slots(&mut self, key: PeerKey) {
+        self.assign_video_slots(key);
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
@@ -420,4 +405,32 @@ impl Worker {
         self.metrics.peers(-1);
         Some(peer)
     }
+}
+
+/// A server peer's `Rtc`: RTP mode, ICE-lite, Opus (with RED), and video codecs for a call
+/// channel's peer.
+fn new_rtc(spec: &PeerSpec) -> Rtc {
+    // Extensions: level (speaking events), mid (demultiplexing) and absolute send time.
+    // Transport-wide congestion control feedback cost ~30% of the forwarding CPU and
+    // steers nothing for a fixed-rate voice codec, so it is not negotiated. Without
+    // abs-send-time, str0m receivers delivered only a fifth of the frames (measured
+    // with the forward bench), so that one stays.
+    // RTP mode: the server forwards packets as they arrive (no reordering buffer, no
+    // depacketizing and packetizing again) with its own sequence numbers and
+    // timestamps per slot, and the payload is shared by every listener.
+    // Video (VP8, H.264) only in call channels, forwarded as it comes.
+    Rtc::builder()
+        .set_rtp_mode(true)
+        .set_ice_lite(true)
+        .clear_codecs()
+        .enable_opus(true, true) // RED when offered (docs/media.md)
+        .enable_vp8(spec.video)
+        .enable_h264(spec.video)
+        .clear_extension_map()
+        .set_extension(1, Extension::AudioLevel)
+        .set_extension(4, Extension::RtpMid)
+        .set_extension(2, Extension::AbsoluteSendTime)
+        .set_extension(5, Extension::AbsoluteCaptureTime)
+        .set_stats_interval(Some(STATS_INTERVAL))
+        .build(crate::clock::now())
 }

@@ -6,7 +6,11 @@ impl Worker {
     pub(super) fn event(&mut self, key: PeerKey, e: Event) {
         match e {
             Event::RtpPacket(rtp) => self.rtp_in(key, rtp),
+            Event::MediaAdded(added) if added.kind == MediaKind::Video => {
+                self.video_added(key, &added)
+            }
             Event::MediaAdded(added) => self.media_added(key, added),
+            Event::KeyframeRequest(req) => self.keyframe_request(key, req),
             Event::IceConnectionStateChange(state) => self.ice_state(key, state),
             Event::MediaEgressStats(st) => self.egress_stats(key, st),
             Event::MediaIngressStats(st) => self.ingress_stats(key, st),
@@ -20,6 +24,9 @@ impl Worker {
             return;
         };
         let route = peer.route;
+        if let Some(codec) = peer.video.codec_of(rtp.header.payload_type) {
+            return self.video_in(key, route, codec, rtp);
+        }
         let red_pt = peer.red_pt;
         let jitter = peer
             .jitter
@@ -68,6 +75,7 @@ impl Worker {
         let packet = Packet {
             red_primary,
             red_inner_pt,
+            video: 0,
             publisher: key,
             capture: ext.abs_capture_time,
             level: ext

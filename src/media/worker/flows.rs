@@ -160,6 +160,11 @@ impl Worker {
             }
             Remote::Datagram { source, from, data } => self.handed_over(source, from, &data),
             Remote::Adopt(moving) => self.adopt(*moving),
+            Remote::Keyframe { sender, kind } => {
+                if self.peers.contains_key(&sender) {
+                    self.ask_keyframe(sender, kind);
+                }
+            }
             Remote::Command(cmd) => self.command(cmd),
         }
     }

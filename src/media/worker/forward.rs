@@ -61,6 +61,9 @@ impl Worker {
 
     /// Writes one packet to listener `l` on the slot carrying its publisher.
     pub(super) fn write(&mut self, l: PeerKey, packet: &Packet) -> Written {
+        if packet.video != 0 {
+            return self.write_video(l, packet);
+        }
         let Some(peer) = self.peers.get_mut(&l) else {
             return Written::NotHere;
         };
@@ -205,6 +208,7 @@ impl Worker {
                 data,
                 red_primary: None,
                 red_inner_pt: 0,
+                video: 0,
             };
             let total = packet(out.total.clone());
             self.send_to_other_workers(out.route, &total);

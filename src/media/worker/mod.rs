@@ -31,6 +31,7 @@ mod player;
 mod router;
 mod stats;
 mod steer;
+mod video;
 
 use super::sdp;
 use super::slots::{PeerKey, Slots};
@@ -50,6 +51,7 @@ pub(crate) use router::Masks;
 use router::{RouteId, Router};
 use stats::{Jitter, LevelWindow};
 use steer::{Demux, Outbox, Refused, Steer};
+use video::{PeerVideo, VideoCodec};
 
 /// How long a server offer waits for its answer before a new offer (the client's or the
 /// server's) replaces it. A client answers in milliseconds; ten seconds covers a stalled tab.
@@ -98,6 +100,11 @@ pub(crate) enum Remote {
     },
     /// A peer moving here, to the worker its packets land on.
     Adopt(Box<Moving>),
+    /// A receiver asked for a keyframe of `sender`'s camera, if it lives here.
+    Keyframe {
+        sender: PeerKey,
+        kind: str0m::media::KeyframeRequestKind,
+    },
     /// A command for a peer that moved here, passed on by its home worker.
     Command(Command),
 }
@@ -123,6 +130,8 @@ pub(crate) struct Packet {
     red_primary: Option<Arc<[u8]>>,
     /// …and the payload type its blocks carry (the publisher's Opus).
     red_inner_pt: u8,
+    /// The video codec of a video packet (a call's camera); 0 for audio.
+    video: VideoCodec,
 }
 
 struct Peer {
@@ -152,6 +161,8 @@ struct Peer {
     mixed: bool,
     /// The worker the control plane addresses this peer's commands to.
     home: usize,
+    /// Its camera and video slots (a call channel's peer).
+    video: PeerVideo,
 }
 
 /// A peer on its way to the worker its packets land on, with its flows (nominated first).

@@ -63,6 +63,8 @@ pub(super) struct Route {
     pub(super) mix: Mixdown,
     /// The channel, for speakers' levels measured by the mixer (set with the first stage).
     pub(super) levels: Option<Recipient<SpeakerLevel>>,
+    /// Members' video is forwarded (a call whose media is video).
+    pub(super) video: bool,
     listeners: Arc<[PeerKey]>,
     pub(super) bits: Arc<ChannelBits>,
     /// This worker's peers in the channel (listening or not): the route lives while any is.
@@ -83,6 +85,9 @@ pub(super) struct Router {
     routes: Vec<Option<Route>>,
     free: Vec<RouteId>,
     masks: Masks,
+    /// Channels whose video is forwarded, kept while no route is open too (a call's members
+    /// may all be reconnecting); the call turns it off when it ends.
+    video: std::collections::HashSet<ChannelId>,
 }
 
 impl Router {
@@ -93,6 +98,7 @@ impl Router {
             routes: Vec::new(),
             free: Vec::new(),
             masks,
+            video: Default::default(),
         }
     }
 
@@ -117,6 +123,7 @@ impl Router {
             publishers: Arc::from(Vec::new()),
             mix: Mixdown::default(),
             levels: None,
+            video: self.video.contains(channel),
             listeners: Arc::from(Vec::new()),
             bits: self.masks.entry(channel.clone()).or_default().clone(),
             attached: 0,
@@ -182,6 +189,21 @@ impl Router {
         let listeners = route.listeners.clone();
         self.close_if_unused(id);
         listeners
+    }
+
+    /// Starts or stops forwarding `channel`'s video; returns the local listeners, whose video
+    /// slots need binding again.
+    pub(super) fn set_video(&mut self, channel: &ChannelId, on: bool) -> Arc<[PeerKey]> {
+        if on {
+            self.video.insert(channel.clone());
+        } else {
+            self.video.remove(channel);
+        }
+        let Some(route) = self.find(channel).and_then(|id| self.route_mut(id)) else {
+            return Arc::from(Vec::new());
+        };
+        route.video = on;
+        route.listeners.clone()
     }
 
     /// The channel ended: its stage is empty; the route goes once its peers are gone.
