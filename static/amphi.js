@@ -259,12 +259,16 @@ export class AmphiClient extends EventTarget {
    * Starts the channel's audio, or renegotiates it when it is already running (e.g. with
    * `publish: true` after being made a host).
    * @param {string} channel a channel this client has joined
-   * @param {{publish?: boolean, micStream?: MediaStream, slots?: number}} [options]
+   * @param {{publish?: boolean, micStream?: MediaStream, slots?: number,
+   *   video?: boolean | {stream?: MediaStream, slots?: number}}} [options]
    *   `publish`: send a microphone (from `micStream`, else getUserMedia); `slots`: receive
-   *   slots to offer, one per expected speaker (the server adds more when needed).
+   *   slots to offer, one per expected speaker (the server adds more when needed); `video`
+   *   (call channels only): send a camera (from `video.stream`, else getUserMedia) and
+   *   receive `video.slots` others' cameras (default 1), each as a `video_track` event with
+   *   a playing `<video>` element for the page to place.
    * @returns {Promise<AudioSession>}
    */
-  async startAudio(channel, { publish = false, micStream, slots = DEFAULT_SLOTS } = {}) {
+  async startAudio(channel, { publish = false, micStream, slots = DEFAULT_SLOTS, video } = {}) {
     const state = this.channels.get(channel);
     if (!state) throw new AmphiError("not_found", `join '${channel}' before starting its audio`);
     let session = this.audio.get(channel);
@@ -280,7 +284,7 @@ export class AmphiClient extends EventTarget {
     }
     this.#lastAudio = session;
     try {
-      await session.start({ publish, micStream, slots, muted: state.muted });
+      await session.start({ publish, micStream, slots, muted: state.muted, video });
     } catch (err) {
       if (fresh) this.stopAudio(channel);
       throw err;
@@ -470,6 +474,10 @@ class AudioSession {
   state = null;
   /** The microphone track being sent, if any. @type {MediaStreamTrack | null} */
   micTrack = null;
+  /** The camera track being sent, if any (a video call). @type {MediaStreamTrack | null} */
+  cameraTrack = null;
+  /** Players of the others' cameras, by mid (also given with `video_track` events). @type {Map<string, HTMLVideoElement>} */
+  videos = new Map();
 
   /** @type {{request: Function, emit: Function, fail: Function}} */
   #client;
@@ -477,6 +485,9 @@ class AudioSession {
   #mic = null;
   #ownsMic = false;
   #offeredSlots = false;
+  /** @type {RTCRtpTransceiver | null} */
+  #camera = null;
+  #ownsCamera = false;
   /** Hidden players of the received tracks, by mid. @type {Map<string, HTMLAudioElement>} */
   #players = new Map();
   #queue = Promise.resolve();
@@ -499,11 +510,12 @@ class AudioSession {
   }
 
   /** Applies the wanted publishing state and (re)negotiates. */
-  async start({ publish, micStream, slots, muted }) {
+  async start({ publish, micStream, slots, muted, video }) {
     if (publish && !this.micTrack) {
       await this.#openMic(micStream);
       this.micTrack.enabled = !muted;
     }
+    if (video && !this.cameraTrack) await this.#openCamera(video === true ? {} : video);
     // Transceivers change inside the queue so that a server renegotiation in progress is
     // answered against the m-lines it offered, not against half-applied changes.
     const negotiate = () => this.#serial(async () => {
@@ -538,6 +550,18 @@ class AudioSession {
     if (this.micTrack) this.micTrack.enabled = enabled;
   }
 
+  /** Camera off (nothing is sent; the others' players stop at the last frame) or on again. */
+  async setCameraEnabled(enabled) {
+    if (!this.#camera || !this.cameraTrack) return;
+    await this.#camera.sender.replaceTrack(enabled ? this.cameraTrack : null);
+  }
+
+  /** Stops the camera for good (the call turned to audio): its light goes off. */
+  async stopVideo() {
+    if (this.#camera) await this.#camera.sender.replaceTrack(null).catch(() => {});
+    this.#closeCamera();
+  }
+
   close() {
     this.pc.close();
     for (const player of this.#players.values()) {
@@ -545,7 +569,10 @@ class AudioSession {
       player.remove();
     }
     this.#players.clear();
+    for (const video of this.videos.values()) video.srcObject = null;
+    this.videos.clear();
     this.#closeMic();
+    this.#closeCamera();
   }
 
   async #applyDirections({ publish, slots }) {
@@ -597,6 +624,35 @@ class AudioSession {
     this.#ownsMic = !micStream;
   }
 
+  /** Opens the camera; the first time, adds its m-line and the video receive slots. */
+  async #openCamera({ stream, slots = 1 }) {
+    let source = stream;
+    if (!source) {
+      try {
+        source = await navigator.mediaDevices.getUserMedia({ video: true });
+      } catch (err) {
+        throw new AmphiError("no_camera", `the camera is not available: ${err.message}`);
+      }
+    }
+    const track = source.getVideoTracks()[0];
+    if (!track) throw new AmphiError("no_camera", "the camera stream has no video track");
+    this.cameraTrack = track;
+    this.#ownsCamera = !stream;
+    if (this.#camera) {
+      // Back from audio: the m-lines are there, only the track was stopped.
+      await this.#camera.sender.replaceTrack(track);
+      return;
+    }
+    this.#camera = this.pc.addTransceiver(track, { direction: "sendonly" });
+    for (let i = 0; i < slots; i++) this.pc.addTransceiver("video", { direction: "recvonly" });
+  }
+
+  #closeCamera() {
+    if (this.#ownsCamera) this.cameraTrack?.stop();
+    this.cameraTrack = null;
+    this.#ownsCamera = false;
+  }
+
   #closeMic() {
     if (this.#ownsMic) this.micTrack?.stop();
     this.micTrack = null;
@@ -605,6 +661,23 @@ class AudioSession {
 
   #play({ track, transceiver, streams }) {
     const mid = transceiver.mid;
+    if (track.kind === "video") {
+      let video = this.videos.get(mid);
+      if (!video) {
+        video = document.createElement("video");
+        video.autoplay = true;
+        video.playsInline = true;
+        video.muted = true; // the sound comes through the audio slots
+        video.dataset.channel = this.channel;
+        video.dataset.mid = mid;
+        this.videos.set(mid, video);
+      }
+      video.srcObject = new MediaStream([track]);
+      video.play().catch(() => {});
+      const who = this.slots.get(mid);
+      this.#client.emit("video_track", { channel: this.channel, mid, element: video, ...who });
+      return;
+    }
     let player = this.#players.get(mid);
     if (!player) {
       player = document.createElement("audio");

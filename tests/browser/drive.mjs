@@ -77,6 +77,7 @@ function parseOptions() {
         seconds: { type: "string", default: "5" },
         screenshot: { type: "string" },
         "answer-call": { type: "boolean", default: false },
+        "watch-video": { type: "boolean", default: false },
       },
       strict: true,
     }));
@@ -109,6 +110,7 @@ async function collect(which) {
       .map((li) => li.dataset.identity),
     outbound: null,
     inbound: [],
+    video: { framesDecoded: 0, framesReceived: 0, packetsReceived: 0, framesSent: 0, codec: null },
     errors: [...(window.amphiErrors ?? [])],
   };
   const pc = amphi?.pc;
@@ -122,6 +124,14 @@ async function collect(which) {
   // The codec a stream uses ("audio/opus", or "audio/red" when RFC 2198 RED was negotiated).
   const codec = (s) => stats.get(s.codecId)?.mimeType ?? null;
   for (const s of stats.values()) {
+    if (s.kind === "video" && s.type === "inbound-rtp") {
+      result.video.framesDecoded += s.framesDecoded ?? 0;
+      result.video.framesReceived += s.framesReceived ?? 0;
+      result.video.packetsReceived += s.packetsReceived ?? 0;
+      result.video.codec = codec(s) ?? result.video.codec;
+    } else if (s.kind === "video" && s.type === "outbound-rtp") {
+      result.video.framesSent += s.framesSent ?? 0;
+    }
     if (s.kind !== "audio") continue;
     if (s.type === "outbound-rtp") {
       result.outbound = {
@@ -167,13 +177,44 @@ async function answerCall(page, opts) {
     const status = await page.textContent("#call-status").catch(() => "");
     throw new Error(`the call's audio did not connect (status: ${status})`);
   }
+  const watched = opts["watch-video"] ? await watchVideo(page, opts) : {};
   await page.waitForTimeout(opts.seconds * 1000);
   const result = await page.evaluate(collect, "amphiCall");
   errors.push(...result.errors.filter((e) => !errors.includes(e)));
   await page.click("#hangup", { timeout: LEAVE_TIMEOUT_MS }).catch(() => {});
   const ended = await state(["ended"]);
   const status = await page.textContent("#call-status").catch(() => "");
-  return { ...result, answered: true, ended: ended === "ended", status };
+  return { ...result, ...watched, answered: true, ended: ended === "ended", status };
+}
+
+/**
+ * In a video call: waits until the page decodes the other side's video (then writes
+ * --ready-file), until the call turns to audio (the other side asks; the page agrees), and
+ * samples the video counters for two seconds after, which must stand still.
+ */
+async function watchVideo(page, opts) {
+  const until = async (what, test) => {
+    const deadline = Date.now() + CONNECT_TIMEOUT_MS;
+    for (;;) {
+      const stats = await page.evaluate(collect, "amphiCall");
+      if (await test(stats)) return stats;
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await page.waitForTimeout(100);
+    }
+  };
+  const seeing = await until("decoded video", (s) => s.video.framesDecoded >= 10 && s.video.framesSent >= 10);
+  if (opts.screenshot) await page.screenshot({ path: opts.screenshot, fullPage: true });
+  if (opts["ready-file"]) writeFileSync(opts["ready-file"], "video\n");
+  const atChange = await until("the call to turn to audio",
+    () => page.evaluate(() => document.getElementById("call-video").hidden));
+  const samples = [];
+  for (let i = 0; i < 8; i++) {
+    await page.waitForTimeout(250);
+    samples.push((await page.evaluate(collect, "amphiCall")).video);
+  }
+  const cameraOn = await page.evaluate(
+    () => [...(window.amphiCall?.audio.values() ?? [])].some((s) => s.cameraTrack !== null));
+  return { videoSeen: seeing.video, videoAtChange: atChange.video, videoAfter: samples, cameraOn };
 }
 
 async function run(opts) {

@@ -424,3 +424,120 @@ async fn chromium_resumes_its_session_when_its_connection_drops() {
         }
     }
 }
+
+/// A video call between a Rust client (a VP8 file as its camera) and the page (Chromium's
+/// fake camera): each receives the other's video, Chromium decodes it; the Rust side then
+/// turns the call to audio, the page agrees and stops its camera, and video stops both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_and_a_rust_client_see_each_other_in_a_video_call_until_it_turns_to_audio() {
+    require_browser();
+    let server = start();
+    let url = server.http_url();
+    let s = Signal::connect(&url, &token_with("rust-video", &[], &["call"]))
+        .await
+        .unwrap();
+    let reply = s
+        .request(
+            "call",
+            serde_json::json!({"callees": ["chrome-video"], "media": "video"}),
+        )
+        .await
+        .unwrap();
+    let id = reply["call_id"].as_str().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready");
+    let shot = std::env::temp_dir().join("amphi-video-call.png");
+    let (page_url, ready_arg, shot_arg) = (
+        url.clone(),
+        ready.display().to_string(),
+        shot.display().to_string(),
+    );
+    let page = tokio::spawn(async move {
+        run_driver(vec![
+            "--url".into(),
+            page_url,
+            "--identity".into(),
+            "chrome-video".into(),
+            "--answer-call".into(),
+            "--watch-video".into(),
+            "--ready-file".into(),
+            ready_arg,
+            "--screenshot".into(),
+            shot_arg,
+            "--seconds".into(),
+            "1".into(),
+        ])
+        .await
+    });
+    let connected = s
+        .wait_event("call_connected", Duration::from_secs(40))
+        .await
+        .expect("the page answers");
+    let channel = connected["channel"].as_str().unwrap().to_string();
+    s.join(&channel, "call").await.unwrap();
+    let opts = PeerOptions {
+        publish: Some(Box::new(Tone::new(440.0))),
+        slots: 1,
+        camera: Some(amphi_client::VideoFile::test_pattern()),
+        video_slots: 1,
+        ..PeerOptions::default()
+    };
+    let peer = AudioPeer::start(&s, &channel, opts).await.unwrap();
+    assert!(peer.wait_connected(SECS).await);
+    // The page writes the file once it has decoded our video and sent its own.
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    while !ready.exists() || peer.stats().video.frames < 10 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "video both ways: the Rust client got {:?}",
+            peer.stats().video
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(peer.stats().video.keyframes >= 1);
+    let tx = s
+        .request(
+            "media_change",
+            serde_json::json!({"call_id": id, "media": "audio"}),
+        )
+        .await
+        .unwrap();
+    let result = loop {
+        let r = s.wait_event("media_change_result", SECS).await.unwrap();
+        if r["transaction"] == tx["transaction"] {
+            break r;
+        }
+    };
+    assert_eq!(result["result"], "accepted", "the page agrees to audio");
+    let dropping = "amphi_packets_dropped_total{reason=\"video_off\"}";
+    wait_metric(&server, dropping, 10.0, SECS).await;
+    let frames = peer.stats().video.frames;
+    let heard = peer.stats().received_packets();
+    assert!(peer.wait_packets(heard + 50, SECS).await, "audio goes on");
+    assert!(
+        peer.stats().video.frames <= frames + 1,
+        "the Rust client still gets video"
+    );
+
+    let report = page.await.unwrap();
+    assert_eq!(report["answered"], true, "{report}");
+    let seen = &report["videoSeen"];
+    assert!(
+        seen["framesDecoded"].as_u64().unwrap_or(0) >= 10,
+        "Chromium decodes the Rust client's video: {report}"
+    );
+    assert_eq!(seen["codec"], "video/VP8", "{report}");
+    let after = report["videoAfter"].as_array().expect("samples");
+    let (first, last) = (&after[0], &after[after.len() - 1]);
+    assert!(
+        last["framesDecoded"].as_u64() <= first["framesDecoded"].as_u64().map(|n| n + 1),
+        "Chromium still decodes video after the change: {report}"
+    );
+    assert!(
+        last["framesSent"].as_u64() <= first["framesSent"].as_u64().map(|n| n + 1),
+        "Chromium still sends video after the change: {report}"
+    );
+    assert_eq!(report["cameraOn"], false, "the page stopped its camera");
+    eprintln!("screenshot of the video call: {}", shot.display());
+    peer.close().await;
+}
