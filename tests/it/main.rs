@@ -12,6 +12,7 @@ mod calls;
 mod calls_media;
 mod calls_video;
 mod calls_webhooks;
+mod channel_webhooks;
 mod channels;
 mod interop_webrtc;
 mod kicks;

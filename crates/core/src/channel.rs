@@ -106,7 +106,8 @@ pub enum Output {
     Unban {
         identity: Identity,
     },
-    /// A webhook for the channel (`kind`, `data`): recordings and playbacks.
+    /// A webhook for the channel (`kind`, `data`): its start and end, members joining,
+    /// leaving and changing role, recordings and playbacks.
     Webhook {
         kind: &'static str,
         data: Value,
@@ -360,7 +361,7 @@ impl Channel {
         }
         if let Some(since) = self.empty_since {
             if self.members.is_empty() && now >= since + self.settings.empty_grace {
-                self.close();
+                self.close(Value::from("empty"));
                 return;
             }
         }
@@ -412,6 +413,9 @@ impl Channel {
         let on_stage = member.spec.publish;
         let sees_all = member.spec.list_participants;
         self.insert(member);
+        if self.seq == 0 {
+            self.push_webhook("channel_started", serde_json::json!({}));
+        }
         self.emit(
             Target::Group {
                 everyone: on_stage,
@@ -419,6 +423,11 @@ impl Channel {
                 except: Some(spec.participant.clone()),
             },
             &ChannelEvent::ParticipantJoined { info: info.clone() },
+        );
+        self.push_webhook(
+            "participant_joined",
+            serde_json::json!({"participant": info.participant, "identity": info.identity,
+                "role": info.role, "channel_seq": self.seq}),
         );
         let reply = JoinReply {
             channel: &self.id,
@@ -533,6 +542,11 @@ impl Channel {
             });
         }
         self.outbox.push(Output::Detach(id.clone()));
+        self.push_webhook(
+            "participant_left",
+            serde_json::json!({"participant": member.id, "identity": member.identity,
+                "reason": reason, "channel_seq": self.seq}),
+        );
         let frame = protocol::channel_event(
             &self.id,
             self.seq,
@@ -568,10 +582,22 @@ impl Channel {
         });
     }
 
-    fn close(&mut self) {
+    /// `reason`: a leave reason (the channel was ended), or `empty` (its last member left and
+    /// the grace ran out).
+    fn close(&mut self, reason: Value) {
         self.end_streams();
         self.closed = true;
+        self.push_webhook(
+            "channel_stopped",
+            serde_json::json!({"reason": reason, "channel_seq": self.seq}),
+        );
         self.outbox.push(Output::Close);
+    }
+
+    /// A webhook about this channel; `channel_seq` in `data` is the `seq` of the channel event
+    /// it reports, so an app's backend can line it up with what members saw.
+    fn push_webhook(&mut self, kind: &'static str, data: Value) {
+        self.outbox.push(Output::Webhook { kind, data });
     }
 }
 

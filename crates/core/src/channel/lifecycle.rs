@@ -76,6 +76,6 @@ impl Channel {
         self.privileged.clear();
         self.on_stage = 0;
         self.empty_since = Some(now);
-        self.close();
+        self.close(serde_json::json!(reason));
     }
 }

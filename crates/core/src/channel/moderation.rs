@@ -61,10 +61,15 @@ impl Channel {
                 except: None,
             },
             &ChannelEvent::RoleChanged {
-                participant: target_id,
-                identity,
-                role: role_name,
+                participant: target_id.clone(),
+                identity: identity.clone(),
+                role: role_name.clone(),
             },
+        );
+        self.push_webhook(
+            "role_changed",
+            serde_json::json!({"participant": target_id, "identity": identity,
+                "role": role_name, "channel_seq": self.seq}),
         );
         Ok(())
     }
