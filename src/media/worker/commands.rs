@@ -420,6 +420,7 @@ fn new_rtc(spec: &PeerSpec) -> Rtc {
     // timestamps per slot, and the payload is shared by every listener.
     // Video (VP8, H.264) only in call channels, forwarded as it comes.
     Rtc::builder()
+        .set_dtls_cert(server_cert())
         .set_rtp_mode(true)
         .set_ice_lite(true)
         .clear_codecs()
@@ -433,4 +434,18 @@ fn new_rtc(spec: &PeerSpec) -> Rtc {
         .set_extension(5, Extension::AbsoluteCaptureTime)
         .set_stats_interval(Some(STATS_INTERVAL))
         .build(crate::clock::now())
+}
+
+/// One DTLS certificate for every peer of the process, made on first use: a certificate per
+/// peer cost a key generation per join and its keys and certificate in every peer's memory.
+/// Browsers pin the fingerprint per connection, so sharing it reveals nothing new.
+fn server_cert() -> str0m::config::DtlsCert {
+    static CERT: std::sync::OnceLock<str0m::config::DtlsCert> = std::sync::OnceLock::new();
+    CERT.get_or_init(|| {
+        str0m::crypto::from_feature_flags()
+            .dtls_provider
+            .generate_certificate()
+            .expect("the OpenSSL provider makes certificates")
+    })
+    .clone()
 }
