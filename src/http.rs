@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use crate::error::{ApiError, ErrorCode, HttpError};
 use crate::ids::{ChannelId, Identity, ParticipantId};
-use crate::messages::{AdminKick, AdminStop, Inspect, ToSession};
+use crate::messages::{AdminKick, AdminOp, AdminStop, Inspect, ToSession};
 use crate::protocol::PROTOCOL_VERSION;
 use crate::session::SessionActor;
 use crate::state::AppState;
@@ -43,6 +43,10 @@ pub fn public_routes(cfg: &mut web::ServiceConfig) {
         .route("/api/channels/{id}/kick", web::post().to(kick))
         .route("/api/channels/{id}/mix", web::post().to(mix))
         .route("/api/channels/{id}/unban", web::post().to(unban))
+        .route("/api/channels/{id}/mute", web::post().to(mute))
+        .route("/api/channels/{id}/mute_all", web::post().to(mute_all))
+        .route("/api/channels/{id}/set_role", web::post().to(set_role))
+        .route("/api/channels/{id}/send", web::post().to(send_data))
         .route("/api/tokens/revoke", web::post().to(revoke))
         .route("/api/channels/{id}/record", web::post().to(record))
         .route(
@@ -373,6 +377,156 @@ async fn unban(
         "identity": identity,
         "was_banned": was,
     })))
+}
+
+/// A member named in an admin request body: exactly one of `participant` and `identity`.
+fn named(participant: Option<String>, identity: Option<String>) -> Result<AdminKick, ApiError> {
+    match (participant, identity) {
+        (Some(p), None) => Ok(AdminKick::Participant(ParticipantId::parse(&p)?)),
+        (None, Some(i)) => Ok(AdminKick::Identity(Identity::parse(&i)?)),
+        _ => Err(ApiError::bad_request(
+            "name exactly one of \"participant\" or \"identity\"",
+        )),
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MuteBody {
+    participant: Option<String>,
+    identity: Option<String>,
+    #[serde(default = "default_true")]
+    muted: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MuteAllBody {
+    #[serde(default = "default_true")]
+    muted: bool,
+    #[serde(default = "default_true")]
+    spare_moderators: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetRoleBody {
+    participant: Option<String>,
+    identity: Option<String>,
+    role: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendBody {
+    kind: String,
+    #[serde(default)]
+    content: serde_json::Value,
+    #[serde(default)]
+    to: Vec<String>,
+}
+
+/// Runs one admin operation on a channel: the body read as `B`, `op` making the message.
+async fn admin_op<B: serde::de::DeserializeOwned>(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+    shape: &str,
+    op: impl FnOnce(B) -> Result<AdminOp, ApiError>,
+) -> Result<HttpResponse, HttpError> {
+    let done = async {
+        admin(&req, &state)?;
+        let id = channel_id(&path)?;
+        let body: B = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("the body must be JSON {shape}: {e}")))?;
+        let msg = op(body)?;
+        let addr = state.channels.get(&id).ok_or_else(|| gone(&id))?;
+        addr.send(msg).await.map_err(|_| gone(&id))?
+    }
+    .await?;
+    Ok(HttpResponse::Ok().json(done))
+}
+
+async fn mute(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
+    let shape = r#"{"participant": ID} or {"identity": ID}, with "muted" (default true)"#;
+    admin_op(req, path, body, state, shape, |b: MuteBody| {
+        Ok(AdminOp::Mute {
+            who: named(b.participant, b.identity)?,
+            muted: b.muted,
+        })
+    })
+    .await
+}
+
+async fn mute_all(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
+    let body = if body.is_empty() {
+        web::Bytes::from_static(b"{}")
+    } else {
+        body
+    };
+    let shape = r#"{"muted": bool, "spare_moderators": bool} (both default true)"#;
+    admin_op(req, path, body, state, shape, |b: MuteAllBody| {
+        Ok(AdminOp::MuteAll {
+            muted: b.muted,
+            spare_moderators: b.spare_moderators,
+        })
+    })
+    .await
+}
+
+async fn set_role(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
+    let shape = r#"{"participant": ID} or {"identity": ID}, with "role""#;
+    admin_op(req, path, body, state, shape, |b: SetRoleBody| {
+        Ok(AdminOp::SetRole {
+            who: named(b.participant, b.identity)?,
+            role: b.role,
+        })
+    })
+    .await
+}
+
+async fn send_data(
+    req: HttpRequest,
+    path: web::Path<String>,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, HttpError> {
+    let shape = r#"{"kind": "…", "content": any, "to": [participant IDs] (optional)}"#;
+    admin_op(req, path, body, state, shape, |b: SendBody| {
+        if b.kind.is_empty() || b.kind.len() > 64 {
+            return Err(ApiError::bad_request("\"kind\" must be 1 to 64 bytes"));
+        }
+        let to =
+            b.to.iter()
+                .map(|p| ParticipantId::parse(p))
+                .collect::<Result<Vec<_>, _>>()?;
+        Ok(AdminOp::Send {
+            kind: b.kind,
+            content: b.content,
+            to,
+        })
+    })
+    .await
 }
 
 #[derive(Deserialize)]

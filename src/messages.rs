@@ -248,11 +248,36 @@ pub struct ChannelDetails {
 #[rtype(result = "()")]
 pub struct AdminStop;
 
+/// A member named by the admin API: by participant ID or by identity.
 #[derive(Message)]
 #[rtype(result = "Result<ParticipantId, ApiError>")]
 pub enum AdminKick {
     Participant(ParticipantId),
     Identity(Identity),
+}
+
+/// What the admin API does to a channel's members; the reply is the result's JSON.
+#[derive(Message)]
+#[rtype(result = "Result<serde_json::Value, ApiError>")]
+pub enum AdminOp {
+    Mute {
+        who: AdminKick,
+        muted: bool,
+    },
+    /// Everyone on stage (with `spare_moderators`, but the moderators).
+    MuteAll {
+        muted: bool,
+        spare_moderators: bool,
+    },
+    SetRole {
+        who: AdminKick,
+        role: String,
+    },
+    Send {
+        kind: String,
+        content: serde_json::Value,
+        to: Vec<ParticipantId>,
+    },
 }
 
 /// Pauses or resumes a host's publishing for a call taken from this channel.
@@ -321,6 +346,7 @@ pub struct ChannelHandle {
     pub inspect: Recipient<Inspect>,
     pub stop: Recipient<AdminStop>,
     pub kick: Recipient<AdminKick>,
+    pub admin: Recipient<AdminOp>,
     pub record: Recipient<AdminRecord>,
     pub mix: Recipient<AdminMix>,
     pub play: Recipient<AdminPlay>,
@@ -338,6 +364,7 @@ impl ChannelHandle {
             + Handler<Inspect>
             + Handler<AdminStop>
             + Handler<AdminKick>
+            + Handler<AdminOp>
             + Handler<AdminRecord>
             + Handler<AdminMix>
             + Handler<AdminPlay>
@@ -351,6 +378,7 @@ impl ChannelHandle {
             inspect: addr.clone().recipient(),
             stop: addr.clone().recipient(),
             kick: addr.clone().recipient(),
+            admin: addr.clone().recipient(),
             record: addr.clone().recipient(),
             mix: addr.clone().recipient(),
             play: addr.clone().recipient(),
@@ -395,6 +423,7 @@ to_channel! {
     Inspect => inspect,
     AdminStop => stop,
     AdminKick => kick,
+    AdminOp => admin,
     AdminRecord => record,
     AdminMix => mix,
     AdminPlay => play,

@@ -18,9 +18,9 @@ use crate::media::{
     peer_key, FirstAudio, MediaError, MediaPlane, PeerSpec, Publisher, SpeakerLevel,
 };
 use crate::messages::{
-    AdminKick, AdminMix, AdminPlay, AdminRecord, AdminStop, CallOp, ChannelDetails, ChannelHandle,
-    Disconnected, Inspect, Join, MemberOp, MemberRequest, Op, PausePublisher, PlaybackDone,
-    RecordingDone, ReplyTo, Shutdown, ToSession, WebhookSink,
+    AdminKick, AdminMix, AdminOp, AdminPlay, AdminRecord, AdminStop, CallOp, ChannelDetails,
+    ChannelHandle, Disconnected, Inspect, Join, MemberOp, MemberRequest, Op, PausePublisher,
+    PlaybackDone, RecordingDone, ReplyTo, Shutdown, ToSession, WebhookSink,
 };
 use crate::protocol::LeaveReason;
 use crate::protocol::StreamEnd;
@@ -536,6 +536,42 @@ impl Handler<AdminKick> for ChannelActor {
         let result = match msg {
             AdminKick::Participant(p) => self.channel.kick(now, None, None, &p, None).map(|_| p),
             AdminKick::Identity(i) => self.channel.kick_identity(now, &i),
+        };
+        self.flush(ctx);
+        Ok(result?)
+    }
+}
+
+impl Handler<AdminOp> for ChannelActor {
+    type Result = Result<serde_json::Value, ApiError>;
+
+    fn handle(&mut self, op: AdminOp, ctx: &mut Self::Context) -> Self::Result {
+        let member = |ch: &amphi_core::channel::Channel, who: AdminKick| match who {
+            AdminKick::Participant(p) => Ok(p),
+            AdminKick::Identity(i) => ch.participant_of(&i),
+        };
+        let result = match op {
+            AdminOp::Mute { who, muted } => member(&self.channel, who).and_then(|p| {
+                self.channel
+                    .admin_mute(&p, muted)
+                    .map(|()| serde_json::json!({ "participant": p, "muted": muted }))
+            }),
+            AdminOp::MuteAll {
+                muted,
+                spare_moderators,
+            } => {
+                let changed = self.channel.admin_mute_all(muted, spare_moderators);
+                Ok(serde_json::json!({ "changed": changed, "muted": muted }))
+            }
+            AdminOp::SetRole { who, role } => member(&self.channel, who).and_then(|p| {
+                self.channel
+                    .admin_set_role(&p, &role)
+                    .map(|()| serde_json::json!({ "participant": p, "role": role }))
+            }),
+            AdminOp::Send { kind, content, to } => self
+                .channel
+                .admin_send(kind, content, to)
+                .map(|()| serde_json::json!({ "sent": true })),
         };
         self.flush(ctx);
         Ok(result?)

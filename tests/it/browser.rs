@@ -519,7 +519,14 @@ async fn chromium_and_a_rust_client_see_each_other_in_a_video_call_until_it_turn
         "the Rust client still gets video"
     );
 
-    let report = page.await.unwrap();
+    check_video_report(&page.await.unwrap());
+    eprintln!("screenshot of the video call: {}", shot.display());
+    peer.close().await;
+}
+
+/// The page's side of the video call: it decoded the Rust client's VP8, and after the change
+/// to audio it neither decodes nor sends video, and its camera is stopped.
+fn check_video_report(report: &Value) {
     assert_eq!(report["answered"], true, "{report}");
     let seen = &report["videoSeen"];
     assert!(
@@ -538,6 +545,4 @@ async fn chromium_and_a_rust_client_see_each_other_in_a_video_call_until_it_turn
         "Chromium still sends video after the change: {report}"
     );
     assert_eq!(report["cameraOn"], false, "the page stopped its camera");
-    eprintln!("screenshot of the video call: {}", shot.display());
-    peer.close().await;
 }

@@ -73,12 +73,44 @@ async fn a_channels_life_reaches_the_webhook_in_order_once_each() {
         assert!(std::time::Instant::now() < deadline, "webhooks: {all:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    let said = check_and_describe(&hooks);
+    let half_way: Vec<&String> = said.iter().filter(|s| s.contains("half-way")).collect();
+    assert!(
+        half_way.is_empty()
+            || half_way
+                == [
+                    "participant_joined half-way audience",
+                    "participant_left half-way disconnected"
+                ],
+        "a join dropped half-way is joined and left, or neither: {said:#?}"
+    );
+    let rest: Vec<&String> = said.iter().filter(|s| !s.contains("half-way")).collect();
+    assert_eq!(
+        rest,
+        [
+            "channel_started",
+            "participant_joined alice host",
+            "participant_joined bob audience",
+            "role_changed bob host",
+            "participant_left bob left",
+            "participant_joined carol audience",
+            "participant_left carol disconnected",
+            "channel_stopped channel_stopped",
+        ],
+        "{said:#?}"
+    );
+}
+
+/// Checks every webhook's signature, that they are about the channel, arrived once each in
+/// `seq` order (the first on its third attempt) and follow the channel's own `seq`; returns
+/// each as "type identity role-or-reason".
+fn check_and_describe(hooks: &[Received]) -> Vec<String> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
     let mut events = Vec::new();
-    for r in &hooks {
+    for r in hooks {
         let ts: i64 = r.headers["amphi-timestamp"].parse().unwrap();
         verify(
             SECRET.as_bytes(),
@@ -121,29 +153,5 @@ async fn a_channels_life_reaches_the_webhook_in_order_once_each() {
                 .join(" ")
         })
         .collect();
-    let half_way: Vec<&String> = said.iter().filter(|s| s.contains("half-way")).collect();
-    assert!(
-        half_way.is_empty()
-            || half_way
-                == [
-                    "participant_joined half-way audience",
-                    "participant_left half-way disconnected"
-                ],
-        "a join dropped half-way is joined and left, or neither: {said:#?}"
-    );
-    let rest: Vec<&String> = said.iter().filter(|s| !s.contains("half-way")).collect();
-    assert_eq!(
-        rest,
-        [
-            "channel_started",
-            "participant_joined alice host",
-            "participant_joined bob audience",
-            "role_changed bob host",
-            "participant_left bob left",
-            "participant_joined carol audience",
-            "participant_left carol disconnected",
-            "channel_stopped channel_stopped",
-        ],
-        "{said:#?}"
-    );
+    said
 }

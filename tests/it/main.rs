@@ -4,6 +4,7 @@
 
 mod common;
 
+mod admin_ops;
 mod admission;
 mod auth;
 mod bad_input;

@@ -2,6 +2,7 @@
 //! audience counts and the empty-channel grace. A plain struct with injected time; the
 //! server's channel actor feeds it messages and delivers what [`Channel::drain`] yields.
 
+mod admin;
 mod admission;
 mod error;
 mod lifecycle;
@@ -414,7 +415,7 @@ impl Channel {
         let sees_all = member.spec.list_participants;
         self.insert(member);
         if self.seq == 0 {
-            self.push_webhook("channel_started", serde_json::json!({}));
+            self.webhook("channel_started", serde_json::json!({}));
         }
         self.emit(
             Target::Group {
@@ -424,7 +425,7 @@ impl Channel {
             },
             &ChannelEvent::ParticipantJoined { info: info.clone() },
         );
-        self.push_webhook(
+        self.webhook(
             "participant_joined",
             serde_json::json!({"participant": info.participant, "identity": info.identity,
                 "role": info.role, "channel_seq": self.seq}),
@@ -453,23 +454,6 @@ impl Channel {
             frame,
         });
         Ok(())
-    }
-
-    pub fn summary(&self, now: Instant) -> ChannelSummary {
-        ChannelSummary {
-            channel: self.id.clone(),
-            participants: self.members.len(),
-            hosts: self.on_stage,
-            audience_count: self.audience_count(),
-            seq: self.seq,
-            age_seconds: now.saturating_duration_since(self.created_at).as_secs(),
-        }
-    }
-
-    pub fn participants(&self) -> Vec<ParticipantInfo> {
-        let mut list: Vec<_> = self.members.values().map(Member::info).collect();
-        list.sort_by(|a, b| a.identity.cmp(&b.identity));
-        list
     }
 
     fn require_member(&self, id: &ParticipantId) -> Result<&Member, ChannelError> {
@@ -542,7 +526,7 @@ impl Channel {
             });
         }
         self.outbox.push(Output::Detach(id.clone()));
-        self.push_webhook(
+        self.webhook(
             "participant_left",
             serde_json::json!({"participant": member.id, "identity": member.identity,
                 "reason": reason, "channel_seq": self.seq}),
@@ -580,24 +564,6 @@ impl Channel {
             to: to.clone(),
             frame: protocol::ok(request, ()),
         });
-    }
-
-    /// `reason`: a leave reason (the channel was ended), or `empty` (its last member left and
-    /// the grace ran out).
-    fn close(&mut self, reason: Value) {
-        self.end_streams();
-        self.closed = true;
-        self.push_webhook(
-            "channel_stopped",
-            serde_json::json!({"reason": reason, "channel_seq": self.seq}),
-        );
-        self.outbox.push(Output::Close);
-    }
-
-    /// A webhook about this channel; `channel_seq` in `data` is the `seq` of the channel event
-    /// it reports, so an app's backend can line it up with what members saw.
-    fn push_webhook(&mut self, kind: &'static str, data: Value) {
-        self.outbox.push(Output::Webhook { kind, data });
     }
 }
 

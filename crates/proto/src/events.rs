@@ -160,6 +160,9 @@ pub enum ChannelEvent {
         muted: bool,
         #[serde(skip_serializing_if = "Option::is_none")]
         by: Option<ParticipantId>,
+        /// Muted (or unmuted) through the admin API.
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        admin: bool,
     },
     /// The mix policy changed, or (under `auto`) whether the channel's mixer runs.
     MixChanged {
@@ -194,9 +197,10 @@ pub enum ChannelEvent {
     AudienceCount {
         count: usize,
     },
+    /// `from` and `identity` are null for a message the app sends through the admin API.
     Message {
-        from: ParticipantId,
-        identity: Identity,
+        from: Option<ParticipantId>,
+        identity: Option<Identity>,
         kind: String,
         content: Value,
     },

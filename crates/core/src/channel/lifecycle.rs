@@ -78,4 +78,22 @@ impl Channel {
         self.empty_since = Some(now);
         self.close(serde_json::json!(reason));
     }
+
+    /// `reason`: a leave reason (the channel was ended), or `empty` (its last member left and
+    /// the grace ran out).
+    pub(super) fn close(&mut self, reason: Value) {
+        self.end_streams();
+        self.closed = true;
+        self.webhook(
+            "channel_stopped",
+            serde_json::json!({"reason": reason, "channel_seq": self.seq}),
+        );
+        self.outbox.push(Output::Close);
+    }
+
+    /// A webhook about this channel; `channel_seq` in `data` is the `seq` of the channel event
+    /// it reports, so an app's backend can line it up with what members saw.
+    pub(super) fn webhook(&mut self, kind: &'static str, data: Value) {
+        self.outbox.push(Output::Webhook { kind, data });
+    }
 }

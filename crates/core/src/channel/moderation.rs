@@ -30,11 +30,25 @@ impl Channel {
                 )));
             }
         }
+        self.change_role(&target_id, role_name, role_spec, Some((actor, request)))
+    }
+
+    /// Gives `target_id` the role; `reply`: the requester to answer once it is allowed.
+    pub(super) fn change_role(
+        &mut self,
+        target_id: &ParticipantId,
+        role_name: RoleName,
+        role_spec: RoleSpec,
+        reply: Option<(&ParticipantId, Option<u64>)>,
+    ) -> Result<(), ChannelError> {
+        let target_id = target_id.clone();
         let target = self.require_member(&target_id)?;
         let permissions_changed = target.spec.publish != role_spec.publish
             || target.spec.subscribe != role_spec.subscribe;
         if target.role == role_name {
-            self.reply_ok(actor, request);
+            if let Some((actor, request)) = reply {
+                self.reply_ok(actor, request);
+            }
             return Ok(());
         }
         self.check_role_capacity(&role_name, &role_spec, 0)?;
@@ -46,7 +60,9 @@ impl Channel {
         let identity = member.identity.clone();
         let (publish, subscribe) = (member.spec.publish, member.spec.subscribe);
         self.insert(member);
-        self.reply_ok(actor, request);
+        if let Some((actor, request)) = reply {
+            self.reply_ok(actor, request);
+        }
         if permissions_changed {
             self.outbox.push(Output::Permissions {
                 participant: target_id.clone(),
@@ -66,7 +82,7 @@ impl Channel {
                 role: role_name.clone(),
             },
         );
-        self.push_webhook(
+        self.webhook(
             "role_changed",
             serde_json::json!({"participant": target_id, "identity": identity,
                 "role": role_name, "channel_seq": self.seq}),
@@ -123,15 +139,30 @@ impl Channel {
                 "a moderator muted you; only a moderator can unmute you",
             ));
         }
-        if target.muted == muted {
-            self.reply_ok(actor, request);
-            return Ok(());
-        }
-        let stage = target.spec.publish;
-        let m = self.members.get_mut(&target_id).expect("checked above");
-        m.muted = muted;
-        m.muted_by_moderator = muted && by_moderator;
+        let by = by_moderator.then(|| actor.clone());
         self.reply_ok(actor, request);
+        self.apply_mute(&target_id, muted, by, false);
+        Ok(())
+    }
+
+    /// Sets a member's mute and tells the channel; a mute by a moderator (`by`) or the admin
+    /// API (`admin`) is one the member cannot lift itself.
+    pub(super) fn apply_mute(
+        &mut self,
+        target_id: &ParticipantId,
+        muted: bool,
+        by: Option<ParticipantId>,
+        admin: bool,
+    ) {
+        let Some(m) = self.members.get_mut(target_id) else {
+            return;
+        };
+        if m.muted == muted {
+            return;
+        }
+        m.muted = muted;
+        m.muted_by_moderator = muted && (by.is_some() || admin);
+        let stage = m.spec.publish;
         self.emit(
             Target::Group {
                 everyone: stage,
@@ -139,12 +170,12 @@ impl Channel {
                 except: None,
             },
             &ChannelEvent::MuteChanged {
-                participant: target_id,
+                participant: target_id.clone(),
                 muted,
-                by: by_moderator.then(|| actor.clone()),
+                by,
+                admin,
             },
         );
-        Ok(())
     }
 
     pub fn kick(
@@ -273,8 +304,8 @@ impl Channel {
         self.emit(
             target,
             &ChannelEvent::Message {
-                from: actor.clone(),
-                identity,
+                from: Some(actor.clone()),
+                identity: Some(identity),
                 kind,
                 content,
             },

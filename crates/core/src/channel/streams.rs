@@ -212,8 +212,4 @@ impl Channel {
             self.playback_ended(&p.participant, StreamEnd::ChannelEnded);
         }
     }
-
-    fn webhook(&mut self, kind: &'static str, data: Value) {
-        self.outbox.push(Output::Webhook { kind, data });
-    }
 }

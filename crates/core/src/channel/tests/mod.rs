@@ -1,5 +1,6 @@
 //! Channel logic under a manual clock: no sockets, no actors.
 
+mod admin;
 mod mixing;
 
 use std::collections::HashMap;
