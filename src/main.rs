@@ -1,4 +1,7 @@
-//! The `amphi` command: `serve` runs the server, `token` mints access tokens.
+//! The `amphi` command: `serve` runs the server, `token` mints access tokens; `channels`,
+//! `kick` and `mute` act on a running server through its admin API.
+
+mod admin_cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -61,15 +64,54 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// List, show or stop a running server's channels (admin API).
+    Channels {
+        #[command(subcommand)]
+        command: admin_cli::ChannelsCommand,
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        target: admin_cli::Target,
+    },
+    /// Remove a member from a channel; it stays out as kicks do (admin API).
+    Kick {
+        channel: String,
+        #[command(flatten)]
+        member: admin_cli::Member,
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        target: admin_cli::Target,
+    },
+    /// Mute a member, or with --all everyone on stage but the moderators (admin API).
+    Mute {
+        channel: String,
+        #[arg(long, conflicts_with_all = ["identity", "participant"])]
+        all: bool,
+        #[arg(long, conflicts_with = "all")]
+        identity: Option<String>,
+        #[arg(long, conflicts_with = "all")]
+        participant: Option<String>,
+        /// Unmute instead.
+        #[arg(long)]
+        unmute: bool,
+        /// With --all: the moderators too.
+        #[arg(long, requires = "all")]
+        include_moderators: bool,
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        target: admin_cli::Target,
+    },
 }
 
 #[derive(Args)]
 struct Common {
     /// Configuration file (TOML); AMPHI_<SECTION>_<KEY> variables override it.
-    #[arg(long, env = "AMPHI_CONFIG")]
+    #[arg(long, env = "AMPHI_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Embedded development default: loopback only, a development signing key.
-    #[arg(long)]
+    #[arg(long, global = true)]
     dev: bool,
 }
 
@@ -115,22 +157,48 @@ fn main() -> ExitCode {
             roles,
             grants,
             ttl,
-        } => common.load().and_then(|config| {
-            let mut claims = claims_for(&identity, ttl);
-            claims.name = name;
-            claims.channel = channel;
-            claims.roles = roles;
-            claims.grants = grants;
-            amphi::ids::Identity::parse(&identity).map_err(|e| e.to_string())?;
-            check_token_claims(&config, &claims)?;
-            if config.auth.signing_key.is_empty() {
-                return Err("no signing key: pass --dev, --config FILE or set \
-                            AMPHI_AUTH_SIGNING_KEY"
-                    .into());
+        } => common
+            .load()
+            .and_then(|config| mint(&config, &identity, name, channel, roles, grants, ttl)),
+        Command::Channels {
+            command,
+            common,
+            target,
+        } => common
+            .load()
+            .and_then(|c| admin_cli::run(&c, &target, admin_cli::channels(&command))),
+        Command::Kick {
+            channel,
+            member,
+            common,
+            target,
+        } => common
+            .load()
+            .and_then(|c| admin_cli::run(&c, &target, admin_cli::kick(&channel, &member))),
+        Command::Mute {
+            channel,
+            all,
+            identity,
+            participant,
+            unmute,
+            include_moderators,
+            common,
+            target,
+        } => common.load().and_then(|c| {
+            let member = admin_cli::Member {
+                identity,
+                participant,
+            };
+            if !all && member.identity.is_none() && member.participant.is_none() {
+                return Err("name --identity, --participant or --all".into());
             }
-            let keys = TokenKeys::new(config.auth.signing_key.as_bytes(), config.auth.leeway);
-            println!("{}", keys.mint(&claims));
-            Ok(())
+            let call = admin_cli::mute(
+                &channel,
+                (!all).then_some(&member),
+                unmute,
+                include_moderators,
+            );
+            admin_cli::run(&c, &target, call)
         }),
         Command::CheckConfig { common } => common.load().and_then(|config| {
             config.validate(common.dev).map_err(|e| e.to_string())?;
@@ -145,6 +213,33 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `amphi token`: a token for `identity`, checked against the configuration, printed.
+fn mint(
+    config: &Config,
+    identity: &str,
+    name: Option<String>,
+    channel: Option<String>,
+    roles: Vec<String>,
+    grants: Vec<String>,
+    ttl: Duration,
+) -> Result<(), String> {
+    let mut claims = claims_for(identity, ttl);
+    claims.name = name;
+    claims.channel = channel;
+    claims.roles = roles;
+    claims.grants = grants;
+    amphi::ids::Identity::parse(identity).map_err(|e| e.to_string())?;
+    check_token_claims(config, &claims)?;
+    if config.auth.signing_key.is_empty() {
+        return Err("no signing key: pass --dev, --config FILE or set \
+                    AMPHI_AUTH_SIGNING_KEY"
+            .into());
+    }
+    let keys = TokenKeys::new(config.auth.signing_key.as_bytes(), config.auth.leeway);
+    println!("{}", keys.mint(&claims));
+    Ok(())
 }
 
 /// A token the configuration would refuse is refused here, where it is made: a role the role

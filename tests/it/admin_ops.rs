@@ -156,3 +156,68 @@ async fn admin_mutes_set_roles_and_sends() {
         );
     }
 }
+
+/// Runs the `amphi` command against `server`; its exit success, standard output and error.
+async fn amphi(server: &amphi::ServerHandle, args: &[&str]) -> (bool, String, String) {
+    let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    all.extend(["--dev".into(), "--url".into(), server.http_url()]);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_amphi"))
+            .args(all)
+            .env_remove("AMPHI_ADMIN_TOKEN")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_amphi_command_lists_shows_mutes_kicks_and_stops() {
+    let server = server();
+    let mut host = Client::as_(&server, "anchor", &["host"]).await;
+    host.join("cli", "host").await;
+    let mut guest = Client::as_(&server, "guest", &["speaker"]).await;
+    guest.join("cli", "speaker").await;
+
+    let (ok, out, err) = amphi(&server, &["channels", "list"]).await;
+    assert!(ok, "{err}");
+    let row = out.lines().find(|l| l.starts_with("cli ")).expect(&out);
+    assert_eq!(row.split_whitespace().nth(1), Some("2"), "{out}");
+    let (ok, out, _) = amphi(&server, &["channels", "show", "cli"]).await;
+    assert!(ok && out.contains("\"guest\""), "{out}");
+
+    let (ok, out, err) = amphi(&server, &["mute", "cli", "--all"]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains("\"changed\""), "{out}");
+    assert_eq!(guest.wait_event("mute_changed").await["admin"], true);
+    let (ok, _, err) = amphi(&server, &["mute", "cli", "--identity", "guest", "--unmute"]).await;
+    assert!(ok, "{err}");
+
+    let (ok, _, err) = amphi(&server, &["kick", "cli", "--identity", "guest"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(guest.wait_event("left").await["reason"], "kicked");
+    let (ok, _, err) = amphi(&server, &["kick", "cli", "--identity", "guest"]).await;
+    assert!(
+        !ok && err.contains("not_found") && err.contains("guest"),
+        "{err}"
+    );
+    let (ok, _, err) = amphi(&server, &["mute", "cli"]).await;
+    assert!(!ok && err.contains("--all"), "{err}");
+
+    let (ok, _, err) = amphi(&server, &["channels", "stop", "cli"]).await;
+    assert!(ok, "{err}");
+    assert_eq!(host.wait_event("left").await["reason"], "channel_stopped");
+    // A token without the admin grant is refused with the server's reason.
+    let (ok, _, err) = amphi(
+        &server,
+        &["channels", "list", "--token", &token("anchor", &["host"])],
+    )
+    .await;
+    assert!(!ok && err.contains("forbidden"), "{err}");
+}

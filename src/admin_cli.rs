@@ -1,0 +1,210 @@
+//! `amphi channels`, `amphi kick`, `amphi mute`: an operator's commands over the admin API of a
+//! running server (docs/protocol.md §10), with a token given or minted from the configuration's
+//! signing key.
+
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+use amphi::config::Config;
+use amphi::token::{claims_for, TokenKeys};
+
+/// Where the server is and how to prove the `admin` grant.
+#[derive(Args)]
+pub struct Target {
+    /// The server's HTTP address (default: http:// and the configuration's server.bind).
+    #[arg(long, env = "AMPHI_URL", global = true)]
+    pub url: Option<String>,
+    /// An admin token (default: one minted for a minute from the configuration's signing key).
+    #[arg(long, env = "AMPHI_ADMIN_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum ChannelsCommand {
+    /// Every live channel: members, hosts, audience, age.
+    List,
+    /// One channel and its members.
+    Show { channel: String },
+    /// End a channel for everyone.
+    Stop { channel: String },
+}
+
+/// A member, by identity or participant ID.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+pub struct Member {
+    #[arg(long)]
+    pub identity: Option<String>,
+    #[arg(long)]
+    pub participant: Option<String>,
+}
+
+impl Member {
+    fn body(&self) -> Value {
+        match (&self.identity, &self.participant) {
+            (Some(i), _) => json!({ "identity": i }),
+            (_, Some(p)) => json!({ "participant": p }),
+            _ => json!({}),
+        }
+    }
+}
+
+/// What to ask the admin API, as a method, path and body.
+pub enum Call {
+    Get(String),
+    Post(String, Value),
+}
+
+pub fn channels(cmd: &ChannelsCommand) -> Call {
+    match cmd {
+        ChannelsCommand::List => Call::Get("/api/channels".into()),
+        ChannelsCommand::Show { channel } => Call::Get(format!("/api/channels/{}", path(channel))),
+        ChannelsCommand::Stop { channel } => {
+            Call::Post(format!("/api/channels/{}/stop", path(channel)), json!({}))
+        }
+    }
+}
+
+pub fn kick(channel: &str, member: &Member) -> Call {
+    Call::Post(
+        format!("/api/channels/{}/kick", path(channel)),
+        member.body(),
+    )
+}
+
+pub fn mute(
+    channel: &str,
+    member: Option<&Member>,
+    unmute: bool,
+    include_moderators: bool,
+) -> Call {
+    match member {
+        Some(m) => {
+            let mut body = m.body();
+            body["muted"] = json!(!unmute);
+            Call::Post(format!("/api/channels/{}/mute", path(channel)), body)
+        }
+        None => Call::Post(
+            format!("/api/channels/{}/mute_all", path(channel)),
+            json!({ "muted": !unmute, "spare_moderators": !include_moderators }),
+        ),
+    }
+}
+
+/// A channel ID as one path segment.
+fn path(channel: &str) -> String {
+    channel
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Sends `call` to the server and prints the reply: a table for the channel list, the JSON
+/// otherwise. An error reply is returned with the server's message.
+pub fn run(config: &Config, target: &Target, call: Call) -> Result<(), String> {
+    let url = target
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.server.bind));
+    let token = match &target.token {
+        Some(t) => t.clone(),
+        None if config.auth.signing_key.is_empty() => {
+            return Err(
+                "no admin token: pass --token (or AMPHI_ADMIN_TOKEN), or a configuration \
+                        with the server's signing key (--config FILE or --dev)"
+                    .into(),
+            )
+        }
+        None => {
+            let mut claims = claims_for("amphi-cli", Duration::from_secs(60));
+            claims.grants = vec!["admin".into()];
+            TokenKeys::new(config.auth.signing_key.as_bytes(), config.auth.leeway).mint(&claims)
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let list = matches!(&call, Call::Get(p) if p == "/api/channels");
+    let (status, reply) = rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| e.to_string())?;
+        let req = match call {
+            Call::Get(p) => client.get(format!("{url}{p}")),
+            Call::Post(p, body) => client.post(format!("{url}{p}")).json(&body),
+        };
+        let resp = req
+            .bearer_auth(token)
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach the server at {url}: {e}"))?;
+        let status = resp.status();
+        let reply: Value = resp.json().await.map_err(|e| e.to_string())?;
+        Ok::<_, String>((status, reply))
+    })?;
+    if !status.is_success() {
+        return Err(format!(
+            "{} ({}): {}",
+            reply["code"].as_str().unwrap_or("error"),
+            status.as_u16(),
+            reply["message"].as_str().unwrap_or("")
+        ));
+    }
+    if list {
+        print!("{}", channel_table(&reply));
+    } else {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&reply).unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+fn channel_table(reply: &Value) -> String {
+    let mut out = format!(
+        "{:<32} {:>8} {:>6} {:>9} {:>8}\n",
+        "CHANNEL", "MEMBERS", "HOSTS", "AUDIENCE", "AGE"
+    );
+    for c in reply["channels"].as_array().into_iter().flatten() {
+        out += &format!(
+            "{:<32} {:>8} {:>6} {:>9} {:>7}s\n",
+            c["channel"].as_str().unwrap_or(""),
+            c["participants"],
+            c["hosts"],
+            c["audience_count"],
+            c["age_seconds"]
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channel_ids_are_one_path_segment() {
+        assert_eq!(path("room-1"), "room-1");
+        assert_eq!(path("call:c-1"), "call%3Ac-1");
+        assert_eq!(path("a/b"), "a%2Fb");
+    }
+
+    #[test]
+    fn the_list_is_a_table() {
+        let t = channel_table(&json!({"channels": [
+            {"channel": "room1", "participants": 3, "hosts": 1, "audience_count": 2, "age_seconds": 42}
+        ]}));
+        assert!(t.lines().nth(1).unwrap().starts_with("room1"), "{t}");
+        assert!(t.contains("42s"), "{t}");
+    }
+}
