@@ -16,6 +16,7 @@ mod calls_webhooks;
 mod channel_webhooks;
 mod channels;
 mod interop_webrtc;
+mod join_cli;
 mod kicks;
 mod log_flood;
 mod media;
