@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 /// VP8 frames of an IVF file (the container `vpxenc` and FFmpeg write), in order.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct VideoFile {
     frames: Vec<Vec<u8>>,
     /// Time between frames.
