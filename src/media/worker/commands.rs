@@ -348,17 +348,7 @@ impl Worker {
             publishers.iter().map(|p| p.key).collect()
         };
         let changes = peer.slots.assign(&keys);
-        for (mid, publisher) in &changes.rebound {
-            let who = publisher.and_then(|k| publishers.iter().find(|p| p.key == k));
-            session_event(
-                &peer.spec,
-                MediaEvent::Track {
-                    mid: mid.to_string(),
-                    participant: who.map(|p| p.participant.clone()),
-                    identity: who.map(|p| p.identity.clone()),
-                },
-            );
-        }
+        announce_tracks(&peer.spec, &changes.rebound, &publishers);
         let room = self.max_slots.saturating_sub(peer.slots.len());
         let wanted = changes.missing.min(room);
         if peer

@@ -89,12 +89,6 @@ impl Worker {
                 (opus_pt, primary)
             }
         };
-        let (mid, seq) = (slot.mid, slot.next_seq());
-        let time = slot.map_time(packet.time);
-        let mut api = peer.rtc.direct_api();
-        let Some(stream) = api.stream_tx_by_mid(mid, None) else {
-            return Written::NoSlot;
-        };
         let ext = ExtensionValues {
             audio_level: packet.level.map(|l| l.0),
             voice_activity: packet.level.map(|l| l.1),
@@ -102,21 +96,9 @@ impl Worker {
             abs_send_time: Some(packet.arrived),
             ..ExtensionValues::default()
         };
-        // The server's own sequence numbers and timeline per slot: a listener sees one
-        // continuous stream per slot whoever speaks on it.
-        let write = RtpWrite::new(
-            pt,
-            SeqNo::from(seq),
-            time as u32,
-            packet.arrived,
-            payload.clone(),
-        )
-        .marker(packet.marker)
-        .ext_vals(ext);
-        stream.write_rtp(write);
-        // str0m queues a written packet until time moves on: moving it now sends the packet
-        // in this turn instead of at a timer queued (and popped) per packet.
-        let _ = peer.rtc.handle_input(Input::Timeout(crate::clock::now()));
+        if !write_on_slot(&mut peer.rtc, slot, pt, packet, payload, ext) {
+            return Written::NoSlot;
+        }
         if peer.first_audio.is_none() {
             let now = crate::clock::now();
             peer.first_audio = Some(now);
@@ -236,4 +218,37 @@ impl Worker {
         minuses.clear();
         self.mix_minus = minuses;
     }
+}
+
+/// Writes `payload` on a listener's `slot` with the server's own sequence numbers and timeline
+/// for that slot (a listener sees one continuous stream per slot whoever speaks on it), and
+/// sends it in this turn. False when the slot's stream is gone.
+pub(super) fn write_on_slot(
+    rtc: &mut Rtc,
+    slot: &mut Slot,
+    pt: Pt,
+    packet: &Packet,
+    payload: &Arc<[u8]>,
+    ext: ExtensionValues,
+) -> bool {
+    let (mid, seq) = (slot.mid, slot.next_seq());
+    let time = slot.map_time(packet.time);
+    let mut api = rtc.direct_api();
+    let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+        return false;
+    };
+    let write = RtpWrite::new(
+        pt,
+        SeqNo::from(seq),
+        time as u32,
+        packet.arrived,
+        payload.clone(),
+    )
+    .marker(packet.marker)
+    .ext_vals(ext);
+    stream.write_rtp(write);
+    // str0m queues a written packet until time moves on: moving it now sends the packet in
+    // this turn instead of at a timer queued (and popped) per packet.
+    let _ = rtc.handle_input(Input::Timeout(crate::clock::now()));
+    true
 }

@@ -34,7 +34,7 @@ mod steer;
 mod video;
 
 use super::sdp;
-use super::slots::{PeerKey, Slots};
+use super::slots::{PeerKey, Slot, Slots};
 use super::types::{Command, MediaError, PeerSpec};
 use super::udp::{RecvBatch, SendBatch};
 use crate::channel::Publisher;
@@ -475,6 +475,21 @@ fn try_remote(tx: &mpsc::Sender<Remote>, msg: Remote) -> Result<(), Refused<Remo
         mpsc::error::TrySendError::Full(m) => Refused::Full(m),
         mpsc::error::TrySendError::Closed(_) => Refused::Closed,
     })
+}
+
+/// Tells a peer's client which participant each rebound slot (audio or video) now carries.
+fn announce_tracks(spec: &PeerSpec, rebound: &[(Mid, Option<PeerKey>)], publishers: &[&Publisher]) {
+    for (mid, publisher) in rebound {
+        let who = publisher.and_then(|k| publishers.iter().find(|p| p.key == k));
+        session_event(
+            spec,
+            MediaEvent::Track {
+                mid: mid.to_string(),
+                participant: who.map(|p| p.participant.clone()),
+                identity: who.map(|p| p.identity.clone()),
+            },
+        );
+    }
 }
 
 /// Tells the peer's session about its own media; the session writes the wire frame.

@@ -135,27 +135,13 @@ impl Worker {
         ) else {
             return Written::NoSlot;
         };
-        let (mid, seq) = (slot.mid, slot.next_seq());
-        let time = slot.map_time(packet.time);
-        let mut api = peer.rtc.direct_api();
-        let Some(stream) = api.stream_tx_by_mid(mid, None) else {
-            return Written::NoSlot;
-        };
         let ext = ExtensionValues {
             abs_send_time: Some(packet.arrived),
             ..ExtensionValues::default()
         };
-        let write = RtpWrite::new(
-            pt,
-            SeqNo::from(seq),
-            time as u32,
-            packet.arrived,
-            packet.data.clone(),
-        )
-        .marker(packet.marker)
-        .ext_vals(ext);
-        stream.write_rtp(write);
-        let _ = peer.rtc.handle_input(Input::Timeout(crate::clock::now()));
+        if !super::forward::write_on_slot(&mut peer.rtc, slot, pt, packet, &packet.data, ext) {
+            return Written::NoSlot;
+        }
         self.drain(l);
         Written::Sent
     }
@@ -176,19 +162,8 @@ impl Worker {
         };
         let keys: Vec<PeerKey> = publishers.iter().map(|p| p.key).collect();
         let changes = peer.video.slots.assign(&keys);
-        let mut senders = Vec::new();
-        for (mid, publisher) in &changes.rebound {
-            let who = publisher.and_then(|k| publishers.iter().find(|p| p.key == k));
-            session_event(
-                &peer.spec,
-                MediaEvent::Track {
-                    mid: mid.to_string(),
-                    participant: who.map(|p| p.participant.clone()),
-                    identity: who.map(|p| p.identity.clone()),
-                },
-            );
-            senders.extend(*publisher);
-        }
+        announce_tracks(&peer.spec, &changes.rebound, &publishers);
+        let senders: Vec<PeerKey> = changes.rebound.iter().filter_map(|(_, p)| *p).collect();
         // A new receiver decodes from the next keyframe: ask for one now rather than at the
         // sender's next periodic one.
         for sender in senders {
