@@ -109,10 +109,14 @@ fn path(channel: &str) -> String {
 /// Sends `call` to the server and prints the reply: a table for the channel list, the JSON
 /// otherwise. An error reply is returned with the server's message.
 pub fn run(config: &Config, target: &Target, call: Call) -> Result<(), String> {
-    let url = target
-        .url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", config.server.bind));
+    let url = target.url.clone().unwrap_or_else(|| {
+        let scheme = if config.server.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", config.server.bind)
+    });
     let token = match &target.token {
         Some(t) => t.clone(),
         None if config.auth.signing_key.is_empty() => {

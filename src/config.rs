@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -52,6 +52,10 @@ pub struct Config {
     /// Set by `--dev`, not by the file: enables the development token endpoint.
     #[serde(skip)]
     pub dev: bool,
+    /// Set by `--dev --lan`, not by the file: development mode reachable from the local
+    /// network (all interfaces, HTTPS with a generated certificate).
+    #[serde(skip)]
+    pub lan: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -73,6 +77,11 @@ pub struct ServerConfig {
     /// Web origins (`https://app.example.com`, or `*`) whose pages may load `/amphi.js` and
     /// call `/dev/token` from their own origin (CORS). Empty: same origin only.
     pub cors_origins: Vec<String>,
+    /// PEM certificate chain and private key: when both are set the signalling port speaks
+    /// HTTPS and WSS only (a browser on another machine needs a secure page for its
+    /// microphone).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -231,6 +240,7 @@ impl Default for Config {
             roles: RoleTable::default_specs(),
             default_role: "audience".into(),
             dev: false,
+            lan: false,
         }
     }
 }
@@ -244,6 +254,8 @@ impl Default for ServerConfig {
             metrics_token: String::new(),
             metrics_bind: None,
             cors_origins: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

@@ -38,6 +38,9 @@
 //! - `panics`      — what a panic stops: one connection, or the process (then restarted).
 //! - `state`       — shared state: channel registry, session directory, shutdown sequence.
 //! - `ws`          — the signalling WebSocket's transport: early frame limits, bounded output.
+//! - `devmode`     — what `--dev` and `--dev --lan` set before validation.
+//! - `tls`         — TLS on the signalling port; the `--dev --lan` certificate.
+//! - `netif`       — this machine's addresses (announced candidate, LAN certificate).
 //! - `http`        — HTTP routes: `/ws`, `/healthz`, the admin API.
 //! - `streams`     — the admin API's recordings and playbacks: file names, files, checks.
 //! - `server`      — `run` (inside an actix system) and `spawn` (on a thread of its own).
@@ -48,6 +51,7 @@ pub mod calls;
 pub mod channel;
 pub mod clock;
 pub mod config;
+pub mod devmode;
 pub mod error;
 pub mod http;
 pub mod ids;
@@ -56,6 +60,7 @@ pub mod log_limit;
 pub mod media;
 pub mod messages;
 pub mod metrics;
+pub mod netif;
 pub mod panics;
 pub mod process_metrics;
 pub mod protocol;
@@ -65,6 +70,7 @@ pub mod server;
 pub mod session;
 pub mod state;
 pub mod streams;
+pub mod tls;
 pub mod token;
 pub mod ws;
 

@@ -36,6 +36,11 @@ enum Command {
         /// The UDP port for WebRTC media (overrides media.udp_port).
         #[arg(long)]
         udp_port: Option<u16>,
+        /// With --dev: serve the local network instead of loopback (every interface, HTTPS
+        /// with a self-signed certificate kept in the development data directory) so a phone
+        /// on the same network can open the page.
+        #[arg(long, requires = "dev")]
+        lan: bool,
     },
     /// Print an access token.
     Token {
@@ -148,7 +153,8 @@ fn main() -> ExitCode {
             common,
             bind,
             udp_port,
-        } => serve(common, bind, udp_port),
+            lan,
+        } => serve(common, bind, udp_port, lan),
         Command::Token {
             common,
             identity,
@@ -265,17 +271,12 @@ fn check_token_claims(config: &Config, claims: &amphi::token::Claims) -> Result<
     Ok(())
 }
 
-/// Where `--dev` keeps its files (the call log, recordings) unless the configuration says
-/// otherwise: a data directory of the user's, not the working directory.
-fn dev_data_dir() -> PathBuf {
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("amphi-dev")
-}
-
-fn serve(common: Common, bind: Option<SocketAddr>, udp_port: Option<u16>) -> Result<(), String> {
+fn serve(
+    common: Common,
+    bind: Option<SocketAddr>,
+    udp_port: Option<u16>,
+    lan: bool,
+) -> Result<(), String> {
     let mut config = common.load()?;
     if let Some(bind) = bind {
         config.server.bind = bind;
@@ -283,21 +284,8 @@ fn serve(common: Common, bind: Option<SocketAddr>, udp_port: Option<u16>) -> Res
     if let Some(port) = udp_port {
         config.media.udp_port = port;
     }
-    let defaults = Config::default();
-    if common.dev
-        && (config.calls.database == defaults.calls.database
-            || config.media.recordings_dir == defaults.media.recordings_dir)
-    {
-        let dir = dev_data_dir();
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create the data directory {}: {e}", dir.display()))?;
-        if config.calls.database == defaults.calls.database {
-            config.calls.database = dir.join("calls.sqlite").to_string_lossy().into_owned();
-        }
-        if config.media.recordings_dir == defaults.media.recordings_dir {
-            config.media.recordings_dir = dir.join("recordings");
-        }
-        tracing::info!(dir = %dir.display(), "development data (call log, recordings) kept in");
+    if common.dev {
+        amphi::devmode::prepare(&mut config, lan)?;
     }
     config.validate(common.dev).map_err(|e| e.to_string())?;
     if common.dev && config.auth.signing_key == DEV_SIGNING_KEY {
@@ -305,6 +293,9 @@ fn serve(common: Common, bind: Option<SocketAddr>, udp_port: Option<u16>) -> Res
             "DEVELOPMENT MODE: tokens are signed with the public development key \
              \"{DEV_SIGNING_KEY}\"; mint one with `amphi token --dev --identity NAME`"
         );
+    }
+    if lan {
+        amphi::devmode::announce_lan(&config);
     }
     let listener = std::net::TcpListener::bind(config.server.bind)
         .map_err(|e| format!("cannot listen on {}: {e}", config.server.bind))?;

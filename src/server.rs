@@ -119,6 +119,10 @@ async fn serve(
         n => n,
     };
     let shutdown_timeout = config.server.shutdown_timeout;
+    let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+        (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key).map_err(io::Error::other)?),
+        _ => None,
+    };
     let media = MediaPlane::start(&config.media, &metrics)?;
     let state = match compose(config, media.clone(), metrics.clone()) {
         Ok(state) => Arc::new(state),
@@ -165,11 +169,15 @@ async fn serve(
     })
     .workers(workers)
     .disable_signals()
-    .shutdown_timeout(shutdown_timeout.as_secs().max(1))
-    .listen(listener)?
-    .run();
+    .shutdown_timeout(shutdown_timeout.as_secs().max(1));
+    let (server, scheme) = match tls {
+        Some(acceptor) => (server.listen_openssl(listener, acceptor)?, "https"),
+        None => (server.listen(listener)?, "http"),
+    };
+    let server = server.run();
     let handle = server.handle();
-    tracing::info!("amphi listening on http://{addr} (WebSocket at ws://{addr}/ws)");
+    let ws = if scheme == "https" { "wss" } else { "ws" };
+    tracing::info!("amphi listening on {scheme}://{addr} (WebSocket at {ws}://{addr}/ws)");
     let mut server = actix_rt::spawn(server);
     tokio::select! {
         result = &mut server => {
@@ -216,17 +224,21 @@ pub struct ServerHandle {
     pub addr: SocketAddr,
     /// Where `/metrics` is served when `server.metrics_bind` is set.
     pub metrics_addr: Option<SocketAddr>,
+    /// The signalling port speaks HTTPS and WSS (`server.tls_cert`).
+    pub tls: bool,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<io::Result<()>>>,
 }
 
 impl ServerHandle {
     pub fn http_url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     pub fn ws_url(&self, token: &str) -> String {
-        format!("ws://{}/ws?token={token}", self.addr)
+        let scheme = if self.tls { "wss" } else { "ws" };
+        format!("{scheme}://{}/ws?token={token}", self.addr)
     }
 
     /// Graceful shutdown; returns once the server has stopped.
@@ -265,6 +277,7 @@ pub fn spawn(config: Config) -> io::Result<ServerHandle> {
         Some(l) => Some(l.local_addr()?),
         None => None,
     };
+    let tls = config.server.tls_cert.is_some();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("amphi-server".into())
@@ -284,6 +297,7 @@ pub fn spawn(config: Config) -> io::Result<ServerHandle> {
     Ok(ServerHandle {
         addr,
         metrics_addr,
+        tls,
         stop: Some(tx),
         thread: Some(thread),
     })

@@ -10,6 +10,7 @@ impl Config {
     pub fn validate(&self, dev: bool) -> Result<(), ConfigError> {
         self.validate_media()?;
         self.validate_cors()?;
+        self.validate_tls()?;
         self.validate_auth(dev)?;
         self.validate_limits()?;
         self.validate_timeouts()?;
@@ -76,13 +77,41 @@ impl Config {
                     .into(),
             );
         }
-        if dev && !self.server.bind.ip().is_loopback() {
+        if dev && !self.lan && !self.server.bind.ip().is_loopback() {
             return bad(format!(
-                "--dev serves on loopback only, but server.bind is {}; use 127.0.0.1 or ::1",
+                "--dev serves on loopback only, but server.bind is {}; use 127.0.0.1 or ::1, \
+                 or add --lan to serve the local network over HTTPS",
                 self.server.bind
             ));
         }
+        if self.lan && !dev {
+            return bad("--lan is a development mode; it goes with --dev".into());
+        }
         Ok(())
+    }
+
+    /// A certificate and its key come together, and both can be read.
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        match (&s.tls_cert, &s.tls_key) {
+            (None, None) => Ok(()),
+            (Some(cert), Some(key)) => {
+                for (name, path) in [("server.tls_cert", cert), ("server.tls_key", key)] {
+                    if let Err(e) = std::fs::metadata(path) {
+                        return Err(ConfigError::Invalid(format!(
+                            "{name} is {}: {e}",
+                            path.display()
+                        )));
+                    }
+                }
+                Ok(())
+            }
+            _ => Err(ConfigError::Invalid(
+                "server.tls_cert and server.tls_key go together: set both (PEM files) for \
+                 HTTPS, or neither"
+                    .into(),
+            )),
+        }
     }
 
     /// Frame, rate, queue and membership limits.

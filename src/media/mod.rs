@@ -85,7 +85,7 @@ impl MediaPlane {
         for _ in 1..workers {
             sockets.push(bind(bound, config)?);
         }
-        let announced = SocketAddr::new(config.public_ip.unwrap_or(config.bind_ip), bound.port());
+        let announced = SocketAddr::new(announced_ip(config), bound.port());
         let mut commands = Vec::new();
         let mut command_rxs = Vec::new();
         let mut remotes = Vec::new();
@@ -479,4 +479,26 @@ fn bind(addr: SocketAddr, config: &MediaConfig) -> std::io::Result<UdpSocket> {
     }
     socket.bind(&addr.into())?;
     Ok(socket.into())
+}
+
+/// The address put in ICE candidates: `public_ip` when set; for a socket bound to every
+/// interface, the address this machine's default route leaves by (an unspecified address
+/// reaches no one); otherwise the bound address.
+fn announced_ip(config: &MediaConfig) -> std::net::IpAddr {
+    if let Some(ip) = config.public_ip {
+        return ip;
+    }
+    if !config.bind_ip.is_unspecified() {
+        return config.bind_ip;
+    }
+    match crate::netif::primary_address() {
+        Some(ip) => {
+            tracing::info!(%ip, "media.public_ip not set: announcing this machine's primary address");
+            ip
+        }
+        None => {
+            tracing::warn!("media.bind_ip is unspecified and no address besides loopback was found: announcing loopback; set media.public_ip");
+            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+        }
+    }
 }

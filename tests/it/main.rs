@@ -22,6 +22,7 @@ mod log_flood;
 mod media;
 mod panics;
 mod pipelined;
+mod reach;
 mod resume;
 mod scale;
 mod shutdown;

@@ -31,10 +31,24 @@ pub fn spawn_binary_logged(
     String,
     std::sync::mpsc::Receiver<String>,
 ) {
+    spawn_binary_with(&[], env)
+}
+
+/// [`spawn_binary_logged`] with more arguments after `serve --dev` and its ports; the
+/// address is the one announced after `http://` or `https://`.
+pub fn spawn_binary_with(
+    args: &[&str],
+    env: &[(&str, &std::ffi::OsStr)],
+) -> (
+    std::process::Child,
+    String,
+    std::sync::mpsc::Receiver<String>,
+) {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_amphi"));
     cmd.args(["serve", "--dev", "--bind", "127.0.0.1:0", "--udp-port", "0"])
+        .args(args)
         .env("AMPHI_LOG", "info")
         .env("AMPHI_CALLS_DATABASE", ":memory:")
         .stderr(Stdio::piped())
@@ -49,7 +63,11 @@ pub fn spawn_binary_logged(
     std::thread::spawn(move || {
         let mut tx = Some(tx);
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("listening on http://").nth(1) {
+            let announced = line
+                .split("listening on http://")
+                .nth(1)
+                .or_else(|| line.split("listening on https://").nth(1));
+            if let Some(rest) = announced {
                 if let Some(tx) = tx.take() {
                     let _ = tx.send(rest.split_whitespace().next().unwrap().to_string());
                 }
