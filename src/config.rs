@@ -136,6 +136,9 @@ pub struct MediaConfig {
     /// WebRTC peer connections across the server: past it, a new `media_offer` is refused
     /// with `busy` and a retry hint (renegotiating an existing peer is not).
     pub max_peers: usize,
+    /// ICE over TCP (RFC 6544): a passive TCP candidate on the UDP port's number, for clients
+    /// whose network blocks UDP. UDP stays preferred wherever it works.
+    pub ice_tcp: bool,
     /// A new channel's policy. `forward`: every listener receives each speaker's own
     /// stream. `mix`: the server decodes the speakers, and every listener receives one mixed
     /// stream (speakers the mix without themselves). `auto`: forward while at most
@@ -307,6 +310,7 @@ impl Default for MediaConfig {
             max_slots: 16,
             worker_queue: 4096,
             max_peers: 10_000,
+            ice_tcp: true,
             mix_policy: MixPolicy::Forward,
             mix_auto_above: 3,
             mix_bitrate: 32_000,

@@ -31,6 +31,7 @@ pub const MIXER_JITTER_BUFFER: &str = "amphi_mixer_jitter_buffer_frames";
 pub const MIXING_CHANNELS: &str = "amphi_mixing_channels";
 pub const MIXED_LISTENERS: &str = "amphi_mixed_listeners";
 pub const PEER_MOVES: &str = "amphi_media_peer_moves_total";
+pub const TCP_CONNECTIONS: &str = "amphi_media_tcp_connections";
 pub const CHANNELS: &str = "amphi_channels";
 pub const PARTICIPANTS: &str = "amphi_participants";
 pub const JOIN_LATENCY: &str = "amphi_join_latency_seconds";
@@ -163,6 +164,45 @@ fn builder() -> PrometheusBuilder {
 }
 
 /// Counts a refusal at capacity of `what` (participants, peers, calls).
+/// Every series recorded only when something happens (a channel, a join, a call, a refusal)
+/// at zero from start-up, so dashboards and alerts see a value on a fresh server; `roles`
+/// are the role table's names (the participants gauge's label).
+pub fn register_series<'a>(roles: impl IntoIterator<Item = &'a str>) {
+    gauge!(CHANNELS).increment(0.0);
+    for role in roles {
+        gauge!(PARTICIPANTS, "role" => role.to_string()).increment(0.0);
+    }
+    gauge!(CALLS_ACTIVE).increment(0.0);
+    counter!(CALLS_PLACED).increment(0);
+    counter!(CALL_INVITES_OFFLINE).increment(0);
+    for reason in amphi_proto::calls::EndReason::ALL {
+        counter!(CALLS_ENDED, "reason" => reason.as_str()).increment(0);
+    }
+    for what in ["participants", "peers", "calls"] {
+        counter!(ADMISSION_REFUSED, "what" => what).increment(0);
+    }
+    for name in [
+        JOIN_LATENCY,
+        CALL_DURATION,
+        CALL_SETUP_RING,
+        CALL_SETUP_ANSWER,
+        CALL_SETUP_FIRST_AUDIO,
+    ] {
+        // A handle registers the histogram; nothing is observed.
+        drop(histogram!(name));
+    }
+}
+
+/// A media packet or connection dropped outside a worker (the ICE-TCP acceptor).
+pub fn media_drop(reason: Drop, n: u64) {
+    counter!(PACKETS_DROPPED, "reason" => reason.label()).increment(n);
+}
+
+/// ICE-TCP connections open (named a peer, not yet closed).
+pub fn tcp_connections(delta: f64) {
+    gauge!(TCP_CONNECTIONS).increment(delta);
+}
+
 pub fn admission_refused(what: &'static str) {
     counter!(ADMISSION_REFUSED, "what" => what).increment(1);
 }
@@ -287,6 +327,10 @@ fn describe_calls() {
         PEER_MOVES,
         "Peers moved to the media worker their nominated flow lands on"
     );
+    describe_gauge!(
+        TCP_CONNECTIONS,
+        "ICE-TCP connections open (clients whose network blocks UDP)"
+    );
     describe_gauge!(CHANNELS, "Live channels");
     describe_gauge!(PARTICIPANTS, "Participants in channels, by role");
 }
@@ -303,10 +347,13 @@ pub enum Drop {
     Malformed,
     /// Video in a call whose media is audio.
     VideoOff,
+    /// An ICE-TCP connection refused or closed: over the connection limit, a first frame
+    /// that is no binding request, or a frame too large.
+    TcpRefused,
 }
 
 impl Drop {
-    const ALL: [Drop; 8] = [
+    const ALL: [Drop; 9] = [
         Drop::NotPermitted,
         Drop::Muted,
         Drop::NoSlot,
@@ -315,6 +362,7 @@ impl Drop {
         Drop::UnknownSource,
         Drop::Malformed,
         Drop::VideoOff,
+        Drop::TcpRefused,
     ];
 
     fn label(self) -> &'static str {
@@ -327,6 +375,7 @@ impl Drop {
             Drop::UnknownSource => "unknown_source",
             Drop::Malformed => "malformed",
             Drop::VideoOff => "video_off",
+            Drop::TcpRefused => "tcp_refused",
         }
     }
 }
@@ -382,7 +431,7 @@ pub struct WorkerMetrics {
     pending_red_out: [u64; 2],
     pending_forwarded: u64,
     pending_handovers: u64,
-    pending_dropped: [u64; 8],
+    pending_dropped: [u64; 9],
 }
 
 impl WorkerMetrics {
@@ -426,7 +475,7 @@ impl WorkerMetrics {
             pending_red_out: [0; 2],
             pending_forwarded: 0,
             pending_handovers: 0,
-            pending_dropped: [0; 8],
+            pending_dropped: [0; 9],
         }
     }
 

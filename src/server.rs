@@ -119,6 +119,8 @@ async fn serve(
         n => n,
     };
     let shutdown_timeout = config.server.shutdown_timeout;
+    crate::metrics::register_series(config.roles.keys().map(String::as_str));
+    crate::calls::delivery::register_series();
     let tls = match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(cert), Some(key)) => Some(crate::tls::acceptor(cert, key).map_err(io::Error::other)?),
         _ => None,

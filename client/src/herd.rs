@@ -394,7 +394,7 @@ impl Driver {
 
 impl Member {
     fn input(&mut self, source: SocketAddr, data: &[u8]) {
-        crate::peer::receive(&mut self.rtc, self.local, source, data);
+        crate::transport::receive(&mut self.rtc, self.local, source, data);
     }
 
     fn mid_of(&mut self, ssrc: Ssrc) -> Option<Mid> {

@@ -7,12 +7,14 @@
 //! - `stats`  — what a listening peer measured (`Meter`, `PeerStats`, `SlotStats`).
 //! - `audio`  — sources (tone, WAV), level and frequency analysis.
 //! - `video`  — a camera from a VP8 file (a call's video).
+//! - `transport` — a peer's UDP socket, or media over ICE-TCP (a UDP-blocking network).
 
 pub mod audio;
 pub mod herd;
 pub mod peer;
 pub mod signal;
 pub mod stats;
+mod transport;
 pub mod video;
 
 pub use audio::{Source, Tone, Wav};

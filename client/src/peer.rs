@@ -11,9 +11,9 @@ use serde_json::Value;
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, MediaKind, MediaTime, Mid, Pt};
-use str0m::net::{Protocol, Receive};
-use str0m::rtp::{AbsCaptureTime, Extension};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use str0m::net::Protocol;
+use str0m::rtp::AbsCaptureTime;
+use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
@@ -21,6 +21,7 @@ use crate::audio::{dbov, Source, FRAME_SAMPLES};
 use crate::signal::{ClientError, Signal};
 use crate::stats::{slot_mut, Arrival};
 pub use crate::stats::{Meter, PeerStats, SlotStats};
+use crate::transport::{bind_udp, new_rtc, receive, receive_on};
 use crate::video::VideoFile;
 
 /// Datagrams handled per wake-up before the driver yields.
@@ -55,6 +56,9 @@ pub struct PeerOptions {
     pub camera: Option<VideoFile>,
     /// Video receive slots to offer (each carries one other member's camera).
     pub video_slots: usize,
+    /// Offer only an active ICE-TCP candidate: media over TCP to the server's passive one, as
+    /// from a network that blocks UDP.
+    pub ice_tcp: bool,
 }
 
 impl Default for PeerOptions {
@@ -70,6 +74,7 @@ impl Default for PeerOptions {
             omit_levels: false,
             socket: None,
             camera: None,
+            ice_tcp: false,
             video_slots: 0,
         }
     }
@@ -88,25 +93,6 @@ pub struct AudioPeer {
     cmd: mpsc::Sender<PeerCmd>,
     task: tokio::task::JoinHandle<()>,
     pub local_addr: SocketAddr,
-}
-
-/// Gives `rtc` a datagram `local` received from `source`, if it is one of its own.
-pub(crate) fn receive(rtc: &mut Rtc, local: SocketAddr, source: SocketAddr, data: &[u8]) {
-    let Ok(contents) = data.try_into() else {
-        return;
-    };
-    let input = Input::Receive(
-        Instant::now(),
-        Receive {
-            proto: Protocol::Udp,
-            source,
-            destination: local,
-            contents,
-        },
-    );
-    if rtc.accepts(&input) {
-        let _ = rtc.handle_input(input);
-    }
 }
 
 /// RTP (not RTCP, STUN or DTLS) on a shared port: RFC 7983 and RFC 5761.
@@ -154,14 +140,7 @@ impl AudioPeer {
         .map_err(|e| media_err(&e))?;
         let local_addr = socket.local_addr().map_err(|e| media_err(&e))?;
         let video = opts.camera.is_some() || opts.video_slots > 0;
-        let mut rtc = Rtc::builder()
-            .clear_codecs()
-            .enable_opus(true, false)
-            .enable_vp8(video)
-            .set_extension(5, Extension::AbsoluteCaptureTime)
-            .build(Instant::now());
-        let candidate = Candidate::host(local_addr, "udp").map_err(|e| media_err(&e))?;
-        rtc.add_local_candidate(candidate);
+        let (mut rtc, tcp_local) = new_rtc(video, opts.ice_tcp, local_addr)?;
         let mut api = rtc.sdp_api();
         let mic = opts
             .publish
@@ -196,6 +175,15 @@ impl AudioPeer {
         if let Some(mid) = misreported {
             sdp = set_direction(&sdp, mid, "sendonly", "recvonly");
         }
+        let tcp = match opts.ice_tcp {
+            true => {
+                let remote = crate::transport::passive_candidate(&sdp).ok_or_else(|| {
+                    ClientError::Media("no ICE-TCP candidate in the answer".into())
+                })?;
+                Some(crate::transport::TcpLink::connect(remote, tcp_local).await?)
+            }
+            false => None,
+        };
         let answer = SdpAnswer::from_sdp_string(&sdp).map_err(|e| media_err(&e))?;
         rtc.sdp_api()
             .accept_answer(pending, answer)
@@ -206,6 +194,7 @@ impl AudioPeer {
             rtc,
             socket,
             local_addr,
+            tcp,
             signal: signal.clone(),
             channel: channel.to_string(),
             stats: stats.0.clone(),
@@ -260,6 +249,7 @@ struct Driver {
     rtc: Rtc,
     socket: UdpSocket,
     local_addr: SocketAddr,
+    tcp: Option<crate::transport::TcpLink>,
     signal: Signal,
     channel: String,
     stats: Arc<Mutex<PeerStats>>,
@@ -324,6 +314,11 @@ impl Driver {
                 }
                 _ = tick.tick(), if self.mic.is_some() => self.publish_frame(),
                 _ = video_tick.tick(), if self.camera.is_some() => self.send_video_frame(),
+                Some(frame) = crate::transport::next_frame(&mut self.tcp) => {
+                    if let Some(link) = &self.tcp {
+                        receive_on(&mut self.rtc, Protocol::Tcp, link.local, link.remote, &frame);
+                    }
+                }
                 Some(ev) = media.recv() => self.media_event(ev),
                 cmd = cmds.recv() => match cmd {
                     Some(PeerCmd::Stall(d)) => {
@@ -356,7 +351,10 @@ impl Driver {
                             continue;
                         }
                     }
-                    let _ = self.socket.try_send_to(&t.contents, t.destination);
+                    match &mut self.tcp {
+                        Some(link) if t.proto == Protocol::Tcp => link.send(&t.contents),
+                        _ => drop(self.socket.try_send_to(&t.contents, t.destination)),
+                    }
                 }
                 Ok(Output::Event(e)) => self.event(e),
                 Err(e) => {
@@ -552,15 +550,4 @@ impl Driver {
             _ => {}
         }
     }
-}
-
-fn bind_udp(recv_buffer: Option<usize>) -> std::io::Result<UdpSocket> {
-    use socket2::{Domain, Protocol as SockProto, Socket, Type};
-    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(SockProto::UDP))?;
-    if let Some(size) = recv_buffer {
-        socket.set_recv_buffer_size(size)?;
-    }
-    socket.set_nonblocking(true)?;
-    socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
-    UdpSocket::from_std(socket.into())
 }

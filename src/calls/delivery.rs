@@ -43,6 +43,18 @@ pub fn describe_metrics() {
     describe_gauge!(QUEUE, "Webhook events waiting or in flight");
 }
 
+/// Every webhook series at zero, so a server without webhooks (or before its first event)
+/// shows flat lines rather than "No data".
+pub fn register_series() {
+    describe_metrics();
+    for result in ["delivered", "failed"] {
+        metrics::counter!(DELIVERIES, "result" => result).increment(0);
+    }
+    metrics::counter!(DROPPED).increment(0);
+    metrics::counter!(GIVEN_UP).increment(0);
+    metrics::gauge!(QUEUE).increment(0.0);
+}
+
 pub struct WebhookActor {
     url: Arc<str>,
     secret: Vec<u8>,

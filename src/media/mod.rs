@@ -13,6 +13,7 @@ pub mod error;
 pub mod record;
 pub mod sdp;
 pub mod slots;
+mod tcp;
 mod types;
 pub mod udp;
 mod worker;
@@ -86,6 +87,14 @@ impl MediaPlane {
             sockets.push(bind(bound, config)?);
         }
         let announced = SocketAddr::new(announced_ip(config), bound.port());
+        let tcp = match config.ice_tcp {
+            true => Some(bind_tcp(config, bound)?),
+            false => None,
+        };
+        let announced_tcp = match &tcp {
+            Some(l) => Some(SocketAddr::new(announced.ip(), l.local_addr()?.port())),
+            None => None,
+        };
         let mut commands = Vec::new();
         let mut command_rxs = Vec::new();
         let mut remotes = Vec::new();
@@ -116,6 +125,7 @@ impl MediaPlane {
             let metrics = metrics.clone();
             let settings = worker::Settings {
                 announced,
+                announced_tcp,
                 max_slots: config.max_slots,
                 mix: amphi_core::mix::codec::EncoderSettings {
                     bitrate_bps: config.mix_bitrate,
@@ -132,7 +142,16 @@ impl MediaPlane {
                     })?,
             );
         }
-        tracing::info!(%announced, workers, "media workers listening on UDP {bound}");
+        if let Some(listener) = tcp {
+            let (shared, metrics) = (shared.clone(), metrics.clone());
+            let max = config.max_peers;
+            threads.push(
+                std::thread::Builder::new()
+                    .name("amphi-media-tcp".into())
+                    .spawn(move || tcp::run(listener, shared, max, metrics))?,
+            );
+        }
+        tracing::info!(%announced, ?announced_tcp, workers, "media workers listening on UDP {bound}");
         Ok(Arc::new(Self {
             backlogs: commands.iter().map(|_| Arc::default()).collect(),
             commands,
@@ -501,4 +520,26 @@ fn announced_ip(config: &MediaConfig) -> std::net::IpAddr {
             std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
         }
     }
+}
+
+/// The ICE-TCP listener: on the UDP port's number where it is free. A configured port taken
+/// by another process is an error at start; a port the system picked (tests) may differ.
+fn bind_tcp(config: &MediaConfig, udp: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let listener = match std::net::TcpListener::bind(udp) {
+        Ok(l) => l,
+        Err(_) if config.udp_port == 0 => {
+            std::net::TcpListener::bind(SocketAddr::new(udp.ip(), 0))?
+        }
+        Err(e) => {
+            return Err(std::io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot listen on TCP {udp} for ICE over TCP: {e}; free the port or set \
+                     media.ice_tcp = false to serve media over UDP only"
+                ),
+            ))
+        }
+    };
+    listener.set_nonblocking(true)?;
+    Ok(listener)
 }

@@ -234,6 +234,15 @@ impl Worker {
             let candidate = Candidate::host(self.announced, "udp")
                 .map_err(|e| MediaError::Negotiation(e.to_string()))?;
             rtc.add_local_candidate(candidate);
+            if let Some(addr) = self.tcp.local() {
+                let passive = Candidate::builder()
+                    .tcp()
+                    .host(addr)
+                    .tcptype(str0m::net::TcpType::Passive)
+                    .build()
+                    .map_err(|e| MediaError::Negotiation(e.to_string()))?;
+                rtc.add_local_candidate(passive);
+            }
             let ufrag = rtc.direct_api().local_ice_credentials().ufrag.clone();
             self.demux.add(key, &ufrag, Vec::new());
             self.shared.ufrags.insert(ufrag.clone(), self.index);
@@ -382,6 +391,7 @@ impl Worker {
             return;
         };
         self.demux.remove(key, &peer.ufrag);
+        self.tcp.forget(key);
         peer.rtc.disconnect();
         self.shared.ufrags.remove(&peer.ufrag);
     }

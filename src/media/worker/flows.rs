@@ -52,8 +52,10 @@ impl Worker {
         // Moving behind queued messages would let a command overtake the move; moving into
         // a full queue would strand the peer. Either way it stays, and the next nominating
         // request handed over tries again.
+        // A peer with an ICE-TCP connection stays: the connection's frames come here.
         if peer.home != self.index
             || to == self.index
+            || self.tcp.has(key)
             || !peer.rtc.is_alive()
             || !self.outbox.is_empty_for(to)
         {
@@ -98,6 +100,7 @@ impl Worker {
 
     /// Sends what the last turn produced, in one system call per `SendBatch::FLUSH_AT`.
     pub(super) fn flush_out(&mut self) {
+        self.tcp.flush();
         let flushed = self.out.flush(self.fd);
         self.metrics
             .drop(DropReason::SocketFull, flushed.dropped as u64);
@@ -112,6 +115,22 @@ impl Worker {
     }
 
     pub(super) fn input(&mut self, key: PeerKey, source: SocketAddr, data: &[u8]) {
+        self.input_on(key, Protocol::Udp, source, data);
+    }
+
+    /// A packet of `key`'s over `proto`. Its destination is the candidate it was sent to: the
+    /// announced address (the socket may be bound to every interface, or behind a NAT).
+    pub(super) fn input_on(
+        &mut self,
+        key: PeerKey,
+        proto: Protocol,
+        source: SocketAddr,
+        data: &[u8],
+    ) {
+        let destination = match proto {
+            Protocol::Udp => self.announced,
+            _ => self.tcp.local().unwrap_or(self.announced),
+        };
         let Some(peer) = self.peers.get_mut(&key) else {
             return;
         };
@@ -125,9 +144,9 @@ impl Worker {
         let input = Input::Receive(
             crate::clock::now(),
             Receive {
-                proto: Protocol::Udp,
+                proto,
                 source,
-                destination: self.local,
+                destination,
                 contents,
             },
         );
@@ -166,6 +185,9 @@ impl Worker {
                 }
             }
             Remote::Command(cmd) => self.command(cmd),
+            Remote::TcpOpen { source, writer } => self.tcp.open(source, writer),
+            Remote::TcpIn { source, data } => self.tcp_in(source, &data),
+            Remote::TcpClosed { source } => self.tcp.close(source),
         }
     }
 
@@ -210,6 +232,11 @@ impl Worker {
                     }
                     break t;
                 }
+                Ok(Output::Transmit(t)) if t.proto == Protocol::Tcp => {
+                    if !self.tcp.send(t.destination, &t.contents) {
+                        self.metrics.drop(DropReason::SocketFull, 1);
+                    }
+                }
                 Ok(Output::Transmit(t)) => {
                     if self.out.push(t.destination, t.contents.into()) {
                         let flushed = self.out.flush(self.fd);
@@ -249,5 +276,26 @@ impl Worker {
             }
             self.remove(key);
         }
+    }
+}
+
+impl Worker {
+    /// A frame from an ICE-TCP connection: its first binding request says whose it is.
+    pub(super) fn tcp_in(&mut self, source: SocketAddr, data: &[u8]) {
+        let key = match self.tcp.peer_of(source) {
+            None => return,
+            Some(Some(key)) => key,
+            Some(None) => {
+                let found = amphi_core::stun::binding_request(data)
+                    .and_then(|stun| self.demux.local_ufrag(stun.ufrag));
+                let Some(key) = found else {
+                    self.metrics.drop(DropReason::UnknownSource, 1);
+                    return;
+                };
+                self.tcp.bind(source, key);
+                key
+            }
+        };
+        self.input_on(key, Protocol::Tcp, source, data);
     }
 }

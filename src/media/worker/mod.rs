@@ -31,6 +31,7 @@ mod player;
 mod router;
 mod stats;
 mod steer;
+pub(super) mod tcp;
 mod video;
 
 use super::sdp;
@@ -107,6 +108,15 @@ pub(crate) enum Remote {
     },
     /// A command for a peer that moved here, passed on by its home worker.
     Command(Command),
+    /// An ICE-TCP connection whose first frame named a peer here; the worker writes to it.
+    TcpOpen {
+        source: SocketAddr,
+        writer: std::net::TcpStream,
+    },
+    /// A frame read from that connection.
+    TcpIn { source: SocketAddr, data: Vec<u8> },
+    /// That connection ended.
+    TcpClosed { source: SocketAddr },
 }
 
 /// One host packet as forwarded: the payload is shared, never copied per listener.
@@ -261,7 +271,6 @@ struct Worker {
     fd: std::os::fd::RawFd,
     /// Datagrams to send, flushed at the end of every turn of the loop (or sooner when full).
     out: SendBatch,
-    local: SocketAddr,
     announced: SocketAddr,
     max_slots: usize,
     epoch: Instant,
@@ -277,11 +286,15 @@ struct Worker {
     events: Vec<Event>,
     /// Peers whose timeout is due, collected before any fires; reused.
     due: Vec<PeerKey>,
+    /// ICE-TCP connections of peers here, and the address their candidate announces.
+    tcp: tcp::TcpLinks,
 }
 
 /// What every worker of a plane is started with.
 pub(crate) struct Settings {
     pub announced: SocketAddr,
+    /// The passive ICE-TCP candidate, when the plane listens on TCP.
+    pub announced_tcp: Option<SocketAddr>,
     pub max_slots: usize,
     /// How mixers encode.
     pub mix: EncoderSettings,
@@ -318,12 +331,12 @@ struct Chores {
 
 impl Worker {
     fn new(index: usize, socket: StdUdpSocket, settings: Settings, shared: Arc<Shared>) -> Self {
-        let local = socket.local_addr().expect("bound socket");
         let socket = UdpSocket::from_std(socket).expect("non-blocking socket");
         let workers = shared.remotes.len();
         let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
         let Settings {
             announced,
+            announced_tcp,
             max_slots,
             mix,
         } = settings;
@@ -339,7 +352,6 @@ impl Worker {
             players: Players::default(),
             play_out: Vec::new(),
             mix_published: MixerCounts::default(),
-            local,
             announced,
             max_slots,
             epoch: crate::clock::now(),
@@ -352,6 +364,7 @@ impl Worker {
             metrics: WorkerMetrics::new(index),
             events: Vec::new(),
             due: Vec::new(),
+            tcp: tcp::TcpLinks::new(announced_tcp),
         }
     }
 

@@ -135,6 +135,11 @@ impl Demux {
         self.by_addr.insert(source, key);
     }
 
+    /// The local peer whose server ufrag is `ufrag`.
+    pub(super) fn local_ufrag(&self, ufrag: &str) -> Option<PeerKey> {
+        self.by_ufrag.get(ufrag).copied()
+    }
+
     /// A datagram this worker's socket read.
     pub(super) fn read(
         &mut self,

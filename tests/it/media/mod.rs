@@ -1,6 +1,7 @@
 //! Audio over WebRTC through the server, with real Rust clients (str0m) on loopback.
 
 mod mixing;
+mod tcp;
 
 use std::time::Duration;
 
