@@ -12,7 +12,8 @@ use serde_json::Value;
 
 const SECS: Duration = Duration::from_secs(20);
 
-fn require_browser() {
+/// Fails with what to install when Chromium or the driver's npm package is missing.
+pub(crate) fn require_browser() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     assert!(
         Path::new("/usr/bin/chromium").exists(),
@@ -72,7 +73,8 @@ async fn rust_peer(
     (s, peer)
 }
 
-async fn run_driver(args: Vec<String>) -> Value {
+/// Runs `drive.mjs` with `args`; its JSON line, once it reported success.
+pub(crate) async fn run_driver(args: Vec<String>) -> Value {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     let mut all = vec!["drive.mjs".to_string()];
     all.extend(args);

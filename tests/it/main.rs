@@ -9,6 +9,7 @@ mod admission;
 mod auth;
 mod bad_input;
 mod browser;
+mod browser_page;
 mod calls;
 mod calls_media;
 mod calls_video;
