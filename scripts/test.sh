@@ -10,6 +10,17 @@ command -v cmake >/dev/null || need_apt+=(cmake)
 command -v node >/dev/null || need_apt+=(nodejs npm)
 # libFuzzer (the fuzz targets' driver) is C++.
 command -v g++ >/dev/null || need_apt+=(g++)
+# The README tour's Python snippet; Debian's own Python takes it from apt (PEP 668).
+python_websockets=ok
+if ! python3 -c 'import websockets' 2>/dev/null; then
+    if [ "$(command -v python3)" = /usr/bin/python3 ]; then
+        need_apt+=(python3-websockets)
+    else
+        python_websockets=pip
+    fi
+fi
+# The network-namespace test creates a veth pair with `ip`.
+command -v ip >/dev/null || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq
@@ -18,6 +29,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
         echo "missing packages: ${need_apt[*]} (run as root or install them)" >&2
         exit 1
     fi
+fi
+
+if [ "$python_websockets" = pip ]; then
+    python3 -m pip install --quiet --disable-pip-version-check websockets
 fi
 
 # The page driver's one dependency (Playwright's library, no browser download).
@@ -53,5 +68,11 @@ echo "tests: $passed passed, $failed failed"
 if [ "$status" -ne 0 ]; then
     exit "$status"
 fi
+# A fresh server's /metrics passes promtool, and every dashboard query answers on it.
+./scripts/check-metrics.sh
+# The JS package against a server it starts (Node's test runner).
+(cd js && npm install --no-audit --no-fund --loglevel=error && AMPHI_BIN=../target/debug/amphi npm test)
+# The README's tour, run as written.
+./scripts/tour.sh
 # Every fuzz target, a bounded and reproducible run each (scripts/fuzz.sh).
 ./scripts/fuzz.sh

@@ -4,13 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 script=$(mktemp)
-trap 'rm -f "$script" heard.wav; kill %1 2>/dev/null || true' EXIT
+trap 'rm -f "$script" heard.wav' EXIT
 python3 - "$script" <<'PY'
 import re, sys
 readme = open("README.md").read()
 section = readme.split("## A five-minute tour", 1)[1].split("\n## ", 1)[0]
 blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
-open(sys.argv[1], "w").write("set -euo pipefail\n" + "\n".join(blocks))
+# The tour's background jobs (the server, the host) end with it, whether it passes or not.
+prelude = "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n"
+open(sys.argv[1], "w").write(prelude + "\n".join(blocks))
 PY
 timeout 600 bash "$script"
 # The listener recorded the host's tone: five seconds of 48 kHz 16-bit audio.
