@@ -11,7 +11,7 @@ use openssl::ec::{EcGroup, EcKey};
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::PKey;
-use openssl::ssl::{SslAcceptor, SslAcceptorBuilder, SslFiletype, SslMethod};
+use openssl::ssl::{SslAcceptor, SslAcceptorBuilder, SslMethod};
 use openssl::x509::extension::{BasicConstraints, ExtendedKeyUsage, SubjectAlternativeName};
 use openssl::x509::{X509NameBuilder, X509};
 
@@ -31,21 +31,22 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<SslAcceptorBuilder, String> {
             cert.display()
         )
     })?;
-    builder
-        .set_private_key_file(key, SslFiletype::PEM)
-        .map_err(|e| {
-            format!(
-                "server.tls_key {}: not a PEM private key ({e})",
-                key.display()
-            )
-        })?;
-    builder.check_private_key().map_err(|e| {
+    let pem = std::fs::read(key).map_err(|e| format!("server.tls_key {}: {e}", key.display()))?;
+    let private = PKey::private_key_from_pem(&pem).map_err(|e| {
+        format!(
+            "server.tls_key {}: not a PEM private key ({e})",
+            key.display()
+        )
+    })?;
+    let mismatch = |e: openssl::error::ErrorStack| {
         format!(
             "server.tls_key {} is not the key of the certificate in {} ({e})",
             key.display(),
             cert.display()
         )
-    })?;
+    };
+    builder.set_private_key(&private).map_err(mismatch)?;
+    builder.check_private_key().map_err(mismatch)?;
     Ok(builder)
 }
 
