@@ -153,9 +153,11 @@ async fn a_cut_listener_resumes_without_missing_audio_or_events() {
     assert_eq!(missed[0]["participant"].as_str(), Some(host_id.as_str()));
     let longest = watching.await.unwrap();
     eprintln!("longest gap in the audio across the cut and the resume: {longest:?}");
-    // 20 ms packets; the bound leaves room for this loaded test machine's scheduling.
+    // 20 ms packets. A torn-down peer would cost seconds (a new participant, a new offer, a
+    // new DTLS handshake); the bound leaves room for a two-core machine running Chromium tests
+    // beside this one (207 ms was seen there once, 20-40 ms alone).
     assert!(
-        longest < Duration::from_millis(80),
+        longest < Duration::from_millis(400),
         "a gap of {longest:?} in the audio"
     );
     // The session carries on through the new connection: requests and events.
