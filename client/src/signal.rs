@@ -127,6 +127,7 @@ impl Signal {
             Err(ClientError::Server {
                 code: reply["code"].as_str().unwrap_or("unknown").to_string(),
                 message: reply["message"].as_str().unwrap_or_default().to_string(),
+                retry_after_ms: reply["retry_after_ms"].as_u64(),
             })
         }
     }

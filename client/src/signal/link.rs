@@ -21,7 +21,12 @@ pub enum ClientError {
     #[error("connect failed: {0}")]
     Connect(String),
     #[error("server error {code}: {message}")]
-    Server { code: String, message: String },
+    Server {
+        code: String,
+        message: String,
+        /// The server's `retry_after_ms`: when the same request may succeed.
+        retry_after_ms: Option<u64>,
+    },
     #[error("the connection is closed")]
     Closed,
     #[error("no reply within {0:?}")]

@@ -127,13 +127,19 @@ impl CallRate {
         });
         let recent = self.placed.entry(caller.clone()).or_default();
         if recent.len() >= per_minute as usize {
-            return Err(ApiError::new(
+            let mut refused = ApiError::new(
                 ErrorCode::RateLimited,
                 format!(
                     "{per_minute} calls placed in the last minute, the most \
                      calls.max_calls_per_minute allows; wait before calling again"
                 ),
-            ));
+            );
+            // When the oldest call of the window leaves it, one more may be placed.
+            let oldest = recent.front().copied().unwrap_or(now);
+            let wait = Self::WINDOW.saturating_sub(now.saturating_duration_since(oldest));
+            refused.retry_after_ms =
+                Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1));
+            return Err(refused);
         }
         recent.push_back(now);
         Ok(())
@@ -286,6 +292,8 @@ mod tests {
             assert!(rate.admit(&a, t0 + Duration::from_secs(i), 3).is_ok());
         }
         let refused = rate.admit(&a, t0 + Duration::from_secs(10), 3).unwrap_err();
+        // The first of the three (at t0) leaves the minute 50 s later.
+        assert_eq!(refused.retry_after_ms, Some(50_000));
         assert_eq!(refused.code, ErrorCode::RateLimited);
         assert!(refused.message.contains("calls.max_calls_per_minute"));
         // Another caller has its own count.

@@ -357,7 +357,7 @@ async fn media_connections_past_capacity_are_refused_and_the_admitted_keep_every
         let s = signal(&server, &format!("extra{i}"), "audience").await;
         s.join("cap", "audience").await.unwrap();
         match AudioPeer::start(&s, "cap", PeerOptions::default()).await {
-            Err(amphi_client::ClientError::Server { code, message }) => {
+            Err(amphi_client::ClientError::Server { code, message, .. }) => {
                 assert_eq!(code, "busy", "{message}");
                 assert!(message.contains("media.max_peers"), "{message}");
             }
