@@ -306,6 +306,8 @@ export interface CallIncomingEvent extends ResumableCallEventFrame<"call_incomin
 }
 export interface CallRingingEvent extends ResumableCallEventFrame<"call_ringing"> {
   callees: string[];
+  /** Callees no device of theirs hears ringing yet (offline, or blocking the caller). */
+  offline: string[];
 }
 export interface CallConnectedEvent extends ResumableCallEventFrame<"call_connected"> {
   /** Unix ms when the call first connected: the same for every member. */

@@ -189,11 +189,20 @@ impl CallActor {
                 "media": self.call.media(),
                 "extra": self.call.extra(),
             }),
-            (LegState::Connected, None) => json!({
-                "event": "call_ringing",
-                "callees": self.call.legs().iter().filter(|l| l.state() == LegState::Ringing)
-                    .map(|l| l.user()).collect::<Vec<_>>(),
-            }),
+            (LegState::Connected, None) => {
+                let callees: Vec<Identity> = self
+                    .call
+                    .legs()
+                    .iter()
+                    .filter(|l| l.state() == LegState::Ringing)
+                    .map(|l| l.user().clone())
+                    .collect();
+                json!({
+                    "event": "call_ringing",
+                    "offline": self.offline(&callees),
+                    "callees": callees,
+                })
+            }
             (LegState::Connected, Some(at)) => json!({
                 "event": "call_connected",
                 "start_time": self.call.unix_ms(at),
@@ -279,12 +288,23 @@ impl CallActor {
         }
     }
 
+    /// The callees no device of theirs hears ringing: offline, or blocking the caller (who
+    /// must not tell the two apart). The caller's app can say so while the call rings.
+    fn offline(&self, callees: &[Identity]) -> Vec<Identity> {
+        callees
+            .iter()
+            .filter(|u| self.silent.contains(*u) || !self.engine.online(u))
+            .cloned()
+            .collect()
+    }
+
     fn deliver(&mut self, outputs: Vec<Output>, now: Instant, ctx: &mut Context<Self>) {
         let id = self.call.id().clone();
         for out in outputs {
             let name = event_name(&out.event);
-            let extra: Vec<(&str, Value)> = match out.event {
+            let extra: Vec<(&str, Value)> = match &out.event {
                 CallEvent::Connected { .. } => vec![("channel", json!(self.channel))],
+                CallEvent::Ringing { callees } => vec![("offline", json!(self.offline(callees)))],
                 _ => Vec::new(),
             };
             if out.to.iter().all(|u| self.silent.contains(u)) {

@@ -73,6 +73,11 @@ async fn one_to_one_rings_connects_and_hangs_up_for_both() {
     assert_eq!(reply["channel"], format!("call:{id}"));
     let ringing = call_event(&mut a, "call_ringing", &id).await;
     assert_eq!(ringing["callees"], json!(["bob"]));
+    assert_eq!(
+        ringing["offline"],
+        json!([]),
+        "bob is online: his devices ring"
+    );
     let incoming = call_event(&mut b, "call_incoming", &id).await;
     assert_eq!(incoming["caller"], "alice");
     assert_eq!(incoming["media"], "audio");

@@ -384,8 +384,8 @@ async fn caller_view(c: &mut Client, id: &str, callee: &str) -> Vec<String> {
         // Times differ from call to call; the shape and the reasons must not.
         let shape: Value = serde_json::from_str(&text).unwrap();
         seen.push(format!(
-            "{name} {} {}",
-            shape["reason"], shape["log"]["end_reason"]
+            "{name} {} {} {}",
+            shape["reason"], shape["log"]["end_reason"], shape["offline"]
         ));
         if name == "call_log" {
             return seen;
@@ -422,6 +422,10 @@ async fn a_blocked_caller_rings_nobody_and_looks_like_a_call_to_someone_offline(
     let olive_view = caller_view(&mut mallory, &to_olive, "olive").await;
     assert_eq!(reply_bob["busy"], reply_olive["busy"]);
     assert_eq!(bob_view, olive_view);
+    assert!(
+        bob_view.contains(&"call_ringing null null [\"CALLEE\"]".to_string()),
+        "both say the callee is offline while it rings: {bob_view:?}"
+    );
     assert!(
         bob_view.iter().any(|e| e.starts_with("call_ended")),
         "{bob_view:?}"
