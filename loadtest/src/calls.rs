@@ -308,7 +308,9 @@ async fn pair(ctx: Arc<Ctx>, index: usize, mut stop: watch::Receiver<bool>) {
     let callee = format!("{}-{index}-callee", ctx.run_id);
     let to = ctx.timeouts;
     let mut parties = None;
-    while !*stop.borrow() && ctx.claim() {
+    // A call the server deferred keeps its claim: it is placed again, not counted twice.
+    let mut again = false;
+    while !*stop.borrow() && (std::mem::take(&mut again) || ctx.claim()) {
         let mut st = CallState::default();
         let outcome = tokio::select! {
             r = attempt(&ctx, &mut parties, (&caller, &callee), &mut st) => Some(r),
@@ -316,6 +318,15 @@ async fn pair(ctx: Arc<Ctx>, index: usize, mut stop: watch::Receiver<bool>) {
         };
         match outcome {
             Some(Ok(())) => ctx.stats().record(&st.timings, Ok(())),
+            Some(Err(f)) if f.retry_after.is_some() && st.timings.ring.is_none() => {
+                ctx.stats().deferred();
+                again = true;
+                let wait = f.retry_after.unwrap_or(to.retry_pause);
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    _ = stop.wait_for(|v| *v) => {}
+                }
+            }
             Some(Err(f)) => {
                 ctx.stats().record(&st.timings, Err(&f));
                 // The server and this pair may disagree about the call now: start afresh.

@@ -10,6 +10,8 @@ use serde::Serialize;
 
 use crate::scenario::Scenario;
 
+mod plot;
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Percentiles {
     pub count: u64,
@@ -150,6 +152,9 @@ pub struct CallsReport {
     pub calls_failed: u64,
     /// Calls under way when the run ended (duration or Ctrl-C): neither ok nor failed.
     pub calls_interrupted: u64,
+    /// Placements the server refused with a retry hint (its per-caller rate limit), each
+    /// placed again after the hint: not calls, so in none of the counts above.
+    pub calls_deferred: u64,
     /// `calls_ok` over the run's length.
     pub calls_per_s: f64,
     /// Call request sent → the callee got `call_incoming`.
@@ -171,8 +176,14 @@ pub struct CallsReport {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Report {
     pub scenario: Option<Scenario>,
+    /// When the run started, UTC (`2025-01-31T09:05:00Z`).
+    pub started_at: Option<String>,
     pub interrupted: bool,
     pub elapsed_s: f64,
+    /// Seconds into the timeline when every listener was hearing: the cost figures cover
+    /// from there to the end, warm-up excluded. None when that never happened (churn, calls,
+    /// listeners that never heard).
+    pub steady_from_s: Option<f64>,
     pub hosts: usize,
     pub listeners_started: usize,
     pub listeners_with_audio: usize,
@@ -302,11 +313,13 @@ impl Report {
             out += "INTERRUPTED - partial report\n";
         }
         out += &format!(
-            "calls: {} started, {} ok, {} failed, {} interrupted; {} pairs; {:.1} s, {:.2} calls/s\n",
+            "calls: {} started, {} ok, {} failed, {} interrupted, {} deferred by the server's rate \
+             limit; {} pairs; {:.1} s, {:.2} calls/s\n",
             c.calls_started,
             c.calls_ok,
             c.calls_failed,
             c.calls_interrupted,
+            c.calls_deferred,
             c.pairs,
             self.elapsed_s,
             c.calls_per_s
@@ -360,176 +373,56 @@ impl Report {
         )
     }
 
-    /// Latency percentiles and delivery over time (for calls: setup and calls per second).
+    /// An SVG picture of the run: latency percentiles, delivery and listeners over time, the
+    /// steady window shaded (for calls: setup percentiles and calls per second).
     pub fn plot(&self, path: &Path) -> Result<(), String> {
-        if let Some(calls) = &self.calls {
-            return plot_calls(calls, path);
-        }
-        use plotters::prelude::*;
-        let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let (top, bottom) = root.split_vertically(340);
-        let t_max = self.timeline.last().map_or(1.0, |s| s.t.max(1.0));
-        let points: Vec<(f64, &Percentiles)> = self
-            .timeline
-            .iter()
-            .filter(|s| s.latency.count > 0)
-            .map(|s| (s.t, &s.latency))
-            .collect();
-        percentile_chart(
-            &top,
-            "End-to-end latency (ms)",
-            t_max,
-            &points,
-            [
-                ("p50", |p| p.p50_ms),
-                ("p95", |p| p.p95_ms),
-                ("p99", |p| p.p99_ms),
-            ],
-        )?;
-        let mut chart = ChartBuilder::on(&bottom)
-            .caption("Delivery (%) and listeners", ("sans-serif", 18))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.0..t_max, 0.0..101.0)
-            .map_err(|e| e.to_string())?;
-        chart.configure_mesh().draw().map_err(|e| e.to_string())?;
-        chart
-            .draw_series(LineSeries::new(
-                self.timeline.iter().filter(|s| s.expected > 0).map(|s| {
-                    (
-                        s.t,
-                        (s.received as f64 / s.expected as f64 * 100.0).min(100.0),
-                    )
-                }),
-                BLUE,
-            ))
-            .map_err(|e| e.to_string())?;
-        let n_max = self
-            .timeline
-            .iter()
-            .map(|s| s.listeners)
-            .max()
-            .unwrap_or(1)
-            .max(1) as f64;
-        chart
-            .draw_series(LineSeries::new(
-                self.timeline
-                    .iter()
-                    .map(|s| (s.t, s.listeners as f64 / n_max * 100.0)),
-                &BLACK.mix(0.4),
-            ))
-            .map_err(|e| e.to_string())?;
-        root.present().map_err(|e| e.to_string())
+        plot::plot(self, path)
     }
-}
-
-type Pick = fn(&Percentiles) -> f64;
-
-/// Three percentiles over time on `area`, blue/green/red, with a legend; the y axis reaches
-/// 10 % above the highest value of the last series.
-fn percentile_chart(
-    area: &plotters::drawing::DrawingArea<
-        plotters::prelude::SVGBackend<'_>,
-        plotters::coord::Shift,
-    >,
-    caption: &str,
-    t_max: f64,
-    points: &[(f64, &Percentiles)],
-    series: [(&str, Pick); 3],
-) -> Result<(), String> {
-    use plotters::prelude::*;
-    let y_max = points
-        .iter()
-        .map(|(_, p)| series[2].1(p))
-        .fold(1.0f64, f64::max)
-        * 1.1;
-    let mut chart = ChartBuilder::on(area)
-        .caption(caption, ("sans-serif", 18))
-        .margin(10)
-        .x_label_area_size(30)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0.0..t_max, 0.0..y_max)
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .x_desc("seconds")
-        .draw()
-        .map_err(|e| e.to_string())?;
-    for ((name, f), color) in series.into_iter().zip([BLUE, GREEN, RED]) {
-        chart
-            .draw_series(LineSeries::new(
-                points.iter().map(|(t, p)| (*t, f(p))),
-                color,
-            ))
-            .map_err(|e| e.to_string())?
-            .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
-    }
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| e.to_string())?;
-    Ok(())
-}
-
-fn plot_calls(c: &CallsReport, path: &Path) -> Result<(), String> {
-    use plotters::prelude::*;
-    let root = SVGBackend::new(path, (960, 540)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let (top, bottom) = root.split_vertically(340);
-    let t_max = c.timeline.last().map_or(1.0, |s| s.t.max(1.0));
-    let points: Vec<(f64, &Percentiles)> = c
-        .timeline
-        .iter()
-        .filter(|s| s.setup.count > 0)
-        .map(|s| (s.t, &s.setup))
-        .collect();
-    percentile_chart(
-        &top,
-        "Call setup: request to first audio both ways (ms)",
-        t_max,
-        &points,
-        [
-            ("p50", |p| p.p50_ms),
-            ("p90", |p| p.p90_ms),
-            ("p99", |p| p.p99_ms),
-        ],
-    )?;
-    let n_max = c
-        .timeline
-        .iter()
-        .map(|s| s.ok.max(s.failed))
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64
-        * 1.1;
-    let mut chart = ChartBuilder::on(&bottom)
-        .caption("Calls per second: ok, failed", ("sans-serif", 18))
-        .margin(10)
-        .x_label_area_size(30)
-        .y_label_area_size(50)
-        .build_cartesian_2d(0.0..t_max, 0.0..n_max)
-        .map_err(|e| e.to_string())?;
-    chart.configure_mesh().draw().map_err(|e| e.to_string())?;
-    chart
-        .draw_series(LineSeries::new(
-            c.timeline.iter().map(|s| (s.t, s.ok as f64)),
-            BLUE,
-        ))
-        .map_err(|e| e.to_string())?;
-    chart
-        .draw_series(LineSeries::new(
-            c.timeline.iter().map(|s| (s.t, s.failed as f64)),
-            RED,
-        ))
-        .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())
 }
 
 /// Microsecond histograms up to a minute, three significant digits.
 pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
+}
+
+/// The time now, UTC, as `2025-01-31T09:05:00Z`.
+pub(crate) fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    utc(secs)
+}
+
+/// Seconds since 1970 as a UTC date and time (the proleptic Gregorian calendar, by whole
+/// 400-year eras from 0000-03-01, so leap years need no table).
+fn utc(secs: u64) -> String {
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn utc_dates_cross_leap_days_and_centuries() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_709_251_199), "2024-02-29T23:59:59Z");
+        assert_eq!(utc(4_107_542_400), "2100-03-01T00:00:00Z");
+    }
 }

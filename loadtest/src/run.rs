@@ -120,9 +120,22 @@ pub async fn run(
     stop: impl Future<Output = ()>,
 ) -> Result<Report, String> {
     scenario.validate()?;
-    if scenario.kind == Kind::Calls {
-        return crate::calls::run(scenario, progress, stop).await;
-    }
+    let started_at = crate::report::utc_now();
+    let mut report = if scenario.kind == Kind::Calls {
+        crate::calls::run(scenario, progress, stop).await?
+    } else {
+        run_listeners(scenario, progress, stop).await?
+    };
+    report.started_at = Some(started_at);
+    Ok(report)
+}
+
+/// A `channel` or `churn` run.
+async fn run_listeners(
+    scenario: Scenario,
+    progress: bool,
+    stop: impl Future<Output = ()>,
+) -> Result<Report, String> {
     let (mut spawned, url, pid) = server::start_or_reach(&scenario).await?;
     let mut hosts = start_hosts(&scenario, &url).await?;
 
@@ -199,8 +212,10 @@ fn report(
     Report {
         hosts: scenario.channels * scenario.hosts,
         scenario: Some(scenario),
+        started_at: None,
         interrupted,
         elapsed_s: gathered.elapsed_s,
+        steady_from_s: gathered.steady_from_s,
         listeners_started,
         listeners_with_audio: sh.with_audio,
         join: sh.join.as_ref().map(Percentiles::of).unwrap_or_default(),

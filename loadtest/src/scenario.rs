@@ -22,6 +22,9 @@ pub enum Kind {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Scenario {
+    /// What the run is called in the plot's title; a scenario file's stem when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     pub kind: Kind,
     /// Server to load (`http://host:port`); ignored with `spawn_server`.
     pub url: String,
@@ -63,6 +66,7 @@ pub struct Scenario {
 impl Default for Scenario {
     fn default() -> Self {
         Self {
+            name: None,
             kind: Kind::Channel,
             url: "http://127.0.0.1:7880".into(),
             spawn_server: None,
@@ -89,6 +93,37 @@ impl Scenario {
         toml::from_str(text).map_err(|e| e.to_string())
     }
 
+    /// The run's name (else its kind) and what it does, for a plot's title.
+    pub fn label(&self) -> String {
+        let n = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+        let stage = format!(
+            "{} × {} × {} per channel",
+            n(self.channels, "channel"),
+            n(self.hosts, "host"),
+            n(self.listeners, "listener")
+        );
+        let mix = if self.mix { ", mixed" } else { "" };
+        let (kind, what) = match self.kind {
+            Kind::Channel => ("channel", format!("{stage}{mix}")),
+            Kind::Churn => (
+                "churn",
+                format!(
+                    "{stage}{mix}, each staying {}",
+                    humantime::format_duration(self.lifetime)
+                ),
+            ),
+            Kind::Calls => (
+                "calls",
+                format!(
+                    "{}, {} at once",
+                    n(self.calls, "call"),
+                    n(self.concurrency, "pair")
+                ),
+            ),
+        };
+        format!("{}: {what}", self.name.as_deref().unwrap_or(kind))
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         if self.channels == 0 || self.hosts == 0 {
             return Err("channels and hosts must be at least 1".into());
@@ -98,6 +133,12 @@ impl Scenario {
         }
         if self.duration.is_zero() {
             return Err("duration must be above 0".into());
+        }
+        if self.source != "tone" && !self.source.starts_with("wav:") {
+            return Err(format!(
+                "source must be `tone` or `wav:PATH`, not `{}`",
+                self.source
+            ));
         }
         if self.kind == Kind::Calls && (self.calls == 0 || self.concurrency == 0) {
             return Err("calls and concurrency must be at least 1".into());
@@ -109,6 +150,7 @@ impl Scenario {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn the_calls_scenario_file_parses_and_validates() {
@@ -135,14 +177,107 @@ mod tests {
         assert_eq!(back.kind, s.kind);
     }
 
+    /// The repository's root, which scenario files name their paths from: the swarm runs
+    /// there.
+    fn repo_root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .expect("loadtest/ is inside the repository")
+            .canonicalize()
+            .unwrap()
+    }
+
+    fn scenario_files() -> Vec<PathBuf> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// `path` as a scenario names it: relative, and once resolved an existing file inside the
+    /// repository (no `..` out of it, no link to elsewhere).
+    fn inside_repo(root: &Path, path: &Path, file: &Path) -> PathBuf {
+        assert!(
+            path.is_relative(),
+            "{}: {} is absolute",
+            file.display(),
+            path.display()
+        );
+        let full = root.join(path).canonicalize().unwrap_or_else(|e| {
+            panic!("{}: {}: {e}", file.display(), path.display());
+        });
+        assert!(
+            full.starts_with(root),
+            "{}: {} is outside the repository",
+            file.display(),
+            path.display()
+        );
+        full
+    }
+
     #[test]
-    fn every_bundled_scenario_parses() {
-        for text in [
-            include_str!("../scenarios/churn.toml"),
-            include_str!("../scenarios/one-host-1000.toml"),
-        ] {
-            Scenario::from_toml(text).unwrap().validate().unwrap();
+    fn every_scenario_file_loads_and_names_only_paths_inside_the_repository() {
+        let root = repo_root();
+        let files = scenario_files();
+        assert!(files.len() >= 3, "{files:?}");
+        for file in &files {
+            let text = std::fs::read_to_string(file).unwrap();
+            let s = Scenario::from_toml(&text)
+                .and_then(|s| s.validate().map(|()| s))
+                .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            if let Some(wav) = s.source.strip_prefix("wav:") {
+                let wav = inside_repo(&root, Path::new(wav), file);
+                if let Err(e) = amphi_client::Wav::open(&wav) {
+                    panic!("{}: {}: {e}", file.display(), wav.display());
+                }
+            }
+            // The server binary is a build product, absent until `cargo build --release`; it
+            // must still be the repository's own.
+            if let Some(bin) = &s.spawn_server {
+                assert!(
+                    bin.is_relative() && bin.starts_with("target/release"),
+                    "{}: spawn_server {} is not the repository's build",
+                    file.display(),
+                    bin.display()
+                );
+            }
         }
+    }
+
+    #[test]
+    fn a_source_is_a_tone_or_a_wav_file() {
+        for (source, ok) in [("tone", true), ("wav:x.wav", true), ("tnoe", false)] {
+            let s = Scenario {
+                source: source.into(),
+                ..Scenario::default()
+            };
+            assert_eq!(s.validate().is_ok(), ok, "{source}");
+        }
+    }
+
+    #[test]
+    fn a_label_is_the_name_or_kind_and_what_the_run_does() {
+        let s = Scenario {
+            hosts: 10,
+            listeners: 100,
+            ..Scenario::default()
+        };
+        assert_eq!(
+            s.label(),
+            "channel: 1 channel × 10 hosts × 100 listeners per channel"
+        );
+        let named = Scenario {
+            name: Some("one-host-1000".into()),
+            kind: Kind::Calls,
+            calls: 40,
+            concurrency: 1,
+            ..s
+        };
+        assert_eq!(named.label(), "one-host-1000: 40 calls, 1 pair at once");
     }
 
     #[test]

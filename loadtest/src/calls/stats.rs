@@ -54,6 +54,9 @@ pub struct Failure {
     /// The server's error code, for error replies.
     pub code: Option<String>,
     pub message: String,
+    /// The server refused the request for now and said when to try again (its rate limit):
+    /// nothing was placed, so the same call is placed again then.
+    pub retry_after: Option<Duration>,
 }
 
 impl Failure {
@@ -62,6 +65,7 @@ impl Failure {
             kind,
             code: None,
             message,
+            retry_after: None,
         }
     }
 
@@ -70,6 +74,13 @@ impl Failure {
     }
 
     pub(super) fn client(who: &str, what: &str, e: ClientError) -> Self {
+        let retry_after = match &e {
+            ClientError::Server {
+                retry_after_ms: Some(ms),
+                ..
+            } => Some(Duration::from_millis(*ms)),
+            _ => None,
+        };
         let (kind, code) = match &e {
             ClientError::Timeout(_) => (FailureKind::Timeout, None),
             ClientError::Server { code, .. } if code == "busy" => {
@@ -83,6 +94,7 @@ impl Failure {
             kind,
             code,
             message: format!("{who}: {what}: {e}"),
+            retry_after,
         }
     }
 }
@@ -108,6 +120,8 @@ pub struct CallStats {
     pub(super) ok: u64,
     pub(super) failed: u64,
     pub(super) interrupted: u64,
+    /// Placements the server refused for now with a retry hint, placed again after it.
+    pub(super) deferred: u64,
     pub(super) failures: FailureCounts,
     pub(super) error_codes: BTreeMap<String, u64>,
     pub(super) errors: Vec<String>,
@@ -127,6 +141,7 @@ impl Default for CallStats {
             ok: 0,
             failed: 0,
             interrupted: 0,
+            deferred: 0,
             failures: FailureCounts::default(),
             error_codes: BTreeMap::new(),
             errors: Vec::new(),
@@ -168,6 +183,11 @@ impl CallStats {
                 self.error(f.message.clone());
             }
         }
+    }
+
+    /// A placement refused for now (the server's rate limit): not a call, placed again.
+    pub fn deferred(&mut self) {
+        self.deferred += 1;
     }
 
     /// A call cut short by the end of the run: its completed steps still count.
@@ -232,6 +252,7 @@ impl CallStats {
             calls_ok: self.ok,
             calls_failed: self.failed,
             calls_interrupted: self.interrupted,
+            calls_deferred: self.deferred,
             calls_per_s: if elapsed_s > 0.0 {
                 self.ok as f64 / elapsed_s
             } else {

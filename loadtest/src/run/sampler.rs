@@ -32,6 +32,7 @@ impl Baseline {
 /// What the sampler gathered over the run, for the report.
 pub(super) struct Gathered {
     pub(super) elapsed_s: f64,
+    pub(super) steady_from_s: Option<f64>,
     pub(super) timeline: Vec<Second>,
     pub(super) server: ServerCost,
     pub(super) swarm: SwarmCost,
@@ -52,6 +53,8 @@ pub(super) struct Sampler {
     // Server cost is measured once every listener is in and hearing: joins and handshakes
     // are not forwarding.
     steady: Option<(Option<f64>, Option<f64>)>,
+    /// When the steady window opened, on the timeline's clock.
+    steady_from_s: Option<f64>,
     mixer0: Option<server::MixerSnapshot>,
     own: u32,
     /// The swarm's own CPU over the same window, and what it received in it.
@@ -84,6 +87,7 @@ impl Sampler {
             timeline: Vec::new(),
             peak_listeners: 0,
             steady: None,
+            steady_from_s: None,
             mixer0: None,
             own,
             swarm0: (server::cpu_seconds(own), Instant::now(), 0),
@@ -136,6 +140,7 @@ impl Sampler {
                 server::metric(&self.url, "amphi_packets_forwarded_total").await,
             ));
             self.mixer0 = server::mixer_snapshot(&self.url).await;
+            self.steady_from_s = Some(self.started.elapsed().as_secs_f64());
             self.swarm0 = (
                 server::cpu_seconds(self.own),
                 Instant::now(),
@@ -234,6 +239,7 @@ impl Sampler {
         };
         Gathered {
             elapsed_s,
+            steady_from_s: self.steady_from_s,
             timeline: self.timeline,
             server,
             swarm,

@@ -13,6 +13,7 @@ fn failure(kind: FailureKind, code: Option<&str>) -> Failure {
         kind,
         code: code.map(str::to_string),
         message: format!("{kind:?}"),
+        retry_after: None,
     }
 }
 
