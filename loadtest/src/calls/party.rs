@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use amphi_client::{AudioPeer, PeerOptions, Signal, Tone};
+use amphi_client::{AudioPeer, ClientError, PeerOptions, Signal, Tone};
 use amphi_proto::calls::Media;
 use amphi_proto::protocol::Request;
 use serde_json::Value;
@@ -61,6 +61,11 @@ impl Want<'_> {
     }
 }
 
+/// How long a request the connection's rate limit refused waits before it goes again: the
+/// server's bucket refills in tens of milliseconds, and a second refusal in a row counts
+/// towards a disconnect.
+const RATE_PAUSE: Duration = Duration::from_millis(250);
+
 pub(super) fn call_request(callee: &str) -> Request {
     Request::Call {
         callees: vec![callee.to_string()],
@@ -90,9 +95,25 @@ pub(super) struct Link {
 }
 
 impl Link {
+    /// Sends `req` and waits for its reply, within `within`. A request the connection's rate
+    /// limit refused (`rate_limited` without a retry hint: nothing was done) is sent again
+    /// after a pause, as a client that respects the server would; one with a hint is the
+    /// caller's to handle (the per-caller call rate).
     pub(super) async fn request(&self, req: Request, within: Duration) -> Result<Value, Failure> {
+        let send = async {
+            loop {
+                match self.signal.send(&req).await {
+                    Err(ClientError::Server {
+                        code,
+                        retry_after_ms: None,
+                        ..
+                    }) if code == "rate_limited" => tokio::time::sleep(RATE_PAUSE).await,
+                    other => return other,
+                }
+            }
+        };
         // The request's type names a failure only; it is not worked out for every success.
-        match tokio::time::timeout(within, self.signal.send(&req)).await {
+        match tokio::time::timeout(within, send).await {
             Ok(r) => r.map_err(|e| Failure::client(&self.identity, &req.kind(), e)),
             Err(_) => Err(Failure::new(
                 FailureKind::Timeout,
@@ -120,13 +141,26 @@ impl Link {
             audio: Default::default(),
         };
         self.request(join, to.step).await?;
-        let opts = PeerOptions {
-            publish: Some(Box::new(Tone::new(tone))),
-            slots: 1,
-            decode: false,
-            ..PeerOptions::default()
+        let start = async {
+            loop {
+                let opts = PeerOptions {
+                    publish: Some(Box::new(Tone::new(tone))),
+                    slots: 1,
+                    decode: false,
+                    ..PeerOptions::default()
+                };
+                // The offer refused by the connection's rate limit: nothing was negotiated.
+                match AudioPeer::start(&self.signal, channel, opts).await {
+                    Err(ClientError::Server {
+                        code,
+                        retry_after_ms: None,
+                        ..
+                    }) if code == "rate_limited" => tokio::time::sleep(RATE_PAUSE).await,
+                    other => return other,
+                }
+            }
         };
-        match tokio::time::timeout(to.step, AudioPeer::start(&self.signal, channel, opts)).await {
+        match tokio::time::timeout(to.step, start).await {
             Ok(r) => r.map_err(|e| Failure::client(&self.identity, "media", e)),
             Err(_) => Err(Failure::new(
                 FailureKind::Timeout,
