@@ -159,7 +159,10 @@ async fn a_cut_listener_resumes_without_missing_audio_or_events() {
     // never stopped is above (packets while cut off, on the same peer) and here: the same peer
     // goes on receiving after the resume, with no new offer or handshake.
     let mark = l.received_packets();
-    assert!(l.wait_packets(mark + 25, SECS).await, "audio after the resume");
+    assert!(
+        l.wait_packets(mark + 25, SECS).await,
+        "audio after the resume"
+    );
     // The session carries on through the new connection: requests and events.
     back.ok("ping", json!({})).await;
     hs.request("mute", json!({"channel": "r", "muted": true}))
