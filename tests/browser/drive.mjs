@@ -538,6 +538,12 @@ async function run(opts) {
     } else {
       await page.waitForTimeout(opts.seconds * 1000);
     }
+    // The indicator compares two readings a second apart; on a loaded machine Chromium's stats
+    // can stand still across one pair of them, so the reading waits (bounded) for flowing audio.
+    await page.waitForFunction(
+      () => document.getElementById("rx")?.dataset.state !== "quiet",
+      null, { timeout: 5_000, polling: 100 },
+    ).catch(() => {});
     const result = await page.evaluate(collect, "amphi");
     if (resumed !== null) result.resumed = resumed;
     if (micCheck) result.micCheck = micCheck;
