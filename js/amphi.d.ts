@@ -63,7 +63,8 @@ export type EndReason =
   | "timeout"
   | "replaced"
   | "disconnected"
-  | "server_restart";
+  | "server_restart"
+  | "terminated";
 
 // ---- Frames --------------------------------------------------------------------------------
 

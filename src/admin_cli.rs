@@ -1,5 +1,5 @@
-//! `amphi channels`, `amphi kick`, `amphi mute`: an operator's commands over the admin API of a
-//! running server (docs/protocol.md §10), with a token given or minted from the configuration's
+//! `amphi channels`, `amphi calls`, `amphi webhooks`, `amphi kick`, `amphi mute`: an operator's
+//! commands over the admin API of a running server (docs/protocol.md §10), with a token given or minted from the configuration's
 //! signing key.
 
 use std::time::Duration;
@@ -29,6 +29,31 @@ pub enum ChannelsCommand {
     Show { channel: String },
     /// End a channel for everyone.
     Stop { channel: String },
+}
+
+#[derive(Subcommand)]
+pub enum CallsCommand {
+    /// Every call in progress: caller, whether answered, each member's state.
+    List,
+    /// One call: media, phase, times, members.
+    Show { call: String },
+    /// End a call for everyone (reason `terminated`).
+    End { call: String },
+    /// A user's call log, newest first.
+    Log {
+        identity: String,
+        /// Rows to show (1-100).
+        #[arg(long, default_value_t = 20)]
+        count: usize,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum WebhooksCommand {
+    /// Where webhooks go and how deliveries are doing: queued, delivered, failed, last error.
+    Status,
+    /// POST one signed `webhook_test` event now and show what the receiver answered.
+    Test,
 }
 
 /// A member, by identity or participant ID.
@@ -64,6 +89,26 @@ pub fn channels(cmd: &ChannelsCommand) -> Call {
         ChannelsCommand::Stop { channel } => {
             Call::Post(format!("/api/channels/{}/stop", path(channel)), json!({}))
         }
+    }
+}
+
+pub fn calls(cmd: &CallsCommand) -> Call {
+    match cmd {
+        CallsCommand::List => Call::Get("/api/calls".into()),
+        CallsCommand::Show { call } => Call::Get(format!("/api/calls/{}", path(call))),
+        CallsCommand::End { call } => {
+            Call::Post(format!("/api/calls/{}/end", path(call)), json!({}))
+        }
+        CallsCommand::Log { identity, count } => {
+            Call::Get(format!("/api/users/{}/calls?count={count}", path(identity)))
+        }
+    }
+}
+
+pub fn webhooks(cmd: &WebhooksCommand) -> Call {
+    match cmd {
+        WebhooksCommand::Status => Call::Get("/api/webhooks".into()),
+        WebhooksCommand::Test => Call::Post("/api/webhooks/test".into(), json!({})),
     }
 }
 
@@ -136,7 +181,11 @@ pub fn run(config: &Config, target: &Target, call: Call) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    let list = matches!(&call, Call::Get(p) if p == "/api/channels");
+    let table: Option<fn(&Value) -> String> = match &call {
+        Call::Get(p) if p == "/api/channels" => Some(channel_table),
+        Call::Get(p) if p == "/api/calls" => Some(call_table),
+        _ => None,
+    };
     let (status, reply) = rt.block_on(async {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -163,8 +212,8 @@ pub fn run(config: &Config, target: &Target, call: Call) -> Result<(), String> {
             reply["message"].as_str().unwrap_or("")
         ));
     }
-    if list {
-        print!("{}", channel_table(&reply));
+    if let Some(table) = table {
+        print!("{}", table(&reply));
     } else {
         println!(
             "{}",
@@ -192,6 +241,35 @@ fn channel_table(reply: &Value) -> String {
     out
 }
 
+fn call_table(reply: &Value) -> String {
+    let mut out = format!(
+        "{:<20} {:<20} {:<9} MEMBERS\n",
+        "CALL", "CALLER", "ANSWERED"
+    );
+    for c in reply["calls"].as_array().into_iter().flatten() {
+        let members: Vec<String> = c["members"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| {
+                format!(
+                    "{} ({})",
+                    m["user"].as_str().unwrap_or(""),
+                    m["state"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        out += &format!(
+            "{:<20} {:<20} {:<9} {}\n",
+            c["call_id"].as_str().unwrap_or(""),
+            c["caller"].as_str().unwrap_or(""),
+            if c["answered"] == true { "yes" } else { "no" },
+            members.join(", ")
+        );
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +279,18 @@ mod tests {
         assert_eq!(path("room-1"), "room-1");
         assert_eq!(path("call:c-1"), "call%3Ac-1");
         assert_eq!(path("a/b"), "a%2Fb");
+    }
+
+    #[test]
+    fn the_call_list_is_a_table() {
+        let t = call_table(&json!({"calls": [
+            {"call_id": "c-1", "caller": "alice", "answered": false,
+             "members": [{"user": "alice", "state": "connected"}, {"user": "bob", "state": "ringing"}]}
+        ]}));
+        let row = t.lines().nth(1).unwrap();
+        assert!(row.starts_with("c-1"), "{t}");
+        assert!(row.contains("alice (connected), bob (ringing)"), "{t}");
+        assert!(row.contains(" no "), "{t}");
     }
 
     #[test]

@@ -253,7 +253,7 @@ async fn healthz(state: web::Data<AppState>) -> HttpResponse {
     }))
 }
 
-fn admin(req: &HttpRequest, state: &AppState) -> Result<Grant, ApiError> {
+pub fn admin(req: &HttpRequest, state: &AppState) -> Result<Grant, ApiError> {
     let grant = authenticate(state, bearer(req))?;
     if !grant.has(GRANT_ADMIN) {
         return Err(ApiError::forbidden(

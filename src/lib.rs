@@ -8,7 +8,7 @@
 //! - `amphi-client`, `amphi-swarm` — the Rust client and the load tool, on the wire crate.
 //!
 //! Layers inside this crate, top to bottom (`scripts/check-imports.py` fails on any circle):
-//! `server` (composition root) → `http` → `session` → `state` → the actors
+//! `server` (composition root) → `admin_calls` → `http` → `session` → `state` → the actors
 //! (`channel::actor`, `calls::actor`) → `calls::engine`, `registry`, `media` → `messages`
 //! (every actor message and handle) → logic re-exported from the core and the wire crate.
 //! An actor reaches another only through the handles in `messages`.
@@ -42,9 +42,11 @@
 //! - `tls`         — TLS on the signalling port; the `--dev --lan` certificate.
 //! - `netif`       — this machine's addresses (announced candidate, LAN certificate).
 //! - `http`        — HTTP routes: `/ws`, `/healthz`, the admin API.
+//! - `admin_calls` — the admin API's calls, call logs and webhook checks.
 //! - `streams`     — the admin API's recordings and playbacks: file names, files, checks.
 //! - `server`      — `run` (inside an actix system) and `spawn` (on a thread of its own).
 
+pub mod admin_calls;
 pub mod admission;
 pub mod bans;
 pub mod calls;

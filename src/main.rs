@@ -78,6 +78,24 @@ enum Command {
         #[command(flatten)]
         target: admin_cli::Target,
     },
+    /// List, show or end a running server's calls; read a user's call log (admin API).
+    Calls {
+        #[command(subcommand)]
+        command: admin_cli::CallsCommand,
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        target: admin_cli::Target,
+    },
+    /// How a running server's webhook deliveries are doing, or send it a signed test event.
+    Webhooks {
+        #[command(subcommand)]
+        command: admin_cli::WebhooksCommand,
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        target: admin_cli::Target,
+    },
     /// Remove a member from a channel; it stays out as kicks do (admin API).
     Kick {
         channel: String,
@@ -148,7 +166,17 @@ fn main() -> ExitCode {
         tracing_subscriber::registry().with(log).init();
     }
     amphi::panics::install();
-    let result = match cli.command {
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("amphi: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn dispatch(command: Command) -> Result<(), String> {
+    match command {
         Command::Serve {
             common,
             bind,
@@ -173,6 +201,20 @@ fn main() -> ExitCode {
         } => common
             .load()
             .and_then(|c| admin_cli::run(&c, &target, admin_cli::channels(&command))),
+        Command::Calls {
+            command,
+            common,
+            target,
+        } => common
+            .load()
+            .and_then(|c| admin_cli::run(&c, &target, admin_cli::calls(&command))),
+        Command::Webhooks {
+            command,
+            common,
+            target,
+        } => common
+            .load()
+            .and_then(|c| admin_cli::run(&c, &target, admin_cli::webhooks(&command))),
         Command::Kick {
             channel,
             member,
@@ -211,13 +253,6 @@ fn main() -> ExitCode {
             println!("configuration is valid");
             Ok(())
         }),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("amphi: {message}");
-            ExitCode::from(2)
-        }
     }
 }
 

@@ -532,19 +532,29 @@ pub struct Placement {
 pub struct CallHandle {
     pub op: Recipient<CallOp>,
     pub terminate: Recipient<Terminate>,
+    pub inspect: Recipient<InspectCall>,
 }
 
 impl CallHandle {
     pub fn new<A>(addr: Addr<A>) -> Self
     where
-        A: Actor<Context = Context<A>> + Handler<CallOp> + Handler<Terminate>,
+        A: Actor<Context = Context<A>>
+            + Handler<CallOp>
+            + Handler<Terminate>
+            + Handler<InspectCall>,
     {
         Self {
             op: addr.clone().recipient(),
-            terminate: addr.recipient(),
+            terminate: addr.clone().recipient(),
+            inspect: addr.recipient(),
         }
     }
 }
+
+/// Where a call stands, for the admin API: its members, media, phase and times.
+#[derive(Message)]
+#[rtype(result = "Value")]
+pub struct InspectCall;
 
 /// What a channel asks of the calls: whether a joiner belongs in a call's private channel,
 /// and where a call's inputs go. The call engine answers; the registry holds it weakly.
@@ -569,21 +579,70 @@ pub struct WebhookFinish {
     pub subject: amphi_core::webhook::Subject,
 }
 
+/// How the webhook sender is doing, for the admin API and tests.
+#[derive(Message)]
+#[rtype(result = "WebhookStats")]
+pub struct WebhookStatsQuery;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WebhookStats {
+    /// Events waiting or in flight.
+    pub queued: usize,
+    pub delivered: u64,
+    /// Attempts that failed, retried or not.
+    pub failed_attempts: u64,
+    /// Events refused because the queue was full.
+    pub dropped: u64,
+    /// Events abandoned after their last attempt.
+    pub given_up: u64,
+    /// The last failed attempt's cause (a status, or a refused or timed-out connection).
+    pub last_error: Option<String>,
+    /// When it failed, unix milliseconds.
+    pub last_error_ms: Option<i64>,
+    /// When an event was last delivered, unix milliseconds.
+    pub last_delivered_ms: Option<i64>,
+}
+
+/// One signed `webhook_test` event POSTed now, outside the queue (the events in it keep their
+/// order), answered with what the receiver said.
+#[derive(Message)]
+#[rtype(result = "WebhookTestOutcome")]
+pub struct WebhookTest;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WebhookTestOutcome {
+    /// Whether the receiver answered 2xx.
+    pub ok: bool,
+    /// The receiver's HTTP status, when it answered at all.
+    pub status: Option<u16>,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
+    pub elapsed_ms: u64,
+}
+
 /// Where webhook events go, for actors that are not the sender.
 #[derive(Clone)]
 pub struct WebhookSink {
     pub push: Recipient<WebhookPush>,
     pub finish: Recipient<WebhookFinish>,
+    pub stats: Recipient<WebhookStatsQuery>,
+    pub test: Recipient<WebhookTest>,
 }
 
 impl WebhookSink {
     pub fn new<A>(addr: Addr<A>) -> Self
     where
-        A: Actor<Context = Context<A>> + Handler<WebhookPush> + Handler<WebhookFinish>,
+        A: Actor<Context = Context<A>>
+            + Handler<WebhookPush>
+            + Handler<WebhookFinish>
+            + Handler<WebhookStatsQuery>
+            + Handler<WebhookTest>,
     {
         Self {
             push: addr.clone().recipient(),
-            finish: addr.recipient(),
+            finish: addr.clone().recipient(),
+            stats: addr.clone().recipient(),
+            test: addr.recipient(),
         }
     }
 

@@ -156,6 +156,7 @@ async fn serve(
                 Ok(res)
             }
         });
+        let app = app.configure(crate::admin_calls::routes);
         if separate_metrics {
             app.configure(crate::http::public_routes)
         } else {

@@ -2,6 +2,7 @@
 //! says to the members' sessions (and proxies and webhooks), keeps the call log, the user
 //! directory and the call's private channel in step, and runs the call's timers.
 
+mod inspect;
 mod ledger;
 
 use std::collections::HashSet;

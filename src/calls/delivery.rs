@@ -9,7 +9,9 @@ use actix::prelude::*;
 use reqwest::header::CONTENT_TYPE;
 
 use super::webhook::{self, Delivery, DeliveryId, Failure, WebhookQueue};
-pub use crate::messages::{WebhookFinish, WebhookPush};
+pub use crate::messages::{
+    WebhookFinish, WebhookPush, WebhookStats, WebhookStatsQuery, WebhookTest, WebhookTestOutcome,
+};
 
 #[cfg(test)]
 mod tests;
@@ -63,6 +65,8 @@ pub struct WebhookActor {
     timer: Option<SpawnHandle>,
     delivered: u64,
     failed_attempts: u64,
+    last_error: Option<(String, i64)>,
+    last_delivered_ms: Option<i64>,
 }
 
 impl WebhookActor {
@@ -115,6 +119,8 @@ impl WebhookActor {
             timer: None,
             delivered: 0,
             failed_attempts: 0,
+            last_error: None,
+            last_delivered_ms: None,
         }
     }
 
@@ -125,6 +131,9 @@ impl WebhookActor {
             failed_attempts: self.failed_attempts,
             dropped: self.queue.dropped(),
             given_up: self.queue.given_up(),
+            last_error: self.last_error.as_ref().map(|(e, _)| e.clone()),
+            last_error_ms: self.last_error.as_ref().map(|(_, at)| *at),
+            last_delivered_ms: self.last_delivered_ms,
         }
     }
 
@@ -146,6 +155,19 @@ impl WebhookActor {
             body,
             attempt,
         } = delivery;
+        let attempt_fut = self.post(body.to_string(), attempt);
+        ctx.spawn(attempt_fut.into_actor(self).map(move |outcome, act, ctx| {
+            act.report(id, &subject, seq, attempt, failure_of(outcome).1, ctx);
+        }));
+    }
+
+    /// One signed POST of `body`; resolves to the receiver's status once its answer is read.
+    fn post(
+        &self,
+        body: String,
+        attempt: u32,
+    ) -> impl std::future::Future<Output = Result<reqwest::StatusCode, reqwest::Error>> + 'static
+    {
         // Signed at send time, not queue time: a retry after a long backoff must still fall
         // inside the receiver's replay tolerance.
         let ts = unix_seconds();
@@ -157,8 +179,8 @@ impl WebhookActor {
             .header(webhook::SIGNATURE_HEADER, signature)
             .header(webhook::TIMESTAMP_HEADER, ts)
             .header(ATTEMPT_HEADER, attempt)
-            .body(body.to_string());
-        let attempt_fut = async move {
+            .body(body);
+        async move {
             let mut response = request.send().await?;
             let status = response.status();
             let mut read = 0;
@@ -169,16 +191,8 @@ impl WebhookActor {
                     Ok(None) | Err(_) => break,
                 }
             }
-            Ok::<_, reqwest::Error>(status)
-        };
-        ctx.spawn(attempt_fut.into_actor(self).map(move |outcome, act, ctx| {
-            let error = match outcome {
-                Ok(status) if status.is_success() => None,
-                Ok(status) => Some(format!("status {status}")),
-                Err(e) => Some(error_chain(&e.without_url())),
-            };
-            act.report(id, &subject, seq, attempt, error, ctx);
-        }));
+            Ok(status)
+        }
     }
 
     fn report(
@@ -194,6 +208,7 @@ impl WebhookActor {
             None => {
                 if self.queue.delivered(id) {
                     self.delivered += 1;
+                    self.last_delivered_ms = Some(crate::clock::now_unix_ms() as i64);
                     metrics::counter!(DELIVERIES, "result" => "delivered").increment(1);
                 }
             }
@@ -201,6 +216,7 @@ impl WebhookActor {
                 let failure = self.queue.failed(id, crate::clock::now());
                 if failure != Failure::Unknown {
                     self.failed_attempts += 1;
+                    self.last_error = Some((error.clone(), crate::clock::now_unix_ms() as i64));
                     metrics::counter!(DELIVERIES, "result" => "failed").increment(1);
                 }
                 match failure {
@@ -237,6 +253,17 @@ impl WebhookActor {
             act.timer = None;
             act.pump(ctx);
         }));
+    }
+}
+
+/// The receiver's status, if it answered, and why the attempt failed (`None`: it took it).
+fn failure_of(
+    outcome: Result<reqwest::StatusCode, reqwest::Error>,
+) -> (Option<u16>, Option<String>) {
+    match outcome {
+        Ok(status) if status.is_success() => (Some(status.as_u16()), None),
+        Ok(status) => (Some(status.as_u16()), Some(format!("status {status}"))),
+        Err(e) => (None, Some(error_chain(&e.without_url()))),
     }
 }
 
@@ -278,23 +305,6 @@ impl Actor for WebhookActor {
     }
 }
 
-#[derive(Message)]
-#[rtype(result = "WebhookStats")]
-pub struct Stats;
-
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct WebhookStats {
-    /// Events waiting or in flight.
-    pub queued: usize,
-    pub delivered: u64,
-    /// Attempts that failed, retried or not.
-    pub failed_attempts: u64,
-    /// Events refused because the queue was full.
-    pub dropped: u64,
-    /// Events abandoned after their last attempt.
-    pub given_up: u64,
-}
-
 impl Handler<WebhookPush> for WebhookActor {
     type Result = ();
 
@@ -318,10 +328,36 @@ impl Handler<WebhookFinish> for WebhookActor {
     }
 }
 
-impl Handler<Stats> for WebhookActor {
-    type Result = MessageResult<Stats>;
+impl Handler<WebhookStatsQuery> for WebhookActor {
+    type Result = MessageResult<WebhookStatsQuery>;
 
-    fn handle(&mut self, _msg: Stats, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, _msg: WebhookStatsQuery, _ctx: &mut Context<Self>) -> Self::Result {
         MessageResult(self.stats())
+    }
+}
+
+impl Handler<WebhookTest> for WebhookActor {
+    type Result = ResponseFuture<WebhookTestOutcome>;
+
+    fn handle(&mut self, _msg: WebhookTest, _ctx: &mut Context<Self>) -> Self::Result {
+        // Shaped as every event is, with no subject and `seq` 0: a receiver that checks
+        // signatures and answers 2xx without acting on unknown types passes the check.
+        let body = serde_json::json!({
+            "type": "webhook_test",
+            "seq": 0,
+            "timestamp_ms": crate::clock::now_unix_ms(),
+            "data": {},
+        });
+        let post = self.post(body.to_string(), 1);
+        Box::pin(async move {
+            let started = std::time::Instant::now();
+            let (status, error) = failure_of(post.await);
+            WebhookTestOutcome {
+                ok: error.is_none(),
+                status,
+                error,
+                elapsed_ms: started.elapsed().as_millis() as u64,
+            }
+        })
     }
 }

@@ -398,6 +398,48 @@ impl CallEngine {
         self.dir().calls.len()
     }
 
+    /// Every call in progress as the directory sees it (caller, answered, each member's leg),
+    /// ordered by call ID, for the admin API.
+    pub fn summaries(&self) -> Vec<Value> {
+        let dir = self.dir();
+        let mut members: HashMap<&CallId, Vec<Value>> = HashMap::new();
+        for (user, u) in &dir.users {
+            for (call, state) in &u.legs {
+                members
+                    .entry(call)
+                    .or_default()
+                    .push(serde_json::json!({ "user": user, "state": state }));
+            }
+        }
+        let mut calls: Vec<(&CallId, Value)> = dir
+            .calls
+            .iter()
+            .map(|(id, e)| {
+                let mut list = members.remove(id).unwrap_or_default();
+                list.sort_by(|a, b| a["user"].as_str().cmp(&b["user"].as_str()));
+                let v = serde_json::json!({
+                    "call_id": id,
+                    "caller": e.caller,
+                    "answered": !e.unanswered,
+                    "members": list,
+                });
+                (id, v)
+            })
+            .collect();
+        calls.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()));
+        calls.into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// The handle of a call in progress.
+    pub fn handle(&self, call: &CallId) -> Option<CallHandle> {
+        self.dir().calls.get(call).map(|e| e.handle.clone())
+    }
+
+    /// The webhook sender, when `calls.webhook_url` is set.
+    pub fn webhooks(&self) -> Option<&WebhookSink> {
+        self.webhooks.as_ref()
+    }
+
     /// Places a call. Busy callees (connected in another call) are not rung; they get a
     /// missed call. A call to someone whose own unanswered call rings the caller is glare:
     /// one of the two calls survives by [`glare_winner`] and connects both.

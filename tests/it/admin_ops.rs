@@ -158,7 +158,7 @@ async fn admin_mutes_set_roles_and_sends() {
 }
 
 /// Runs the `amphi` command against `server`; its exit success, standard output and error.
-async fn amphi(server: &amphi::ServerHandle, args: &[&str]) -> (bool, String, String) {
+pub async fn amphi(server: &amphi::ServerHandle, args: &[&str]) -> (bool, String, String) {
     let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
     all.extend(["--dev".into(), "--url".into(), server.http_url()]);
     let out = tokio::task::spawn_blocking(move || {

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod admin_calls;
 mod admin_ops;
 mod admission;
 mod auth;

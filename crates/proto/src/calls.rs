@@ -91,6 +91,8 @@ wire_enum! {
         Replaced => "replaced",
         Disconnected => "disconnected",
         ServerRestart => "server_restart",
+        /// An operator ended the call through the admin API.
+        Terminated => "terminated",
     }
 }
 

@@ -192,7 +192,7 @@ async fn wait_for(
 ) -> WebhookStats {
     let deadline = Instant::now() + Duration::from_millis(2500);
     loop {
-        let stats = actor.send(Stats).await.unwrap();
+        let stats = actor.send(WebhookStatsQuery).await.unwrap();
         if done(&stats) {
             return stats;
         }
@@ -310,7 +310,7 @@ async fn a_full_queue_drops_the_newest_event() {
     for n in 1..=3 {
         push(&actor, &call(n as u8), n).await;
     }
-    let stats = actor.send(Stats).await.unwrap();
+    let stats = actor.send(WebhookStatsQuery).await.unwrap();
     assert_eq!((stats.queued, stats.dropped, stats.delivered), (2, 1, 0));
 
     // The two held are the first two, both out at the receiver, which never answers.

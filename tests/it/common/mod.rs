@@ -331,3 +331,14 @@ pub async fn admin_post(server: &amphi::ServerHandle, path: &str, body: Value) -
         .unwrap();
     (resp.status().as_u16(), resp.json().await.unwrap())
 }
+
+/// GETs `path` from the admin API with an admin token: the status and the JSON reply.
+pub async fn admin_get(server: &amphi::ServerHandle, path: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .get(format!("{}{path}", server.http_url()))
+        .bearer_auth(token_with("ops", &[], &["admin"]))
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
