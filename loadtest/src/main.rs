@@ -108,8 +108,9 @@ struct Cli {
     /// Write the JSON report here.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
-    /// Write an SVG plot here: latency percentiles, delivery and listeners over time, the
-    /// steady window shaded (calls: setup percentiles and calls per second).
+    /// Write an SVG plot here, and a PNG of it beside (FILE.png): latency percentiles,
+    /// delivery and listeners over time, the steady window shaded (calls: setup percentiles
+    /// and calls per second).
     #[arg(long, value_name = "FILE.svg", value_parser = svg_path)]
     plot: Option<PathBuf>,
     /// No progress bar.
@@ -121,12 +122,12 @@ struct Cli {
     probe: bool,
 }
 
-/// The plot is SVG: under a `.png` name its text would pass for an image and fail to open.
+/// The plot is named as its SVG; the PNG takes the same name with `.png`.
 fn svg_path(s: &str) -> Result<PathBuf, String> {
     let path = PathBuf::from(s);
     match path.extension().and_then(|e| e.to_str()) {
         Some(e) if e.eq_ignore_ascii_case("svg") => Ok(path),
-        _ => Err("the plot is SVG: name it FILE.svg".into()),
+        _ => Err("name the plot FILE.svg (its PNG is written beside it as FILE.png)".into()),
     }
 }
 
@@ -222,8 +223,13 @@ fn main() -> ExitCode {
                 }
             }
             if let Some(path) = &cli.plot {
-                if let Err(e) = report.plot(path) {
-                    eprintln!("amphi-swarm: plot: {e}");
+                match report.plot(path) {
+                    Ok(png) => eprintln!(
+                        "amphi-swarm: plot written to {} and {}",
+                        path.display(),
+                        png.display()
+                    ),
+                    Err(e) => eprintln!("amphi-swarm: plot: {e}"),
                 }
             }
             ExitCode::SUCCESS

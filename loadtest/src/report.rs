@@ -3,7 +3,7 @@
 //! reports call setup instead (ring, answer, first audio both ways, hang-up).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -373,9 +373,10 @@ impl Report {
         )
     }
 
-    /// An SVG picture of the run: latency percentiles, delivery and listeners over time, the
-    /// steady window shaded (for calls: setup percentiles and calls per second).
-    pub fn plot(&self, path: &Path) -> Result<(), String> {
+    /// A picture of the run: latency percentiles, delivery and listeners over time, the steady
+    /// window shaded (for calls: setup percentiles and calls per second). Written as SVG at
+    /// `path` and as PNG beside it (same name, `.png`); answers the PNG's path.
+    pub fn plot(&self, path: &Path) -> Result<PathBuf, String> {
         plot::plot(self, path)
     }
 }

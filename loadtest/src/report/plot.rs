@@ -3,11 +3,12 @@
 //! second. Each chart keeps its legend in a column right of the data, so no line hides behind
 //! it, and the steady window is shaded on both charts.
 //!
-//! SVG only: a PNG would need plotters' bitmap backend, an image encoder and a font to
-//! rasterise text with (system font libraries, or a font file shipped with the swarm).
+//! A PNG of the same picture is written beside the SVG (for pages and chats that show no SVG),
+//! rasterised from it with the system's fonts; a machine with no font gets a PNG without
+//! text, and a warning naming the package that brings one.
 
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use plotters::coord::ranged1d::{Ranged, ValueFormatter};
 use plotters::coord::types::RangedCoordf64;
@@ -59,7 +60,48 @@ fn line(label: &str, color: RGBColor) -> Entry {
     }
 }
 
-pub(super) fn plot(r: &Report, path: &Path) -> Result<(), String> {
+/// Writes the SVG at `path` and the PNG beside it; answers the PNG's path.
+pub(super) fn plot(r: &Report, path: &Path) -> Result<PathBuf, String> {
+    svg(r, path)?;
+    let png = path.with_extension("png");
+    rasterise(path, &png)?;
+    Ok(png)
+}
+
+/// Fonts a Debian or Ubuntu machine has for the SVG's `sans-serif`, in order of preference.
+const SANS: &[&str] = &["DejaVu Sans", "Liberation Sans", "Noto Sans", "FreeSans", "Arial"];
+
+fn rasterise(svg: &Path, png: &Path) -> Result<(), String> {
+    let text = std::fs::read_to_string(svg).map_err(err)?;
+    let mut options = resvg::usvg::Options::default();
+    let fonts = options.fontdb_mut();
+    fonts.load_system_fonts();
+    let family = SANS.iter().find(|name| {
+        fonts
+            .faces()
+            .any(|f| f.families.iter().any(|(n, _)| n == *name))
+    });
+    match family {
+        Some(name) => fonts.set_sans_serif_family(*name),
+        None => eprintln!(
+            "amphi-swarm: no sans-serif font found ({}): the PNG has no text; \
+             install fonts-dejavu-core",
+            SANS.join(", ")
+        ),
+    }
+    let tree = resvg::usvg::Tree::from_str(&text, &options).map_err(err)?;
+    let size = tree.size().to_int_size();
+    let mut pixmap = resvg::tiny_skia::Pixmap::new(size.width(), size.height())
+        .ok_or("the plot has no area")?;
+    resvg::render(
+        &tree,
+        resvg::tiny_skia::Transform::default(),
+        &mut pixmap.as_mut(),
+    );
+    pixmap.save_png(png).map_err(err)
+}
+
+fn svg(r: &Report, path: &Path) -> Result<(), String> {
     let root = SVGBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(err)?;
     let area = root.titled(&title(r), ("sans-serif", 20)).map_err(err)?;

@@ -45,10 +45,41 @@ fn report(warm_up_p99: f64) -> Report {
 
 fn render(r: &Report, name: &str) -> String {
     let path = std::env::temp_dir().join(format!("amphi-swarm-{name}-{}.svg", std::process::id()));
-    r.plot(&path).unwrap();
+    let png = r.plot(&path).unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::remove_file(&path).unwrap();
+    std::fs::remove_file(&png).unwrap();
     text
+}
+
+/// The PNG beside the SVG is the same picture: its size, a white page, the series' colours
+/// drawn, and, where the machine has a font, the title's text in dark pixels at the top.
+#[test]
+fn a_png_of_the_same_picture_is_written_beside_the_svg() {
+    let path = std::env::temp_dir().join(format!("amphi-swarm-png-{}.svg", std::process::id()));
+    let png = report(300.0).plot(&path).unwrap();
+    assert_eq!(png, path.with_extension("png"));
+    let decoded = resvg::tiny_skia::Pixmap::load_png(&png).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    std::fs::remove_file(&png).unwrap();
+    assert_eq!((decoded.width(), decoded.height()), SIZE);
+    let pixels = decoded.pixels();
+    let rgb = |p: &resvg::tiny_skia::PremultipliedColorU8| (p.red(), p.green(), p.blue());
+    assert_eq!(rgb(&pixels[0]), (255, 255, 255), "a white page");
+    for color in [LOW, MID, TAIL] {
+        assert!(
+            pixels.iter().any(|p| rgb(p) == (color.0, color.1, color.2)),
+            "a line in {color:?} is drawn"
+        );
+    }
+    let mut fonts = resvg::usvg::fontdb::Database::new();
+    fonts.load_system_fonts();
+    let has_font = fonts
+        .faces()
+        .any(|f| f.families.iter().any(|(n, _)| SANS.contains(&n.as_str())));
+    let title_band = &pixels[..SIZE.0 as usize * 30];
+    let dark = title_band.iter().filter(|p| p.red() < 100).count();
+    assert_eq!(dark > 50, has_font, "title text drawn: {dark} dark pixels; font found: {has_font}");
 }
 
 /// The x of the SVG text element reading `label`.
