@@ -362,6 +362,10 @@ export interface RemoteMediaStateEvent extends CallRelayFrame<"remote_media_stat
   microphone: boolean | null;
   camera: boolean | null;
 }
+/** A ringing callee that had no device online now has one: it rings there. */
+export interface CalleeOnlineEvent extends CallRelayFrame<"callee_online"> {
+  user: string;
+}
 export interface CallLogEvent extends CallRelayFrame<"call_log"> {
   log: CallLog;
 }
@@ -399,6 +403,7 @@ export interface ServerEvents {
   media_change_result: MediaChangeResultEvent;
   call_message: CallMessageEvent;
   remote_media_state: RemoteMediaStateEvent;
+  callee_online: CalleeOnlineEvent;
   call_log: CallLogEvent;
 }
 
@@ -530,6 +535,8 @@ export interface Requests {
   block: { params: ActingAs & { user: string }; result: OkFrame & { blocked: string[] } };
   unblock: { params: ActingAs & { user: string }; result: OkFrame & { blocked: string[] } };
   blocked_users: { params: ActingAs; result: OkFrame & { blocked: string[] } };
+  /** Which of `users` a call would ring now (1-100 identities). */
+  presence: { params: { users: string[] }; result: OkFrame & { online: string[] } };
 }
 
 export type RequestType = keyof Requests;

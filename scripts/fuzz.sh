@@ -13,7 +13,7 @@ trap 'rm -rf "$work"' EXIT
 if ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install --locked cargo-fuzz >/dev/null
 fi
-for target in request ogg jitter channel call sdp stun red; do
+for target in request ogg jitter channel call sdp stun red jwt; do
     if [ -n "${FUZZ_SECONDS:-}" ]; then
         bound=(-max_total_time="$FUZZ_SECONDS")
     else
@@ -27,6 +27,7 @@ for target in request ogg jitter channel call sdp stun red; do
             sdp) runs=400000 ;;
             stun) runs=10000000 ;;
             red) runs=10000000 ;;
+            jwt) runs=2000000 ;;
         esac
         bound=(-runs="${FUZZ_RUNS:-$runs}" -seed=1)
     fi

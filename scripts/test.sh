@@ -19,6 +19,8 @@ if ! python3 -c 'import websockets' 2>/dev/null; then
         python_websockets=pip
     fi
 fi
+# The swarm's PNG plots draw their text with a system font.
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_apt+=(fonts-dejavu-core)
 # The network-namespace test creates a veth pair with `ip`.
 command -v ip >/dev/null || need_apt+=(iproute2)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -15,10 +15,5 @@ pub(crate) fn token_with_grants(key: &str, identity: &str, role: &str, grants: &
     if !grants.is_empty() {
         claims["grants"] = grants.into();
     }
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::default(),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(key.as_bytes()),
-    )
-    .expect("HS256 signing cannot fail")
+    amphi_core::jwt::Hs256::new(key.as_bytes(), 0).sign(&claims)
 }

@@ -180,7 +180,11 @@ impl CallActor {
             return;
         };
         let event = match (leg.state(), self.call.connected_at()) {
-            (LegState::Ringing, _) if !self.busy.contains(user) => json!({
+            // A callee who blocks the caller stays unreached, however often it comes online.
+            (LegState::Ringing, _) if self.silent.contains(user) => return,
+            (LegState::Ringing, _) if !self.busy.contains(user) => {
+                self.callee_online(user);
+                json!({
                 "event": "call_incoming",
                 "caller": self.call.caller(),
                 "invited_by": leg.invited_by(),
@@ -189,7 +193,8 @@ impl CallActor {
                 "call_type": self.call.call_type(),
                 "media": self.call.media(),
                 "extra": self.call.extra(),
-            }),
+                })
+            }
             (LegState::Connected, None) => {
                 let callees: Vec<Identity> = self
                     .call
@@ -214,6 +219,14 @@ impl CallActor {
         };
         let frame = protocol::call_event(self.call.id(), None, &event, &[("resumed", json!(true))]);
         self.engine.deliver(std::slice::from_ref(user), &frame);
+    }
+
+    /// A ringing callee that had no device online now has one: the members waiting learn it
+    /// rings somewhere (the `offline` of their `call_ringing` no longer holds).
+    fn callee_online(&self, user: &Identity) {
+        let event = json!({"event": "callee_online", "user": user});
+        let frame = protocol::call_event(self.call.id(), None, &event, &[]);
+        self.engine.deliver(&self.others(user), &frame);
     }
 
     /// Passes `event` from a connected member to the other connected members, outside the

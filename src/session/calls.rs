@@ -36,6 +36,8 @@ fn checked_note(note: Option<String>) -> Result<Option<String>, ApiError> {
 
 /// Call logs a page shows when the request names no count.
 const DEFAULT_PAGE: usize = 20;
+/// Identities one `presence` request may ask about.
+const MAX_PRESENCE: usize = 100;
 
 impl SessionActor {
     /// The identity a call request acts for: the session's own, or with the proxy grant the
@@ -98,6 +100,11 @@ impl SessionActor {
             | Request::OngoingCalls {}
             | Request::DeleteCallLogs { .. }
             | Request::DeleteAllCallLogs {}) => self.log_request(id, req, ctx),
+            Request::Presence { users } => {
+                let result = self.presence(&users)?;
+                self.text(protocol::ok(id, result), ctx);
+                Ok(())
+            }
             req @ (Request::Block { .. }
             | Request::Unblock { .. }
             | Request::BlockedUsers { .. }) => {
@@ -400,6 +407,28 @@ impl SessionActor {
             _ => return Err(misrouted()),
         };
         Ok(serde_json::json!({ "blocked": bans.blocked_by(&user) }))
+    }
+
+    /// Which of `users` a call from this identity would ring now. One who blocks the asker is
+    /// never online to it, as a call to them would not ring.
+    fn presence(&self, users: &[String]) -> Result<serde_json::Value, ApiError> {
+        let me = self.caller(None)?;
+        if users.is_empty() || users.len() > MAX_PRESENCE {
+            return Err(ApiError::bad_request(format!(
+                "\"users\" names 1 to {MAX_PRESENCE} identities"
+            )));
+        }
+        let users = users
+            .iter()
+            .map(|u| Identity::parse(u))
+            .collect::<Result<Vec<_>, _>>()?;
+        let calls = &self.state.calls;
+        let blocking = calls.blocking(&users, &me);
+        let online: Vec<&Identity> = users
+            .iter()
+            .filter(|u| calls.online(u) && !blocking.contains(u))
+            .collect();
+        Ok(serde_json::json!({ "online": online }))
     }
 
     fn log_query(&mut self, id: Option<u64>, q: LogQuery, ctx: &mut Context<Self>) {

@@ -334,6 +334,13 @@ async function placeCall(page, opts) {
     throw new Error(`the page did not go online (status: ${status})`);
   }
   await page.fill("#callee", opts.call);
+  // The hint under the field says whether a call would ring now; the callee's page may still
+  // be going online, so it is read once it says online (or the wait runs out).
+  await page.waitForFunction(
+    () => document.getElementById("callee-presence")?.dataset.state === "online",
+    null, { timeout: RING_TIMEOUT_MS, polling: 100 },
+  ).catch(() => {});
+  const presence = await page.textContent("#callee-presence");
   await page.click("#call");
   const placed = await stateOf(page, "call-status", ["ringing", "joining", "connected", "ended", "error"]);
   let ringingPeer = null;
@@ -346,7 +353,7 @@ async function placeCall(page, opts) {
     const status = await page.textContent("#call-status").catch(() => "");
     throw new Error(`the call did not connect (status: ${status})`);
   }
-  return { ...(await talk(page, opts)), placed: true, ringingPeer, micCheck };
+  return { ...(await talk(page, opts)), placed: true, ringingPeer, micCheck, presence };
 }
 
 /**

@@ -225,6 +225,10 @@ async fn call_at(viewport: &str) {
     }
     assert_eq!(caller["placed"], true, "{caller}");
     assert_eq!(
+        caller["presence"], "bea-callee is online",
+        "before calling, the caller's page says the callee is online: {caller}"
+    );
+    assert_eq!(
         caller["ringingPeer"], "bea-callee",
         "while ringing, the caller's page names who it calls: {caller}"
     );

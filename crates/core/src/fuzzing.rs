@@ -321,3 +321,27 @@ pub fn red(data: &[u8]) {
         assert!(p.pt < 128);
     }
 }
+
+/// The fuzzing key of [`jwt`]; the kept seeds are tokens signed with it.
+pub const JWT_KEY: &[u8] = b"amphi fuzzing key";
+/// The fuzzing clock of [`jwt`], unix seconds.
+pub const JWT_NOW: u64 = 1_800_000_000;
+
+/// A token as the server checks it. Whatever passes carries `sub` and `exp`, is not expired,
+/// and signs again to a token that passes with the same claims.
+pub fn jwt(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let key = crate::jwt::Hs256::new(JWT_KEY, 60);
+    if let Ok(claims) = key.verify::<serde_json::Value>(text, JWT_NOW) {
+        assert!(claims.get("sub").is_some(), "{claims}");
+        let exp = claims["exp"].as_u64().expect("exp is a number of seconds");
+        assert!(exp + 60 >= JWT_NOW);
+        let again = key.sign(&claims);
+        assert_eq!(
+            key.verify::<serde_json::Value>(&again, JWT_NOW).ok(),
+            Some(claims)
+        );
+    }
+}

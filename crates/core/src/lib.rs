@@ -10,6 +10,7 @@
 //! - `levels`  — active speaker and audio levels from RFC 6464 values.
 //! - `roles`   — the role table and the token's role rule.
 //! - `webhook` — signed webhooks: signing and the ordered retry queue.
+//! - `jwt`     — HS256 access tokens: signing and every check of a token, `now` passed in.
 //! - `peer`    — a participant's key on the media path.
 //! - `red`     — RFC 2198 redundant audio: where the primary block starts.
 //! - `sdp`     — an offer's shape (audio m-lines by direction) before negotiation.
@@ -26,6 +27,7 @@ pub mod channel;
 pub mod deadlines;
 pub mod directory;
 pub mod fuzzing;
+pub mod jwt;
 pub mod levels;
 pub mod mix;
 pub mod peer;

@@ -36,4 +36,5 @@ fn every_kept_fuzz_input_still_passes() {
     assert!(replay("sdp", fuzzing::sdp) >= 1);
     assert!(replay("stun", fuzzing::stun) >= 1);
     assert!(replay("red", fuzzing::red) >= 1);
+    assert!(replay("jwt", fuzzing::jwt) >= 2);
 }

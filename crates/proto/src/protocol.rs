@@ -239,6 +239,10 @@ pub enum Request {
         #[serde(skip_serializing_if = "Option::is_none")]
         on_behalf: Option<String>,
     },
+    /// Which of `users` a call would ring now (a device of theirs is online for calls).
+    Presence {
+        users: Vec<String>,
+    },
 }
 
 fn newest() -> i64 {
@@ -280,6 +284,7 @@ const REQUEST_TYPES: &[&str] = &[
     "block",
     "unblock",
     "blocked_users",
+    "presence",
 ];
 
 /// JSON with every key once: a request that repeats a key (two `type`s, say) is refused, since
@@ -449,6 +454,7 @@ impl Request {
                 | Request::Block { .. }
                 | Request::Unblock { .. }
                 | Request::BlockedUsers { .. }
+                | Request::Presence { .. }
         )
     }
 

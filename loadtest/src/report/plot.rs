@@ -69,7 +69,13 @@ pub(super) fn plot(r: &Report, path: &Path) -> Result<PathBuf, String> {
 }
 
 /// Fonts a Debian or Ubuntu machine has for the SVG's `sans-serif`, in order of preference.
-const SANS: &[&str] = &["DejaVu Sans", "Liberation Sans", "Noto Sans", "FreeSans", "Arial"];
+const SANS: &[&str] = &[
+    "DejaVu Sans",
+    "Liberation Sans",
+    "Noto Sans",
+    "FreeSans",
+    "Arial",
+];
 
 fn rasterise(svg: &Path, png: &Path) -> Result<(), String> {
     let text = std::fs::read_to_string(svg).map_err(err)?;
@@ -91,8 +97,8 @@ fn rasterise(svg: &Path, png: &Path) -> Result<(), String> {
     }
     let tree = resvg::usvg::Tree::from_str(&text, &options).map_err(err)?;
     let size = tree.size().to_int_size();
-    let mut pixmap = resvg::tiny_skia::Pixmap::new(size.width(), size.height())
-        .ok_or("the plot has no area")?;
+    let mut pixmap =
+        resvg::tiny_skia::Pixmap::new(size.width(), size.height()).ok_or("the plot has no area")?;
     resvg::render(
         &tree,
         resvg::tiny_skia::Transform::default(),

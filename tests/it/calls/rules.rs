@@ -264,12 +264,22 @@ async fn a_ringing_callee_coming_online_is_rung_and_shutdown_ends_calls() {
     let server = server();
     let mut a = user(&server, "alice").await;
     let (id, _) = call(&mut a, &["bob"], "audio").await;
-    // bob was offline when called; his first session hears the call ringing.
+    assert_eq!(
+        call_event(&mut a, "call_ringing", &id).await["offline"],
+        json!(["bob"])
+    );
+    // bob was offline when called; his first session hears the call ringing, and alice
+    // learns that it rings somewhere now.
     let mut b = user(&server, "bob").await;
     let inc = call_event(&mut b, "call_incoming", &id).await;
     assert_eq!(
         (inc["caller"].clone(), inc["resumed"].clone()),
         (json!("alice"), json!(true))
+    );
+    let online = call_event(&mut a, "callee_online", &id).await;
+    assert_eq!(
+        (&online["user"], &online["seq"]),
+        (&json!("bob"), &Value::Null)
     );
     b.ok("accept", json!({"call_id": id})).await;
     call_event(&mut a, "call_connected", &id).await;
@@ -440,6 +450,36 @@ async fn a_blocked_caller_rings_nobody_and_looks_like_a_call_to_someone_offline(
     let logs = bob.ok("call_logs", json!({})).await;
     assert_eq!(logs["logs"], json!([]), "{logs}");
 
+    // Bob offline when Mallory calls, then online while it rings: still nothing reaches him,
+    // and Mallory is not told he came online.
+    bob.ws.close(None).await.unwrap();
+    bob.closed().await;
+    for _ in 0..200 {
+        let health: Value = reqwest::get(format!("{}/healthz", server.http_url()))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if health["sessions"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let (later, _) = call(&mut mallory, &["bob"], "audio").await;
+    let mut bob = user(&server, "bob").await;
+    let view = caller_view(&mut mallory, &later, "bob").await;
+    assert!(
+        view.iter().all(|e| !e.starts_with("callee_online")),
+        "{view:?}"
+    );
+    // The call has ended; had Bob's new session been rung, it would have heard by now.
+    let (_, frames) = bob.request("ping", json!({})).await;
+    assert!(
+        frames.iter().all(|f| f["call_id"] != later.as_str()),
+        "{frames:?}"
+    );
+
     // Others still reach Bob; the block survives a restart until Bob lifts it.
     let mut carol = user(&server, "carol").await;
     let (id, _) = call(&mut carol, &["bob"], "audio").await;
@@ -461,4 +501,41 @@ async fn a_blocked_caller_rings_nobody_and_looks_like_a_call_to_someone_offline(
     assert_eq!(unblocked["blocked"], json!([]));
     let (id, _) = call(&mut mallory, &["bob"], "audio").await;
     call_event(&mut bob, "call_incoming", &id).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_names_who_a_call_would_ring_now() {
+    let server = server();
+    let mut alice = user(&server, "alice").await;
+    let _bob = user(&server, "bob").await;
+    let mut carol = user(&server, "carol").await;
+    carol.ok("block", json!({"user": "alice"})).await;
+    let asked = json!({"users": ["bob", "carol", "dave"]});
+    // Carol is online but blocks Alice: to Alice she is not; Dave has no device online.
+    assert_eq!(
+        alice.ok("presence", asked.clone()).await["online"],
+        json!(["bob"])
+    );
+    assert_eq!(
+        carol
+            .ok("presence", json!({"users": ["alice", "bob"]}))
+            .await["online"],
+        json!(["alice", "bob"])
+    );
+    let _dave = user(&server, "dave").await;
+    assert_eq!(
+        alice.ok("presence", asked).await["online"],
+        json!(["bob", "dave"])
+    );
+
+    let many: Vec<String> = (0..101).map(|i| format!("u{i}")).collect();
+    for users in [json!([]), json!(many), json!(["no one"])] {
+        alice
+            .err("presence", json!({ "users": users }), "bad_request")
+            .await;
+    }
+    let mut plain = Client::as_(&server, "nogrant", &[]).await;
+    plain
+        .err("presence", json!({"users": ["bob"]}), "forbidden")
+        .await;
 }

@@ -79,7 +79,11 @@ fn a_png_of_the_same_picture_is_written_beside_the_svg() {
         .any(|f| f.families.iter().any(|(n, _)| SANS.contains(&n.as_str())));
     let title_band = &pixels[..SIZE.0 as usize * 30];
     let dark = title_band.iter().filter(|p| p.red() < 100).count();
-    assert_eq!(dark > 50, has_font, "title text drawn: {dark} dark pixels; font found: {has_font}");
+    assert_eq!(
+        dark > 50,
+        has_font,
+        "title text drawn: {dark} dark pixels; font found: {has_font}"
+    );
 }
 
 /// The x of the SVG text element reading `label`.
