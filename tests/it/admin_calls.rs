@@ -33,6 +33,18 @@ async fn call_event(c: &mut Client, name: &str, call_id: &str) -> Value {
     }
 }
 
+/// Alice calls Bob, both online: the clients and the call ID once Bob's phone rings.
+async fn ringing(server: &amphi::ServerHandle) -> (Client, Client, String) {
+    let mut alice = caller(server, "alice").await;
+    let mut bob = caller(server, "bob").await;
+    let reply = alice
+        .ok("call", json!({"callees": ["bob"], "media": "audio"}))
+        .await;
+    let id = reply["call_id"].as_str().unwrap().to_string();
+    call_event(&mut bob, "call_incoming", &id).await;
+    (alice, bob, id)
+}
+
 fn member_states(call: &Value) -> Vec<(String, String)> {
     call["members"]
         .as_array()
@@ -168,13 +180,7 @@ async fn call_admin_routes_refuse_bad_input_with_typed_errors() {
 async fn webhook_status_counts_deliveries_and_the_test_event_is_signed() {
     let (url, got) = receiver(0).await;
     let server = server_with_webhooks(&url);
-    let mut alice = caller(&server, "alice").await;
-    let mut bob = caller(&server, "bob").await;
-    let reply = alice
-        .ok("call", json!({"callees": ["bob"], "media": "audio"}))
-        .await;
-    let id = reply["call_id"].as_str().unwrap().to_string();
-    call_event(&mut bob, "call_incoming", &id).await;
+    let (_alice, _bob, _call) = ringing(&server).await;
     // The call's first webhooks reached the receiver: the status counts them.
     assert!(eventually(Duration::from_secs(10), || !got.lock().unwrap().is_empty()).await);
     let mut hooks = Value::Null;
@@ -276,13 +282,7 @@ async fn webhook_checks_say_why_a_receiver_fails_or_that_none_is_set() {
 async fn the_amphi_command_lists_and_ends_calls_and_checks_webhooks() {
     let (url, _) = receiver(0).await;
     let server = server_with_webhooks(&url);
-    let mut alice = caller(&server, "alice").await;
-    let mut bob = caller(&server, "bob").await;
-    let reply = alice
-        .ok("call", json!({"callees": ["bob"], "media": "audio"}))
-        .await;
-    let id = reply["call_id"].as_str().unwrap().to_string();
-    call_event(&mut bob, "call_incoming", &id).await;
+    let (_alice, mut bob, id) = ringing(&server).await;
 
     let (ok, out, err) = amphi(&server, &["calls", "list"]).await;
     assert!(ok, "{err}");
