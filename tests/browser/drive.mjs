@@ -545,11 +545,13 @@ async function run(opts) {
     } else {
       await page.waitForTimeout(opts.seconds * 1000);
     }
-    // The indicator compares two readings a second apart; on a loaded machine Chromium's stats
-    // can stand still across one pair of them, so the reading waits (bounded) for flowing audio.
+    // The indicator compares readings 250 ms apart. On a loaded machine (the whole test suite
+    // beside two browsers on two cores) Chromium's receive side was seen to stall for seconds
+    // and then take the queued packets in a burst, the indicator saying "quiet" meanwhile; so
+    // the reading waits, bounded, for audio to be seen flowing again.
     await page.waitForFunction(
       () => document.getElementById("rx")?.dataset.state !== "quiet",
-      null, { timeout: 5_000, polling: 100 },
+      null, { timeout: STEP_TIMEOUT_MS, polling: 100 },
     ).catch(() => {});
     const result = await page.evaluate(collect, "amphi");
     if (resumed !== null) result.resumed = resumed;
@@ -583,7 +585,7 @@ if (opts) {
     ? RING_TIMEOUT_MS + 2 * CONNECT_TIMEOUT_MS + 5_000 : 0;
   const extraMs = (opts["mic-check"] ? 2 * STEP_TIMEOUT_MS : 0) + (opts.token ? STEP_TIMEOUT_MS : 0) +
     (opts["screenshot-steps"] ? 8 * STEP_TIMEOUT_MS : 0);
-  const watchdogMs = LAUNCH_TIMEOUT_MS + 3 * STEP_TIMEOUT_MS + CONNECT_TIMEOUT_MS +
+  const watchdogMs = LAUNCH_TIMEOUT_MS + 4 * STEP_TIMEOUT_MS + CONNECT_TIMEOUT_MS +
     2 * LEAVE_TIMEOUT_MS + opts.seconds * 1000 + callMs + extraMs;
   setTimeout(() => fail(`gave up after ${Math.round(watchdogMs / 1000)} s`), watchdogMs);
   run(opts).then(
