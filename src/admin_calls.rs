@@ -12,7 +12,7 @@ use crate::error::{ApiError, ErrorCode, HttpError};
 use crate::http::admin;
 use crate::ids::Identity;
 use crate::messages::{
-    InspectCall, LogAnswer, LogQuery, Terminate, WebhookStatsQuery, WebhookTest,
+    CallHandle, InspectCall, LogAnswer, LogQuery, Terminate, WebhookStatsQuery, WebhookTest,
 };
 use crate::state::AppState;
 use amphi_proto::calls::{Order, NEWEST};
@@ -43,14 +43,24 @@ async fn list_calls(
     Ok(HttpResponse::Ok().json(json!({ "calls": state.calls.summaries() })))
 }
 
+/// The admin's call: its ID from the path and its handle, while it is in progress.
+fn admin_call(
+    req: &HttpRequest,
+    path: &str,
+    state: &AppState,
+) -> Result<(CallId, CallHandle), ApiError> {
+    admin(req, state)?;
+    let id = call_id(path)?;
+    let handle = state.calls.handle(&id).ok_or_else(|| no_call(&id))?;
+    Ok((id, handle))
+}
+
 async fn get_call(
     req: HttpRequest,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
-    admin(&req, &state)?;
-    let id = call_id(&path)?;
-    let handle = state.calls.handle(&id).ok_or_else(|| no_call(&id))?;
+    let (id, handle) = admin_call(&req, &path, &state)?;
     let call = handle
         .inspect
         .send(InspectCall)
@@ -66,9 +76,7 @@ async fn end_call(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, HttpError> {
-    admin(&req, &state)?;
-    let id = call_id(&path)?;
-    let handle = state.calls.handle(&id).ok_or_else(|| no_call(&id))?;
+    let (id, handle) = admin_call(&req, &path, &state)?;
     let reason = EndReason::Terminated;
     handle
         .terminate
