@@ -322,23 +322,26 @@ pub async fn wait_metric(
 
 /// POSTs `body` to the admin API at `path` with an admin token: the status and the JSON reply.
 pub async fn admin_post(server: &amphi::ServerHandle, path: &str, body: Value) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .post(format!("{}{path}", server.http_url()))
-        .bearer_auth(token_with("ops", &[], &["admin"]))
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    (resp.status().as_u16(), resp.json().await.unwrap())
+    admin_request(server, reqwest::Method::POST, path, Some(body)).await
 }
 
 /// GETs `path` from the admin API with an admin token: the status and the JSON reply.
 pub async fn admin_get(server: &amphi::ServerHandle, path: &str) -> (u16, Value) {
-    let resp = reqwest::Client::new()
-        .get(format!("{}{path}", server.http_url()))
-        .bearer_auth(token_with("ops", &[], &["admin"]))
-        .send()
-        .await
-        .unwrap();
+    admin_request(server, reqwest::Method::GET, path, None).await
+}
+
+async fn admin_request(
+    server: &amphi::ServerHandle,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = reqwest::Client::new()
+        .request(method, format!("{}{path}", server.http_url()))
+        .bearer_auth(token_with("ops", &[], &["admin"]));
+    if let Some(body) = body {
+        req = req.body(body.to_string());
+    }
+    let resp = req.send().await.unwrap();
     (resp.status().as_u16(), resp.json().await.unwrap())
 }

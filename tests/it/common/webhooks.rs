@@ -78,3 +78,30 @@ pub async fn receiver(fail_first: usize) -> (String, Arc<Mutex<Vec<Received>>>) 
     });
     (url, got)
 }
+
+impl Received {
+    /// Whether the request carries a valid signature of its body under `secret`, signed within
+    /// the last five minutes (the check a receiver makes, docs/protocol.md §11.14).
+    pub fn signed_with(&self, secret: &str) -> bool {
+        let Some(ts) = self
+            .headers
+            .get("amphi-timestamp")
+            .and_then(|t| t.parse().ok())
+        else {
+            return false;
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        amphi::calls::webhook::verify(
+            secret.as_bytes(),
+            ts,
+            &self.body,
+            &self.headers["amphi-signature"],
+            now,
+            std::time::Duration::from_secs(300),
+        )
+        .is_ok()
+    }
+}
