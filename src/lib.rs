@@ -33,6 +33,7 @@
 //! - `calls`       — calls: state machine, user directory, `CallActor` per call, call logs
 //!   (SQLite, on their own thread), signed webhooks.
 //! - `media`       — the media plane: str0m peers on workers, forwarding.
+//! - `dtls`        — the peers' DTLS: one OpenSSL context per certificate, buffers released.
 //! - `bans`        — kicks that hold, revoked tokens and call blocks, kept in the database.
 //! - `admission`   — capacity: seats for participants, refusals with a retry hint.
 //! - `panics`      — what a panic stops: one connection, or the process (then restarted).
@@ -54,6 +55,7 @@ pub mod channel;
 pub mod clock;
 pub mod config;
 pub mod devmode;
+pub mod dtls;
 pub mod error;
 pub mod http;
 pub mod ids;

@@ -450,7 +450,7 @@ impl Drop for MediaPlane {
 
 fn init_crypto() {
     static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| str0m::crypto::from_feature_flags().install_process_default());
+    ONCE.call_once(|| crate::dtls::provider().install_process_default());
 }
 
 /// Every worker binds the port with SO_REUSEPORT, which would also let a second server (or

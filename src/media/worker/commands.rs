@@ -419,7 +419,10 @@ fn new_rtc(spec: &PeerSpec) -> Rtc {
     // depacketizing and packetizing again) with its own sequence numbers and
     // timestamps per slot, and the payload is shared by every listener.
     // Video (VP8, H.264) only in call channels, forwarded as it comes.
+    // DTLS from `crate::dtls` (a context shared by every peer), named here rather than left
+    // to the process default, which a client in the same process could also set.
     Rtc::builder()
+        .set_crypto_provider(crate::dtls::shared())
         .set_dtls_cert(server_cert())
         .set_rtp_mode(true)
         .set_ice_lite(true)
@@ -442,7 +445,7 @@ fn new_rtc(spec: &PeerSpec) -> Rtc {
 fn server_cert() -> str0m::config::DtlsCert {
     static CERT: std::sync::OnceLock<str0m::config::DtlsCert> = std::sync::OnceLock::new();
     CERT.get_or_init(|| {
-        str0m::crypto::from_feature_flags()
+        crate::dtls::shared()
             .dtls_provider
             .generate_certificate()
             .expect("the OpenSSL provider makes certificates")

@@ -1,0 +1,579 @@
+//! DTLS 1.2 for the media plane's peers, on OpenSSL, behind str0m's `DtlsProvider` trait.
+//!
+//! str0m's own OpenSSL provider builds an `SSL_CTX` (certificate, key, cipher and SRTP lists)
+//! for every peer and keeps the handshake's record buffers for the peer's lifetime: about
+//! 95 KiB of each listener's memory, for a handshake that happens once. Here every peer of a
+//! certificate shares one context (built once, looked up under a lock only when a peer is
+//! made), the server-side session cache is off (nothing would ever resume from it, and a shared
+//! context would otherwise grow with every handshake), and the record buffers are handed back
+//! as soon as the handshake's output has left. The SRTP, HMAC and SHA-256 parts stay str0m's.
+//!
+//! The media hot path touches this module only through `poll_output`, called once per `Rtc`
+//! poll: with nothing pending it answers from fields, without reading a clock.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use foreign_types::ForeignTypeRef;
+use openssl::error::ErrorStack;
+use openssl::pkey::PKey;
+use openssl::srtp::SrtpProfileId;
+use openssl::ssl::{
+    ErrorCode, HandshakeError, MidHandshakeSslStream, ShutdownState, Ssl, SslContext,
+    SslContextBuilder, SslMethod, SslMode, SslOptions, SslRef, SslSessionCacheMode, SslStream,
+    SslVerifyMode,
+};
+use openssl::x509::X509;
+use str0m::crypto::dtls::{
+    DtlsCert, DtlsImplError, DtlsInstance, DtlsOutput, DtlsProvider, DtlsVersion, KeyingMaterial,
+    ProtocolVersion, SrtpProfile,
+};
+use str0m::crypto::CryptoProvider;
+use str0m_proto::crypto::dtls::{DtlsCryptoError, DtlsCryptoOperation};
+use str0m_proto::crypto::CryptoError;
+
+/// The server's crypto provider, made once.
+pub fn shared() -> std::sync::Arc<CryptoProvider> {
+    static SHARED: std::sync::OnceLock<std::sync::Arc<CryptoProvider>> = std::sync::OnceLock::new();
+    SHARED
+        .get_or_init(|| std::sync::Arc::new(provider()))
+        .clone()
+}
+
+/// str0m's crypto with this module's DTLS in place of its own.
+pub fn provider() -> CryptoProvider {
+    static DTLS: SharedContextDtls = SharedContextDtls;
+    let mut crypto = str0m::crypto::from_feature_flags();
+    crypto.dtls_provider = &DTLS;
+    crypto
+}
+
+/// Forward secrecy only; AES-GCM and ChaCha20 first. No finite-field DHE: its key exchange
+/// costs many times an ECDHE one and browsers do not offer it.
+const CIPHERS: &str = "ECDHE+AESGCM:ECDHE+CHACHA20:ECDHE+AES256:ECDHE+AES128";
+
+/// GCM first: the server's order decides (RFC 5764 §4.1.2 leaves the choice to the server),
+/// and AEAD SRTP needs one cipher pass where AES-CM needs a cipher and an HMAC.
+const SRTP_PROFILES: &str = "SRTP_AEAD_AES_128_GCM:SRTP_AEAD_AES_256_GCM:SRTP_AES128_CM_SHA1_80";
+
+const EXPORTER_LABEL: &str = "EXTRACTOR-dtls_srtp";
+
+/// What str0m's fragmenter aims at when it passes no MTU (str0m-proto's target).
+const DEFAULT_MTU: usize = 1150;
+
+/// Datagrams one handshake flight may queue (a flight is at most a handful; more means the
+/// output is not being polled, and the handshake fails rather than grow).
+const MAX_QUEUED_DATAGRAMS: usize = 32;
+
+/// Application data records kept for str0m between polls (SCTP only; audio rooms do not open
+/// data channels, so this stays empty unless a client opens one).
+const MAX_QUEUED_RECORDS: usize = 64;
+
+/// Contexts kept: one per certificate in use (the server has one; tests may make more).
+const MAX_CONTEXTS: usize = 8;
+
+/// The timeout answered while no DTLS timer runs: str0m polls again when anything happens.
+const IDLE: Duration = Duration::from_secs(3600);
+
+struct SharedContextDtls;
+
+impl std::fmt::Debug for SharedContextDtls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SharedContextDtls")
+    }
+}
+
+impl DtlsProvider for SharedContextDtls {
+    fn generate_certificate(&self) -> Option<DtlsCert> {
+        str0m::crypto::from_feature_flags()
+            .dtls_provider
+            .generate_certificate()
+    }
+
+    fn new_dtls(
+        &self,
+        cert: &DtlsCert,
+        now: Instant,
+        version: DtlsVersion,
+        mtu: Option<usize>,
+    ) -> Result<Box<dyn DtlsInstance>, CryptoError> {
+        if version != DtlsVersion::Dtls12 {
+            return Err(CryptoError::Other(format!(
+                "{version} was asked for; this server's DTLS speaks DTLS 1.2 only"
+            )));
+        }
+        let context = context_for(cert)?;
+        let mut ssl = Ssl::new(&context)?;
+        ssl.set_mtu(mtu.unwrap_or(DEFAULT_MTU) as u32)?;
+        Ok(Box::new(Session::new(ssl, now)))
+    }
+}
+
+/// The shared context of `cert`, built on first use.
+fn context_for(cert: &DtlsCert) -> Result<SslContext, ErrorStack> {
+    static CONTEXTS: Mutex<Vec<(Vec<u8>, SslContext)>> = Mutex::new(Vec::new());
+    let mut contexts = CONTEXTS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, ctx)) = contexts.iter().find(|(der, _)| *der == cert.certificate) {
+        return Ok(ctx.clone());
+    }
+    let ctx = build_context(cert)?;
+    if contexts.len() == MAX_CONTEXTS {
+        // Peers hold their own reference; dropping ours only means a rebuild on next use.
+        contexts.remove(0);
+    }
+    contexts.push((cert.certificate.clone(), ctx.clone()));
+    Ok(ctx)
+}
+
+fn build_context(cert: &DtlsCert) -> Result<SslContext, ErrorStack> {
+    let mut b = SslContextBuilder::new(SslMethod::dtls())?;
+    b.set_cipher_list(CIPHERS)?;
+    b.set_tlsext_use_srtp(SRTP_PROFILES)?;
+    // WebRTC peers present self-signed certificates; str0m checks the one received against
+    // the SDP's fingerprint (`DtlsOutput::PeerCert`), so OpenSSL's chain check must pass all.
+    b.set_verify_callback(
+        SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
+        |_, _| true,
+    );
+    let x509 = X509::from_der(&cert.certificate)?;
+    let key = PKey::private_key_from_der(&cert.private_key)?;
+    b.set_certificate(&x509)?;
+    b.set_private_key(&key)?;
+    b.check_private_key()?;
+    b.set_options(
+        SslOptions::NO_DTLSV1
+            | SslOptions::NO_QUERY_MTU
+            | SslOptions::SINGLE_ECDH_USE
+            | SslOptions::NO_TICKET
+            | SslOptions::NO_RENEGOTIATION,
+    );
+    b.set_mode(SslMode::RELEASE_BUFFERS);
+    b.set_session_cache_mode(SslSessionCacheMode::OFF);
+    Ok(b.build())
+}
+
+/// The datagram side of the OpenSSL stream: one inbound datagram at a time, outbound
+/// datagrams queued until str0m polls them.
+#[derive(Default)]
+struct Wire {
+    inbound: Vec<u8>,
+    unread: bool,
+    outbound: VecDeque<Vec<u8>>,
+}
+
+impl io::Read for Wire {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.unread {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        self.unread = false;
+        // A datagram is read whole or not at all: OpenSSL's DTLS read buffer always has room.
+        let n = self.inbound.len().min(buf.len());
+        buf[..n].copy_from_slice(&self.inbound[..n]);
+        Ok(n)
+    }
+}
+
+impl io::Write for Wire {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.outbound.len() >= MAX_QUEUED_DATAGRAMS {
+            return Err(io::Error::other("DTLS output is not being polled"));
+        }
+        self.outbound.push_back(buf.to_vec());
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+enum Phase {
+    /// Before the first step; `Ssl` and `Wire` not yet joined (the role may still change).
+    Fresh(Ssl, Wire),
+    Handshaking(MidHandshakeSslStream<Wire>),
+    Open(SslStream<Wire>),
+    /// A step panicked or failed half-way; nothing more will be done.
+    Failed,
+}
+
+struct Session {
+    phase: Phase,
+    active: Option<bool>,
+    /// The handshake retransmission deadline, while OpenSSL's timer runs.
+    timer: Option<Instant>,
+    /// Answered when no timer runs; moved on by every `handle_timeout`.
+    idle_until: Instant,
+    peer_cert: Option<Vec<u8>>,
+    keys: Option<(Vec<u8>, SrtpProfile)>,
+    connected: Connected,
+    records: VecDeque<Vec<u8>>,
+    close_received: bool,
+    close_told: bool,
+    close_sent: bool,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("active", &self.active)
+            .field("open", &matches!(self.phase, Phase::Open(_)))
+            .finish()
+    }
+}
+
+#[derive(PartialEq)]
+enum Connected {
+    No,
+    Untold,
+    Told,
+}
+
+impl Session {
+    fn new(ssl: Ssl, now: Instant) -> Self {
+        Session {
+            phase: Phase::Fresh(ssl, Wire::default()),
+            active: None,
+            timer: None,
+            idle_until: now + IDLE,
+            peer_cert: None,
+            keys: None,
+            connected: Connected::No,
+            records: VecDeque::new(),
+            close_received: false,
+            close_told: false,
+            close_sent: false,
+        }
+    }
+
+    fn wire(&mut self) -> Option<&mut Wire> {
+        match &mut self.phase {
+            Phase::Fresh(_, w) => Some(w),
+            Phase::Handshaking(m) => Some(m.get_mut()),
+            Phase::Open(s) => Some(s.get_mut()),
+            Phase::Failed => None,
+        }
+    }
+
+    fn ssl(&self) -> Option<&SslRef> {
+        match &self.phase {
+            Phase::Fresh(s, _) => Some(s),
+            Phase::Handshaking(m) => Some(m.ssl()),
+            Phase::Open(s) => Some(s.ssl()),
+            Phase::Failed => None,
+        }
+    }
+
+    /// Takes the handshake one step further with whatever the wire holds.
+    fn step_handshake(&mut self) -> Result<(), DtlsImplError> {
+        let active = self.active.unwrap_or(false);
+        let result = match std::mem::replace(&mut self.phase, Phase::Failed) {
+            Phase::Fresh(ssl, wire) if active => ssl.connect(wire),
+            Phase::Fresh(ssl, wire) => ssl.accept(wire),
+            Phase::Handshaking(mid) => mid.handshake(),
+            other => {
+                self.phase = other;
+                return Ok(());
+            }
+        };
+        match result {
+            Ok(stream) => {
+                self.phase = Phase::Open(stream);
+                self.on_open()
+            }
+            Err(HandshakeError::WouldBlock(mid)) => {
+                self.phase = Phase::Handshaking(mid);
+                Ok(())
+            }
+            Err(HandshakeError::SetupFailure(e)) => Err(failed("setup", &e)),
+            Err(HandshakeError::Failure(mid)) => Err(failed("handshake", mid.error())),
+        }
+    }
+
+    /// Reads what the handshake agreed: the peer's certificate (str0m checks its fingerprint),
+    /// the SRTP profile and the keys exported for it (RFC 5764 §4.2).
+    fn on_open(&mut self) -> Result<(), DtlsImplError> {
+        let Some(ssl) = self.ssl() else { return Ok(()) };
+        let cert = ssl
+            .peer_certificate()
+            .ok_or_else(|| refused("the peer presented no certificate"))?
+            .to_der()
+            .map_err(|e| failed("certificate", &e))?;
+        let profile = match ssl.selected_srtp_profile().map(|p| p.id()) {
+            Some(SrtpProfileId::SRTP_AEAD_AES_128_GCM) => SrtpProfile::AEAD_AES_128_GCM,
+            Some(SrtpProfileId::SRTP_AEAD_AES_256_GCM) => SrtpProfile::AEAD_AES_256_GCM,
+            Some(SrtpProfileId::SRTP_AES128_CM_SHA1_80) => SrtpProfile::AES128_CM_SHA1_80,
+            _ => return Err(refused("no SRTP profile in common with the peer")),
+        };
+        let mut keys = vec![0; profile.keying_material_len()];
+        ssl.export_keying_material(&mut keys, EXPORTER_LABEL, None)
+            .map_err(|e| failed("key export", &e))?;
+        self.peer_cert = Some(cert);
+        self.keys = Some((keys, profile));
+        self.connected = Connected::Untold;
+        self.timer = None;
+        Ok(())
+    }
+
+    /// Reads records after the handshake: application data, the peer's close_notify, or a
+    /// retransmitted final flight of the peer's (OpenSSL answers it by resending ours).
+    fn read_records(&mut self) {
+        let Phase::Open(stream) = &mut self.phase else {
+            return;
+        };
+        if buffers(stream).is_err() {
+            return;
+        }
+        let mut buf = [0u8; 2048];
+        loop {
+            match stream.ssl_read(&mut buf) {
+                Ok(n) if n > 0 => {
+                    if self.records.len() < MAX_QUEUED_RECORDS {
+                        self.records.push_back(buf[..n].to_vec());
+                    }
+                }
+                Err(e) if e.code() == ErrorCode::WANT_READ => break,
+                _ => {
+                    if stream.get_shutdown().contains(ShutdownState::RECEIVED) {
+                        self.close_received = true;
+                        if !self.close_sent {
+                            let _ = stream.shutdown();
+                            self.close_sent = true;
+                        }
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Re-arms the retransmission timer from OpenSSL's, and once the handshake is over and its
+    /// output has left, hands the record buffers back (OpenSSL makes new ones if a record
+    /// ever has to be read or written again).
+    fn settle(&mut self) {
+        match &self.phase {
+            Phase::Handshaking(m) => self.timer = dtls_timeout(m.ssl()),
+            Phase::Open(s) if s.get_ref().outbound.is_empty() => {
+                // SAFETY: a live `SSL` owned by the stream; OpenSSL refuses (returns 0) when
+                // a buffer still holds data, which leaves the session as it was. Every later
+                // use of the session goes through `buffers()` first.
+                unsafe {
+                    SSL_free_buffers(s.ssl().as_ptr());
+                }
+            }
+            _ => {}
+        }
+        if let Some(w) = self.wire() {
+            if w.outbound.is_empty() {
+                w.outbound.shrink_to_fit();
+            }
+        }
+    }
+}
+
+fn failed(what: &str, e: &dyn std::fmt::Display) -> DtlsImplError {
+    tracing::debug!("DTLS {what} failed: {e}");
+    DtlsImplError::CryptoError(DtlsCryptoError::OperationFailed(
+        DtlsCryptoOperation::CompleteKeyExchange,
+    ))
+}
+
+fn refused(why: &str) -> DtlsImplError {
+    failed("handshake", &why)
+}
+
+unsafe extern "C" {
+    fn SSL_ctrl(
+        ssl: *mut openssl_sys::SSL,
+        cmd: libc::c_int,
+        larg: libc::c_long,
+        parg: *mut libc::c_void,
+    ) -> libc::c_long;
+    fn SSL_free_buffers(ssl: *mut openssl_sys::SSL) -> libc::c_int;
+    fn SSL_alloc_buffers(ssl: *mut openssl_sys::SSL) -> libc::c_int;
+}
+
+/// Gives an open session its record buffers back before it reads or writes: OpenSSL 3.0's
+/// DTLS write path does not make them again by itself once `SSL_free_buffers` took them
+/// (it crashes), though its read path would.
+fn buffers(stream: &SslStream<Wire>) -> Result<(), DtlsImplError> {
+    // SAFETY: a live `SSL`; allocating buffers that exist already is a no-op.
+    match unsafe { SSL_alloc_buffers(stream.ssl().as_ptr()) } {
+        1 => Ok(()),
+        _ => Err(failed("buffer allocation", &"out of memory")),
+    }
+}
+
+const DTLS_CTRL_GET_TIMEOUT: libc::c_int = 73;
+const DTLS_CTRL_HANDLE_TIMEOUT: libc::c_int = 74;
+
+/// When OpenSSL's handshake retransmission timer fires, if it runs (`DTLSv1_get_timeout`).
+fn dtls_timeout(ssl: &SslRef) -> Option<Instant> {
+    let mut tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 0,
+    };
+    // SAFETY: `DTLSv1_get_timeout` writes one `struct timeval` through the pointer.
+    let running = unsafe {
+        SSL_ctrl(
+            ssl.as_ptr(),
+            DTLS_CTRL_GET_TIMEOUT,
+            0,
+            (&mut tv as *mut libc::timeval).cast(),
+        )
+    };
+    (running > 0).then(|| {
+        Instant::now() + Duration::new(tv.tv_sec.max(0) as u64, (tv.tv_usec.max(0) * 1000) as u32)
+    })
+}
+
+impl DtlsInstance for Session {
+    fn set_active(&mut self, active: bool) {
+        self.active = Some(active);
+    }
+
+    fn handle_packet(&mut self, packet: &[u8]) -> Result<(), DtlsImplError> {
+        if !packet.is_empty() {
+            let Some(wire) = self.wire() else {
+                return Err(DtlsImplError::ConnectionClosed);
+            };
+            wire.inbound.clear();
+            wire.inbound.extend_from_slice(packet);
+            wire.unread = true;
+        }
+        let result = match self.phase {
+            Phase::Fresh(..) | Phase::Handshaking(_) => self.step_handshake(),
+            Phase::Open(_) => {
+                self.read_records();
+                Ok(())
+            }
+            Phase::Failed => Err(DtlsImplError::ConnectionClosed),
+        };
+        if let Some(wire) = self.wire() {
+            // What OpenSSL did not read (a stray datagram) is dropped, not kept for later.
+            wire.unread = false;
+            if wire.inbound.capacity() > 2048 {
+                wire.inbound = Vec::new();
+            }
+        }
+        if result.is_err() {
+            self.phase = Phase::Failed;
+        }
+        self.settle();
+        result
+    }
+
+    fn poll_output<'a>(&mut self, buf: &'a mut [u8]) -> DtlsOutput<'a> {
+        if let Some(wire) = self.wire() {
+            if let Some(needed) = wire.outbound.front().map(Vec::len) {
+                if needed > buf.len() {
+                    return DtlsOutput::BufferTooSmall { needed };
+                }
+                let d = wire.outbound.pop_front().expect("front was there");
+                buf[..needed].copy_from_slice(&d);
+                if wire.outbound.is_empty() {
+                    self.settle();
+                }
+                return DtlsOutput::Packet(&buf[..needed]);
+            }
+        }
+        if let Some(cert) = self.peer_cert.take() {
+            if cert.len() > buf.len() {
+                let needed = cert.len();
+                self.peer_cert = Some(cert);
+                return DtlsOutput::BufferTooSmall { needed };
+            }
+            buf[..cert.len()].copy_from_slice(&cert);
+            return DtlsOutput::PeerCert(&buf[..cert.len()]);
+        }
+        if let Some((keys, profile)) = self.keys.take() {
+            return DtlsOutput::KeyingMaterial(KeyingMaterial::new(&keys), profile);
+        }
+        if self.connected == Connected::Untold {
+            self.connected = Connected::Told;
+            return DtlsOutput::Connected;
+        }
+        if self.close_received && !self.close_told {
+            self.close_told = true;
+            return DtlsOutput::CloseNotify;
+        }
+        if let Some(record) = self.records.pop_front() {
+            let n = record.len().min(buf.len());
+            buf[..n].copy_from_slice(&record[..n]);
+            return DtlsOutput::ApplicationData(&buf[..n]);
+        }
+        DtlsOutput::Timeout(self.timer.unwrap_or(self.idle_until))
+    }
+
+    fn handle_timeout(&mut self, now: Instant) -> Result<(), DtlsImplError> {
+        self.idle_until = now + IDLE;
+        let Some(due) = self.timer else { return Ok(()) };
+        if due > now {
+            return Ok(());
+        }
+        self.timer = None;
+        let Phase::Handshaking(mid) = &self.phase else {
+            return Ok(());
+        };
+        // SAFETY: `DTLSv1_handle_timeout` on a live `SSL`: it resends the last flight through
+        // the stream's BIO (our `Wire`) and re-arms OpenSSL's timer with back-off.
+        let r = unsafe {
+            SSL_ctrl(
+                mid.ssl().as_ptr(),
+                DTLS_CTRL_HANDLE_TIMEOUT,
+                0,
+                std::ptr::null_mut(),
+            )
+        };
+        if r < 0 {
+            self.phase = Phase::Failed;
+            return Err(failed("handshake", &"the peer stopped answering"));
+        }
+        self.settle();
+        Ok(())
+    }
+
+    fn send_application_data(&mut self, data: &[u8]) -> Result<(), DtlsImplError> {
+        let Phase::Open(stream) = &mut self.phase else {
+            return Err(DtlsImplError::HandshakePending);
+        };
+        buffers(stream)?;
+        stream.ssl_write(data).map_err(|e| failed("write", &e))?;
+        Ok(())
+    }
+
+    fn is_active(&self) -> bool {
+        self.active.unwrap_or(false)
+    }
+
+    fn protocol_version(&self) -> Option<ProtocolVersion> {
+        matches!(self.phase, Phase::Open(_)).then_some(ProtocolVersion::DTLS1_2)
+    }
+
+    fn is_closing(&self) -> bool {
+        self.close_sent || self.close_received
+    }
+
+    fn is_closed(&self) -> bool {
+        self.close_sent
+            && match &self.phase {
+                Phase::Open(s) => s.get_ref().outbound.is_empty(),
+                _ => true,
+            }
+    }
+
+    fn close(&mut self) -> Result<(), DtlsImplError> {
+        if let Phase::Open(stream) = &mut self.phase {
+            if !self.close_sent && buffers(stream).is_ok() {
+                let _ = stream.shutdown();
+            }
+        }
+        self.close_sent = true;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

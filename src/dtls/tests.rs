@@ -1,0 +1,309 @@
+use super::*;
+
+/// What one side's outputs said, collected while pumping datagrams between two sides.
+#[derive(Default)]
+struct Seen {
+    peer_cert: Option<Vec<u8>>,
+    keys: Option<(Vec<u8>, SrtpProfile)>,
+    connected: bool,
+    close_notify: bool,
+    data: Vec<Vec<u8>>,
+}
+
+fn drain(side: &mut dyn DtlsInstance, seen: &mut Seen, out: &mut Vec<Vec<u8>>) {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        match side.poll_output(&mut buf) {
+            DtlsOutput::Packet(p) => out.push(p.to_vec()),
+            DtlsOutput::PeerCert(c) => seen.peer_cert = Some(c.to_vec()),
+            DtlsOutput::KeyingMaterial(k, p) => seen.keys = Some((k.to_vec(), p)),
+            DtlsOutput::Connected => seen.connected = true,
+            DtlsOutput::CloseNotify => seen.close_notify = true,
+            DtlsOutput::ApplicationData(d) => seen.data.push(d.to_vec()),
+            DtlsOutput::Timeout(_) => return,
+            other => panic!("unexpected output {other:?}"),
+        }
+    }
+}
+
+/// Moves datagrams both ways until neither side has anything to send.
+fn pump(a: &mut dyn DtlsInstance, sa: &mut Seen, b: &mut dyn DtlsInstance, sb: &mut Seen) {
+    for _ in 0..20 {
+        let (mut to_b, mut to_a) = (vec![], vec![]);
+        drain(a, sa, &mut to_b);
+        drain(b, sb, &mut to_a);
+        if to_a.is_empty() && to_b.is_empty() {
+            return;
+        }
+        for d in to_b {
+            b.handle_packet(&d).expect("b takes a's datagram");
+        }
+        for d in to_a {
+            a.handle_packet(&d).expect("a takes b's datagram");
+        }
+    }
+    panic!("the handshake did not settle in 20 rounds");
+}
+
+fn cert() -> DtlsCert {
+    provider()
+        .dtls_provider
+        .generate_certificate()
+        .expect("a certificate")
+}
+
+struct Pair {
+    server: Box<dyn DtlsInstance>,
+    client: Box<dyn DtlsInstance>,
+    seen_server: Seen,
+    seen_client: Seen,
+    server_cert: DtlsCert,
+    client_cert: DtlsCert,
+}
+
+/// A passive server on `server_side` and an active client on `client_side`, handshaken.
+fn handshake(server_side: &CryptoProvider, client_side: &CryptoProvider) -> Pair {
+    let now = Instant::now();
+    let (server_cert, client_cert) = (cert(), cert());
+    let new = |p: &CryptoProvider, c: &DtlsCert| {
+        p.dtls_provider
+            .new_dtls(c, now, DtlsVersion::Dtls12, None)
+            .expect("an instance")
+    };
+    let mut server = new(server_side, &server_cert);
+    let mut client = new(client_side, &client_cert);
+    server.set_active(false);
+    client.set_active(true);
+    server.handle_timeout(now).unwrap();
+    client.handle_timeout(now).unwrap();
+    client.handle_packet(&[]).unwrap(); // what str0m does to start an active side
+    let (mut seen_server, mut seen_client) = (Seen::default(), Seen::default());
+    pump(
+        &mut *server,
+        &mut seen_server,
+        &mut *client,
+        &mut seen_client,
+    );
+    Pair {
+        server,
+        client,
+        seen_server,
+        seen_client,
+        server_cert,
+        client_cert,
+    }
+}
+
+fn assert_agreed(p: &Pair) {
+    assert!(p.seen_server.connected && p.seen_client.connected);
+    assert_eq!(
+        p.seen_server.peer_cert.as_ref(),
+        Some(&p.client_cert.certificate)
+    );
+    assert_eq!(
+        p.seen_client.peer_cert.as_ref(),
+        Some(&p.server_cert.certificate)
+    );
+    let (sk, sp) = p.seen_server.keys.clone().expect("server keys");
+    let (ck, cp) = p.seen_client.keys.clone().expect("client keys");
+    assert_eq!(sp, cp);
+    assert_eq!(sk, ck, "both sides export the same SRTP keying material");
+    assert_eq!(sk.len(), sp.keying_material_len());
+    assert!(sk.iter().any(|b| *b != 0));
+}
+
+#[test]
+fn two_sessions_agree_on_keys_and_prefer_gcm() {
+    let p = handshake(&provider(), &provider());
+    assert_agreed(&p);
+    let (_, profile) = p.seen_server.keys.clone().unwrap();
+    assert_eq!(profile, SrtpProfile::AEAD_AES_128_GCM);
+    assert_eq!(p.server.protocol_version(), Some(ProtocolVersion::DTLS1_2));
+}
+
+#[test]
+fn interoperates_with_str0ms_own_openssl_dtls_both_ways() {
+    let theirs = str0m::crypto::from_feature_flags();
+    let p = handshake(&provider(), &theirs);
+    assert_agreed(&p);
+    assert_eq!(
+        p.seen_server.keys.as_ref().unwrap().1,
+        SrtpProfile::AEAD_AES_128_GCM
+    );
+    let p = handshake(&theirs, &provider());
+    assert_agreed(&p);
+}
+
+#[test]
+fn peers_of_one_certificate_share_one_context() {
+    let c = cert();
+    let a = context_for(&c).unwrap();
+    let b = context_for(&c).unwrap();
+    assert_eq!(a.as_ptr(), b.as_ptr());
+    let other = context_for(&cert()).unwrap();
+    assert_ne!(a.as_ptr(), other.as_ptr());
+}
+
+#[test]
+fn close_notify_reaches_the_peer_and_is_answered() {
+    let mut p = handshake(&provider(), &provider());
+    p.server.close().unwrap();
+    assert!(p.server.is_closing());
+    pump(
+        &mut *p.server,
+        &mut p.seen_server,
+        &mut *p.client,
+        &mut p.seen_client,
+    );
+    assert!(p.seen_client.close_notify, "the client was told");
+    assert!(p.client.is_closing());
+    assert!(p.server.is_closed());
+}
+
+#[test]
+fn garbage_after_the_handshake_is_ignored() {
+    let mut p = handshake(&provider(), &provider());
+    // A forged application-data record (content type 23, epoch 1) and plain noise.
+    let mut forged = vec![23, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 9, 0, 40];
+    forged.extend([0x55; 40]);
+    p.server.handle_packet(&forged).expect("dropped, not fatal");
+    p.server
+        .handle_packet(&[0xff; 100])
+        .expect("dropped, not fatal");
+    pump(
+        &mut *p.server,
+        &mut p.seen_server,
+        &mut *p.client,
+        &mut p.seen_client,
+    );
+    assert!(p.seen_server.data.is_empty());
+    assert!(!p.seen_server.close_notify && !p.server.is_closing());
+    // Still usable: application data both ways.
+    p.client.send_application_data(b"hello").unwrap();
+    p.server.send_application_data(b"world").unwrap();
+    pump(
+        &mut *p.server,
+        &mut p.seen_server,
+        &mut *p.client,
+        &mut p.seen_client,
+    );
+    assert_eq!(p.seen_server.data, vec![b"hello".to_vec()]);
+    assert_eq!(p.seen_client.data, vec![b"world".to_vec()]);
+}
+
+#[test]
+fn data_before_the_handshake_is_refused_as_pending() {
+    let mut s = provider()
+        .dtls_provider
+        .new_dtls(&cert(), Instant::now(), DtlsVersion::Dtls12, None)
+        .unwrap();
+    s.set_active(false);
+    assert!(matches!(
+        s.send_application_data(b"x"),
+        Err(DtlsImplError::HandshakePending)
+    ));
+}
+
+#[test]
+fn only_dtls_1_2_is_offered() {
+    let r = provider()
+        .dtls_provider
+        .new_dtls(&cert(), Instant::now(), DtlsVersion::Dtls13, None);
+    let e = r.expect_err("refused").to_string();
+    assert!(e.contains("DTLS 1.2 only"), "{e}");
+}
+
+#[test]
+fn a_lost_client_hello_is_sent_again_when_the_timer_fires() {
+    let now = Instant::now();
+    let mut client = provider()
+        .dtls_provider
+        .new_dtls(&cert(), now, DtlsVersion::Dtls12, None)
+        .unwrap();
+    client.set_active(true);
+    client.handle_timeout(now).unwrap();
+    client.handle_packet(&[]).unwrap();
+    let (mut seen, mut first) = (Seen::default(), vec![]);
+    drain(&mut *client, &mut seen, &mut first);
+    assert_eq!(first.len(), 1, "one ClientHello");
+    // The datagram is lost. The timer the instance reports is OpenSSL's (1 s at first);
+    // waiting for it is waiting for the retransmission under test.
+    let mut buf = vec![0u8; 4096];
+    let due = match client.poll_output(&mut buf) {
+        DtlsOutput::Timeout(t) => t,
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        due <= Instant::now() + Duration::from_secs(2),
+        "a handshake timer runs"
+    );
+    let mut again = vec![];
+    while again.is_empty() {
+        assert!(
+            Instant::now() < due + Duration::from_secs(5),
+            "no retransmission"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        client.handle_timeout(Instant::now()).unwrap();
+        drain(&mut *client, &mut seen, &mut again);
+    }
+    assert_eq!(again[0][0], 22, "a handshake record");
+    assert_eq!(again[0].len(), first[0].len());
+}
+
+#[test]
+fn a_lost_final_flight_is_resent_by_a_session_whose_buffers_were_released() {
+    let now = Instant::now();
+    let new = |active: bool| {
+        let mut s = provider()
+            .dtls_provider
+            .new_dtls(&cert(), now, DtlsVersion::Dtls12, None)
+            .unwrap();
+        s.set_active(active);
+        s.handle_timeout(now).unwrap();
+        s
+    };
+    let (mut server, mut client) = (new(false), new(true));
+    client.handle_packet(&[]).unwrap();
+    let (mut ss, mut sc) = (Seen::default(), Seen::default());
+    // Flights: ClientHello → server flight → client's final flight → server's CCS + Finished.
+    let mut to_server = vec![];
+    drain(&mut *client, &mut sc, &mut to_server);
+    for round in 0.. {
+        assert!(round < 10, "the server never opened");
+        to_server
+            .drain(..)
+            .for_each(|d| server.handle_packet(&d).unwrap());
+        let mut to_client = vec![];
+        drain(&mut *server, &mut ss, &mut to_client);
+        if ss.connected {
+            // The server is open and its record buffers are gone; its final flight is lost.
+            assert!(!to_client.is_empty());
+            break;
+        }
+        to_client
+            .drain(..)
+            .for_each(|d| client.handle_packet(&d).unwrap());
+        drain(&mut *client, &mut sc, &mut to_server);
+    }
+    assert!(!sc.connected);
+    // The client's timer resends its final flight; the server must answer it again.
+    let mut resent = vec![];
+    while resent.is_empty() {
+        assert!(
+            Instant::now() < now + Duration::from_secs(8),
+            "no retransmission"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        client.handle_timeout(Instant::now()).unwrap();
+        drain(&mut *client, &mut sc, &mut resent);
+    }
+    resent.iter().for_each(|d| server.handle_packet(d).unwrap());
+    let mut answer = vec![];
+    drain(&mut *server, &mut ss, &mut answer);
+    assert!(!answer.is_empty(), "the server resent its CCS and Finished");
+    answer.iter().for_each(|d| client.handle_packet(d).unwrap());
+    drain(&mut *client, &mut sc, &mut vec![]);
+    assert!(sc.connected, "the client completed with the resent flight");
+    assert_eq!(ss.keys.unwrap().0, sc.keys.unwrap().0);
+}
