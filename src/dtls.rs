@@ -1,37 +1,36 @@
 //! DTLS 1.2 for the media plane's peers, on OpenSSL, behind str0m's `DtlsProvider` trait.
 //!
 //! str0m's own OpenSSL provider builds an `SSL_CTX` (certificate, key, cipher and SRTP lists)
-//! for every peer and keeps the handshake's record buffers for the peer's lifetime: about
-//! 95 KiB of each listener's memory, for a handshake that happens once. Here every peer of a
-//! certificate shares one context (built once, looked up under a lock only when a peer is
-//! made), the server-side session cache is off (nothing would ever resume from it, and a shared
-//! context would otherwise grow with every handshake), and the record buffers are handed back
-//! as soon as the handshake's output has left. The SRTP, HMAC and SHA-256 parts stay str0m's.
+//! for every peer and keeps the whole OpenSSL session for the peer's lifetime: about 95 KiB of
+//! each listener's memory, for a handshake that happens once. Here every peer of a certificate
+//! shares one context (`ossl`: built once, looked up under a lock only when a peer is made;
+//! no session cache, which a shared context would grow with every handshake), and once the
+//! handshake's output has left, the session itself is let go (`settled`: the record keys
+//! derived once, our last flight kept to answer a peer that lost it, close_notify both ways),
+//! which leaves well under a KiB per peer. A suite `settled` does not speak keeps the session
+//! with its record buffers released. The SRTP, HMAC and SHA-256 parts stay str0m's.
 //!
 //! The media hot path touches this module only through `poll_output`, called once per `Rtc`
 //! poll: with nothing pending it answers from fields, without reading a clock.
 
 use std::collections::VecDeque;
-use std::io;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use foreign_types::ForeignTypeRef;
-use openssl::error::ErrorStack;
-use openssl::pkey::PKey;
 use openssl::srtp::SrtpProfileId;
 use openssl::ssl::{
-    ErrorCode, HandshakeError, MidHandshakeSslStream, ShutdownState, Ssl, SslContext,
-    SslContextBuilder, SslMethod, SslMode, SslOptions, SslRef, SslSessionCacheMode, SslStream,
-    SslVerifyMode,
+    ErrorCode, HandshakeError, MidHandshakeSslStream, ShutdownState, Ssl, SslRef, SslStream,
 };
-use openssl::x509::X509;
 use str0m::crypto::dtls::{
     DtlsCert, DtlsImplError, DtlsInstance, DtlsOutput, DtlsProvider, DtlsVersion, KeyingMaterial,
     ProtocolVersion, SrtpProfile,
 };
 use str0m::crypto::CryptoProvider;
 use str0m_proto::crypto::dtls::{DtlsCryptoError, DtlsCryptoOperation};
+
+mod ossl;
+mod settled;
+use ossl::{context_for, dtls_timeout, Wire};
+use settled::{Inbound, Settled};
 use str0m_proto::crypto::CryptoError;
 
 /// The server's crypto provider, made once.
@@ -50,29 +49,14 @@ pub fn provider() -> CryptoProvider {
     crypto
 }
 
-/// Forward secrecy only; AES-GCM and ChaCha20 first. No finite-field DHE: its key exchange
-/// costs many times an ECDHE one and browsers do not offer it.
-const CIPHERS: &str = "ECDHE+AESGCM:ECDHE+CHACHA20:ECDHE+AES256:ECDHE+AES128";
-
-/// GCM first: the server's order decides (RFC 5764 §4.1.2 leaves the choice to the server),
-/// and AEAD SRTP needs one cipher pass where AES-CM needs a cipher and an HMAC.
-const SRTP_PROFILES: &str = "SRTP_AEAD_AES_128_GCM:SRTP_AEAD_AES_256_GCM:SRTP_AES128_CM_SHA1_80";
-
 const EXPORTER_LABEL: &str = "EXTRACTOR-dtls_srtp";
 
 /// What str0m's fragmenter aims at when it passes no MTU (str0m-proto's target).
 const DEFAULT_MTU: usize = 1150;
 
-/// Datagrams one handshake flight may queue (a flight is at most a handful; more means the
-/// output is not being polled, and the handshake fails rather than grow).
-const MAX_QUEUED_DATAGRAMS: usize = 32;
-
 /// Application data records kept for str0m between polls (SCTP only; audio rooms do not open
 /// data channels, so this stays empty unless a client opens one).
 const MAX_QUEUED_RECORDS: usize = 64;
-
-/// Contexts kept: one per certificate in use (the server has one; tests may make more).
-const MAX_CONTEXTS: usize = 8;
 
 /// The timeout answered while no DTLS timer runs: str0m polls again when anything happens.
 const IDLE: Duration = Duration::from_secs(3600);
@@ -111,90 +95,13 @@ impl DtlsProvider for SharedContextDtls {
     }
 }
 
-/// The shared context of `cert`, built on first use.
-fn context_for(cert: &DtlsCert) -> Result<SslContext, ErrorStack> {
-    static CONTEXTS: Mutex<Vec<(Vec<u8>, SslContext)>> = Mutex::new(Vec::new());
-    let mut contexts = CONTEXTS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, ctx)) = contexts.iter().find(|(der, _)| *der == cert.certificate) {
-        return Ok(ctx.clone());
-    }
-    let ctx = build_context(cert)?;
-    if contexts.len() == MAX_CONTEXTS {
-        // Peers hold their own reference; dropping ours only means a rebuild on next use.
-        contexts.remove(0);
-    }
-    contexts.push((cert.certificate.clone(), ctx.clone()));
-    Ok(ctx)
-}
-
-fn build_context(cert: &DtlsCert) -> Result<SslContext, ErrorStack> {
-    let mut b = SslContextBuilder::new(SslMethod::dtls())?;
-    b.set_cipher_list(CIPHERS)?;
-    b.set_tlsext_use_srtp(SRTP_PROFILES)?;
-    // WebRTC peers present self-signed certificates; str0m checks the one received against
-    // the SDP's fingerprint (`DtlsOutput::PeerCert`), so OpenSSL's chain check must pass all.
-    b.set_verify_callback(
-        SslVerifyMode::PEER | SslVerifyMode::FAIL_IF_NO_PEER_CERT,
-        |_, _| true,
-    );
-    let x509 = X509::from_der(&cert.certificate)?;
-    let key = PKey::private_key_from_der(&cert.private_key)?;
-    b.set_certificate(&x509)?;
-    b.set_private_key(&key)?;
-    b.check_private_key()?;
-    b.set_options(
-        SslOptions::NO_DTLSV1
-            | SslOptions::NO_QUERY_MTU
-            | SslOptions::SINGLE_ECDH_USE
-            | SslOptions::NO_TICKET
-            | SslOptions::NO_RENEGOTIATION,
-    );
-    b.set_mode(SslMode::RELEASE_BUFFERS);
-    b.set_session_cache_mode(SslSessionCacheMode::OFF);
-    Ok(b.build())
-}
-
-/// The datagram side of the OpenSSL stream: one inbound datagram at a time, outbound
-/// datagrams queued until str0m polls them.
-#[derive(Default)]
-struct Wire {
-    inbound: Vec<u8>,
-    unread: bool,
-    outbound: VecDeque<Vec<u8>>,
-}
-
-impl io::Read for Wire {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if !self.unread {
-            return Err(io::ErrorKind::WouldBlock.into());
-        }
-        self.unread = false;
-        // A datagram is read whole or not at all: OpenSSL's DTLS read buffer always has room.
-        let n = self.inbound.len().min(buf.len());
-        buf[..n].copy_from_slice(&self.inbound[..n]);
-        Ok(n)
-    }
-}
-
-impl io::Write for Wire {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.outbound.len() >= MAX_QUEUED_DATAGRAMS {
-            return Err(io::Error::other("DTLS output is not being polled"));
-        }
-        self.outbound.push_back(buf.to_vec());
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 enum Phase {
     /// Before the first step; `Ssl` and `Wire` not yet joined (the role may still change).
     Fresh(Ssl, Wire),
     Handshaking(MidHandshakeSslStream<Wire>),
     Open(SslStream<Wire>),
+    /// After the handshake, without OpenSSL's session (`settled`).
+    Settled(Box<Settled>, Wire),
     /// A step panicked or failed half-way; nothing more will be done.
     Failed,
 }
@@ -210,6 +117,10 @@ struct Session {
     keys: Option<(Vec<u8>, SrtpProfile)>,
     connected: Connected,
     records: VecDeque<Vec<u8>>,
+    /// Our last handshake flight as sent (DTLS server only), kept for `Settled`.
+    final_flight: Vec<Vec<u8>>,
+    /// The highest epoch-1 record sequence number we sent.
+    sent_seq: Option<u64>,
     close_received: bool,
     close_told: bool,
     close_sent: bool,
@@ -220,6 +131,7 @@ impl std::fmt::Debug for Session {
         f.debug_struct("Session")
             .field("active", &self.active)
             .field("open", &matches!(self.phase, Phase::Open(_)))
+            .field("settled", &matches!(self.phase, Phase::Settled(..)))
             .finish()
     }
 }
@@ -242,6 +154,8 @@ impl Session {
             keys: None,
             connected: Connected::No,
             records: VecDeque::new(),
+            final_flight: Vec::new(),
+            sent_seq: None,
             close_received: false,
             close_told: false,
             close_sent: false,
@@ -253,6 +167,7 @@ impl Session {
             Phase::Fresh(_, w) => Some(w),
             Phase::Handshaking(m) => Some(m.get_mut()),
             Phase::Open(s) => Some(s.get_mut()),
+            Phase::Settled(_, w) => Some(w),
             Phase::Failed => None,
         }
     }
@@ -262,7 +177,7 @@ impl Session {
             Phase::Fresh(s, _) => Some(s),
             Phase::Handshaking(m) => Some(m.ssl()),
             Phase::Open(s) => Some(s.ssl()),
-            Phase::Failed => None,
+            Phase::Settled(..) | Phase::Failed => None,
         }
     }
 
@@ -280,6 +195,9 @@ impl Session {
         };
         match result {
             Ok(stream) => {
+                if !active {
+                    self.final_flight = stream.get_ref().outbound.iter().cloned().collect();
+                }
                 self.phase = Phase::Open(stream);
                 self.on_open()
             }
@@ -353,15 +271,20 @@ impl Session {
     /// output has left, hands the record buffers back (OpenSSL makes new ones if a record
     /// ever has to be read or written again).
     fn settle(&mut self) {
+        if let Phase::Open(s) = &self.phase {
+            if s.get_ref().outbound.is_empty() {
+                let server = !self.active.unwrap_or(false);
+                let flight = std::mem::take(&mut self.final_flight);
+                if let Some(settled) = Settled::from_open(s.ssl(), server, flight, self.sent_seq) {
+                    self.phase = Phase::Settled(Box::new(settled), Wire::default());
+                    return;
+                }
+            }
+        }
         match &self.phase {
             Phase::Handshaking(m) => self.timer = dtls_timeout(m.ssl()),
             Phase::Open(s) if s.get_ref().outbound.is_empty() => {
-                // SAFETY: a live `SSL` owned by the stream; OpenSSL refuses (returns 0) when
-                // a buffer still holds data, which leaves the session as it was. Every later
-                // use of the session goes through `buffers()` first.
-                unsafe {
-                    SSL_free_buffers(s.ssl().as_ptr());
-                }
+                ossl::free_buffers(s.ssl());
             }
             _ => {}
         }
@@ -384,49 +307,13 @@ fn refused(why: &str) -> DtlsImplError {
     failed("handshake", &why)
 }
 
-unsafe extern "C" {
-    fn SSL_ctrl(
-        ssl: *mut openssl_sys::SSL,
-        cmd: libc::c_int,
-        larg: libc::c_long,
-        parg: *mut libc::c_void,
-    ) -> libc::c_long;
-    fn SSL_free_buffers(ssl: *mut openssl_sys::SSL) -> libc::c_int;
-    fn SSL_alloc_buffers(ssl: *mut openssl_sys::SSL) -> libc::c_int;
-}
-
-/// Gives an open session its record buffers back before it reads or writes: OpenSSL 3.0's
-/// DTLS write path does not make them again by itself once `SSL_free_buffers` took them
-/// (it crashes), though its read path would.
+/// The record buffers back before an open session reads or writes (`ossl::alloc_buffers`).
 fn buffers(stream: &SslStream<Wire>) -> Result<(), DtlsImplError> {
-    // SAFETY: a live `SSL`; allocating buffers that exist already is a no-op.
-    match unsafe { SSL_alloc_buffers(stream.ssl().as_ptr()) } {
-        1 => Ok(()),
-        _ => Err(failed("buffer allocation", &"out of memory")),
+    if ossl::alloc_buffers(stream.ssl()) {
+        Ok(())
+    } else {
+        Err(failed("buffer allocation", &"out of memory"))
     }
-}
-
-const DTLS_CTRL_GET_TIMEOUT: libc::c_int = 73;
-const DTLS_CTRL_HANDLE_TIMEOUT: libc::c_int = 74;
-
-/// When OpenSSL's handshake retransmission timer fires, if it runs (`DTLSv1_get_timeout`).
-fn dtls_timeout(ssl: &SslRef) -> Option<Instant> {
-    let mut tv = libc::timeval {
-        tv_sec: 0,
-        tv_usec: 0,
-    };
-    // SAFETY: `DTLSv1_get_timeout` writes one `struct timeval` through the pointer.
-    let running = unsafe {
-        SSL_ctrl(
-            ssl.as_ptr(),
-            DTLS_CTRL_GET_TIMEOUT,
-            0,
-            (&mut tv as *mut libc::timeval).cast(),
-        )
-    };
-    (running > 0).then(|| {
-        Instant::now() + Duration::new(tv.tv_sec.max(0) as u64, (tv.tv_usec.max(0) * 1000) as u32)
-    })
 }
 
 impl DtlsInstance for Session {
@@ -435,6 +322,20 @@ impl DtlsInstance for Session {
     }
 
     fn handle_packet(&mut self, packet: &[u8]) -> Result<(), DtlsImplError> {
+        if let Phase::Settled(settled, wire) = &mut self.phase {
+            match settled.on_datagram(packet) {
+                Inbound::Nothing => {}
+                Inbound::SendAgain(flight) => wire.outbound.extend(flight.iter().cloned()),
+                Inbound::CloseNotify => {
+                    self.close_received = true;
+                    if !self.close_sent {
+                        wire.outbound.extend(settled.close_notify());
+                        self.close_sent = true;
+                    }
+                }
+            }
+            return Ok(());
+        }
         if !packet.is_empty() {
             let Some(wire) = self.wire() else {
                 return Err(DtlsImplError::ConnectionClosed);
@@ -449,7 +350,7 @@ impl DtlsInstance for Session {
                 self.read_records();
                 Ok(())
             }
-            Phase::Failed => Err(DtlsImplError::ConnectionClosed),
+            Phase::Settled(..) | Phase::Failed => Err(DtlsImplError::ConnectionClosed),
         };
         if let Some(wire) = self.wire() {
             // What OpenSSL did not read (a stray datagram) is dropped, not kept for later.
@@ -472,8 +373,14 @@ impl DtlsInstance for Session {
                     return DtlsOutput::BufferTooSmall { needed };
                 }
                 let d = wire.outbound.pop_front().expect("front was there");
+                let empty = wire.outbound.is_empty();
                 buf[..needed].copy_from_slice(&d);
-                if wire.outbound.is_empty() {
+                let sent = settled::records(&d)
+                    .filter(|r| r.epoch == 1)
+                    .map(|r| r.seq)
+                    .max();
+                self.sent_seq = self.sent_seq.max(sent);
+                if empty {
                     self.settle();
                 }
                 return DtlsOutput::Packet(&buf[..needed]);
@@ -517,17 +424,7 @@ impl DtlsInstance for Session {
         let Phase::Handshaking(mid) = &self.phase else {
             return Ok(());
         };
-        // SAFETY: `DTLSv1_handle_timeout` on a live `SSL`: it resends the last flight through
-        // the stream's BIO (our `Wire`) and re-arms OpenSSL's timer with back-off.
-        let r = unsafe {
-            SSL_ctrl(
-                mid.ssl().as_ptr(),
-                DTLS_CTRL_HANDLE_TIMEOUT,
-                0,
-                std::ptr::null_mut(),
-            )
-        };
-        if r < 0 {
+        if !ossl::handle_timeout(mid.ssl()) {
             self.phase = Phase::Failed;
             return Err(failed("handshake", &"the peer stopped answering"));
         }
@@ -536,8 +433,11 @@ impl DtlsInstance for Session {
     }
 
     fn send_application_data(&mut self, data: &[u8]) -> Result<(), DtlsImplError> {
-        let Phase::Open(stream) = &mut self.phase else {
-            return Err(DtlsImplError::HandshakePending);
+        let stream = match &mut self.phase {
+            Phase::Open(stream) => stream,
+            // No data channel is negotiated; a session that settled has no record writer.
+            Phase::Settled(..) => return Err(failed("write", &"no data channels here")),
+            _ => return Err(DtlsImplError::HandshakePending),
         };
         buffers(stream)?;
         stream.ssl_write(data).map_err(|e| failed("write", &e))?;
@@ -549,7 +449,8 @@ impl DtlsInstance for Session {
     }
 
     fn protocol_version(&self) -> Option<ProtocolVersion> {
-        matches!(self.phase, Phase::Open(_)).then_some(ProtocolVersion::DTLS1_2)
+        matches!(self.phase, Phase::Open(_) | Phase::Settled(..))
+            .then_some(ProtocolVersion::DTLS1_2)
     }
 
     fn is_closing(&self) -> bool {
@@ -560,15 +461,20 @@ impl DtlsInstance for Session {
         self.close_sent
             && match &self.phase {
                 Phase::Open(s) => s.get_ref().outbound.is_empty(),
+                Phase::Settled(_, w) => w.outbound.is_empty(),
                 _ => true,
             }
     }
 
     fn close(&mut self) -> Result<(), DtlsImplError> {
-        if let Phase::Open(stream) = &mut self.phase {
-            if !self.close_sent && buffers(stream).is_ok() {
+        match &mut self.phase {
+            Phase::Open(stream) if !self.close_sent && buffers(stream).is_ok() => {
                 let _ = stream.shutdown();
             }
+            Phase::Settled(settled, wire) if !self.close_sent => {
+                wire.outbound.extend(settled.close_notify());
+            }
+            _ => {}
         }
         self.close_sent = true;
         Ok(())

@@ -1,4 +1,5 @@
 use super::*;
+use foreign_types::ForeignType;
 
 /// What one side's outputs said, collected while pumping datagrams between two sides.
 #[derive(Default)]
@@ -94,6 +95,10 @@ fn handshake(server_side: &CryptoProvider, client_side: &CryptoProvider) -> Pair
     }
 }
 
+fn settled(side: &dyn DtlsInstance) -> bool {
+    format!("{side:?}").contains("settled: true")
+}
+
 fn assert_agreed(p: &Pair) {
     assert!(p.seen_server.connected && p.seen_client.connected);
     assert_eq!(
@@ -119,6 +124,10 @@ fn two_sessions_agree_on_keys_and_prefer_gcm() {
     let (_, profile) = p.seen_server.keys.clone().unwrap();
     assert_eq!(profile, SrtpProfile::AEAD_AES_128_GCM);
     assert_eq!(p.server.protocol_version(), Some(ProtocolVersion::DTLS1_2));
+    assert!(
+        settled(&*p.server) && settled(&*p.client),
+        "OpenSSL's sessions were let go"
+    );
 }
 
 #[test]
@@ -144,32 +153,65 @@ fn peers_of_one_certificate_share_one_context() {
     assert_ne!(a.as_ptr(), other.as_ptr());
 }
 
-#[test]
-fn close_notify_reaches_the_peer_and_is_answered() {
-    let mut p = handshake(&provider(), &provider());
-    p.server.close().unwrap();
-    assert!(p.server.is_closing());
+/// Closes `p` from the server (or the client) side; the other side must be told.
+fn close_from(p: &mut Pair, server_closes: bool) {
+    let closer = if server_closes {
+        &mut p.server
+    } else {
+        &mut p.client
+    };
+    closer.close().unwrap();
+    assert!(closer.is_closing());
     pump(
         &mut *p.server,
         &mut p.seen_server,
         &mut *p.client,
         &mut p.seen_client,
     );
-    assert!(p.seen_client.close_notify, "the client was told");
-    assert!(p.client.is_closing());
-    assert!(p.server.is_closed());
+    let (told, closer_told) = if server_closes {
+        (p.seen_client.close_notify, p.seen_server.close_notify)
+    } else {
+        (p.seen_server.close_notify, p.seen_client.close_notify)
+    };
+    assert!(told, "the other side was told");
+    assert!(
+        closer_told,
+        "the other side answered with its own close_notify"
+    );
+    assert!(p.server.is_closing() && p.client.is_closing());
+    assert!(p.server.is_closed() || p.client.is_closed());
 }
 
 #[test]
-fn garbage_after_the_handshake_is_ignored() {
-    let mut p = handshake(&provider(), &provider());
-    // A forged application-data record (content type 23, epoch 1) and plain noise.
-    let mut forged = vec![23, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 9, 0, 40];
-    forged.extend([0x55; 40]);
-    p.server.handle_packet(&forged).expect("dropped, not fatal");
-    p.server
-        .handle_packet(&[0xff; 100])
-        .expect("dropped, not fatal");
+fn close_notify_crosses_between_settled_sessions_and_openssl_both_ways() {
+    let theirs = str0m::crypto::from_feature_flags();
+    for (server_side, client_side, label) in [
+        (provider(), provider(), "ours to ours"),
+        (provider(), theirs.clone(), "our server, OpenSSL client"),
+        (theirs.clone(), provider(), "OpenSSL server, our client"),
+    ] {
+        for server_closes in [true, false] {
+            let mut p = handshake(&server_side, &client_side);
+            assert_agreed(&p);
+            close_from(&mut p, server_closes);
+            eprintln!("{label}, server closes: {server_closes}: ok");
+        }
+    }
+}
+
+#[test]
+fn garbage_and_forged_alerts_after_the_handshake_are_ignored() {
+    let theirs = str0m::crypto::from_feature_flags();
+    let mut p = handshake(&provider(), &theirs);
+    // A forged alert (content type 21, epoch 1) that does not authenticate, a forged
+    // application-data record, and plain noise.
+    let mut alert = vec![21, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 9, 0, 26];
+    alert.extend([0x55; 26]);
+    let mut data = vec![23, 0xfe, 0xfd, 0, 1, 0, 0, 0, 0, 0, 9, 0, 40];
+    data.extend([0x55; 40]);
+    for d in [&alert[..], &data, &[0xff; 100], &[21]] {
+        p.server.handle_packet(d).expect("dropped, not fatal");
+    }
     pump(
         &mut *p.server,
         &mut p.seen_server,
@@ -178,17 +220,8 @@ fn garbage_after_the_handshake_is_ignored() {
     );
     assert!(p.seen_server.data.is_empty());
     assert!(!p.seen_server.close_notify && !p.server.is_closing());
-    // Still usable: application data both ways.
-    p.client.send_application_data(b"hello").unwrap();
-    p.server.send_application_data(b"world").unwrap();
-    pump(
-        &mut *p.server,
-        &mut p.seen_server,
-        &mut *p.client,
-        &mut p.seen_client,
-    );
-    assert_eq!(p.seen_server.data, vec![b"hello".to_vec()]);
-    assert_eq!(p.seen_client.data, vec![b"world".to_vec()]);
+    // Still the same session: the peer's real close_notify is recognised.
+    close_from(&mut p, false);
 }
 
 #[test]
@@ -301,6 +334,10 @@ fn a_lost_final_flight_is_resent_by_a_session_whose_buffers_were_released() {
     resent.iter().for_each(|d| server.handle_packet(d).unwrap());
     let mut answer = vec![];
     drain(&mut *server, &mut ss, &mut answer);
+    assert!(
+        settled(&*server),
+        "the server had let its OpenSSL session go"
+    );
     assert!(!answer.is_empty(), "the server resent its CCS and Finished");
     answer.iter().for_each(|d| client.handle_packet(d).unwrap());
     drain(&mut *client, &mut sc, &mut vec![]);
