@@ -16,13 +16,13 @@ use openssl::ssl::{
 use openssl::x509::X509;
 use str0m::crypto::dtls::DtlsCert;
 
-/// Forward secrecy only; AES-GCM and ChaCha20 first. No finite-field DHE: its key exchange
+/// Forward secrecy only; AES-GCM first, then ChaCha20. No finite-field DHE: its key exchange
 /// costs many times an ECDHE one and browsers do not offer it.
 const CIPHERS: &str = "ECDHE+AESGCM:ECDHE+CHACHA20:ECDHE+AES256:ECDHE+AES128";
 
-/// GCM first: the server's order decides (RFC 5764 §4.1.2 leaves the choice to the server),
+/// GCM first (the order docs/media.md gives): the server's order decides (RFC 5764 §4.1.2),
 /// and AEAD SRTP needs one cipher pass where AES-CM needs a cipher and an HMAC.
-const SRTP_PROFILES: &str = "SRTP_AEAD_AES_128_GCM:SRTP_AEAD_AES_256_GCM:SRTP_AES128_CM_SHA1_80";
+const SRTP_PROFILES: &str = "SRTP_AEAD_AES_256_GCM:SRTP_AEAD_AES_128_GCM:SRTP_AES128_CM_SHA1_80";
 
 /// Contexts kept: one per certificate in use (the server has one; tests may make more).
 const MAX_CONTEXTS: usize = 8;
@@ -67,7 +67,10 @@ fn build_context(cert: &DtlsCert) -> Result<SslContext, ErrorStack> {
             | SslOptions::NO_QUERY_MTU
             | SslOptions::SINGLE_ECDH_USE
             | SslOptions::NO_TICKET
-            | SslOptions::NO_RENEGOTIATION,
+            | SslOptions::NO_RENEGOTIATION
+            // Our order (AES-GCM first) over the client's: a GCM session is the one `settled`
+            // can let go after the handshake.
+            | SslOptions::CIPHER_SERVER_PREFERENCE,
     );
     b.set_mode(SslMode::RELEASE_BUFFERS);
     b.set_session_cache_mode(SslSessionCacheMode::OFF);

@@ -118,11 +118,11 @@ fn assert_agreed(p: &Pair) {
 }
 
 #[test]
-fn two_sessions_agree_on_keys_and_prefer_gcm() {
+fn two_sessions_agree_on_keys_and_prefer_aes_256_gcm() {
     let p = handshake(&provider(), &provider());
     assert_agreed(&p);
     let (_, profile) = p.seen_server.keys.clone().unwrap();
-    assert_eq!(profile, SrtpProfile::AEAD_AES_128_GCM);
+    assert_eq!(profile, SrtpProfile::AEAD_AES_256_GCM);
     assert_eq!(p.server.protocol_version(), Some(ProtocolVersion::DTLS1_2));
     assert!(
         settled(&*p.server) && settled(&*p.client),
