@@ -137,7 +137,7 @@ fn interoperates_with_str0ms_own_openssl_dtls_both_ways() {
     assert_agreed(&p);
     assert_eq!(
         p.seen_server.keys.as_ref().unwrap().1,
-        SrtpProfile::AEAD_AES_128_GCM
+        SrtpProfile::AEAD_AES_256_GCM
     );
     let p = handshake(&theirs, &provider());
     assert_agreed(&p);
