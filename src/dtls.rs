@@ -336,6 +336,10 @@ impl DtlsInstance for Session {
             }
             return Ok(());
         }
+        let handshaking = matches!(self.phase, Phase::Fresh(..) | Phase::Handshaking(_));
+        if handshaking && !packet.is_empty() && !settled::handshake_shaped(packet) {
+            return Ok(());
+        }
         if !packet.is_empty() {
             let Some(wire) = self.wire() else {
                 return Err(DtlsImplError::ConnectionClosed);

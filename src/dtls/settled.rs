@@ -210,6 +210,31 @@ fn prf_hash(
     Ok(out)
 }
 
+/// Whether a datagram is made of whole DTLS 1.x records of the kinds a handshake uses
+/// (change_cipher_spec, alert, handshake). Anything else cannot move a handshake on, and
+/// OpenSSL would end the handshake over some of it (application data in epoch 0, say), so
+/// it is dropped before OpenSSL sees it, as RFC 6347 §4.1.2.7 asks of invalid records.
+pub(super) fn handshake_shaped(mut d: &[u8]) -> bool {
+    if d.is_empty() {
+        return false;
+    }
+    while !d.is_empty() {
+        if d.len() < HEADER
+            || !(CHANGE_CIPHER_SPEC..=HANDSHAKE).contains(&d[0])
+            || d[1] != 0xfe
+            || !(d[2] == 0xfd || d[2] == 0xff)
+        {
+            return false;
+        }
+        let len = u16::from_be_bytes([d[11], d[12]]) as usize;
+        if d.len() < HEADER + len {
+            return false;
+        }
+        d = &d[HEADER + len..];
+    }
+    true
+}
+
 pub(super) struct Record<'a> {
     pub(super) kind: u8,
     pub(super) epoch: u16,
@@ -266,6 +291,23 @@ mod tests {
         assert_eq!(rs.len(), 1, "the second record claims 40 bytes and has 1");
         assert_eq!((rs[0].kind, rs[0].epoch, rs[0].seq), (22, 1, 7));
         assert_eq!(rs[0].body, &[0xaa, 0xbb]);
+    }
+
+    #[test]
+    fn only_whole_handshake_kind_records_reach_a_handshake() {
+        let hello = [22, 0xfe, 0xff, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 1, 0];
+        assert!(handshake_shaped(&hello));
+        let mut two = hello.to_vec();
+        two.extend([20, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 1, 0, 1, 1]);
+        assert!(handshake_shaped(&two));
+        let mut trailing = hello.to_vec();
+        trailing.push(0);
+        assert!(!handshake_shaped(&trailing), "junk after the last record");
+        let mut data = hello;
+        data[0] = 23;
+        assert!(!handshake_shaped(&data), "application data");
+        assert!(!handshake_shaped(&hello[..14]), "a record cut short");
+        assert!(!handshake_shaped(&[]));
     }
 
     fn hex(s: &str) -> Vec<u8> {

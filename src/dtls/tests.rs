@@ -344,3 +344,94 @@ fn a_lost_final_flight_is_resent_by_a_session_whose_buffers_were_released() {
     assert!(sc.connected, "the client completed with the resent flight");
     assert_eq!(ss.keys.unwrap().0, sc.keys.unwrap().0);
 }
+
+/// Random datagrams, many shaped like DTLS records (right content types, version, epochs and
+/// lengths), thrown at a server before, during and after its handshake: none may panic, and
+/// the session must still finish its handshake and its close afterwards.
+#[test]
+fn random_datagrams_never_break_a_session() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    // `kinds`: the content types records get. Epoch 0 is unauthenticated in every DTLS, so
+    // a forged handshake record or alert may end a handshake in progress (cleanly); the
+    // handshake is only required to survive the other kinds.
+    let mut noise = |n: usize, kinds: std::ops::RangeInclusive<u8>| -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|_| {
+                let len = rng.random_range(0..300);
+                let mut d: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+                if len >= 13 && rng.random_bool(0.7) {
+                    d[0] = rng.random_range(kinds.clone());
+                    d[1..3].copy_from_slice(&[0xfe, 0xfd]);
+                    d[3..5].copy_from_slice(&[0, rng.random_range(0..=1)]);
+                    let body = if rng.random_bool(0.8) {
+                        len - 13
+                    } else {
+                        rng.random_range(0..400)
+                    };
+                    d[11..13].copy_from_slice(&(body as u16).to_be_bytes());
+                }
+                d
+            })
+            .collect()
+    };
+    let now = Instant::now();
+    let new = |active: bool| {
+        let mut s = provider()
+            .dtls_provider
+            .new_dtls(&cert(), now, DtlsVersion::Dtls12, None)
+            .unwrap();
+        s.set_active(active);
+        s.handle_timeout(now).unwrap();
+        s
+    };
+    // Before the handshake: a fresh server takes noise (errors allowed, never a panic).
+    for d in noise(500, 20..=23) {
+        let mut s = new(false);
+        if s.handle_packet(&d).is_err() {
+            assert!(
+                s.handle_packet(&d).is_err(),
+                "a failed session stays failed"
+            );
+        }
+        drain(&mut *s, &mut Seen::default(), &mut vec![]);
+    }
+    // During and after: noise between every flight, then a close.
+    let (mut server, mut client) = (new(false), new(true));
+    client.handle_packet(&[]).unwrap();
+    let (mut ss, mut sc) = (Seen::default(), Seen::default());
+    for _ in 0..10 {
+        let (mut to_s, mut to_c) = (vec![], vec![]);
+        drain(&mut *client, &mut sc, &mut to_s);
+        drain(&mut *server, &mut ss, &mut to_c);
+        if to_s.is_empty() && to_c.is_empty() {
+            break;
+        }
+        for d in noise(50, 23..=23).iter().chain(&to_s) {
+            server
+                .handle_packet(d)
+                .expect("application data noise is dropped");
+        }
+        to_c.iter().for_each(|d| client.handle_packet(d).unwrap());
+    }
+    assert!(
+        ss.connected && sc.connected,
+        "the handshake survived the noise"
+    );
+    assert!(settled(&*server));
+    for d in noise(2000, 20..=23) {
+        server
+            .handle_packet(&d)
+            .expect("a settled session drops what it cannot use");
+    }
+    let mut p = Pair {
+        server,
+        client,
+        seen_server: ss,
+        seen_client: sc,
+        server_cert: cert(),
+        client_cert: cert(),
+    };
+    assert!(!p.seen_server.close_notify);
+    close_from(&mut p, false);
+}
