@@ -187,7 +187,12 @@ impl Session {
         let result = match std::mem::replace(&mut self.phase, Phase::Failed) {
             Phase::Fresh(ssl, wire) if active => ssl.connect(wire),
             Phase::Fresh(ssl, wire) => ssl.accept(wire),
-            Phase::Handshaking(mid) => mid.handshake(),
+            Phase::Handshaking(mid) => {
+                if !ossl::alloc_buffers(mid.ssl()) {
+                    return Err(failed("buffer allocation", &"out of memory"));
+                }
+                mid.handshake()
+            }
             other => {
                 self.phase = other;
                 return Ok(());
@@ -282,7 +287,14 @@ impl Session {
             }
         }
         match &self.phase {
-            Phase::Handshaking(m) => self.timer = dtls_timeout(m.ssl()),
+            Phase::Handshaking(m) => {
+                self.timer = dtls_timeout(m.ssl());
+                // Between flights a handshake waits on the peer, often for a round trip or
+                // more in a join burst; its record buffers (33 KiB) wait in the pool instead.
+                if m.get_ref().outbound.is_empty() {
+                    ossl::free_buffers(m.ssl());
+                }
+            }
             Phase::Open(s) if s.get_ref().outbound.is_empty() => {
                 ossl::free_buffers(s.ssl());
             }
@@ -428,7 +440,7 @@ impl DtlsInstance for Session {
         let Phase::Handshaking(mid) = &self.phase else {
             return Ok(());
         };
-        if !ossl::handle_timeout(mid.ssl()) {
+        if !ossl::alloc_buffers(mid.ssl()) || !ossl::handle_timeout(mid.ssl()) {
             self.phase = Phase::Failed;
             return Err(failed("handshake", &"the peer stopped answering"));
         }
