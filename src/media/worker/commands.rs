@@ -250,7 +250,7 @@ impl Worker {
             let subscribe = spec.can_subscribe;
             self.peers.insert(
                 key,
-                Peer {
+                Box::new(Peer {
                     spec,
                     rtc,
                     ufrag,
@@ -268,7 +268,7 @@ impl Worker {
                     mixed: false,
                     home: self.index,
                     video: PeerVideo::default(),
-                },
+                }),
             );
             if subscribe {
                 self.router.add_listener(route, key);
@@ -398,7 +398,7 @@ impl Worker {
 
     /// Takes a peer out of this worker's tables but the demultiplexer's, to be moved or
     /// dropped.
-    pub(super) fn take_peer(&mut self, key: PeerKey) -> Option<Peer> {
+    pub(super) fn take_peer(&mut self, key: PeerKey) -> Option<Box<Peer>> {
         let peer = self.peers.remove(&key)?;
         // Its timer entry stays queued and finds nobody when it comes due.
         self.router.detach(peer.route, key);

@@ -72,7 +72,7 @@ impl Worker {
             .demux
             .moved_away(key, &peer.ufrag, to, flow, crate::clock::now());
         let ufrag = peer.ufrag.clone();
-        permit.send(Remote::Adopt(Box::new(Moving { key, peer, addrs })));
+        permit.send(Remote::Adopt(Moving { key, peer, addrs }));
         // After the move is queued: a datagram handed to `to` from now on finds it there.
         shared.ufrags.insert(ufrag, to);
         self.metrics.peer_moved();
@@ -178,7 +178,7 @@ impl Worker {
                 self.write(speaker, &packet);
             }
             Remote::Datagram { source, from, data } => self.handed_over(source, from, &data),
-            Remote::Adopt(moving) => self.adopt(*moving),
+            Remote::Adopt(moving) => self.adopt(moving),
             Remote::Keyframe { sender, kind } => {
                 if self.peers.contains_key(&sender) {
                     self.ask_keyframe(sender, kind);
