@@ -39,13 +39,18 @@ fn outputs(side: &mut dyn DtlsInstance, out: &mut Vec<Vec<u8>>) -> bool {
     }
 }
 
-fn handshake(server: &mut dyn DtlsInstance, client: &mut dyn DtlsInstance) {
+/// Roles set and both started as str0m starts them; the client's first flight is queued.
+fn start(server: &mut dyn DtlsInstance, client: &mut dyn DtlsInstance) {
     let now = Instant::now();
     server.set_active(false);
     client.set_active(true);
     server.handle_timeout(now).unwrap();
     client.handle_timeout(now).unwrap();
     client.handle_packet(&[]).unwrap();
+}
+
+fn handshake(server: &mut dyn DtlsInstance, client: &mut dyn DtlsInstance) {
+    start(server, client);
     let (mut server_up, mut client_up) = (false, false);
     for _ in 0..20 {
         let (mut to_s, mut to_c) = (vec![], vec![]);
@@ -106,12 +111,7 @@ fn run(name: &str, server_side: &CryptoProvider, peers: usize) -> Run {
             new(server_side, &server_cert),
             new(&client_side, &client_cert),
         );
-        let now = Instant::now();
-        s.set_active(false);
-        c.set_active(true);
-        s.handle_timeout(now).unwrap();
-        c.handle_timeout(now).unwrap();
-        c.handle_packet(&[]).unwrap();
+        start(&mut *s, &mut *c);
         let mut hello = vec![];
         outputs(&mut *c, &mut hello);
         hello.iter().for_each(|d| s.handle_packet(d).unwrap());

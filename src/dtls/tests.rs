@@ -46,6 +46,30 @@ fn pump(a: &mut dyn DtlsInstance, sa: &mut Seen, b: &mut dyn DtlsInstance, sb: &
     panic!("the handshake did not settle in 20 rounds");
 }
 
+/// A new instance of ours in the given role, started as str0m starts one.
+fn started(active: bool, now: Instant) -> Box<dyn DtlsInstance> {
+    let mut s = provider()
+        .dtls_provider
+        .new_dtls(&cert(), now, DtlsVersion::Dtls12, None)
+        .unwrap();
+    s.set_active(active);
+    s.handle_timeout(now).unwrap();
+    s
+}
+
+/// What `side` sends again once OpenSSL's retransmission timer fires (it runs on the real
+/// clock, so this waits for it, polling, until `give_up`).
+fn retransmitted(side: &mut dyn DtlsInstance, seen: &mut Seen, give_up: Instant) -> Vec<Vec<u8>> {
+    let mut out = vec![];
+    while out.is_empty() {
+        assert!(Instant::now() < give_up, "no retransmission");
+        std::thread::sleep(Duration::from_millis(20));
+        side.handle_timeout(Instant::now()).unwrap();
+        drain(side, seen, &mut out);
+    }
+    out
+}
+
 fn cert() -> DtlsCert {
     provider()
         .dtls_provider
@@ -248,13 +272,7 @@ fn only_dtls_1_2_is_offered() {
 
 #[test]
 fn a_lost_client_hello_is_sent_again_when_the_timer_fires() {
-    let now = Instant::now();
-    let mut client = provider()
-        .dtls_provider
-        .new_dtls(&cert(), now, DtlsVersion::Dtls12, None)
-        .unwrap();
-    client.set_active(true);
-    client.handle_timeout(now).unwrap();
+    let mut client = started(true, Instant::now());
     client.handle_packet(&[]).unwrap();
     let (mut seen, mut first) = (Seen::default(), vec![]);
     drain(&mut *client, &mut seen, &mut first);
@@ -270,16 +288,7 @@ fn a_lost_client_hello_is_sent_again_when_the_timer_fires() {
         due <= Instant::now() + Duration::from_secs(2),
         "a handshake timer runs"
     );
-    let mut again = vec![];
-    while again.is_empty() {
-        assert!(
-            Instant::now() < due + Duration::from_secs(5),
-            "no retransmission"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-        client.handle_timeout(Instant::now()).unwrap();
-        drain(&mut *client, &mut seen, &mut again);
-    }
+    let again = retransmitted(&mut *client, &mut seen, due + Duration::from_secs(5));
     assert_eq!(again[0][0], 22, "a handshake record");
     assert_eq!(again[0].len(), first[0].len());
 }
@@ -287,15 +296,7 @@ fn a_lost_client_hello_is_sent_again_when_the_timer_fires() {
 #[test]
 fn a_lost_final_flight_is_resent_by_a_session_whose_buffers_were_released() {
     let now = Instant::now();
-    let new = |active: bool| {
-        let mut s = provider()
-            .dtls_provider
-            .new_dtls(&cert(), now, DtlsVersion::Dtls12, None)
-            .unwrap();
-        s.set_active(active);
-        s.handle_timeout(now).unwrap();
-        s
-    };
+    let new = |active: bool| started(active, now);
     let (mut server, mut client) = (new(false), new(true));
     client.handle_packet(&[]).unwrap();
     let (mut ss, mut sc) = (Seen::default(), Seen::default());
@@ -321,16 +322,7 @@ fn a_lost_final_flight_is_resent_by_a_session_whose_buffers_were_released() {
     }
     assert!(!sc.connected);
     // The client's timer resends its final flight; the server must answer it again.
-    let mut resent = vec![];
-    while resent.is_empty() {
-        assert!(
-            Instant::now() < now + Duration::from_secs(8),
-            "no retransmission"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-        client.handle_timeout(Instant::now()).unwrap();
-        drain(&mut *client, &mut sc, &mut resent);
-    }
+    let resent = retransmitted(&mut *client, &mut sc, now + Duration::from_secs(8));
     resent.iter().for_each(|d| server.handle_packet(d).unwrap());
     let mut answer = vec![];
     drain(&mut *server, &mut ss, &mut answer);
@@ -376,15 +368,7 @@ fn random_datagrams_never_break_a_session() {
             .collect()
     };
     let now = Instant::now();
-    let new = |active: bool| {
-        let mut s = provider()
-            .dtls_provider
-            .new_dtls(&cert(), now, DtlsVersion::Dtls12, None)
-            .unwrap();
-        s.set_active(active);
-        s.handle_timeout(now).unwrap();
-        s
-    };
+    let new = |active: bool| started(active, now);
     // Before the handshake: a fresh server takes noise (errors allowed, never a panic).
     for d in noise(500, 20..=23) {
         let mut s = new(false);
