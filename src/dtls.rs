@@ -7,8 +7,9 @@
 //! no session cache, which a shared context would grow with every handshake), and once the
 //! handshake's output has left, the session itself is let go (`settled`: the record keys
 //! derived once, our last flight kept to answer a peer that lost it, close_notify both ways),
-//! which leaves well under a KiB per peer. A suite `settled` does not speak keeps the session
-//! with its record buffers released. The SRTP, HMAC and SHA-256 parts stay str0m's.
+//! which leaves well under a KiB per peer; data channels' records are sealed and opened there
+//! too. A suite `settled` does not speak keeps the session with its record buffers released.
+//! The SRTP, HMAC and SHA-256 parts stay str0m's.
 //!
 //! The media hot path touches this module only through `poll_output`, called once per `Rtc`
 //! poll: with nothing pending it answers from fields, without reading a clock.
@@ -335,7 +336,7 @@ impl DtlsInstance for Session {
 
     fn handle_packet(&mut self, packet: &[u8]) -> Result<(), DtlsImplError> {
         if let Phase::Settled(settled, wire) = &mut self.phase {
-            match settled.on_datagram(packet) {
+            match settled.on_datagram(packet, &mut self.records, MAX_QUEUED_RECORDS) {
                 Inbound::Nothing => {}
                 Inbound::SendAgain(flight) => wire.outbound.extend(flight.iter().cloned()),
                 Inbound::CloseNotify => {
@@ -451,8 +452,13 @@ impl DtlsInstance for Session {
     fn send_application_data(&mut self, data: &[u8]) -> Result<(), DtlsImplError> {
         let stream = match &mut self.phase {
             Phase::Open(stream) => stream,
-            // No data channel is negotiated; a session that settled has no record writer.
-            Phase::Settled(..) => return Err(failed("write", &"no data channels here")),
+            Phase::Settled(settled, wire) => {
+                let record = settled
+                    .application_data(data)
+                    .ok_or_else(|| failed("write", &"a record could not be sealed"))?;
+                wire.outbound.push_back(record);
+                return Ok(());
+            }
             _ => return Err(DtlsImplError::HandshakePending),
         };
         buffers(stream)?;

@@ -3,9 +3,9 @@
 //!
 //! Audio rooms use DTLS for one thing: the SRTP keys, exported at the handshake's end. What can
 //! still arrive afterwards is a peer's retransmitted final flight (ours was lost: it is sent
-//! again as it was), a close_notify alert (decrypted and told), and nothing else that matters
-//! (no data channels are negotiated). So the record keys are derived once (RFC 5246 §6.3) and
-//! the session freed; alerts in and out are AES-GCM records (RFC 5288, RFC 6347 §4.1).
+//! again as it was), a close_notify alert, and application data if a client negotiated a data
+//! channel (SCTP). So the record keys are derived once (RFC 5246 §6.3) and the session freed;
+//! alerts and application data in and out are AES-GCM records (RFC 5288, RFC 6347 §4.1).
 //! Other cipher suites keep the OpenSSL session (`Settled::from_open` answers `None`).
 
 use openssl::hash::MessageDigest;
@@ -17,6 +17,7 @@ use openssl::symm::{decrypt_aead, encrypt_aead, Cipher};
 const HANDSHAKE: u8 = 22;
 const CHANGE_CIPHER_SPEC: u8 = 20;
 const ALERT: u8 = 21;
+const APPLICATION_DATA: u8 = 23;
 const DTLS_1_2: [u8; 2] = [0xfe, 0xfd];
 const HEADER: usize = 13;
 const EXPLICIT_NONCE: usize = 8;
@@ -95,11 +96,22 @@ impl Settled {
         })
     }
 
-    /// One inbound datagram, record by record.
-    pub(super) fn on_datagram(&mut self, datagram: &[u8]) -> Inbound<'_> {
+    /// One inbound datagram, record by record; application data that authenticates goes to
+    /// `data` (while it holds fewer than `max` records).
+    pub(super) fn on_datagram(
+        &mut self,
+        datagram: &[u8],
+        data: &mut std::collections::VecDeque<Vec<u8>>,
+        max: usize,
+    ) -> Inbound<'_> {
         let mut again = false;
         for r in records(datagram) {
             match r.kind {
+                APPLICATION_DATA if r.epoch == 1 && data.len() < max => {
+                    if let Some(plain) = self.open(&r) {
+                        data.push_back(plain);
+                    }
+                }
                 ALERT if r.epoch == 1 => {
                     if let Some(alert) = self.open(&r) {
                         // Any fatal alert ends the session as close_notify does.
@@ -121,25 +133,30 @@ impl Settled {
 
     /// Our close_notify, as one datagram.
     pub(super) fn close_notify(&mut self) -> Option<Vec<u8>> {
+        self.seal(ALERT, &[1, 0]) // warning, close_notify
+    }
+
+    /// Application data (a data channel's SCTP packet), as one datagram.
+    pub(super) fn application_data(&mut self, plain: &[u8]) -> Option<Vec<u8>> {
+        self.seal(APPLICATION_DATA, plain)
+    }
+
+    /// One epoch-1 record of ours.
+    fn seal(&mut self, kind: u8, plain: &[u8]) -> Option<Vec<u8>> {
+        if plain.len() > u16::MAX as usize - EXPLICIT_NONCE - TAG {
+            return None;
+        }
         let seq = self.next_seq;
         self.next_seq += 1;
-        let plain = [1u8, 0]; // warning, close_notify
         let explicit = epoch_seq(1, seq);
-        let aad = aad(&explicit, ALERT, plain.len());
+        let aad = aad(&explicit, kind, plain.len());
         let mut tag = [0u8; TAG];
         let nonce = nonce(&self.write_salt, &explicit);
-        let sealed = encrypt_aead(
-            self.cipher,
-            &self.write_key,
-            Some(&nonce),
-            &aad,
-            &plain,
-            &mut tag,
-        )
-        .ok()?;
+        let key = &self.write_key;
+        let sealed = encrypt_aead(self.cipher, key, Some(&nonce), &aad, plain, &mut tag).ok()?;
         let body_len = EXPLICIT_NONCE + sealed.len() + TAG;
         let mut d = Vec::with_capacity(HEADER + body_len);
-        d.push(ALERT);
+        d.push(kind);
         d.extend_from_slice(&DTLS_1_2);
         d.extend_from_slice(&explicit);
         d.extend_from_slice(&(body_len as u16).to_be_bytes());

@@ -207,7 +207,7 @@ fn close_from(p: &mut Pair, server_closes: bool) {
 }
 
 #[test]
-fn close_notify_crosses_between_settled_sessions_and_openssl_both_ways() {
+fn data_and_close_notify_cross_between_settled_sessions_and_openssl_both_ways() {
     let theirs = str0m::crypto::from_feature_flags();
     for (server_side, client_side, label) in [
         (provider(), provider(), "ours to ours"),
@@ -217,6 +217,29 @@ fn close_notify_crosses_between_settled_sessions_and_openssl_both_ways() {
         for server_closes in [true, false] {
             let mut p = handshake(&server_side, &client_side);
             assert_agreed(&p);
+            // A data channel's records, both ways, before the close.
+            p.client
+                .send_application_data(b"sctp from the client")
+                .unwrap();
+            p.server
+                .send_application_data(b"sctp from the server")
+                .unwrap();
+            pump(
+                &mut *p.server,
+                &mut p.seen_server,
+                &mut *p.client,
+                &mut p.seen_client,
+            );
+            assert_eq!(
+                p.seen_server.data,
+                vec![b"sctp from the client".to_vec()],
+                "{label}"
+            );
+            assert_eq!(
+                p.seen_client.data,
+                vec![b"sctp from the server".to_vec()],
+                "{label}"
+            );
             close_from(&mut p, server_closes);
             eprintln!("{label}, server closes: {server_closes}: ok");
         }
