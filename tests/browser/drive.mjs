@@ -497,7 +497,7 @@ async function run(opts) {
       if (msg.type() === "error") errors.push(`console: ${msg.text()}`);
     });
 
-    await page.goto(opts.url, { waitUntil: "load", timeout: STEP_TIMEOUT_MS });
+    await load(page, opts.url);
     await step(page, opts, "loaded");
     if (opts["answer-call"]) return { ...(await answerCall(page, opts)), ...pageReport(), errors };
     if (opts.call !== undefined) return { ...(await placeCall(page, opts)), ...pageReport(), errors };
@@ -574,6 +574,23 @@ async function run(opts) {
     return { ...result, ...pageReport(), errors };
   } finally {
     await browser.close().catch(() => {});
+  }
+}
+
+/**
+ * Opens the page. Chromium aborts a navigation with ERR_NETWORK_CHANGED when an interface of
+ * the machine changes meanwhile (a test's network namespace and its veth pair coming up, with
+ * their addresses settling a moment later); a person would press reload, and so does this,
+ * a few times, bounded.
+ */
+async function load(page, url) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await page.goto(url, { waitUntil: "load", timeout: STEP_TIMEOUT_MS });
+    } catch (err) {
+      if (attempt >= 3 || !String(err.message).includes("ERR_NETWORK_CHANGED")) throw err;
+      await page.waitForTimeout(500 * attempt);
+    }
   }
 }
 
