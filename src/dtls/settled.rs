@@ -50,7 +50,8 @@ pub(super) enum Inbound<'a> {
 
 impl Settled {
     /// The record state of an open session whose suite is AES-GCM; `sent_seq` is the highest
-    /// epoch-1 sequence number it sent.
+    /// epoch-1 sequence number it sent, `final_flight` its last flight if it was the server
+    /// (empty for a client).
     pub(super) fn from_open(
         ssl: &SslRef,
         server: bool,
@@ -91,7 +92,7 @@ impl Settled {
             read_key: keys[theirs].to_vec(),
             read_salt: salt(theirs * 4),
             next_seq: sent_seq.map_or(0, |s| s + 1),
-            final_flight: if server { final_flight } else { Vec::new() },
+            final_flight,
             replays: 0,
         })
     }

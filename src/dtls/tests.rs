@@ -58,12 +58,17 @@ fn started(active: bool, now: Instant) -> Box<dyn DtlsInstance> {
 }
 
 /// What `side` sends again once OpenSSL's retransmission timer fires (it runs on the real
-/// clock, so this waits for it, polling, until `give_up`).
+/// clock, so this waits for the deadline `side` reports, at most until `give_up`).
 fn retransmitted(side: &mut dyn DtlsInstance, seen: &mut Seen, give_up: Instant) -> Vec<Vec<u8>> {
     let mut out = vec![];
+    let mut buf = vec![0u8; 4096];
     while out.is_empty() {
-        assert!(Instant::now() < give_up, "no retransmission");
-        std::thread::sleep(Duration::from_millis(20));
+        // Sleeps until the deadline the instance itself reports: the timer under test.
+        let DtlsOutput::Timeout(due) = side.poll_output(&mut buf) else {
+            panic!("output pending before the timer fired");
+        };
+        assert!(due < give_up, "no retransmission timer before {give_up:?}");
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
         side.handle_timeout(Instant::now()).unwrap();
         drain(side, seen, &mut out);
     }
