@@ -62,6 +62,31 @@ const MAX_QUEUED_RECORDS: usize = 64;
 /// The timeout answered while no DTLS timer runs: str0m polls again when anything happens.
 const IDLE: Duration = Duration::from_secs(3600);
 
+/// The SRTP keys a peer's handshake exported, for the media worker's own sealer
+/// (`media::srtp`); str0m is handed the same material.
+#[derive(Debug, Clone)]
+pub struct Exported {
+    pub profile: SrtpProfile,
+    pub material: Vec<u8>,
+    /// This side was the DTLS client (str0m's "active"): it writes with the client's keys.
+    pub client: bool,
+}
+
+/// Filled once, when the handshake completes.
+pub type ExportCell = std::sync::Arc<std::sync::OnceLock<Exported>>;
+
+thread_local! {
+    /// The export cell of the last instance made on this thread. str0m makes a peer's DTLS
+    /// inside `RtcConfig::build` and keeps it out of reach afterwards, so whoever builds the
+    /// `Rtc` picks the cell up right after (`take_export`).
+    static MADE: std::cell::RefCell<Option<ExportCell>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The export cell of the DTLS instance made last on this thread (by the `Rtc` just built).
+pub fn take_export() -> Option<ExportCell> {
+    MADE.with(|m| m.borrow_mut().take())
+}
+
 struct SharedContextDtls;
 
 impl std::fmt::Debug for SharedContextDtls {
@@ -92,7 +117,9 @@ impl DtlsProvider for SharedContextDtls {
         let context = context_for(cert)?;
         let mut ssl = Ssl::new(&context)?;
         ssl.set_mtu(mtu.unwrap_or(DEFAULT_MTU) as u32)?;
-        Ok(Box::new(Session::new(ssl, now)))
+        let session = Session::new(ssl, now);
+        MADE.with(|m| *m.borrow_mut() = Some(session.export.clone()));
+        Ok(Box::new(session))
     }
 }
 
@@ -125,6 +152,7 @@ struct Session {
     close_received: bool,
     close_told: bool,
     close_sent: bool,
+    export: ExportCell,
 }
 
 impl std::fmt::Debug for Session {
@@ -158,6 +186,7 @@ impl Session {
             final_flight: Vec::new(),
             sent_seq: None,
             close_received: false,
+            export: ExportCell::default(),
             close_told: false,
             close_sent: false,
         }
@@ -235,6 +264,11 @@ impl Session {
         ssl.export_keying_material(&mut keys, EXPORTER_LABEL, None)
             .map_err(|e| failed("key export", &e))?;
         self.peer_cert = Some(cert);
+        let _ = self.export.set(Exported {
+            profile,
+            material: keys.clone(),
+            client: self.active.unwrap_or(false),
+        });
         self.keys = Some((keys, profile));
         self.connected = Connected::Untold;
         self.timer = None;

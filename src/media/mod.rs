@@ -9,10 +9,13 @@
 //! - `sdp`        — offer inspection (send directions) before anything is negotiated.
 //! - `udp`        — datagrams in batches (`sendmmsg`, `recvmmsg`).
 
+mod egress;
 pub mod error;
 pub mod record;
+mod rtp_out;
 pub mod sdp;
 pub mod slots;
+mod srtp;
 mod tcp;
 mod types;
 pub mod udp;

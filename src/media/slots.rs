@@ -33,6 +33,8 @@ pub struct Slot {
     /// The next RTP sequence number written on this slot (extended; continuous across
     /// rebinds, like the timeline).
     seq: u64,
+    /// The SSRC str0m gave this slot's stream, learnt when str0m first writes on it.
+    pub ssrc: Option<u32>,
 }
 
 impl Slot {
@@ -43,6 +45,7 @@ impl Slot {
             offset: None,
             last_out: None,
             seq: initial_seq(),
+            ssrc: None,
         }
     }
 

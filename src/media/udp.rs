@@ -13,6 +13,8 @@ pub struct SendBatch {
     packets: Vec<(SockAddr, Vec<u8>)>,
     iovs: Vec<libc::iovec>,
     hdrs: Vec<libc::mmsghdr>,
+    /// Buffers of sent packets, cleared, for `push_with`: at most a batch of them.
+    spare: Vec<Vec<u8>>,
 }
 
 /// What a flush did.
@@ -34,7 +36,31 @@ impl SendBatch {
             packets: Vec::with_capacity(Self::FLUSH_AT),
             iovs: Vec::with_capacity(Self::FLUSH_AT),
             hdrs: Vec::with_capacity(Self::FLUSH_AT),
+            spare: Vec::with_capacity(Self::FLUSH_AT),
         }
+    }
+
+    /// The capacity of the buffers `push_with` hands out: any datagram the server writes.
+    pub const BUFFER: usize = 1500;
+
+    /// Queues a packet that `fill` writes into a buffer of the batch's own (reused from
+    /// packets already sent, so a steady stream allocates nothing). Nothing is queued when
+    /// `fill` returns false. Some(true) when the batch should be flushed now.
+    pub fn push_with(
+        &mut self,
+        to: SocketAddr,
+        fill: impl FnOnce(&mut Vec<u8>) -> bool,
+    ) -> Option<bool> {
+        let mut buf = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(Self::BUFFER));
+        if !fill(&mut buf) {
+            buf.clear();
+            self.spare.push(buf);
+            return None;
+        }
+        Some(self.push(to, buf))
     }
 
     /// Queues a packet; true when the batch should be flushed now.
@@ -104,7 +130,13 @@ impl SendBatch {
         }
         self.hdrs.clear();
         self.iovs.clear();
-        self.packets.clear();
+        for (_, mut data) in self.packets.drain(..) {
+            // str0m's own datagrams are sized to fit; only full-sized buffers are worth keeping.
+            if data.capacity() >= Self::BUFFER && self.spare.len() < Self::FLUSH_AT {
+                data.clear();
+                self.spare.push(data);
+            }
+        }
         done
     }
 }
@@ -249,6 +281,40 @@ mod tests {
         }
         let err = recv.recv(rx.as_raw_fd()).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn written_in_place_packets_reuse_the_buffers_of_sent_ones() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let to = rx.local_addr().unwrap();
+        let mut batch = SendBatch::new();
+        let mut seen = Vec::new();
+        for round in 0..3u8 {
+            for i in 0..4u8 {
+                let queued = batch.push_with(to, |buf| {
+                    assert!(buf.is_empty() && buf.capacity() >= SendBatch::BUFFER);
+                    seen.push(buf.as_ptr() as usize);
+                    buf.extend_from_slice(&[round, i]);
+                    true
+                });
+                assert_eq!(queued, Some(false));
+            }
+            // Declined: nothing queued, the buffer kept.
+            assert_eq!(batch.push_with(to, |_| false), None);
+            assert_eq!(batch.flush(tx.as_raw_fd()).sent, 4);
+        }
+        seen.sort_unstable();
+        seen.dedup();
+        assert!(
+            seen.len() <= 5,
+            "{} distinct buffers for 12 packets",
+            seen.len()
+        );
+        let mut recv = RecvBatch::new(32, 2048);
+        assert_eq!(recv.recv(rx.as_raw_fd()).unwrap(), 12);
+        let last: Vec<_> = recv.datagrams().map(|(_, d)| d.to_vec()).collect();
+        assert_eq!(last[11], vec![2, 3]);
     }
 
     #[test]

@@ -192,6 +192,9 @@ async fn chromium_audience_hears_a_rust_host() {
         names.contains("rust-host"),
         "the page lists the host: {names}"
     );
+    // Chromium agrees to AES-GCM: what it heard, the worker sealed itself.
+    let sealed = metric(&server, "amphi_media_sealed_total").await;
+    assert!(sealed > 100.0, "sealed {sealed}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -230,7 +230,7 @@ impl Worker {
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| sdp::parse_error(&e))?;
         let key = spec.key;
         if !self.peers.contains_key(&key) {
-            let mut rtc = new_rtc(&spec);
+            let (mut rtc, export) = new_rtc(&spec);
             let candidate = Candidate::host(self.announced, "udp")
                 .map_err(|e| MediaError::Negotiation(e.to_string()))?;
             rtc.add_local_candidate(candidate);
@@ -268,6 +268,8 @@ impl Worker {
                     mixed: false,
                     home: self.index,
                     video: PeerVideo::default(),
+                    egress: Egress::new(export),
+                    media_to: None,
                 }),
             );
             if subscribe {
@@ -408,8 +410,8 @@ impl Worker {
 }
 
 /// A server peer's `Rtc`: RTP mode, ICE-lite, Opus (with RED), and video codecs for a call
-/// channel's peer.
-fn new_rtc(spec: &PeerSpec) -> Rtc {
+/// channel's peer. With it, the cell its DTLS fills with the SRTP keys (`egress.rs`).
+fn new_rtc(spec: &PeerSpec) -> (Rtc, Option<crate::dtls::ExportCell>) {
     // Extensions: level (speaking events), mid (demultiplexing) and absolute send time.
     // Transport-wide congestion control feedback cost ~30% of the forwarding CPU and
     // steers nothing for a fixed-rate voice codec, so it is not negotiated. Without
@@ -421,7 +423,8 @@ fn new_rtc(spec: &PeerSpec) -> Rtc {
     // Video (VP8, H.264) only in call channels, forwarded as it comes.
     // DTLS from `crate::dtls` (a context shared by every peer), named here rather than left
     // to the process default, which a client in the same process could also set.
-    Rtc::builder()
+    let _ = crate::dtls::take_export();
+    let rtc = Rtc::builder()
         .set_crypto_provider(crate::dtls::shared())
         .set_dtls_cert(server_cert())
         .set_rtp_mode(true)
@@ -436,7 +439,8 @@ fn new_rtc(spec: &PeerSpec) -> Rtc {
         .set_extension(2, Extension::AbsoluteSendTime)
         .set_extension(5, Extension::AbsoluteCaptureTime)
         .set_stats_interval(Some(STATS_INTERVAL))
-        .build(crate::clock::now())
+        .build(crate::clock::now());
+    (rtc, crate::dtls::take_export())
 }
 
 /// One DTLS certificate for every peer of the process, made on first use: a certificate per

@@ -233,11 +233,18 @@ impl Worker {
                     break t;
                 }
                 Ok(Output::Transmit(t)) if t.proto == Protocol::Tcp => {
+                    if !is_stun(&t.contents) {
+                        peer.media_to = None;
+                    }
                     if !self.tcp.send(t.destination, &t.contents) {
                         self.metrics.drop(DropReason::SocketFull, 1);
                     }
                 }
                 Ok(Output::Transmit(t)) => {
+                    // Everything but STUN answers goes to the nominated pair.
+                    if !is_stun(&t.contents) {
+                        peer.media_to = Some(t.destination);
+                    }
                     if self.out.push(t.destination, t.contents.into()) {
                         let flushed = self.out.flush(self.fd);
                         self.metrics
@@ -298,4 +305,9 @@ impl Worker {
         };
         self.input_on(key, Protocol::Tcp, source, data);
     }
+}
+
+/// RFC 7983 §7: a first byte of 0–3 is STUN.
+fn is_stun(datagram: &[u8]) -> bool {
+    datagram.first().is_some_and(|b| *b < 4)
 }

@@ -2,6 +2,8 @@
 //! ticks' output.
 
 use super::*;
+use crate::media::egress::THROUGH_STR0M;
+use crate::media::rtp_out;
 
 impl Worker {
     pub(super) fn send_to_other_workers(&mut self, route: RouteId, packet: &Packet) {
@@ -89,15 +91,33 @@ impl Worker {
                 (opus_pt, primary)
             }
         };
-        let ext = ExtensionValues {
-            audio_level: packet.level.map(|l| l.0),
-            voice_activity: packet.level.map(|l| l.1),
-            abs_capture_time: packet.capture,
-            abs_send_time: Some(packet.arrived),
-            ..ExtensionValues::default()
+        let (seq, time) = (slot.next_seq(), slot.map_time(packet.time) as u32);
+        let (mid, ssrc) = (slot.mid, slot.ssrc);
+        let out = Outgoing {
+            pt,
+            seq,
+            time,
+            packet,
+            payload: &payload[..],
         };
-        if !write_on_slot(&mut peer.rtc, slot, pt, packet, payload, ext) {
-            return Written::NoSlot;
+        let own = ssrc.is_some_and(|ssrc| self.write_own(l, mid, ssrc, out));
+        let Some(peer) = self.peers.get_mut(&l) else {
+            return Written::NotHere;
+        };
+        if !own {
+            let ext = ExtensionValues {
+                audio_level: packet.level.map(|l| l.0),
+                voice_activity: packet.level.map(|l| l.1),
+                abs_capture_time: packet.capture,
+                abs_send_time: Some(packet.arrived),
+                ..ExtensionValues::default()
+            };
+            let Some(slot) = peer.slots.for_publisher(packet.publisher) else {
+                return Written::NoSlot;
+            };
+            if !write_on_slot(&mut peer.rtc, slot, (pt, seq, time), packet, payload, ext) {
+                return Written::NoSlot;
+            }
         }
         if peer.first_audio.is_none() {
             let now = crate::clock::now();
@@ -108,7 +128,9 @@ impl Worker {
             self.metrics
                 .first_audio(now.saturating_duration_since(peer.created));
         }
-        self.drain(l);
+        if !own {
+            self.drain(l);
+        }
         Written::Sent
     }
 
@@ -220,32 +242,91 @@ impl Worker {
     }
 }
 
-/// Writes `payload` on a listener's `slot` with the server's own sequence numbers and timeline
-/// for that slot (a listener sees one continuous stream per slot whoever speaks on it), and
-/// sends it in this turn. False when the slot's stream is gone.
+/// One packet for one listener's slot.
+pub(super) struct Outgoing<'a> {
+    pub pt: Pt,
+    pub seq: u64,
+    pub time: u32,
+    pub packet: &'a Packet,
+    pub payload: &'a [u8],
+}
+
+impl Worker {
+    /// Writes `out` to listener `l` on the worker's own path when it can: false when str0m
+    /// must carry it (not ready, not this packet's turn, or not UDP).
+    pub(super) fn write_own(
+        &mut self,
+        l: PeerKey,
+        slot_mid: Mid,
+        ssrc: u32,
+        out: Outgoing<'_>,
+    ) -> bool {
+        if out.seq.is_multiple_of(THROUGH_STR0M) {
+            return false;
+        }
+        let Some(peer) = self.peers.get_mut(&l) else {
+            return false;
+        };
+        let Some(to) = peer.media_to else {
+            return false;
+        };
+        let Some((sealer, ids)) = peer.egress.ready(&peer.rtc, slot_mid) else {
+            return false;
+        };
+        let p = out.packet;
+        let header = rtp_out::Header {
+            pt: *out.pt,
+            marker: p.marker,
+            seq: out.seq as u16,
+            time: out.time,
+            ssrc,
+            level: p.level,
+            capture: p
+                .capture
+                .map(|c| (rtp_out::ntp_64(c.capture_time), c.clock_offset)),
+            sent: Some(p.arrived),
+            mid: &slot_mid,
+        };
+        let queued = self.out.push_with(to, |buf| {
+            let header_len = rtp_out::write(buf, &header, &ids);
+            buf.extend_from_slice(out.payload);
+            sealer.seal(buf, header_len, ssrc, out.seq)
+        });
+        match queued {
+            Some(true) => {
+                let flushed = self.out.flush(self.fd);
+                self.metrics
+                    .drop(DropReason::SocketFull, flushed.dropped as u64);
+            }
+            Some(false) => {}
+            // OpenSSL refused to seal; nothing was sent under that nonce, so str0m may.
+            None => return false,
+        }
+        self.metrics.sealed();
+        true
+    }
+}
+
+/// Writes `payload` on a listener's `slot` through str0m, with the server's own sequence
+/// number and timeline for that slot (`seq`, `time`: a listener sees one continuous stream per
+/// slot whoever speaks on it), and sends it in this turn. False when the slot's stream is gone.
 pub(super) fn write_on_slot(
     rtc: &mut Rtc,
     slot: &mut Slot,
-    pt: Pt,
+    (pt, seq, time): (Pt, u64, u32),
     packet: &Packet,
     payload: &Arc<[u8]>,
     ext: ExtensionValues,
 ) -> bool {
-    let (mid, seq) = (slot.mid, slot.next_seq());
-    let time = slot.map_time(packet.time);
     let mut api = rtc.direct_api();
-    let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+    let Some(stream) = api.stream_tx_by_mid(slot.mid, None) else {
         return false;
     };
-    let write = RtpWrite::new(
-        pt,
-        SeqNo::from(seq),
-        time as u32,
-        packet.arrived,
-        payload.clone(),
-    )
-    .marker(packet.marker)
-    .ext_vals(ext);
+    // The worker's own path writes on the same SSRC (`egress.rs`).
+    slot.ssrc = Some(*stream.ssrc());
+    let write = RtpWrite::new(pt, SeqNo::from(seq), time, packet.arrived, payload.clone())
+        .marker(packet.marker)
+        .ext_vals(ext);
     stream.write_rtp(write);
     // str0m queues a written packet until time moves on: moving it now sends the packet in
     // this turn instead of at a timer queued (and popped) per packet.

@@ -34,6 +34,7 @@ mod steer;
 pub(super) mod tcp;
 mod video;
 
+use super::egress::Egress;
 use super::sdp;
 use super::slots::{PeerKey, Slot, Slots};
 use super::types::{Command, MediaError, PeerSpec};
@@ -42,7 +43,8 @@ use crate::channel::Publisher;
 use crate::ids::ChannelId;
 use crate::messages::ToSession;
 use crate::messages::{FirstAudio, SpeakerLevel};
-use crate::metrics::{Drop as DropReason, MixerCounts, WorkerMetrics};
+use crate::metrics::worker::WorkerMetrics;
+use crate::metrics::{Drop as DropReason, MixerCounts};
 use crate::protocol::MediaEvent;
 use amphi_core::deadlines::{Deadline, Deadlines};
 use amphi_core::mix::codec::EncoderSettings;
@@ -173,6 +175,10 @@ struct Peer {
     home: usize,
     /// Its camera and video slots (a call channel's peer).
     video: PeerVideo,
+    /// Who seals its audio: str0m, or the worker itself once DTLS exported keys.
+    egress: Egress,
+    /// Where str0m sends its media (ICE's nominated pair), from str0m's transmits.
+    media_to: Option<SocketAddr>,
 }
 
 /// A peer on its way to the worker its packets land on, with its flows (nominated first).

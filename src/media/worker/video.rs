@@ -139,7 +139,9 @@ impl Worker {
             abs_send_time: Some(packet.arrived),
             ..ExtensionValues::default()
         };
-        if !super::forward::write_on_slot(&mut peer.rtc, slot, pt, packet, &packet.data, ext) {
+        let (seq, time) = (slot.next_seq(), slot.map_time(packet.time) as u32);
+        let wire = (pt, seq, time);
+        if !super::forward::write_on_slot(&mut peer.rtc, slot, wire, packet, &packet.data, ext) {
             return Written::NoSlot;
         }
         self.drain(l);

@@ -95,6 +95,13 @@ async fn host_tone_reaches_two_listeners_and_not_itself() {
     let want = (2 * sent) as f64 * 0.99;
     let forwarded = wait_metric(&server, "amphi_packets_forwarded_total", want, SECS).await;
     assert!(forwarded >= want, "forwarded {forwarded} of {}", 2 * sent);
+    // The listeners agreed to AES-GCM: the worker sealed nearly all of it itself (str0m
+    // carries a stream's first packet and one in 64 after it).
+    let sealed = metric(&server, "amphi_media_sealed_total").await;
+    assert!(
+        sealed >= forwarded * 0.95 && sealed < forwarded,
+        "sealed {sealed} of {forwarded}"
+    );
     assert!(metric(&server, "amphi_forward_latency_seconds_count").await > 0.0);
     assert!(metric(&server, "amphi_inbound_jitter_seconds_count").await > 0.0);
 }
