@@ -38,6 +38,31 @@ impl ExtIds {
     }
 }
 
+/// What a listener's slot looks like on the wire: its stream's SSRC and MID, kept as bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotWire {
+    pub ssrc: u32,
+    mid: [u8; 16],
+    mid_len: u8,
+}
+
+impl SlotWire {
+    pub fn new(ssrc: u32, mid: &str) -> Self {
+        let len = mid.len().min(16);
+        let mut bytes = [0u8; 16];
+        bytes[..len].copy_from_slice(&mid.as_bytes()[..len]);
+        Self {
+            ssrc,
+            mid: bytes,
+            mid_len: len as u8,
+        }
+    }
+
+    pub fn mid(&self) -> &[u8] {
+        &self.mid[..usize::from(self.mid_len)]
+    }
+}
+
 /// One packet's header fields and extension values.
 #[derive(Debug, Clone, Copy)]
 pub struct Header<'a> {
@@ -45,29 +70,36 @@ pub struct Header<'a> {
     pub marker: bool,
     pub seq: u16,
     pub time: u32,
-    pub ssrc: u32,
+    pub wire: &'a SlotWire,
     /// RFC 6464: level in -dBov (0..=127) and voice activity.
     pub level: Option<(i8, bool)>,
     /// abs-capture-time: NTP capture time and the optional clock offset (Q32.32).
     pub capture: Option<(u64, Option<i64>)>,
-    /// abs-send-time: when the server sent it.
-    pub sent: Option<Instant>,
-    pub mid: &'a str,
+    /// abs-send-time, 24 bits (`Stamps`).
+    pub sent: Option<u32>,
 }
+
+/// The longest header `write` makes: 12 fixed bytes, the extension header, and the four
+/// extensions (1 + 1, 1 + 16, 1 + 3, 1 + 16).
+const MAX_HEADER: usize = 12 + 4 + 40;
 
 /// Appends the header to `buf` (expected empty); returns its length.
 pub fn write(buf: &mut Vec<u8>, h: &Header<'_>, ids: &ExtIds) -> usize {
-    buf.push(0x80);
-    buf.push(h.pt & 0x7f | if h.marker { 0x80 } else { 0 });
-    buf.extend_from_slice(&h.seq.to_be_bytes());
-    buf.extend_from_slice(&h.time.to_be_bytes());
-    buf.extend_from_slice(&h.ssrc.to_be_bytes());
-    let start = buf.len();
-    buf.extend_from_slice(&[0xBE, 0xDE, 0, 0]);
+    // Built on the stack and appended once: this runs per packet per listener.
+    let mut b = [0u8; MAX_HEADER];
+    b[0] = 0x80;
+    b[1] = h.pt & 0x7f | if h.marker { 0x80 } else { 0 };
+    b[2..4].copy_from_slice(&h.seq.to_be_bytes());
+    b[4..8].copy_from_slice(&h.time.to_be_bytes());
+    b[8..12].copy_from_slice(&h.wire.ssrc.to_be_bytes());
+    b[12] = 0xBE;
+    b[13] = 0xDE;
+    let mut at = 16;
     let mut ext = |id: u8, data: &[u8]| {
         if id != 0 && !data.is_empty() && data.len() <= 16 {
-            buf.push(id << 4 | (data.len() as u8 - 1));
-            buf.extend_from_slice(data);
+            b[at] = id << 4 | (data.len() as u8 - 1);
+            b[at + 1..at + 1 + data.len()].copy_from_slice(data);
+            at += 1 + data.len();
         }
     };
     if let Some((level, vad)) = h.level {
@@ -76,9 +108,9 @@ pub fn write(buf: &mut Vec<u8>, h: &Header<'_>, ids: &ExtIds) -> usize {
             &[u8::from(vad) << 7 | (level.unsigned_abs() & 0x7f)],
         );
     }
-    ext(ids.mid, h.mid.as_bytes());
+    ext(ids.mid, h.wire.mid());
     if let Some(sent) = h.sent {
-        ext(ids.send_time, &abs_send_time(unix(sent)).to_be_bytes()[1..]);
+        ext(ids.send_time, &sent.to_be_bytes()[1..]);
     }
     if let Some((ntp, offset)) = h.capture {
         let mut v = [0u8; 16];
@@ -92,17 +124,40 @@ pub fn write(buf: &mut Vec<u8>, h: &Header<'_>, ids: &ExtIds) -> usize {
         };
         ext(ids.capture, &v[..len]);
     }
-    let ext_len = buf.len() - start - 4;
-    if ext_len == 0 {
+    let len = if at == 16 {
         // No extension after all: no extension header either.
-        buf.truncate(start);
-        return start;
+        12
+    } else {
+        let padded = 16 + (at - 16).div_ceil(4) * 4;
+        let words = ((padded - 16) / 4) as u16;
+        b[14..16].copy_from_slice(&words.to_be_bytes());
+        b[0] |= 0x10;
+        padded
+    };
+    buf.extend_from_slice(&b[..len]);
+    len
+}
+
+/// The wall-clock values of the packet being fanned out, worked out once for all its
+/// listeners rather than per listener.
+#[derive(Debug, Default)]
+pub struct Stamps {
+    last: Option<(Instant, Option<SystemTime>, u32, Option<u64>)>,
+}
+
+impl Stamps {
+    /// abs-send-time for `arrived` and the NTP form of `capture`.
+    pub fn get(&mut self, arrived: Instant, capture: Option<SystemTime>) -> (u32, Option<u64>) {
+        match self.last {
+            Some((a, c, sent, ntp)) if a == arrived && c == capture => (sent, ntp),
+            _ => {
+                let sent = abs_send_time(unix(arrived));
+                let ntp = capture.map(ntp_64);
+                self.last = Some((arrived, capture, sent, ntp));
+                (sent, ntp)
+            }
+        }
     }
-    buf.resize(buf.len() + (4 - ext_len % 4) % 4, 0);
-    let words = ((buf.len() - start - 4) / 4) as u16;
-    buf[start + 2..start + 4].copy_from_slice(&words.to_be_bytes());
-    buf[0] |= 0x10;
-    buf.len()
 }
 
 /// NTP 64-bit (32.32) time of a wall-clock instant, as abs-capture-time carries it.
@@ -148,24 +203,23 @@ mod tests {
         }
     }
 
-    fn header(mid: &str) -> Header<'_> {
+    fn header(wire: &SlotWire) -> Header<'_> {
         Header {
             pt: 111,
             marker: true,
             seq: 65_535,
             time: 0xdead_beef,
-            ssrc: 0x1234_5678,
+            wire,
             level: Some((-37, true)),
             capture: Some((0x0102_0304_0506_0708, Some(-5))),
-            sent: Some(Instant::now()),
-            mid,
+            sent: Some(0x12_3456),
         }
     }
 
     #[test]
     fn an_independent_parser_reads_back_every_field_and_extension() {
         let mut buf = Vec::new();
-        let len = write(&mut buf, &header("12"), &ids());
+        let len = write(&mut buf, &header(&SlotWire::new(0x1234_5678, "12")), &ids());
         assert_eq!(len, buf.len());
         assert_eq!(len % 4, 0);
         buf.extend_from_slice(b"opus");
@@ -179,7 +233,10 @@ mod tests {
         assert_eq!(&p.payload[..], b"opus");
         assert_eq!(&h.get_extension(1).expect("level")[..], &[0x80 | 37]);
         assert_eq!(&h.get_extension(4).expect("mid")[..], b"12");
-        assert_eq!(h.get_extension(2).expect("send time").len(), 3);
+        assert_eq!(
+            &h.get_extension(2).expect("send time")[..],
+            &[0x12, 0x34, 0x56]
+        );
         let capture = h.get_extension(5).expect("capture");
         assert_eq!(&capture[..8], &0x0102_0304_0506_0708u64.to_be_bytes());
         assert_eq!(&capture[8..], &(-5i64).to_be_bytes());
@@ -192,14 +249,29 @@ mod tests {
             level: 3,
             ..ExtIds::default()
         };
-        write(&mut buf, &header("0"), &only_level);
+        let wire = SlotWire::new(1, "0");
+        write(&mut buf, &header(&wire), &only_level);
         let p = Packet::unmarshal(&mut &buf[..]).expect("parses");
         assert_eq!(p.header.extensions.len(), 1);
         assert!(p.header.get_extension(3).is_some());
         buf.clear();
-        let len = write(&mut buf, &header("0"), &ExtIds::default());
+        let len = write(&mut buf, &header(&wire), &ExtIds::default());
         assert_eq!(len, 12, "no extension header without extensions");
         assert_eq!(buf[0], 0x80);
+    }
+
+    #[test]
+    fn stamps_are_worked_out_once_per_packet() {
+        let mut stamps = Stamps::default();
+        let (t0, wall) = (Instant::now(), SystemTime::now());
+        let first = stamps.get(t0, Some(wall));
+        assert_eq!(stamps.get(t0, Some(wall)), first);
+        assert_eq!(first.1, Some(ntp_64(wall)));
+        let later = stamps.get(t0 + Duration::from_millis(250), None);
+        assert_eq!(later.1, None);
+        // A quarter second is 2^16 in 6.18 fixed point (modulo 64 s).
+        let step = i64::from(later.0.wrapping_sub(first.0) & 0xff_ffff);
+        assert!((step - (1 << 16)).abs() <= 1, "{step}");
     }
 
     #[test]

@@ -4,6 +4,8 @@
 
 use str0m::media::Mid;
 
+use super::rtp_out::SlotWire;
+
 /// Stable numeric key of a participant (hash of its ID), used on the media path instead of
 /// strings.
 pub use crate::ids::PeerKey;
@@ -33,8 +35,9 @@ pub struct Slot {
     /// The next RTP sequence number written on this slot (extended; continuous across
     /// rebinds, like the timeline).
     seq: u64,
-    /// The SSRC str0m gave this slot's stream, learnt when str0m first writes on it.
-    pub ssrc: Option<u32>,
+    /// The SSRC str0m gave this slot's stream (and its MID), learnt when str0m first writes
+    /// on it.
+    pub wire: Option<SlotWire>,
 }
 
 impl Slot {
@@ -45,7 +48,7 @@ impl Slot {
             offset: None,
             last_out: None,
             seq: initial_seq(),
-            ssrc: None,
+            wire: None,
         }
     }
 

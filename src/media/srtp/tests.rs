@@ -1,5 +1,6 @@
-//! The sealer against an independent SRTP implementation (webrtc-rs's, on ring) reading what
-//! it sealed, with keys split from one DTLS export as each side of a handshake would.
+//! The sealer against another SRTP implementation (webrtc-rs's framing: its own key
+//! derivation, nonces and ROC tracking) reading what it sealed, with keys split from one DTLS
+//! export as each side of a handshake would. Chromium's BoringSSL reads it too (tests/it).
 
 use super::*;
 use rtc::srtp::context::Context;
@@ -38,16 +39,16 @@ fn packet(seq: u16, payload: &[u8]) -> (Vec<u8>, usize) {
         send_time: 0,
         capture: 5,
     };
+    let wire = crate::media::rtp_out::SlotWire::new(0xcafe_f00d, "1");
     let h = crate::media::rtp_out::Header {
         pt: 111,
         marker: false,
         seq,
         time: u32::from(seq) * 960,
-        ssrc: 0xcafe_f00d,
+        wire: &wire,
         level: Some((-20, true)),
         capture: Some((42 << 32, None)),
         sent: None,
-        mid: "1",
     };
     let len = crate::media::rtp_out::write(&mut buf, &h, &ids);
     buf.extend_from_slice(payload);

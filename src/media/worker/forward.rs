@@ -92,7 +92,7 @@ impl Worker {
             }
         };
         let (seq, time) = (slot.next_seq(), slot.map_time(packet.time) as u32);
-        let (mid, ssrc) = (slot.mid, slot.ssrc);
+        let (mid, wire) = (slot.mid, slot.wire);
         let out = Outgoing {
             pt,
             seq,
@@ -100,7 +100,7 @@ impl Worker {
             packet,
             payload: &payload[..],
         };
-        let own = ssrc.is_some_and(|ssrc| self.write_own(l, mid, ssrc, out));
+        let own = wire.is_some_and(|wire| self.write_own(l, mid, &wire, out));
         let Some(peer) = self.peers.get_mut(&l) else {
             return Written::NotHere;
         };
@@ -258,7 +258,7 @@ impl Worker {
         &mut self,
         l: PeerKey,
         slot_mid: Mid,
-        ssrc: u32,
+        wire: &rtp_out::SlotWire,
         out: Outgoing<'_>,
     ) -> bool {
         if out.seq.is_multiple_of(THROUGH_STR0M) {
@@ -274,23 +274,23 @@ impl Worker {
             return false;
         };
         let p = out.packet;
+        let (sent, ntp) = self
+            .stamps
+            .get(p.arrived, p.capture.map(|c| c.capture_time));
         let header = rtp_out::Header {
             pt: *out.pt,
             marker: p.marker,
             seq: out.seq as u16,
             time: out.time,
-            ssrc,
+            wire,
             level: p.level,
-            capture: p
-                .capture
-                .map(|c| (rtp_out::ntp_64(c.capture_time), c.clock_offset)),
-            sent: Some(p.arrived),
-            mid: &slot_mid,
+            capture: ntp.zip(p.capture.map(|c| c.clock_offset)),
+            sent: Some(sent),
         };
         let queued = self.out.push_with(to, |buf| {
             let header_len = rtp_out::write(buf, &header, &ids);
             buf.extend_from_slice(out.payload);
-            sealer.seal(buf, header_len, ssrc, out.seq)
+            sealer.seal(buf, header_len, wire.ssrc, out.seq)
         });
         match queued {
             Some(true) => {
@@ -299,7 +299,7 @@ impl Worker {
                     .drop(DropReason::SocketFull, flushed.dropped as u64);
             }
             Some(false) => {}
-            // OpenSSL refused to seal; nothing was sent under that nonce, so str0m may.
+            // The AEAD refused to seal; nothing was sent under that nonce, so str0m may.
             None => return false,
         }
         self.metrics.sealed();
@@ -323,7 +323,9 @@ pub(super) fn write_on_slot(
         return false;
     };
     // The worker's own path writes on the same SSRC (`egress.rs`).
-    slot.ssrc = Some(*stream.ssrc());
+    if slot.wire.is_none() {
+        slot.wire = Some(rtp_out::SlotWire::new(*stream.ssrc(), &slot.mid));
+    }
     let write = RtpWrite::new(pt, SeqNo::from(seq), time, packet.arrived, payload.clone())
         .marker(packet.marker)
         .ext_vals(ext);

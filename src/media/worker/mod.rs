@@ -277,6 +277,8 @@ struct Worker {
     fd: std::os::fd::RawFd,
     /// Datagrams to send, flushed at the end of every turn of the loop (or sooner when full).
     out: SendBatch,
+    /// The wall-clock header values of the packet being fanned out.
+    stamps: crate::media::rtp_out::Stamps,
     announced: SocketAddr,
     max_slots: usize,
     epoch: Instant,
@@ -354,6 +356,7 @@ impl Worker {
             socket,
             fd,
             out: SendBatch::new(),
+            stamps: Default::default(),
             red_pool: amphi_core::mix::pool::PacketPool::default(),
             mixing: Mixing::new(mix),
             mix_out: Vec::new(),
