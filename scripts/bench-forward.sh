@@ -20,7 +20,7 @@ if ! command -v valgrind >/dev/null; then
 fi
 out=$(mktemp)
 log=$(AMPHI_BENCH_LISTENERS=10 AMPHI_BENCH_SECONDS=5 valgrind --tool=callgrind \
-    --toggle-collect='*Worker::fan_out*' --callgrind-out-file="$out" "$bin" 2>&1)
+    --toggle-collect='*Worker*fan_out*' --callgrind-out-file="$out" "$bin" 2>&1)
 written=$(echo "$log" | awk '/packets written \(whole run\)/ {print $NF}')
 ir=$(echo "$log" | awk '/Collected :/ {print $NF}')
 rm -f "$out"
