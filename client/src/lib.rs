@@ -10,6 +10,7 @@
 //! - `transport` — a peer's UDP socket, or media over ICE-TCP (a UDP-blocking network).
 
 pub mod audio;
+mod crypto;
 pub mod herd;
 pub mod peer;
 pub mod signal;

@@ -54,6 +54,7 @@ pub(crate) fn new_rtc(
     local: SocketAddr,
 ) -> Result<(Rtc, SocketAddr), ClientError> {
     let mut rtc = Rtc::builder()
+        .set_crypto_provider(crate::crypto::provider())
         .clear_codecs()
         .enable_opus(true, false)
         .enable_vp8(video)
