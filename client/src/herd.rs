@@ -135,6 +135,7 @@ impl Herd {
             .map_err(|e| media_err(&e))?;
         let local = std_socket.local_addr().map_err(|e| media_err(&e))?;
         let mut rtc = Rtc::builder()
+            .set_crypto_provider(crate::crypto::provider())
             .set_rtp_mode(true)
             .clear_codecs()
             .enable_opus(true, false)
