@@ -215,6 +215,11 @@ fn main() -> ExitCode {
                 report.server.probe_us_per_packet = Some(probe.sendto.as_secs_f64() * 1e6);
                 report.server.probe_batched_us_per_packet =
                     Some(probe.sendmmsg.as_secs_f64() * 1e6);
+                let receivers = report.listeners_started.clamp(1, 2_000);
+                let rounds = (200_000 / receivers as u32).max(20);
+                let fanout = amphi_swarm::probe::fanout::measure_fanout(receivers, rounds);
+                report.server.probe_fanout_us_per_packet = Some(fanout.as_secs_f64() * 1e6);
+                report.server.probe_fanout_receivers = Some(receivers);
             }
             print!("{}", report.table());
             if let Some(path) = &cli.json {

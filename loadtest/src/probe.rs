@@ -91,17 +91,27 @@ impl Srtp {
 
 /// Sends `bufs` to `to` in one `sendmmsg`.
 fn sendmmsg(socket: &UdpSocket, to: SocketAddr, bufs: &mut [Vec<u8>]) {
-    let SocketAddr::V4(v4) = to else {
-        return;
+    sendmmsg_to(socket, &vec![to; bufs.len()], bufs);
+}
+
+fn sockaddr(to: SocketAddr) -> libc::sockaddr_in {
+    let v4 = match to {
+        SocketAddr::V4(v4) => v4,
+        SocketAddr::V6(_) => panic!("the probe runs on IPv4 loopback"),
     };
-    let addr = libc::sockaddr_in {
+    libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: v4.port().to_be(),
         sin_addr: libc::in_addr {
             s_addr: u32::from(*v4.ip()).to_be(),
         },
         sin_zero: [0; 8],
-    };
+    }
+}
+
+/// Sends `bufs[i]` to `to[i]`, all in one `sendmmsg`.
+fn sendmmsg_to(socket: &UdpSocket, to: &[SocketAddr], bufs: &mut [Vec<u8>]) {
+    let addrs: Vec<libc::sockaddr_in> = to.iter().map(|a| sockaddr(*a)).collect();
     let mut iovs: Vec<libc::iovec> = bufs
         .iter_mut()
         .map(|b| libc::iovec {
@@ -111,10 +121,11 @@ fn sendmmsg(socket: &UdpSocket, to: SocketAddr, bufs: &mut [Vec<u8>]) {
         .collect();
     let mut hdrs: Vec<libc::mmsghdr> = iovs
         .iter_mut()
-        .map(|iov| {
+        .zip(&addrs)
+        .map(|(iov, addr)| {
             // SAFETY: an all-zero msghdr is valid.
             let mut h: libc::msghdr = unsafe { MaybeUninit::zeroed().assume_init() };
-            h.msg_name = (&addr as *const libc::sockaddr_in).cast_mut().cast();
+            h.msg_name = (addr as *const libc::sockaddr_in).cast_mut().cast();
             h.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
             h.msg_iov = iov;
             h.msg_iovlen = 1;
@@ -124,7 +135,7 @@ fn sendmmsg(socket: &UdpSocket, to: SocketAddr, bufs: &mut [Vec<u8>]) {
             }
         })
         .collect();
-    // SAFETY: the headers point at `addr`, `iovs` and `bufs`, all alive for the call.
+    // SAFETY: the headers point at `addrs`, `iovs` and `bufs`, all alive for the call.
     unsafe {
         libc::sendmmsg(
             socket.as_raw_fd(),
@@ -187,6 +198,8 @@ pub fn measure(packets: u32) -> Probe {
     }
 }
 
+pub mod fanout;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +223,12 @@ mod tests {
         let mut again = [0u8; 64];
         srtp.protect(6, &plain, &mut again);
         assert_ne!(&out[..40], &again[..40]);
+    }
+
+    #[test]
+    fn a_fan_out_to_waiting_sockets_costs_something_per_packet() {
+        let p = fanout::measure_fanout(50, 20);
+        assert!(p > Duration::ZERO && p < Duration::from_millis(1), "{p:?}");
     }
 
     #[test]

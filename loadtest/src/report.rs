@@ -67,6 +67,10 @@ pub struct ServerCost {
     pub probe_us_per_packet: Option<f64>,
     /// Bare SRTP protect + a 64th of a `sendmmsg`, same run (µs CPU).
     pub probe_batched_us_per_packet: Option<f64>,
+    /// Bare SRTP protect + a 64th of a `sendmmsg`, one packet to each of as many sockets as
+    /// there were listeners (at most 2,000), each with a thread waiting on it (µs CPU).
+    pub probe_fanout_us_per_packet: Option<f64>,
+    pub probe_fanout_receivers: Option<usize>,
     /// Server CPU per packet it forwarded, over the run.
     pub cpu_us_per_forwarded_packet: Option<f64>,
     pub forwarded_packets: Option<f64>,
@@ -271,6 +275,23 @@ impl Report {
                 opt(m.tick_p99_ms_at_most, "ms"),
             );
         }
+        out += &self.bare_lines();
+        out += &format!(
+            "swarm            {} CPU ({} cores) over the same window, {} per received packet, {}\n",
+            opt(self.swarm.cpu_seconds, "s"),
+            opt(self.swarm.cores, ""),
+            opt(self.swarm.cpu_us_per_received_packet, "µs"),
+            match self.swarm.herd_threads {
+                0 => "a task per listener".to_string(),
+                n => format!("listeners on {n} thread(s)"),
+            }
+        );
+        out
+    }
+
+    /// The bare costs measured in the same run, each with the server's cost as a multiple.
+    fn bare_lines(&self) -> String {
+        let mut out = String::new();
         let ratio = |p: f64| {
             self.server
                 .cpu_us_per_forwarded_packet
@@ -288,16 +309,15 @@ impl Report {
                 ratio(p)
             );
         }
-        out += &format!(
-            "swarm            {} CPU ({} cores) over the same window, {} per received packet, {}\n",
-            opt(self.swarm.cpu_seconds, "s"),
-            opt(self.swarm.cores, ""),
-            opt(self.swarm.cpu_us_per_received_packet, "µs"),
-            match self.swarm.herd_threads {
-                0 => "a task per listener".to_string(),
-                n => format!("listeners on {n} thread(s)"),
-            }
-        );
+        if let (Some(p), Some(n)) = (
+            self.server.probe_fanout_us_per_packet,
+            self.server.probe_fanout_receivers,
+        ) {
+            out += &format!(
+                "                 {p:.2} µs per SRTP protect + sendmmsg/64 to {n} waiting sockets (forward = {} of it)\n",
+                ratio(p)
+            );
+        }
         out
     }
 

@@ -218,6 +218,8 @@ impl Sampler {
         let server = ServerCost {
             probe_us_per_packet: None,
             probe_batched_us_per_packet: None,
+            probe_fanout_us_per_packet: None,
+            probe_fanout_receivers: None,
             cpu_us_per_forwarded_packet: match (cpu, forwarded) {
                 (Some(c), Some(f)) if f > 0.0 => Some(c / f * 1e6),
                 _ => None,
