@@ -3,7 +3,8 @@
 
 use super::*;
 use crate::media::egress::THROUGH_STR0M;
-use crate::media::rtp_out;
+use crate::media::rtp_out::{self, ExtIds};
+use crate::media::srtp::Sealer;
 
 impl Worker {
     pub(super) fn send_to_other_workers(&mut self, route: RouteId, packet: &Packet) {
@@ -92,31 +93,45 @@ impl Worker {
             }
         };
         let (seq, time) = (slot.next_seq(), slot.map_time(packet.time) as u32);
-        let (mid, wire) = (slot.mid, slot.wire);
-        let out = Outgoing {
-            pt,
-            seq,
-            time,
-            packet,
-            payload: &payload[..],
+        // The worker's own path, with the peer and slot already in hand (one lookup per
+        // listener); str0m carries the packet when that path cannot.
+        let queued = match (slot.wire, peer.media_to) {
+            (Some(wire), Some(to)) if !seq.is_multiple_of(THROUGH_STR0M) => peer
+                .egress
+                .ready(&peer.rtc, slot.mid)
+                .and_then(|(sealer, ids)| {
+                    let out = Outgoing {
+                        pt,
+                        seq,
+                        time,
+                        packet,
+                        payload: &payload[..],
+                    };
+                    seal_into(&mut self.out, &mut self.stamps, sealer, ids, to, &wire, out)
+                }),
+            _ => None,
         };
-        let own = wire.is_some_and(|wire| self.write_own(l, mid, &wire, out));
-        let Some(peer) = self.peers.get_mut(&l) else {
-            return Written::NotHere;
-        };
-        if !own {
-            let ext = ExtensionValues {
-                audio_level: packet.level.map(|l| l.0),
-                voice_activity: packet.level.map(|l| l.1),
-                abs_capture_time: packet.capture,
-                abs_send_time: Some(packet.arrived),
-                ..ExtensionValues::default()
-            };
-            let Some(slot) = peer.slots.for_publisher(packet.publisher) else {
-                return Written::NoSlot;
-            };
-            if !write_on_slot(&mut peer.rtc, slot, (pt, seq, time), packet, payload, ext) {
-                return Written::NoSlot;
+        let own = queued.is_some();
+        match queued {
+            Some(full) => {
+                self.metrics.sealed();
+                if full {
+                    let flushed = self.out.flush(self.fd);
+                    self.metrics
+                        .drop(DropReason::SocketFull, flushed.dropped as u64);
+                }
+            }
+            None => {
+                let ext = ExtensionValues {
+                    audio_level: packet.level.map(|l| l.0),
+                    voice_activity: packet.level.map(|l| l.1),
+                    abs_capture_time: packet.capture,
+                    abs_send_time: Some(packet.arrived),
+                    ..ExtensionValues::default()
+                };
+                if !write_on_slot(&mut peer.rtc, slot, (pt, seq, time), packet, payload, ext) {
+                    return Written::NoSlot;
+                }
             }
         }
         if peer.first_audio.is_none() {
@@ -243,68 +258,43 @@ impl Worker {
 }
 
 /// One packet for one listener's slot.
-pub(super) struct Outgoing<'a> {
-    pub pt: Pt,
-    pub seq: u64,
-    pub time: u32,
-    pub packet: &'a Packet,
-    pub payload: &'a [u8],
+struct Outgoing<'a> {
+    pt: Pt,
+    seq: u64,
+    time: u32,
+    packet: &'a Packet,
+    payload: &'a [u8],
 }
 
-impl Worker {
-    /// Writes `out` to listener `l` on the worker's own path when it can: false when str0m
-    /// must carry it (not ready, not this packet's turn, or not UDP).
-    pub(super) fn write_own(
-        &mut self,
-        l: PeerKey,
-        slot_mid: Mid,
-        wire: &rtp_out::SlotWire,
-        out: Outgoing<'_>,
-    ) -> bool {
-        if out.seq.is_multiple_of(THROUGH_STR0M) {
-            return false;
-        }
-        let Some(peer) = self.peers.get_mut(&l) else {
-            return false;
-        };
-        let Some(to) = peer.media_to else {
-            return false;
-        };
-        let Some((sealer, ids)) = peer.egress.ready(&peer.rtc, slot_mid) else {
-            return false;
-        };
-        let p = out.packet;
-        let (sent, ntp) = self
-            .stamps
-            .get(p.arrived, p.capture.map(|c| c.capture_time));
-        let header = rtp_out::Header {
-            pt: *out.pt,
-            marker: p.marker,
-            seq: out.seq as u16,
-            time: out.time,
-            wire,
-            level: p.level,
-            capture: ntp.zip(p.capture.map(|c| c.clock_offset)),
-            sent: Some(sent),
-        };
-        let queued = self.out.push_with(to, |buf| {
-            let header_len = rtp_out::write(buf, &header, &ids);
-            buf.extend_from_slice(out.payload);
-            sealer.seal(buf, header_len, wire.ssrc, out.seq)
-        });
-        match queued {
-            Some(true) => {
-                let flushed = self.out.flush(self.fd);
-                self.metrics
-                    .drop(DropReason::SocketFull, flushed.dropped as u64);
-            }
-            Some(false) => {}
-            // The AEAD refused to seal; nothing was sent under that nonce, so str0m may.
-            None => return false,
-        }
-        self.metrics.sealed();
-        true
-    }
+/// Builds `out`'s RTP header, seals the packet with the peer's `sealer` into a buffer of
+/// `batch` and queues it for `to`. Some(true) when the batch is full and should be flushed;
+/// None when the AEAD refused (nothing was sent under that nonce, so str0m may carry it).
+fn seal_into(
+    batch: &mut SendBatch,
+    stamps: &mut rtp_out::Stamps,
+    sealer: &mut Sealer,
+    ids: ExtIds,
+    to: SocketAddr,
+    wire: &rtp_out::SlotWire,
+    out: Outgoing<'_>,
+) -> Option<bool> {
+    let p = out.packet;
+    let (sent, ntp) = stamps.get(p.arrived, p.capture.map(|c| c.capture_time));
+    let header = rtp_out::Header {
+        pt: *out.pt,
+        marker: p.marker,
+        seq: out.seq as u16,
+        time: out.time,
+        wire,
+        level: p.level,
+        capture: ntp.zip(p.capture.map(|c| c.clock_offset)),
+        sent: Some(sent),
+    };
+    batch.push_with(to, |buf| {
+        let header_len = rtp_out::write(buf, &header, &ids);
+        buf.extend_from_slice(out.payload);
+        sealer.seal(buf, header_len, wire.ssrc, out.seq)
+    })
 }
 
 /// Writes `payload` on a listener's `slot` through str0m, with the server's own sequence
