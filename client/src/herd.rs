@@ -10,12 +10,13 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use amphi_core::deadlines::{Deadline, Deadlines};
 use amphi_proto::protocol::Request;
+use hdrhistogram::Histogram;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use serde_json::Value;
@@ -27,6 +28,8 @@ use tokio::sync::oneshot;
 
 use crate::signal::{ClientError, Signal};
 use crate::stats::{slot_mut, Arrival, Meter};
+
+mod stamp;
 
 const WAKER: Token = Token(usize::MAX);
 /// Commands waiting for the herd's thread: joins arrive at a few hundred per second at most.
@@ -43,6 +46,11 @@ enum Cmd {
         reply: oneshot::Sender<Option<String>>,
     },
     Close(usize),
+    /// Read what is queued on member `id`'s socket, then answer.
+    Settle {
+        id: usize,
+        done: oneshot::Sender<()>,
+    },
     Stop,
 }
 
@@ -55,12 +63,17 @@ struct Member {
     deadline: Deadline,
     /// Receive streams seen so far and their m-lines.
     mids: Vec<(Ssrc, Mid)>,
+    /// When the datagram being handled reached the socket (the kernel's stamp), on both
+    /// clocks: latency is against the sender's wall clock, jitter and first audio against
+    /// the herd's monotonic one.
+    arrived: Option<(SystemTime, Instant)>,
 }
 
 /// Listening peers on one thread. Dropping it stops the thread and closes its peers.
 pub struct Herd {
     commands: SyncSender<Cmd>,
     waker: Arc<Waker>,
+    queue: Arc<Mutex<Histogram<u64>>>,
     next: AtomicUsize,
     thread: Option<JoinHandle<()>>,
 }
@@ -83,6 +96,21 @@ impl std::ops::Deref for HerdPeer {
 }
 
 impl HerdPeer {
+    /// Returns once the herd has read every datagram that reached this peer's socket before
+    /// the call, so its stats hold all that arrived by then, however far behind the herd's
+    /// thread was running.
+    pub async fn settle(&self) {
+        let (done, wait) = oneshot::channel();
+        if self
+            .commands
+            .try_send(Cmd::Settle { id: self.id, done })
+            .is_ok()
+        {
+            let _ = self.waker.wake();
+            let _ = wait.await;
+        }
+    }
+
     /// Leaves: the herd disconnects the peer (the server sees it go) and forgets it.
     pub fn close(self) {
         self.renegotiation.abort();
@@ -98,15 +126,28 @@ impl Herd {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (commands, rx) = sync_channel(COMMAND_QUEUE);
+        let queue = Arc::new(Mutex::new(delay_histogram()));
+        let shared = queue.clone();
         let thread = std::thread::Builder::new()
             .name(name.to_string())
-            .spawn(move || Driver::new(poll, rx).run())?;
+            .spawn(move || {
+                stamp::yield_to_speakers();
+                Driver::new(poll, rx, shared).run()
+            })?;
         Ok(Herd {
             commands,
             waker,
+            queue,
             next: AtomicUsize::new(0),
             thread: Some(thread),
         })
+    }
+
+    /// How long datagrams waited between reaching a peer's socket and the herd's thread
+    /// reading them, in µs, since the start (published every [`QUEUE_PUBLISH`]). A listener
+    /// on its own device has no such wait; the herd's stands for the load generator's limit.
+    pub fn queue_delay(&self) -> Histogram<u64> {
+        self.queue.lock().expect("not poisoned").clone()
     }
 
     fn send(&self, cmd: Cmd) -> Result<(), ClientError> {
@@ -133,6 +174,7 @@ impl Herd {
         std_socket
             .set_nonblocking(true)
             .map_err(|e| media_err(&e))?;
+        stamp::enable(&std_socket).map_err(|e| media_err(&e))?;
         let local = std_socket.local_addr().map_err(|e| media_err(&e))?;
         let mut rtc = Rtc::builder()
             .set_crypto_provider(crate::crypto::provider())
@@ -171,6 +213,7 @@ impl Herd {
             meter: meter.clone(),
             deadline: Deadline::default(),
             mids: Vec::new(),
+            arrived: None,
         })))?;
         let (commands, waker) = (self.commands.clone(), self.waker.clone());
         let (signal, channel, track_meter) = (signal.clone(), channel.to_string(), meter.clone());
@@ -247,10 +290,22 @@ struct Driver {
     deadlines: Deadlines<usize>,
     due: Vec<usize>,
     epoch: Instant,
+    /// Socket-to-thread waits since the last publish, and where they are published.
+    queue: Histogram<u64>,
+    shared: Arc<Mutex<Histogram<u64>>>,
+    published: Instant,
+}
+
+/// How often a herd adds its socket-to-thread waits to what [`Herd::queue_delay`] returns.
+pub const QUEUE_PUBLISH: Duration = Duration::from_millis(250);
+
+/// 1 µs to 60 s at 3 significant digits, as the peers' latency.
+fn delay_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
 }
 
 impl Driver {
-    fn new(poll: Poll, commands: Receiver<Cmd>) -> Self {
+    fn new(poll: Poll, commands: Receiver<Cmd>, shared: Arc<Mutex<Histogram<u64>>>) -> Self {
         Self {
             poll,
             commands,
@@ -258,14 +313,33 @@ impl Driver {
             deadlines: Deadlines::default(),
             due: Vec::new(),
             epoch: Instant::now(),
+            queue: delay_histogram(),
+            shared,
+            published: Instant::now(),
         }
+    }
+
+    fn publish(&mut self, now: Instant) {
+        if now < self.published + QUEUE_PUBLISH {
+            return;
+        }
+        self.published = now;
+        self.flush();
+    }
+
+    fn flush(&mut self) {
+        let mut shared = self.shared.lock().expect("not poisoned");
+        let _ = shared.add(&self.queue);
+        self.queue.reset();
     }
 
     fn run(mut self) {
         let mut events = Events::with_capacity(1024);
         let mut buf = vec![0u8; 2048];
         loop {
-            self.timeouts(Instant::now());
+            let now = Instant::now();
+            self.publish(now);
+            self.timeouts(now);
             let wait = self
                 .deadlines
                 .next()
@@ -281,19 +355,34 @@ impl Driver {
                     }
                     continue;
                 }
-                let id = ev.token().0;
-                for _ in 0..READ_BATCH {
-                    let Some(m) = self.members.get_mut(&id) else {
-                        break;
-                    };
-                    match m.socket.recv_from(&mut buf) {
-                        Ok((n, source)) => {
-                            m.input(source, &buf[..n]);
-                            self.drain(id);
-                        }
-                        Err(_) => break,
-                    }
+                self.read(ev.token().0, &mut buf, READ_BATCH);
+            }
+        }
+    }
+
+    /// Reads up to `limit` datagrams queued on member `id`'s socket.
+    fn read(&mut self, id: usize, buf: &mut [u8], limit: usize) {
+        for _ in 0..limit {
+            let Some(m) = self.members.get_mut(&id) else {
+                break;
+            };
+            match stamp::recv(&m.socket, buf) {
+                Ok((n, source, arrived)) => {
+                    m.arrived = arrived.map(|a| {
+                        let wait = SystemTime::now().duration_since(a).unwrap_or_default();
+                        let us = (wait.as_micros() as u64).clamp(1, 60_000_000);
+                        let _ = self.queue.record(us);
+                        (
+                            a,
+                            Instant::now()
+                                .checked_sub(wait)
+                                .unwrap_or_else(Instant::now),
+                        )
+                    });
+                    m.input(source, &buf[..n]);
+                    self.drain(id);
                 }
+                Err(_) => break,
             }
         }
     }
@@ -327,6 +416,12 @@ impl Driver {
                         m.rtc.disconnect();
                     }
                     self.drain(id);
+                }
+                Ok(Cmd::Settle { id, done }) => {
+                    // A socket's queue is bounded by its receive buffer.
+                    let mut buf = [0u8; 2048];
+                    self.read(id, &mut buf, usize::MAX);
+                    let _ = done.send(());
                 }
                 Ok(Cmd::Stop) => return false,
                 Err(std::sync::mpsc::TryRecvError::Empty) => return true,
@@ -383,6 +478,7 @@ impl Driver {
     }
 
     fn close_all(&mut self) {
+        self.flush();
         let ids: Vec<usize> = self.members.keys().copied().collect();
         for id in ids {
             if let Some(m) = self.members.get_mut(&id) {
@@ -421,18 +517,23 @@ impl Member {
                 let Some(mid) = self.mid_of(p.header.ssrc) else {
                     return;
                 };
+                // Measured to the kernel's arrival stamp: the herd's own queue is not the
+                // listener's (see `stamp`).
+                let (wall, at) = self
+                    .arrived
+                    .unwrap_or_else(|| (SystemTime::now(), p.timestamp));
                 let latency = p
                     .header
                     .ext_vals
                     .abs_capture_time
-                    .and_then(|c| SystemTime::now().duration_since(c.capture_time).ok());
+                    .and_then(|c| wall.duration_since(c.capture_time).ok());
                 let seq = *p.seq_no;
                 let arrival = Arrival {
                     mid,
                     seq: (seq, seq),
                     media_seconds: p.time.as_seconds(),
                     latency,
-                    at: p.timestamp,
+                    at,
                 };
                 self.meter
                     .0

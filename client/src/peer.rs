@@ -277,7 +277,9 @@ impl Driver {
     async fn run(mut self, mut media: mpsc::Receiver<Value>, mut cmds: mpsc::Receiver<PeerCmd>) {
         let mut buf = vec![0u8; 2048];
         let mut tick = tokio::time::interval(Duration::from_millis(20));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        // A microphone does not skip frames while the sender is busy: late frames go out
+        // late, stamped with when they were captured, and the delay shows as latency.
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
         let frame_interval = self
             .camera
             .as_ref()
@@ -312,7 +314,7 @@ impl Driver {
                 _ = tokio::time::sleep_until(timeout.into()) => {
                     let _ = self.rtc.handle_input(Input::Timeout(Instant::now()));
                 }
-                _ = tick.tick(), if self.mic.is_some() => self.publish_frame(),
+                at = tick.tick(), if self.mic.is_some() => self.publish_frame(at.into_std()),
                 _ = video_tick.tick(), if self.camera.is_some() => self.send_video_frame(),
                 Some(frame) = crate::transport::next_frame(&mut self.tcp) => {
                     if let Some(link) = &self.tcp {
@@ -438,7 +440,8 @@ impl Driver {
         }
     }
 
-    fn publish_frame(&mut self) {
+    /// Encodes and sends the frame captured at `captured` (its tick's scheduled time).
+    fn publish_frame(&mut self, captured: Instant) {
         let (Some(mid), Some(source)) = (self.mic, self.source.as_mut()) else {
             return;
         };
@@ -475,7 +478,7 @@ impl Driver {
         };
         let time = MediaTime::new(self.media_time, Frequency::FORTY_EIGHT_KHZ);
         let capture = AbsCaptureTime {
-            capture_time: SystemTime::now(),
+            capture_time: SystemTime::now() - captured.elapsed(),
             clock_offset: None,
         };
         let writer = writer.abs_capture_time(capture);

@@ -59,6 +59,10 @@ pub struct SwarmCost {
     /// Threads driving the listeners (0: a task per listener).
     pub herd_threads: usize,
     pub cpu_us_per_received_packet: Option<f64>,
+    /// How long datagrams waited in listeners' sockets for a herd thread to read them (the
+    /// kernel's arrival stamp to the read). End-to-end latency is measured to the arrival,
+    /// as a listener on its own device would see it; this is the swarm's own lag beside it.
+    pub queue: Percentiles,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -286,6 +290,12 @@ impl Report {
                 n => format!("listeners on {n} thread(s)"),
             }
         );
+        if self.swarm.queue.count > 0 {
+            out += &format!(
+                "swarm queue      p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms from a listener's socket to the swarm reading it\n",
+                self.swarm.queue.p50_ms, self.swarm.queue.p99_ms, self.swarm.queue.max_ms
+            );
+        }
         out
     }
 

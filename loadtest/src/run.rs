@@ -2,9 +2,11 @@
 //! each second; everything stops at `duration` or when `stop` resolves. `calls` runs are
 //! handed to [`crate::calls`].
 //!
+//! - `hosts`    — the speaking peers, on a thread of their own.
 //! - `listener` — one listener's life, and the tally the listeners share.
 //! - `sampler`  — the timeline each second, and the server's and the swarm's cost.
 
+mod hosts;
 mod listener;
 mod sampler;
 
@@ -12,71 +14,17 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use amphi_client::{AudioPeer, Herd, PeerOptions, Signal, Source, Tone, Wav};
+use amphi_client::Herd;
+use hdrhistogram::Histogram;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::report::{Percentiles, Report};
 use crate::scenario::{Kind, Scenario};
 use crate::server;
-use crate::tokens::token;
+use hosts::Hosts;
 use listener::{listener, Ctx, Shared};
 use sampler::{Baseline, Gathered, Sampler};
-
-fn source(spec: &str, index: usize) -> Result<Box<dyn Source>, String> {
-    match spec.strip_prefix("wav:") {
-        Some(path) => Wav::open(path.as_ref())
-            .map(|w| Box::new(w) as Box<dyn Source>)
-            .map_err(|e| format!("{path}: {e}")),
-        // Distinct tones per host, so a listener's slots can be told apart.
-        None => Ok(Box::new(Tone::new(440.0 + 110.0 * index as f64))),
-    }
-}
-
-/// Every channel's hosts, connected, joined and publishing (or silent when the scenario says
-/// so); the first host of each channel asks for the mix when the scenario mixes.
-async fn start_hosts(scenario: &Scenario, url: &str) -> Result<Vec<(Signal, AudioPeer)>, String> {
-    let mut hosts = Vec::new();
-    for c in 0..scenario.channels {
-        for h in 0..scenario.hosts {
-            let identity = format!("host-{c}-{h}");
-            let channel = format!("swarm-{c}");
-            let signal = Signal::connect(url, &token(&scenario.signing_key, &identity, "host"))
-                .await
-                .map_err(|e| format!("{identity}: {e}"))?;
-            signal
-                .join(&channel, "host")
-                .await
-                .map_err(|e| format!("{identity}: join: {e}"))?;
-            let opts = PeerOptions {
-                publish: Some(source(&scenario.source, h)?),
-                slots: 0,
-                decode: false,
-                ..PeerOptions::default()
-            };
-            let peer = AudioPeer::start(&signal, &channel, opts)
-                .await
-                .map_err(|e| format!("{identity}: media: {e}"))?;
-            if !peer.wait_connected(Duration::from_secs(10)).await {
-                return Err(format!("{identity}: media did not connect within 10 s"));
-            }
-            if scenario.mix && h == 0 {
-                signal
-                    .request(
-                        "set_mix",
-                        serde_json::json!({"channel": channel, "policy": "mix"}),
-                    )
-                    .await
-                    .map_err(|e| format!("{identity}: set_mix: {e}"))?;
-            }
-            if scenario.silent_hosts {
-                peer.set_sending(false).await;
-            }
-            hosts.push((signal, peer));
-        }
-    }
-    Ok(hosts)
-}
 
 /// Listeners join at the configured rate until `total` have started (or until the end);
 /// under churn, only while fewer than the scenario's listeners are in. Returns how many
@@ -137,7 +85,7 @@ async fn run_listeners(
     stop: impl Future<Output = ()>,
 ) -> Result<Report, String> {
     let (mut spawned, url, pid) = server::start_or_reach(&scenario).await?;
-    let mut hosts = start_hosts(&scenario, &url).await?;
+    let hosts = Hosts::start(&scenario, &url).await?;
 
     let started = Instant::now();
     let base = Baseline::read(&url, pid).await;
@@ -174,15 +122,14 @@ async fn run_listeners(
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    for (signal, peer) in hosts.drain(..) {
-        peer.close().await;
-        signal.close().await;
-    }
+    hosts.stop().await;
     if let Some(s) = spawned.as_mut() {
         server::stop(s).await;
     }
 
     let sh = std::mem::take(&mut *ctx.shared());
+    let mut gathered = gathered;
+    gathered.swarm.queue = queue_delay(&ctx.herds);
     Ok(report(
         scenario,
         interrupted,
@@ -190,6 +137,21 @@ async fn run_listeners(
         gathered,
         sh,
     ))
+}
+
+/// The herds' socket-to-thread waits, all together.
+fn queue_delay(herds: &[Herd]) -> Percentiles {
+    let mut all: Option<Histogram<u64>> = None;
+    for h in herds {
+        let q = h.queue_delay();
+        match all.as_mut() {
+            Some(a) => {
+                let _ = a.add(&q);
+            }
+            None => all = Some(q),
+        }
+    }
+    all.as_ref().map(Percentiles::of).unwrap_or_default()
 }
 
 /// The report from the sampler's readings and the listeners' tallies.

@@ -36,7 +36,13 @@ async fn tiny_swarm_against_a_spawned_server() {
     );
     assert!(report.first_audio.p99_ms > 0.0 && report.first_audio.p99_ms < 5000.0);
     assert!(report.join.count == 4);
-    assert!(report.delivery > 0.95, "{}", report.delivery);
+    // Losses are counted against what reached each listener's socket by its stop (the herd
+    // reads the rest before the tally), so a loopback run loses nothing real.
+    assert!(report.delivery > 0.99, "{}", report.delivery);
+    // Latency is taken at the kernel's arrival stamp; the herd's own wait is reported beside.
+    assert!(report.swarm.herd_threads > 0);
+    assert!(report.swarm.queue.count > 100, "{:?}", report.swarm.queue);
+    assert!(report.table().contains("swarm queue"));
     assert!(report.server.cpu_us_per_forwarded_packet.unwrap() > 0.0);
     assert!(report.server.rss_bytes_per_peer.is_some());
     let dir = tempfile::tempdir().unwrap();

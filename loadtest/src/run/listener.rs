@@ -45,7 +45,15 @@ impl Shared {
 
     /// A listener's tally as it stops: whether it heard, its latency, and per slot what
     /// arrived, what was lost and the jitter.
-    fn leave(&mut self, index: usize, identity: &str, heard: bool, stats: &PeerStats) {
+    /// `end`: when it stopped; what reached its socket by then counts as arrived.
+    fn leave(
+        &mut self,
+        index: usize,
+        identity: &str,
+        heard: bool,
+        stats: &PeerStats,
+        end: Instant,
+    ) {
         self.active.retain(|(_, i)| *i != index);
         if !heard {
             self.error(format!(
@@ -58,13 +66,12 @@ impl Shared {
             .get_or_insert_with(histogram)
             .add(&stats.latency_us)
             .expect("same bounds");
-        let now = Instant::now();
         for slot in &stats.slots {
             self.received += slot.packets;
             // Lost: gaps in what arrived, or what the host sent since this slot's first
             // packet that had not arrived by the end (a listener that fell behind loses it).
             let by_time = slot.first_packet.map_or(0, |f| {
-                (now.saturating_duration_since(f).as_secs_f64() * PACKETS_PER_SECOND) as u64
+                (end.saturating_duration_since(f).as_secs_f64() * PACKETS_PER_SECOND) as u64
             });
             let missing = by_time.saturating_sub(slot.packets + LATE_ALLOWANCE_PACKETS);
             self.lost += slot.lost().max(missing);
@@ -107,6 +114,14 @@ impl std::ops::Deref for Listening {
 }
 
 impl Listening {
+    /// Waits until what reached the listener's socket so far is counted. A task per
+    /// listener reads as datagrams come; a herd may be behind.
+    async fn settle(&self) {
+        if let Listening::Herd(p) = self {
+            p.settle().await;
+        }
+    }
+
     async fn close(self) {
         match self {
             Listening::Task(p) => p.close().await,
@@ -199,8 +214,10 @@ pub(super) async fn listener(ctx: Arc<Ctx>, index: usize, mut stop: watch::Recei
         _ => Duration::MAX,
     };
     let _ = tokio::time::timeout(lifetime, stop.wait_for(|v| *v)).await;
+    let end = Instant::now();
+    peer.settle().await;
     let stats = peer.stats();
-    ctx.shared().leave(index, &identity, heard, &stats);
+    ctx.shared().leave(index, &identity, heard, &stats, end);
     peer.close().await;
     signal.close().await;
 }

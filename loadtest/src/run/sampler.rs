@@ -196,6 +196,8 @@ impl Sampler {
             cpu_us_per_received_packet: swarm_cpu
                 .filter(|_| window_received > 0)
                 .map(|c| c / window_received as f64 * 1e6),
+            // Filled in from the herds once the listeners are gone.
+            queue: Default::default(),
         };
         let fwd1 = server::metric(&self.url, "amphi_packets_forwarded_total").await;
         let mixer = match (self.mixer0, server::mixer_snapshot(&self.url).await) {
