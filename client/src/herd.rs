@@ -29,7 +29,10 @@ use tokio::sync::oneshot;
 use crate::signal::{ClientError, Signal};
 use crate::stats::{slot_mut, Arrival, Meter};
 
+mod nice;
 mod stamp;
+
+pub use nice::yield_to_speakers;
 
 const WAKER: Token = Token(usize::MAX);
 /// Commands waiting for the herd's thread: joins arrive at a few hundred per second at most.
@@ -131,7 +134,7 @@ impl Herd {
         let thread = std::thread::Builder::new()
             .name(name.to_string())
             .spawn(move || {
-                stamp::yield_to_speakers();
+                nice::yield_to_speakers();
                 Driver::new(poll, rx, shared).run()
             })?;
         Ok(Herd {

@@ -202,6 +202,8 @@ fn main() -> ExitCode {
         }
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
+        // The listeners' signalling and the sampler; hosts have a runtime of their own.
+        .on_thread_start(amphi_client::herd::yield_to_speakers)
         .enable_all()
         .build()
         .expect("runtime");

@@ -77,6 +77,9 @@ pub struct ServerCost {
     pub probe_fanout_receivers: Option<usize>,
     /// Server CPU per packet it forwarded, over the run.
     pub cpu_us_per_forwarded_packet: Option<f64>,
+    /// The part of it spent on the media workers' threads; the rest is signalling (speaker
+    /// levels to every member, four times a second), HTTP and housekeeping.
+    pub media_cpu_us_per_forwarded_packet: Option<f64>,
     pub forwarded_packets: Option<f64>,
     pub cpu_seconds: Option<f64>,
     pub rss_bytes_per_peer: Option<f64>,
@@ -254,8 +257,9 @@ impl Report {
         );
         out += &format!("errors           {}\n", self.errors.len());
         out += &format!(
-            "server           {} CPU per forwarded packet, {} per peer\n",
+            "server           {} CPU per forwarded packet ({} on the media threads), {} per peer\n",
             opt(self.server.cpu_us_per_forwarded_packet, "µs"),
+            opt(self.server.media_cpu_us_per_forwarded_packet, "µs"),
             opt(self.server.rss_bytes_per_peer.map(|b| b / 1024.0), "KiB"),
         );
         out += &format!(

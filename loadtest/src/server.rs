@@ -103,6 +103,23 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
     Some((stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64)
 }
 
+/// The server's threads that carry media (`amphi-media-0`, `amphi-media-1`, …, and the
+/// ICE-TCP one); the rest is signalling, HTTP and housekeeping.
+pub const MEDIA_THREADS: &str = "amphi-media";
+
+/// CPU seconds the process's threads named `prefix…` have used (threads that ended are
+/// not counted: the server's media workers live as long as it does).
+pub fn thread_cpu_seconds(pid: u32, prefix: &str) -> Option<f64> {
+    let mut ticks = 0u64;
+    for task in process(pid)?.tasks().ok()?.flatten() {
+        let Ok(stat) = task.stat() else { continue };
+        if stat.comm.starts_with(prefix) {
+            ticks += stat.utime + stat.stime;
+        }
+    }
+    Some(ticks as f64 / procfs::ticks_per_second() as f64)
+}
+
 /// Resident memory of the process.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
     let kib = process(pid)?.status().ok()?.vmrss?;
@@ -249,6 +266,24 @@ mod proc_tests {
         let rss = super::rss_bytes(me).unwrap();
         assert!(rss > 1 << 20 && rss.is_multiple_of(1024), "{rss}");
         assert_eq!(super::cpu_seconds(u32::MAX), None);
+        // A thread of ours, named, that spins until /proc has counted its CPU.
+        let spun = std::thread::Builder::new()
+            .name("proc-test-spin".into())
+            .spawn(move || {
+                let start = std::time::Instant::now();
+                while super::thread_cpu_seconds(me, "proc-test-spin").unwrap() == 0.0
+                    && start.elapsed().as_secs() < 5
+                {}
+                super::thread_cpu_seconds(me, "proc-test-spin").unwrap()
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(spun > 0.0);
+        assert_eq!(super::thread_cpu_seconds(me, "no-such-thread"), Some(0.0));
+        // Every live thread's share, read first, is within the process's total.
+        let live = super::thread_cpu_seconds(me, "").unwrap();
+        assert!(live <= super::cpu_seconds(me).unwrap(), "{live}");
         assert_eq!(super::rss_bytes(u32::MAX), None);
     }
 }

@@ -43,7 +43,11 @@ async fn tiny_swarm_against_a_spawned_server() {
     assert!(report.swarm.herd_threads > 0);
     assert!(report.swarm.queue.count > 100, "{:?}", report.swarm.queue);
     assert!(report.table().contains("swarm queue"));
-    assert!(report.server.cpu_us_per_forwarded_packet.unwrap() > 0.0);
+    let cpu = report.server.cpu_us_per_forwarded_packet.unwrap();
+    assert!(cpu > 0.0);
+    // The media workers' share is read per thread; it is part of the whole, never more.
+    let media = report.server.media_cpu_us_per_forwarded_packet.unwrap();
+    assert!(media > 0.0 && media <= cpu, "{media} of {cpu}");
     assert!(report.server.rss_bytes_per_peer.is_some());
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("report.json");

@@ -16,6 +16,7 @@ use crate::server;
 pub(super) struct Baseline {
     rss: Option<u64>,
     cpu: Option<f64>,
+    media_cpu: Option<f64>,
     forwarded: Option<f64>,
 }
 
@@ -24,6 +25,7 @@ impl Baseline {
         Baseline {
             rss: pid.and_then(server::rss_bytes),
             cpu: pid.and_then(server::cpu_seconds),
+            media_cpu: pid.and_then(|p| server::thread_cpu_seconds(p, server::MEDIA_THREADS)),
             forwarded: server::metric(url, "amphi_packets_forwarded_total").await,
         }
     }
@@ -52,7 +54,8 @@ pub(super) struct Sampler {
     peak_listeners: usize,
     // Server cost is measured once every listener is in and hearing: joins and handshakes
     // are not forwarding.
-    steady: Option<(Option<f64>, Option<f64>)>,
+    /// At the steady window's start: server CPU, its media threads' CPU, packets forwarded.
+    steady: Option<(Option<f64>, Option<f64>, Option<f64>)>,
     /// When the steady window opened, on the timeline's clock.
     steady_from_s: Option<f64>,
     mixer0: Option<server::MixerSnapshot>,
@@ -137,6 +140,8 @@ impl Sampler {
         if self.steady.is_none() && self.total != usize::MAX && hearing >= self.total {
             self.steady = Some((
                 self.pid.and_then(server::cpu_seconds),
+                self.pid
+                    .and_then(|p| server::thread_cpu_seconds(p, server::MEDIA_THREADS)),
                 server::metric(&self.url, "amphi_packets_forwarded_total").await,
             ));
             self.mixer0 = server::mixer_snapshot(&self.url).await;
@@ -179,6 +184,9 @@ impl Sampler {
     pub(super) async fn finish(self, scenario: &Scenario) -> Gathered {
         let elapsed_s = self.started.elapsed().as_secs_f64();
         let cpu1 = self.pid.and_then(server::cpu_seconds);
+        let media1 = self
+            .pid
+            .and_then(|p| server::thread_cpu_seconds(p, server::MEDIA_THREADS));
         let handovers = server::metric(&self.url, "amphi_media_handovers_total").await;
         let peer_moves = server::metric(&self.url, "amphi_media_peer_moves_total").await;
         let swarm_cpu = match (self.swarm0.0, server::cpu_seconds(self.own)) {
@@ -204,15 +212,19 @@ impl Sampler {
             (Some(a), Some(b)) => b.since(&a),
             _ => None,
         };
-        let (cpu0, fwd0) = match self.steady {
-            Some((c, f)) if c.is_some() && f < fwd1 => (c, f),
-            _ => (self.base.cpu, self.base.forwarded),
+        let (cpu0, media0, fwd0) = match self.steady {
+            Some((c, m, f)) if c.is_some() && f < fwd1 => (c, m, f),
+            _ => (self.base.cpu, self.base.media_cpu, self.base.forwarded),
         };
         let forwarded = match (fwd0, fwd1) {
             (Some(a), Some(b)) => Some(b - a),
             _ => None,
         };
         let cpu = match (cpu0, cpu1) {
+            (Some(a), Some(b)) => Some(b - a),
+            _ => None,
+        };
+        let media_cpu = match (media0, media1) {
             (Some(a), Some(b)) => Some(b - a),
             _ => None,
         };
@@ -223,6 +235,10 @@ impl Sampler {
             probe_fanout_us_per_packet: None,
             probe_fanout_receivers: None,
             cpu_us_per_forwarded_packet: match (cpu, forwarded) {
+                (Some(c), Some(f)) if f > 0.0 => Some(c / f * 1e6),
+                _ => None,
+            },
+            media_cpu_us_per_forwarded_packet: match (media_cpu, forwarded) {
                 (Some(c), Some(f)) if f > 0.0 => Some(c / f * 1e6),
                 _ => None,
             },
