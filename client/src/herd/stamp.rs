@@ -34,33 +34,41 @@ pub fn enable(socket: &impl AsRawFd) -> io::Result<()> {
 struct Control([u8; 64]);
 
 /// Reads one datagram: its length, its source, and the kernel's arrival stamp if the socket
-/// has [`enable`]d them. Never blocks on a non-blocking socket.
+/// has [`enable`]d them. Never blocks.
 pub fn recv(
     socket: &impl AsRawFd,
     buf: &mut [u8],
 ) -> io::Result<(usize, SocketAddr, Option<SystemTime>)> {
-    // SAFETY: all-zero is a valid `sockaddr_storage`, `msghdr` and control buffer.
-    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let mut control = Control([0; 64]);
-    let mut iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
-        iov_len: buf.len(),
+    let fd = socket.as_raw_fd();
+    // SAFETY: `try_init` hands out room for any socket address and its length, which
+    // `recvmsg` fills; every other pointer in `msg` points at a live buffer of the length
+    // given, and the control messages are read before the closure returns.
+    let ((n, at), source) = unsafe {
+        socket2::SockAddr::try_init(|addr, addr_len| {
+            let mut control = Control([0; 64]);
+            let mut iov = libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: buf.len(),
+            };
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_name = addr.cast();
+            msg.msg_namelen = *addr_len;
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.0.as_mut_ptr().cast();
+            msg.msg_controllen = control.0.len() as _;
+            let n = libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT);
+            if n < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            *addr_len = msg.msg_namelen;
+            Ok((n as usize, stamp(&msg)))
+        })?
     };
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = (&mut addr as *mut libc::sockaddr_storage).cast();
-    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.0.as_mut_ptr().cast();
-    msg.msg_controllen = control.0.len() as _;
-    // SAFETY: every pointer in `msg` points at a live buffer of the length given.
-    let n = unsafe { libc::recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let source = socket_addr(&addr)
+    let source = source
+        .as_socket()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unknown address family"))?;
-    Ok((n as usize, source, stamp(&msg)))
+    Ok((n, source, at))
 }
 
 fn stamp(msg: &libc::msghdr) -> Option<SystemTime> {
@@ -78,31 +86,6 @@ fn stamp(msg: &libc::msghdr) -> Option<SystemTime> {
         }
     }
     None
-}
-
-fn socket_addr(addr: &libc::sockaddr_storage) -> Option<SocketAddr> {
-    match i32::from(addr.ss_family) {
-        libc::AF_INET => {
-            // SAFETY: the family says the storage holds a `sockaddr_in`.
-            let a =
-                unsafe { &*(addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            let ip = std::net::Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr));
-            Some(SocketAddr::from((ip, u16::from_be(a.sin_port))))
-        }
-        libc::AF_INET6 => {
-            // SAFETY: the family says the storage holds a `sockaddr_in6`.
-            let a =
-                unsafe { &*(addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-            let ip = std::net::Ipv6Addr::from(a.sin6_addr.s6_addr);
-            Some(SocketAddr::V6(std::net::SocketAddrV6::new(
-                ip,
-                u16::from_be(a.sin6_port),
-                a.sin6_flowinfo,
-                a.sin6_scope_id,
-            )))
-        }
-        _ => None,
-    }
 }
 
 #[cfg(test)]
