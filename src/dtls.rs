@@ -9,7 +9,7 @@
 //! derived once, our last flight kept to answer a peer that lost it, close_notify both ways),
 //! which leaves well under a KiB per peer; data channels' records are sealed and opened there
 //! too. A suite `settled` does not speak keeps the session with its record buffers released.
-//! The SRTP, HMAC and SHA-256 parts stay str0m's.
+//! STUN's HMAC-SHA1 is ring's (`hmac`); the SRTP and SHA-256 parts stay str0m's.
 //!
 //! The media hot path touches this module only through `poll_output`, called once per `Rtc`
 //! poll: with nothing pending it answers from fields, without reading a clock.
@@ -28,6 +28,7 @@ use str0m::crypto::dtls::{
 use str0m::crypto::CryptoProvider;
 use str0m_proto::crypto::dtls::{DtlsCryptoError, DtlsCryptoOperation};
 
+mod hmac;
 mod ossl;
 mod settled;
 use ossl::{context_for, dtls_timeout, Wire};
@@ -42,11 +43,14 @@ pub fn shared() -> std::sync::Arc<CryptoProvider> {
         .clone()
 }
 
-/// str0m's crypto with this module's DTLS in place of its own.
+/// str0m's crypto with this module's DTLS in place of its own, and STUN's HMAC on ring
+/// (`hmac`).
 pub fn provider() -> CryptoProvider {
     static DTLS: SharedContextDtls = SharedContextDtls;
+    static STUN_HMAC: hmac::RingSha1Hmac = hmac::RingSha1Hmac;
     let mut crypto = str0m::crypto::from_feature_flags();
     crypto.dtls_provider = &DTLS;
+    crypto.sha1_hmac_provider = &STUN_HMAC;
     crypto
 }
 

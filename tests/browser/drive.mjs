@@ -157,7 +157,14 @@ async function collect(which) {
     errors: [...(window.amphiErrors ?? [])],
   };
   const rx = document.getElementById(which === "amphiCall" ? "call-rx" : "rx");
-  if (rx) result.rx = { state: rx.dataset.state, packets: Number(rx.dataset.packets ?? 0) };
+  if (rx) {
+    result.rx = {
+      state: rx.dataset.state,
+      packets: Number(rx.dataset.packets ?? 0),
+      // Watched on the channel's indicator only (from "connected" on).
+      ...(which === "amphi" ? { seen: Boolean(window.amphiRxSeen) } : {}),
+    };
+  }
   const pc = amphi?.pc;
   if (!pc) return result;
   const session = [...amphi.audio.values()].find((s) => s.pc === pc);
@@ -529,6 +536,18 @@ async function run(opts) {
     }
 
     await step(page, opts, "connected");
+    // Whether the receive indicator ever said audio was coming in: a host's browser on a
+    // loaded machine can pause sending for seconds, so the state at the end alone may be
+    // "quiet" although the indicator worked all along.
+    await page.evaluate(() => {
+      const rx = document.getElementById("rx");
+      if (!rx) return;
+      const note = () => {
+        if (rx.dataset.state === "receiving") window.amphiRxSeen = true;
+      };
+      note();
+      new MutationObserver(note).observe(rx, { attributes: true, attributeFilter: ["data-state"] });
+    });
     let resumed = null;
     if (opts["ready-file"]) writeFileSync(opts["ready-file"], "connected\n");
     if (opts.interrupt) {

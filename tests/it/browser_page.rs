@@ -159,9 +159,11 @@ async fn channel_at(viewport: &str) {
         listener["participants"].to_string().contains(HOST),
         "the listener's page lists the host: {listener}"
     );
+    // Seen at some point, not necessarily at the end: the host's browser may pause sending on
+    // a loaded machine (the page then rightly says "quiet").
     assert_eq!(
-        listener["rx"]["state"], "receiving",
-        "the receive indicator: {listener}"
+        listener["rx"]["seen"], true,
+        "the receive indicator showed audio coming in: {listener}"
     );
     assert!(
         listener["rx"]["packets"].as_u64().unwrap_or(0) > 50,
