@@ -27,7 +27,7 @@ use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::oneshot;
 
 use crate::signal::{ClientError, Signal};
-use crate::stats::{slot_mut, Arrival, Meter};
+use crate::stats::{micros_histogram, record_micros, slot_mut, Arrival, Meter};
 
 mod nice;
 mod stamp;
@@ -129,7 +129,7 @@ impl Herd {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (commands, rx) = sync_channel(COMMAND_QUEUE);
-        let queue = Arc::new(Mutex::new(delay_histogram()));
+        let queue = Arc::new(Mutex::new(micros_histogram()));
         let shared = queue.clone();
         let thread = std::thread::Builder::new()
             .name(name.to_string())
@@ -302,11 +302,6 @@ struct Driver {
 /// How often a herd adds its socket-to-thread waits to what [`Herd::queue_delay`] returns.
 pub const QUEUE_PUBLISH: Duration = Duration::from_millis(250);
 
-/// 1 µs to 60 s at 3 significant digits, as the peers' latency.
-fn delay_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
-}
-
 impl Driver {
     fn new(poll: Poll, commands: Receiver<Cmd>, shared: Arc<Mutex<Histogram<u64>>>) -> Self {
         Self {
@@ -316,7 +311,7 @@ impl Driver {
             deadlines: Deadlines::default(),
             due: Vec::new(),
             epoch: Instant::now(),
-            queue: delay_histogram(),
+            queue: micros_histogram(),
             shared,
             published: Instant::now(),
         }
@@ -373,8 +368,7 @@ impl Driver {
                 Ok((n, source, arrived)) => {
                     m.arrived = arrived.map(|a| {
                         let wait = SystemTime::now().duration_since(a).unwrap_or_default();
-                        let us = (wait.as_micros() as u64).clamp(1, 60_000_000);
-                        let _ = self.queue.record(us);
+                        record_micros(&mut self.queue, wait);
                         (
                             a,
                             Instant::now()

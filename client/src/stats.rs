@@ -77,8 +77,7 @@ pub struct PeerStats {
 
 impl Default for PeerStats {
     fn default() -> Self {
-        // 1 µs to 60 s at 3 significant digits.
-        let h = hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+        let h = micros_histogram();
         Self {
             video: VideoStats::default(),
             connected: false,
@@ -183,9 +182,8 @@ impl PeerStats {
         let (lo, hi) = a.seq;
         let packets = hi.wrapping_sub(lo) + 1;
         if let Some(l) = a.latency {
-            let us = (l.as_micros() as u64).clamp(1, 60_000_000);
-            let _ = self.latency_us.record(us);
-            let _ = self.interval_latency_us.record(us);
+            record_micros(&mut self.latency_us, l);
+            record_micros(&mut self.interval_latency_us, l);
         }
         self.interval_packets += packets;
         let slot = slot_mut(self, a.mid);
@@ -206,6 +204,16 @@ impl PeerStats {
         slot.last_transit = Some(transit);
         slot
     }
+}
+
+/// A histogram of durations in µs: 1 µs to 60 s at 3 significant digits.
+pub(crate) fn micros_histogram() -> hdrhistogram::Histogram<u64> {
+    hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid bounds")
+}
+
+/// Records `d` in a [`micros_histogram`], clamped to its bounds.
+pub(crate) fn record_micros(h: &mut hdrhistogram::Histogram<u64>, d: std::time::Duration) {
+    let _ = h.record((d.as_micros() as u64).clamp(1, 60_000_000));
 }
 
 pub(crate) fn slot_mut(s: &mut PeerStats, mid: Mid) -> &mut SlotStats {

@@ -15,17 +15,50 @@ use crate::server;
 /// The server's readings before any listener joined.
 pub(super) struct Baseline {
     rss: Option<u64>,
-    cpu: Option<f64>,
-    media_cpu: Option<f64>,
+    cpu: ServerCpu,
     forwarded: Option<f64>,
+}
+
+/// The server's CPU seconds so far: the whole process, and its media threads.
+#[derive(Clone, Copy)]
+struct ServerCpu {
+    total: Option<f64>,
+    media: Option<f64>,
+}
+
+impl ServerCpu {
+    fn read(pid: Option<u32>) -> Self {
+        ServerCpu {
+            total: pid.and_then(server::cpu_seconds),
+            media: pid.and_then(|p| server::thread_cpu_seconds(p, server::MEDIA_THREADS)),
+        }
+    }
+
+    fn since(self, earlier: ServerCpu) -> ServerCpu {
+        ServerCpu {
+            total: delta(earlier.total, self.total),
+            media: delta(earlier.media, self.media),
+        }
+    }
+}
+
+fn delta(earlier: Option<f64>, later: Option<f64>) -> Option<f64> {
+    Some(later? - earlier?)
+}
+
+/// CPU seconds per packet, in µs.
+fn us_per_packet(cpu: Option<f64>, packets: Option<f64>) -> Option<f64> {
+    match (cpu, packets) {
+        (Some(c), Some(p)) if p > 0.0 => Some(c / p * 1e6),
+        _ => None,
+    }
 }
 
 impl Baseline {
     pub(super) async fn read(url: &str, pid: Option<u32>) -> Self {
         Baseline {
             rss: pid.and_then(server::rss_bytes),
-            cpu: pid.and_then(server::cpu_seconds),
-            media_cpu: pid.and_then(|p| server::thread_cpu_seconds(p, server::MEDIA_THREADS)),
+            cpu: ServerCpu::read(pid),
             forwarded: server::metric(url, "amphi_packets_forwarded_total").await,
         }
     }
@@ -54,8 +87,8 @@ pub(super) struct Sampler {
     peak_listeners: usize,
     // Server cost is measured once every listener is in and hearing: joins and handshakes
     // are not forwarding.
-    /// At the steady window's start: server CPU, its media threads' CPU, packets forwarded.
-    steady: Option<(Option<f64>, Option<f64>, Option<f64>)>,
+    /// At the steady window's start: the server's CPU and the packets it had forwarded.
+    steady: Option<(ServerCpu, Option<f64>)>,
     /// When the steady window opened, on the timeline's clock.
     steady_from_s: Option<f64>,
     mixer0: Option<server::MixerSnapshot>,
@@ -139,9 +172,7 @@ impl Sampler {
         self.peak_listeners = self.peak_listeners.max(active.len());
         if self.steady.is_none() && self.total != usize::MAX && hearing >= self.total {
             self.steady = Some((
-                self.pid.and_then(server::cpu_seconds),
-                self.pid
-                    .and_then(|p| server::thread_cpu_seconds(p, server::MEDIA_THREADS)),
+                ServerCpu::read(self.pid),
                 server::metric(&self.url, "amphi_packets_forwarded_total").await,
             ));
             self.mixer0 = server::mixer_snapshot(&self.url).await;
@@ -183,16 +214,10 @@ impl Sampler {
     /// the steady window (or the whole run when it never opened), and the swarm likewise.
     pub(super) async fn finish(self, scenario: &Scenario) -> Gathered {
         let elapsed_s = self.started.elapsed().as_secs_f64();
-        let cpu1 = self.pid.and_then(server::cpu_seconds);
-        let media1 = self
-            .pid
-            .and_then(|p| server::thread_cpu_seconds(p, server::MEDIA_THREADS));
+        let cpu1 = ServerCpu::read(self.pid);
         let handovers = server::metric(&self.url, "amphi_media_handovers_total").await;
         let peer_moves = server::metric(&self.url, "amphi_media_peer_moves_total").await;
-        let swarm_cpu = match (self.swarm0.0, server::cpu_seconds(self.own)) {
-            (Some(a), Some(b)) => Some(b - a),
-            _ => None,
-        };
+        let swarm_cpu = delta(self.swarm0.0, server::cpu_seconds(self.own));
         let window = self.swarm0.1.elapsed().as_secs_f64();
         // The server's window starts where the swarm's does (all listeners hearing).
         let steady_window = window;
@@ -201,9 +226,7 @@ impl Sampler {
             cpu_seconds: swarm_cpu,
             cores: swarm_cpu.filter(|_| window > 0.0).map(|c| c / window),
             herd_threads: scenario.herd_threads,
-            cpu_us_per_received_packet: swarm_cpu
-                .filter(|_| window_received > 0)
-                .map(|c| c / window_received as f64 * 1e6),
+            cpu_us_per_received_packet: us_per_packet(swarm_cpu, Some(window_received as f64)),
             // Filled in from the herds once the listeners are gone.
             queue: Default::default(),
         };
@@ -212,36 +235,21 @@ impl Sampler {
             (Some(a), Some(b)) => b.since(&a),
             _ => None,
         };
-        let (cpu0, media0, fwd0) = match self.steady {
-            Some((c, m, f)) if c.is_some() && f < fwd1 => (c, m, f),
-            _ => (self.base.cpu, self.base.media_cpu, self.base.forwarded),
+        let (cpu0, fwd0) = match self.steady {
+            Some((c, f)) if c.total.is_some() && f < fwd1 => (c, f),
+            _ => (self.base.cpu, self.base.forwarded),
         };
-        let forwarded = match (fwd0, fwd1) {
-            (Some(a), Some(b)) => Some(b - a),
-            _ => None,
-        };
-        let cpu = match (cpu0, cpu1) {
-            (Some(a), Some(b)) => Some(b - a),
-            _ => None,
-        };
-        let media_cpu = match (media0, media1) {
-            (Some(a), Some(b)) => Some(b - a),
-            _ => None,
-        };
+        let forwarded = delta(fwd0, fwd1);
+        let spent = cpu1.since(cpu0);
+        let cpu = spent.total;
         let peers = (self.peak_listeners + scenario.channels * scenario.hosts).max(1) as f64;
         let server = ServerCost {
             probe_us_per_packet: None,
             probe_batched_us_per_packet: None,
             probe_fanout_us_per_packet: None,
             probe_fanout_receivers: None,
-            cpu_us_per_forwarded_packet: match (cpu, forwarded) {
-                (Some(c), Some(f)) if f > 0.0 => Some(c / f * 1e6),
-                _ => None,
-            },
-            media_cpu_us_per_forwarded_packet: match (media_cpu, forwarded) {
-                (Some(c), Some(f)) if f > 0.0 => Some(c / f * 1e6),
-                _ => None,
-            },
+            cpu_us_per_forwarded_packet: us_per_packet(cpu, forwarded),
+            media_cpu_us_per_forwarded_packet: us_per_packet(spent.media, forwarded),
             forwarded_packets: forwarded,
             cpu_seconds: cpu,
             rss_bytes_per_peer: match (self.peak_rss, self.base.rss) {

@@ -101,9 +101,7 @@ impl Worker {
     /// Sends what the last turn produced, in one system call per `SendBatch::FLUSH_AT`.
     pub(super) fn flush_out(&mut self) {
         self.tcp.flush();
-        let flushed = self.out.flush(self.fd);
-        self.metrics
-            .drop(DropReason::SocketFull, flushed.dropped as u64);
+        flush_udp(&mut self.out, self.fd, &mut self.metrics);
     }
 
     // A refused message comes back whole so that it can wait its turn in order; boxing it
@@ -246,9 +244,7 @@ impl Worker {
                         peer.media_to = Some(t.destination);
                     }
                     if self.out.push(t.destination, t.contents.into()) {
-                        let flushed = self.out.flush(self.fd);
-                        self.metrics
-                            .drop(DropReason::SocketFull, flushed.dropped as u64);
+                        flush_udp(&mut self.out, self.fd, &mut self.metrics);
                     }
                 }
                 Ok(Output::Event(e)) => self.events.push(e),
@@ -305,6 +301,13 @@ impl Worker {
         };
         self.input_on(key, Protocol::Tcp, source, data);
     }
+}
+
+/// Sends the batch now, counting what the socket refused. A free function: callers flush a
+/// full batch mid-turn while holding a peer of the worker's.
+pub(super) fn flush_udp(out: &mut SendBatch, fd: std::os::fd::RawFd, metrics: &mut WorkerMetrics) {
+    let flushed = out.flush(fd);
+    metrics.drop(DropReason::SocketFull, flushed.dropped as u64);
 }
 
 /// RFC 7983 §7: a first byte of 0–3 is STUN.

@@ -116,9 +116,7 @@ impl Worker {
             Some(full) => {
                 self.metrics.sealed();
                 if full {
-                    let flushed = self.out.flush(self.fd);
-                    self.metrics
-                        .drop(DropReason::SocketFull, flushed.dropped as u64);
+                    super::flows::flush_udp(&mut self.out, self.fd, &mut self.metrics);
                 }
             }
             None => {
